@@ -1,0 +1,42 @@
+"""nnscratch: neural networks from scratch in NumPy.
+
+The engine (``functional``, ``activations``, ``layers``, ``losses``,
+``initializers``, ``optimizers``, ``network``, ``training``) imports only
+NumPy. Everything else (datasets, plots, the CLI, the scikit-learn adapter)
+is built on it.
+
+>>> import nnscratch as nn
+>>> net = nn.Network.from_sizes([2, 4, 1], "tanh", "sigmoid",
+...                             loss="binary_cross_entropy", seed=0)
+>>> net.n_params
+17
+"""
+
+from __future__ import annotations
+
+from .activations import Activation, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .callbacks import Callback, EarlyStopping, History, ProgressBar
+from .gradcheck import GradCheckResult, gradcheck
+from .io import ModelFileError, load
+from .layers import Dense, Dropout, Layer
+from .losses import BinaryCrossEntropy, CrossEntropy, Loss, MeanSquaredError, Quadratic
+from .network import Network
+from .optimizers import SGD, AdaGrad, Adam, AdamW, Optimizer, RMSProp
+from .schedules import Constant, CosineDecay, ExponentialDecay, InverseScaling, Schedule, StepDecay
+from .training import TrainingDivergedError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Activation", "Identity", "LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh",
+    "Callback", "EarlyStopping", "History", "ProgressBar",
+    "GradCheckResult", "gradcheck",
+    "ModelFileError", "load",
+    "Dense", "Dropout", "Layer",
+    "BinaryCrossEntropy", "CrossEntropy", "Loss", "MeanSquaredError", "Quadratic",
+    "Network",
+    "SGD", "AdaGrad", "Adam", "AdamW", "Optimizer", "RMSProp",
+    "Constant", "CosineDecay", "ExponentialDecay", "InverseScaling", "Schedule", "StepDecay",
+    "TrainingDivergedError",
+    "__version__",
+]

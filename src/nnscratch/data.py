@@ -1,0 +1,80 @@
+"""Data plumbing: mini-batch index iteration and seeded (stratified) splits."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+
+__all__ = ["batch_indices", "train_test_split"]
+
+
+def batch_indices(
+    n: int, batch_size: int, rng: np.random.Generator | None = None
+) -> Iterator[np.ndarray | slice]:
+    """Yield the rows of each mini-batch of an epoch.
+
+    With ``rng``, a fresh permutation (index arrays); without, contiguous
+    slices in order (no copying at all). The last batch may be smaller.
+    """
+    if rng is None:
+        for start in range(0, n, batch_size):
+            yield slice(start, min(start + batch_size, n))
+        return
+    order = rng.permutation(n)
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+def train_test_split(
+    *arrays: Any,
+    test_size: float = 0.25,
+    seed: int | None = None,
+    stratify: Any = None,
+) -> list[Any]:
+    """Split arrays into train and test parts by a seeded random permutation.
+
+    Parameters
+    ----------
+    *arrays : array-like
+        Same length along axis 0.
+    test_size : float in (0, 1)
+        Fraction that goes to the test part.
+    seed : int, optional
+    stratify : array-like of labels, optional
+        Keep each label's proportion in both parts (each class contributes
+        ``round(test_size * count)`` samples to the test part).
+
+    Returns
+    -------
+    list
+        ``[a_train, a_test, b_train, b_test, ...]``.
+    """
+    if not arrays:
+        raise ValueError("train_test_split needs at least one array.")
+    n = arrays[0].shape[0]
+    if any(a.shape[0] != n for a in arrays):
+        raise ValueError(f"All arrays must have the same length. Received {[a.shape[0] for a in arrays]}.")
+    if not isinstance(test_size, float) or not 0.0 < test_size < 1.0:
+        raise ValueError(f"test_size must be a float in (0, 1). Received test_size={test_size!r}.")
+    rng = np.random.default_rng(seed)
+    if stratify is None:
+        order = rng.permutation(n)
+        n_test = max(1, int(round(test_size * n)))
+        test, train = order[:n_test], order[n_test:]
+    else:
+        labels = np.asarray(stratify)
+        test_parts, train_parts = [], []
+        for label in np.unique(labels):
+            members = rng.permutation(np.flatnonzero(labels == label))
+            k = int(round(test_size * members.size))
+            test_parts.append(members[:k])
+            train_parts.append(members[k:])
+        test, train = np.sort(np.concatenate(test_parts)), np.sort(np.concatenate(train_parts))
+        test, train = rng.permutation(test), rng.permutation(train)
+    if train.size == 0 or test.size == 0:
+        raise ValueError(f"test_size={test_size} leaves one part empty for {n} samples.")
+    out: list[Any] = []
+    for a in arrays:
+        out.extend([a[train], a[test]])
+    return out

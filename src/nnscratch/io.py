@@ -1,0 +1,196 @@
+"""Saving and loading networks as safetensors files.
+
+A model file is data, never code. It holds:
+
+* the weights, as named tensors (``layers.0.W``, ``layers.0.b``, ...);
+* optionally the optimizer state (``optimizer.W.m``, ...), so training resumes;
+* JSON metadata: a format marker and version, the architecture, loss,
+  optimizer and training settings (``network.get_config()``), plus any extra
+  JSON the caller attaches (a vocabulary, class names).
+
+Loading parses the header itself, checks every name against the registries
+and every tensor's dtype and shape against the architecture, and only then
+builds the network. Nothing is ever unpickled. Writes go to a temporary file
+in the same folder, flushed to disk and atomically renamed over the target, so
+a crash mid-save leaves the old file (or none), never half of a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .network import Network
+
+__all__ = ["save", "load", "read_metadata", "ModelFileError", "FORMAT_VERSION"]
+
+FORMAT = "nnscratch"
+FORMAT_VERSION = 1
+_DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64}
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, truncated, corrupted, foreign or too new."""
+
+
+def save(network: Network, path: str | os.PathLike[str], include_optimizer: bool = True, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``network`` to ``path`` (conventionally ``*.safetensors``) atomically.
+
+    Parameters
+    ----------
+    network : Network
+    path : path-like
+    include_optimizer : bool, default True
+        Also store the optimizer's state and step count, so ``fit`` can resume.
+    extra : dict, optional
+        JSON-serialisable data stored beside the config (read it back with
+        ``read_metadata(path)["extra"]``).
+    """
+    from safetensors.numpy import save as st_save
+
+    tensors: dict[str, np.ndarray] = {}
+    for i, layer in enumerate(network.layers):
+        for key, value in layer.params.items():
+            tensors[f"layers.{i}.{key}"] = np.ascontiguousarray(value)
+    optimizer_meta = None
+    if include_optimizer:
+        opt = network.optimizer
+        for group, state in opt.state.items():
+            for name, value in state.items():
+                if not name.startswith("_"):
+                    tensors[f"optimizer.{group}.{name}"] = np.ascontiguousarray(value)
+        optimizer_meta = {"iterations": opt.iterations}
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "config": json.dumps(network.get_config()),
+        "optimizer_state": json.dumps(optimizer_meta),
+        "extra": json.dumps(extra or {}),
+    }
+    blob = st_save(tensors, metadata=metadata)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _read_header(path: Path) -> tuple[dict[str, Any], bytes]:
+    if not path.is_file():
+        raise ModelFileError(f"No model file at {path}.")
+    data = path.read_bytes()
+    if len(data) < 8:
+        raise ModelFileError(f"{path} is not a model file: it is {len(data)} bytes long (truncated or empty).")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > len(data) - 8 or n > 100_000_000:
+        raise ModelFileError(f"{path} is truncated or not a safetensors file (header claims {n} bytes).")
+    try:
+        header = json.loads(data[8 : 8 + n])
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelFileError(f"{path} has a corrupted header: {err}.") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path} has a corrupted header (not a JSON object).")
+    meta = header.get("__metadata__") or {}
+    if meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is a safetensors file but not an nnscratch model (no nnscratch metadata).")
+    try:
+        version = int(meta.get("format_version", ""))
+    except ValueError:
+        raise ModelFileError(f"{path} has an unreadable format_version {meta.get('format_version')!r}.") from None
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} was written by a newer nnscratch (model format {version}; this version reads up to "
+            f"{FORMAT_VERSION}). Upgrade nnscratch to load it."
+        )
+    payload = len(data) - 8 - n
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, stop = info.get("data_offsets", (0, -1))
+        if info.get("dtype") not in _DTYPES or not 0 <= start <= stop <= payload:
+            raise ModelFileError(f"{path} is truncated or corrupted (tensor {name!r} lies outside the file).")
+        expected = int(np.prod(info.get("shape", []), dtype=np.int64)) * np.dtype(_DTYPES[info["dtype"]]).itemsize
+        if stop - start != expected:
+            raise ModelFileError(f"{path} is corrupted (tensor {name!r} has the wrong byte length).")
+    return header, data
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The decoded metadata of a model file: ``config``, ``optimizer_state``, ``extra``."""
+    header, _ = _read_header(Path(path))
+    meta = header["__metadata__"]
+    try:
+        return {
+            "format_version": int(meta["format_version"]),
+            "config": json.loads(meta["config"]),
+            "optimizer_state": json.loads(meta.get("optimizer_state", "null")),
+            "extra": json.loads(meta.get("extra", "{}")),
+        }
+    except (KeyError, json.JSONDecodeError) as err:
+        raise ModelFileError(f"{Path(path)} has corrupted metadata: {err}.") from None
+
+
+def load(path: str | os.PathLike[str]) -> Network:
+    """Rebuild a network saved by ``save``; it predicts bit-identically.
+
+    Raises
+    ------
+    ModelFileError
+        If the file is missing, truncated, corrupted, not an nnscratch model,
+        or written by a newer format version.
+    """
+    from safetensors.numpy import load as st_load
+
+    from .network import Network
+
+    path = Path(path)
+    _, data = _read_header(path)
+    meta = read_metadata(path)
+    try:
+        network = Network.from_config(meta["config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelFileError(f"{path} describes a network this version cannot build: {err}") from None
+    try:
+        tensors = st_load(data)
+    except Exception as err:  # safetensors raises its own error types
+        raise ModelFileError(f"{path} could not be decoded: {err}") from None
+    for i, layer in enumerate(network.layers):
+        for key, target in layer.params.items():
+            name = f"layers.{i}.{key}"
+            if name not in tensors:
+                raise ModelFileError(f"{path} is missing the tensor {name!r}.")
+            if tensors[name].shape != target.shape or tensors[name].dtype != target.dtype:
+                raise ModelFileError(
+                    f"{path}: tensor {name!r} has shape {tensors[name].shape} {tensors[name].dtype}, "
+                    f"expected {target.shape} {target.dtype}."
+                )
+            target[...] = tensors[name]
+    if not np.isfinite(network._flat).all():
+        raise ModelFileError(f"{path} holds NaN or infinite weights.")
+    state = meta["optimizer_state"]
+    if state:
+        opt = network.optimizer
+        opt.iterations = int(state["iterations"])
+        for name, value in tensors.items():
+            if name.startswith("optimizer."):
+                _, group, slot = name.split(".", 2)
+                opt.state.setdefault(group, {})[slot] = value.copy()
+        for group, slots in opt.state.items():  # scratch buffers are not saved
+            for slot in opt._state_names:
+                slots.setdefault(slot, np.zeros_like(network._opt_params[group]))
+    return network

@@ -1,0 +1,281 @@
+"""Layers: ``Dense`` (an affine map followed by an activation) and ``Dropout``.
+
+A layer keeps its parameters in ``self.params`` and the gradients of the last
+``backward`` in ``self.grads``, a dict with the same keys. ``forward(x)``
+returns the output and caches the input; ``backward(grad_output)`` returns the
+gradient for the input. Rows are samples, so ``Dense`` computes ``x @ W + b``
+with ``W`` of shape ``(n_in, n_out)``.
+
+Parameters are created by ``build(rng, dtype)``, which the ``Network`` calls;
+weights given explicitly (``weights=``, ``biases=``) are used as they are, so a
+classic example with printed numbers can be reproduced exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._registry import Registry
+from .activations import Activation, get_activation
+from .initializers import get_initializer
+
+__all__ = ["Layer", "Dense", "Dropout", "LAYERS"]
+
+LAYERS = Registry("layer")
+
+
+def _is_sparse(x: Any) -> bool:
+    # scipy.sparse matrices and arrays carry a ``format`` string; the engine
+    # never imports SciPy, it only needs to know not to call dense-only code.
+    return hasattr(x, "tocsr") and hasattr(x, "format")
+
+
+class Layer:
+    """Base class. Layers without parameters keep empty ``params``/``grads``."""
+
+    registry_name = "layer"
+    n_in: int
+    n_out: int
+
+    def __init__(self) -> None:
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+
+    @property
+    def built(self) -> bool:
+        return True
+
+    def build(self, rng: np.random.Generator, dtype: np.dtype) -> None:
+        """Create parameters (no-op for layers without any)."""
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def penalty(self) -> float:
+        """Regularisation term this layer adds to the loss."""
+        return 0.0
+
+    def get_config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+@LAYERS.register("dense")
+class Dense(Layer):
+    """Fully connected layer ``a = activation(x @ W + b)``.
+
+    Parameters
+    ----------
+    n_in, n_out : int
+        Input and output widths.
+    activation : str or Activation, default "identity"
+        ``"identity"``, ``"sigmoid"``, ``"tanh"``, ``"relu"``, ``"leaky_relu"``,
+        ``"softmax"`` or an ``Activation`` instance.
+    bias : bool, default True
+        Whether to add a bias vector ``b``.
+    initializer : str or callable, default "glorot_uniform"
+        Scheme for ``W`` (see ``nnscratch.initializers``).
+    bias_initializer : str or callable, default "zeros"
+    weights : array-like of shape (n_in, n_out), optional
+        Explicit initial ``W`` (copied); overrides ``initializer``.
+    biases : array-like of shape (n_out,), optional
+        Explicit initial ``b`` (copied).
+    l2, l1 : float, default 0
+        Regularisation on ``W`` only (never on ``b``). The loss gains
+        ``l2/2 * ||W||^2 + l1 * |W|_1``, so the gradient gains
+        ``l2 * W + l1 * sign(W)``.
+
+    Examples
+    --------
+    >>> Dense(784, 30, "sigmoid")
+    Dense(784 -> 30, sigmoid)
+    """
+
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        activation: str | Activation | None = "identity",
+        *,
+        bias: bool = True,
+        initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        weights: Any = None,
+        biases: Any = None,
+        l2: float = 0.0,
+        l1: float = 0.0,
+    ) -> None:
+        super().__init__()
+        for name, value in (("n_in", n_in), ("n_out", n_out)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer. Received {name}={value!r}.")
+        for name, value in (("l2", l2), ("l1", l1)):
+            if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0. Received {name}={value!r}.")
+        self.n_in, self.n_out = int(n_in), int(n_out)
+        self.activation = get_activation(activation)
+        self.bias = bool(bias)
+        self.initializer = get_initializer(initializer)
+        self.bias_initializer = get_initializer(bias_initializer)
+        self._initializer_name = initializer if isinstance(initializer, str) else None
+        self._bias_initializer_name = bias_initializer if isinstance(bias_initializer, str) else None
+        self.l2, self.l1 = float(l2), float(l1)
+        self._initial = {"W": self._check_given("weights", weights, (self.n_in, self.n_out))}
+        if biases is not None and not self.bias:
+            raise ValueError("biases were given but bias=False. Drop biases= or set bias=True.")
+        self._initial["b"] = self._check_given("biases", biases, (self.n_out,))
+
+    @staticmethod
+    def _check_given(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+        if value is None:
+            return None
+        arr = np.array(value, dtype=np.float64 if not hasattr(value, "dtype") else None)
+        if arr.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}. Received shape {arr.shape}.")
+        if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} must be finite numbers.")
+        return arr
+
+    @property
+    def built(self) -> bool:
+        return "W" in self.params
+
+    def build(self, rng: np.random.Generator, dtype: np.dtype) -> None:
+        """Create ``W`` (and ``b``) in ``dtype``, drawing from ``rng`` unless given."""
+        dtype = np.dtype(dtype)
+        given_w, given_b = self._initial["W"], self._initial["b"]
+        if self.built:  # rebuilt in another dtype: keep the values
+            given_w, given_b = self.params["W"], self.params.get("b")
+        w = given_w if given_w is not None else self.initializer(rng, (self.n_in, self.n_out), dtype)
+        self.params = {"W": np.array(w, dtype=dtype)}
+        if self.bias:
+            b = given_b if given_b is not None else self.bias_initializer(rng, (self.n_out,), dtype)
+            self.params["b"] = np.array(b, dtype=dtype)
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+
+    def forward_linear(self, x: np.ndarray) -> np.ndarray:
+        """The pre-activation ``z = x @ W + b``; caches ``x`` for the weight gradient."""
+        self.x = x
+        z = x @ self.params["W"]
+        if self.bias:
+            z += self.params["b"]
+        self.z = z
+        return z
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """``activation(x @ W + b)`` for ``x`` of shape (n, n_in)."""
+        return self.activation.forward(self.forward_linear(x))
+
+    def backward_linear(self, grad_z: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        """Given ``dC/dz``: store ``dC/dW = x^T dC/dz`` (+ penalty terms) and
+        ``dC/db = sum over samples of dC/dz``; return ``dC/dx = dC/dz W^T``.
+
+        The input gradient is skipped (None) when ``need_input_grad`` is False,
+        as it is for the first layer, whose input is the data.
+        """
+        W = self.params["W"]
+        if _is_sparse(self.x):
+            self.grads["W"][...] = self.x.T @ grad_z
+        else:
+            np.matmul(self.x.T, grad_z, out=self.grads["W"])
+        if self.l2:
+            self.grads["W"] += self.l2 * W
+        if self.l1:
+            self.grads["W"] += self.l1 * np.sign(W)
+        if self.bias:
+            np.sum(grad_z, axis=0, out=self.grads["b"])
+        return grad_z @ W.T if need_input_grad else None
+
+    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        """Backpropagate ``dC/da`` through the activation, then the affine map."""
+        return self.backward_linear(self.activation.backward(grad_output), need_input_grad)
+
+    def penalty(self) -> float:
+        """``l2/2 * ||W||^2 + l1 * sum|W|`` (zero when both are zero)."""
+        total = 0.0
+        if self.l2:
+            w = self.params["W"].ravel()
+            total += 0.5 * self.l2 * float(np.dot(w, w))
+        if self.l1:
+            total += self.l1 * float(np.abs(self.params["W"]).sum())
+        return total
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "name": self.registry_name,
+            "n_in": self.n_in,
+            "n_out": self.n_out,
+            "activation": self.activation.get_config(),
+            "bias": self.bias,
+            "initializer": self._initializer_name,
+            "bias_initializer": self._bias_initializer_name,
+            "l2": self.l2,
+            "l1": self.l1,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Dense:
+        from .activations import ACTIVATIONS
+
+        config = dict(config)
+        config.pop("name", None)
+        config["activation"] = ACTIVATIONS.from_config(config["activation"])
+        config["initializer"] = config.get("initializer") or "zeros"
+        config["bias_initializer"] = config.get("bias_initializer") or "zeros"
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        extra = "" if self.bias else ", no bias"
+        return f"Dense({self.n_in} -> {self.n_out}, {self.activation!r}{extra})"
+
+
+@LAYERS.register("dropout")
+class Dropout(Layer):
+    """Inverted dropout: in training, zero each unit with probability ``rate``
+    and scale the survivors by ``1 / (1 - rate)``; at inference, the identity.
+
+    The mask is drawn from the generator given to ``build`` (the network's
+    dropout stream). Set ``hold_mask = True`` to reuse the last mask, which
+    gradient checks need.
+    """
+
+    def __init__(self, rate: float) -> None:
+        super().__init__()
+        if not (isinstance(rate, (int, float)) and 0.0 <= rate < 1.0):
+            raise ValueError(f"rate must lie in [0, 1). Received rate={rate!r}.")
+        self.rate = float(rate)
+        self.hold_mask = False
+        self.mask: np.ndarray | None = None
+        self.rng = np.random.default_rng(0)
+        self.n_in = self.n_out = 0  # set by the network from its neighbours
+
+    def build(self, rng: np.random.Generator, dtype: np.dtype) -> None:
+        self.rng = rng
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if not training or self.rate == 0.0:
+            self.mask = None
+            return x
+        if not (self.hold_mask and self.mask is not None and self.mask.shape == x.shape):
+            keep = self.rng.random(x.shape, dtype=np.float32) >= self.rate
+            self.mask = keep.astype(x.dtype) * (1.0 / (1.0 - self.rate))
+        return x * self.mask
+
+    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        if not need_input_grad:
+            return None
+        return grad_output if self.mask is None else grad_output * self.mask
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.registry_name, "rate": self.rate}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Dropout:
+        return cls(rate=config["rate"])
+
+    def __repr__(self) -> str:
+        return f"Dropout({self.rate:g})"

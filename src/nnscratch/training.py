@@ -1,0 +1,173 @@
+"""The training loop behind ``Network.fit``.
+
+Each epoch draws a fresh permutation of the row indices and walks it in
+mini-batches, so the dataset itself is never copied or reshuffled in memory.
+Every step is guarded: before it, the parameters are copied to a backup
+buffer, so that a step that produces a NaN or infinite loss, or a Ctrl-C that
+lands half-way through an update, can be undone exactly.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from ._validation import check_fraction, check_positive_int, check_sample_weight, check_targets, check_X
+from .callbacks import Callback, History, ProgressBar
+from .data import batch_indices
+
+if TYPE_CHECKING:
+    from .network import Network
+
+__all__ = ["fit", "TrainingDivergedError"]
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The loss became NaN or infinite. ``history`` holds the completed epochs."""
+
+    def __init__(self, message: str, history: History) -> None:
+        super().__init__(message)
+        self.history = history
+
+
+def _take(a: Any, rows: Any) -> Any:
+    return None if a is None else a[rows]
+
+
+def _prepare_validation(net: Network, data: Any) -> tuple[Any, np.ndarray, Any] | None:
+    if data is None:
+        return None
+    if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+        raise ValueError("validation_data must be a tuple (X_val, y_val) or (X_val, y_val, sample_weight_val).")
+    Xv = check_X(data[0], net.n_inputs, net.dtype, name="X_val")
+    yv = check_targets(data[1], Xv.shape[0], net.n_outputs, net.loss, net.dtype, name="y_val")
+    wv = check_sample_weight(data[2], Xv.shape[0], net.dtype) if len(data) == 3 else None
+    return Xv, yv, wv
+
+
+def fit(
+    net: Network,
+    X: Any,
+    y: Any,
+    *,
+    epochs: int = 1,
+    batch_size: int | None = 32,
+    shuffle: bool = True,
+    validation_data: Any = None,
+    validation_split: float = 0.0,
+    sample_weight: Any = None,
+    callbacks: Sequence[Callback] | None = None,
+    verbose: int | bool = 0,
+) -> History:
+    """Train ``net`` by mini-batch gradient descent and return a ``History``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n, n_inputs), or a scipy.sparse matrix
+    y : array-like
+        Targets in the form the loss expects (see ``CrossEntropy.targets``).
+    epochs : int, default 1
+    batch_size : int or None, default 32
+        ``None`` is full-batch gradient descent, ``1`` is online learning.
+    shuffle : bool, default True
+        Visit the rows in a new random order each epoch (from the network's seed).
+    validation_data : tuple (X_val, y_val[, w_val]), optional
+        Scored after every epoch as ``val_loss`` (and ``val_accuracy``).
+    validation_split : float in [0, 1), default 0
+        Hold out this last fraction of ``X``/``y`` (before shuffling) as
+        validation data. Ignored when ``validation_data`` is given.
+    sample_weight : array-like of shape (n,), optional
+    callbacks : list of Callback, optional
+    verbose : int or bool, default 0
+        Show a progress bar when true.
+
+    Returns
+    -------
+    History
+        ``history.history`` maps ``loss``, ``accuracy``, ``val_loss``, ... to
+        per-epoch lists; ``history.stop_reason`` says why training ended.
+
+    Raises
+    ------
+    TrainingDivergedError
+        If the loss becomes NaN or infinite. The weights from before the
+        failing step are restored first.
+    """
+    epochs = check_positive_int("epochs", epochs)
+    batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
+    validation_split = check_fraction("validation_split", validation_split)
+    X = check_X(X, net.n_inputs, net.dtype)
+    y = check_targets(y, X.shape[0], net.n_outputs, net.loss, net.dtype)
+    w = check_sample_weight(sample_weight, X.shape[0], net.dtype)
+    validation = _prepare_validation(net, validation_data)
+    if validation is None and validation_split:
+        n_val = int(X.shape[0] * validation_split)
+        if n_val < 1 or n_val >= X.shape[0]:
+            raise ValueError(f"validation_split={validation_split} leaves no data on one side of {X.shape[0]} samples.")
+        cut = X.shape[0] - n_val
+        validation = (X[cut:], y[cut:], None if w is None else w[cut:])
+        X, y, w = X[:cut], y[:cut], None if w is None else w[:cut]
+    callbacks = list(callbacks or [])
+    if not all(isinstance(cb, Callback) for cb in callbacks):
+        raise TypeError(f"callbacks must be Callback instances. Received {callbacks!r}.")
+
+    n = X.shape[0]
+    size = n if batch_size is None else min(batch_size, n)
+    steps = -(-n // size)
+    history = History()
+    net.history = history
+    metrics = ["loss"] + (["accuracy"] if net.is_classifier else [])
+    if validation is not None:
+        metrics += [f"val_{m}" for m in metrics]
+    all_callbacks: list[Callback] = [history, *callbacks] + ([ProgressBar()] if verbose else [])
+    for cb in all_callbacks:
+        cb.set_network(net)
+    net.stop_training = False
+    backup = net._flat.copy()
+    per_output = net.is_classifier and y.ndim == 2 and net.loss.fused_activation == "sigmoid"
+    info = {"epochs": epochs, "steps_per_epoch": steps, "metrics": metrics}
+    for cb in all_callbacks:
+        cb.on_train_begin(info)
+    step = 0
+    try:
+        for epoch in range(epochs):
+            total_loss, correct = 0.0, 0.0
+            for rows in batch_indices(n, size, net.rng if shuffle else None):
+                xb, yb, wb = X[rows], y[rows], _take(w, rows)
+                np.copyto(backup, net._flat)
+                loss, out = net.train_step(xb, yb, wb)
+                if not np.isfinite(loss):
+                    np.copyto(net._flat, backup)
+                    history.stop_reason = "diverged"
+                    raise TrainingDivergedError(
+                        f"The loss became {loss} at epoch {epoch + 1}; training stopped and the weights from "
+                        "before that step were restored. Try a lower learning rate, scaling the inputs "
+                        "(e.g. to [0, 1] or zero mean and unit variance), or a smaller initialisation.",
+                        history,
+                    )
+                batch_n = xb.shape[0]
+                total_loss += loss * batch_n
+                if net.is_classifier:
+                    correct += net.count_correct(out, yb)
+                step += 1
+                for cb in all_callbacks:
+                    cb.on_batch_end(step, {"loss": loss})
+            logs = {"loss": total_loss / n}
+            if net.is_classifier:
+                logs["accuracy"] = correct / (y.size if per_output else n)
+            if validation is not None:
+                scores = net.evaluate(*validation)
+                logs.update({f"val_{k}": v for k, v in scores.items()})
+            for cb in all_callbacks:
+                cb.on_epoch_end(epoch, logs)
+            if net.stop_training:
+                history.stop_reason = "early_stopping"
+                break
+    except KeyboardInterrupt:
+        np.copyto(net._flat, backup)  # undo a step the interrupt may have cut in half
+        history.stop_reason = "interrupted"
+    finally:
+        for cb in all_callbacks:
+            cb.on_train_end({"stop_reason": history.stop_reason})
+    return history

@@ -1,0 +1,49 @@
+"""Shared fixtures: small datasets and the location of the shared MNIST."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def xor() -> tuple[np.ndarray, np.ndarray]:
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
+    return X, np.array([0, 1, 1, 0])
+
+
+@pytest.fixture
+def blobs() -> tuple[np.ndarray, np.ndarray]:
+    """Three well separated Gaussian blobs in 4-D, 60 samples."""
+    rng = np.random.default_rng(7)
+    centers = rng.normal(0, 4, size=(3, 4))
+    y = np.repeat(np.arange(3), 20)
+    X = centers[y] + rng.normal(0, 0.5, size=(60, 4))
+    return X, y
+
+
+def mnist_path() -> Path | None:
+    """The shared MNIST file, via NNSCRATCH_DATA (set by .ci/run), if present."""
+    root = os.environ.get("NNSCRATCH_DATA")
+    candidates = [Path(root)] if root else []
+    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data")
+    for folder in candidates:
+        if (folder / "mnist.pkl.gz").is_file():
+            return folder / "mnist.pkl.gz"
+    return None
+
+
+@pytest.fixture(scope="session")
+def mnist() -> tuple:
+    """(train, validation, test) pairs from the shared mnist.pkl.gz."""
+    import gzip
+    import pickle
+
+    path = mnist_path()
+    if path is None:
+        pytest.skip("shared MNIST not found (set NNSCRATCH_DATA to the folder holding mnist.pkl.gz)")
+    with gzip.open(path, "rb") as f:
+        return pickle.load(f, encoding="latin1")
