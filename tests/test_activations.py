@@ -25,7 +25,9 @@ def test_backward_matches_central_differences(name):
         zp, zm = z.copy(), z.copy()
         zp[idx] += eps
         zm[idx] -= eps
-        numeric[idx] = np.sum(upstream * (get_activation(name).forward(zp) - get_activation(name).forward(zm))) / (2 * eps)
+        numeric[idx] = np.sum(upstream * (get_activation(name).forward(zp) - get_activation(name).forward(zm))) / (
+            2 * eps
+        )
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9)
 
 

@@ -13,9 +13,7 @@ EXTREME = [-1e4, -800.0, -50.0, -1.0, 0.0, 1.0, 50.0, 800.0, 1e4]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize(
-    "fn", [F.sigmoid, F.log_sigmoid, F.softplus, F.tanh, F.softmax, F.log_softmax, F.logsumexp]
-)
+@pytest.mark.parametrize("fn", [F.sigmoid, F.log_sigmoid, F.softplus, F.tanh, F.softmax, F.log_softmax, F.logsumexp])
 def test_extreme_inputs_are_finite_without_warnings(fn, dtype):
     x = np.array([EXTREME, EXTREME[::-1]], dtype=dtype)
     with warnings.catch_warnings():

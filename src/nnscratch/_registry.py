@@ -7,7 +7,8 @@ run arbitrary code.
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -39,9 +40,7 @@ class Registry:
             raise TypeError(f"{self.kind} name must be a string. Received {name!r}.")
         key = name.lower().replace("-", "_")
         if key not in self._items:
-            raise ValueError(
-                f"Unknown {self.kind} {name!r}. Valid names: {', '.join(self.names())}."
-            )
+            raise ValueError(f"Unknown {self.kind} {name!r}. Valid names: {', '.join(self.names())}.")
         return self._items[key]
 
     def resolve(self, spec: Any, base: type, **kwargs: Any) -> Any:
@@ -51,8 +50,7 @@ class Registry:
         if isinstance(spec, str):
             return self.get(spec)(**kwargs)
         raise TypeError(
-            f"Expected a {self.kind} name ({', '.join(self.names())}) or a "
-            f"{base.__name__} instance. Received {spec!r}."
+            f"Expected a {self.kind} name ({', '.join(self.names())}) or a {base.__name__} instance. Received {spec!r}."
         )
 
     def from_config(self, config: dict[str, Any]) -> Any:

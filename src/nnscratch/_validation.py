@@ -90,7 +90,9 @@ def check_targets(y: Any, n_samples: int, n_outputs: int, loss: Loss, dtype: np.
             )
         labels = y.astype(np.intp)
         if not np.array_equal(labels, y):
-            raise ValueError(f"{name} must hold integer class labels. Received non-integer values, e.g. {y[labels != y][0]!r}.")
+            raise ValueError(
+                f"{name} must hold integer class labels. Received non-integer values, e.g. {y[labels != y][0]!r}."
+            )
         if labels.min() < 0 or labels.max() >= n_outputs:
             raise ValueError(
                 f"{name} holds labels from {labels.min()} to {labels.max()} but the output layer has "
@@ -105,7 +107,9 @@ def check_targets(y: Any, n_samples: int, n_outputs: int, loss: Loss, dtype: np.
             f"Received shape {y.shape}."
         )
     if isinstance(loss, (BinaryCrossEntropy, CrossEntropy)) and (y.min() < 0 or y.max() > 1):
-        raise ValueError(f"{name} for {type(loss).__name__} must lie in [0, 1]. Received values from {y.min()} to {y.max()}.")
+        raise ValueError(
+            f"{name} for {type(loss).__name__} must lie in [0, 1]. Received values from {y.min()} to {y.max()}."
+        )
     return np.ascontiguousarray(y, dtype=dtype)
 
 
@@ -115,7 +119,9 @@ def check_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) -> 
         return None
     w = np.asarray(sample_weight)
     if not np.issubdtype(w.dtype, np.number) or w.shape != (n_samples,):
-        raise ValueError(f"sample_weight must be {n_samples} numbers, one per sample. Received shape {w.shape}, dtype {w.dtype}.")
+        raise ValueError(
+            f"sample_weight must be {n_samples} numbers, one per sample. Received shape {w.shape}, dtype {w.dtype}."
+        )
     if not np.isfinite(w).all() or (w < 0).any() or not (w > 0).any():
         raise ValueError("sample_weight must be finite, >= 0 and not all zero.")
     return w.astype(dtype)

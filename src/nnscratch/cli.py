@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 __all__ = ["main"]
 
@@ -46,7 +46,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     history = net.fit(X_train, y_train, epochs=args.epochs, batch_size=32, verbose=not args.quiet)
     seconds = time.perf_counter() - start
     scores = net.evaluate(X_test, y_test)
-    path = net.save(args.out) or Path(args.out)
+    net.save(args.out)
     note = " (interrupted: saved what was trained)" if history.stop_reason == "interrupted" else ""
     _say(
         args,

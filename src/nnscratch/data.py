@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
 __all__ = ["batch_indices", "train_test_split"]
 
 
-def batch_indices(
-    n: int, batch_size: int, rng: np.random.Generator | None = None
-) -> Iterator[np.ndarray | slice]:
+def batch_indices(n: int, batch_size: int, rng: np.random.Generator | None = None) -> Iterator[np.ndarray | slice]:
     """Yield the rows of each mini-batch of an epoch.
 
     With ``rng``, a fresh permutation (index arrays); without, contiguous

@@ -141,10 +141,7 @@ def one_hot(labels: np.ndarray, n_classes: int, dtype: np.dtype | str = "float32
     if labels.ndim != 1:
         raise ValueError(f"labels must be 1-D. Received shape {labels.shape}.")
     if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ValueError(
-            f"labels must lie in [0, {n_classes}). Received values from "
-            f"{labels.min()} to {labels.max()}."
-        )
+        raise ValueError(f"labels must lie in [0, {n_classes}). Received values from {labels.min()} to {labels.max()}.")
     out = np.zeros((labels.shape[0], n_classes), dtype=dtype)
     out[np.arange(labels.shape[0]), labels] = 1
     return out

@@ -40,7 +40,9 @@ class ModelFileError(ValueError):
     """A model file is missing, truncated, corrupted, foreign or too new."""
 
 
-def save(network: Network, path: str | os.PathLike[str], include_optimizer: bool = True, extra: dict[str, Any] | None = None) -> Path:
+def save(
+    network: Network, path: str | os.PathLike[str], include_optimizer: bool = True, extra: dict[str, Any] | None = None
+) -> Path:
     """Write ``network`` to ``path`` (conventionally ``*.safetensors``) atomically.
 
     Parameters

@@ -17,7 +17,8 @@ copying the weights is a single array copy. Assign to parameters in place
 from __future__ import annotations
 
 import copy
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -51,8 +52,10 @@ class Network:
     --------
     >>> net = Network([Dense(2, 4, "tanh"), Dense(4, 1, "sigmoid")],
     ...               loss="binary_cross_entropy", optimizer="sgd", seed=0)
-    >>> net
-    Network([Dense(2 -> 4, tanh), Dense(4 -> 1, sigmoid)], loss=BinaryCrossEntropy(reduction='mean'), optimizer=SGD(learning_rate=0.01, momentum=0.0, nesterov=False))
+    >>> net.layers
+    [Dense(2 -> 4, tanh), Dense(4 -> 1, sigmoid)]
+    >>> net.optimizer
+    SGD(learning_rate=0.01, momentum=0.0, nesterov=False)
     """
 
     def __init__(
@@ -122,7 +125,7 @@ class Network:
         self._flat = np.empty(sum(sizes), dtype=self.dtype)
         self._flat_grad = np.zeros(sum(sizes), dtype=self.dtype)
         offset, n_weights = 0, 0
-        for (layer, key), size in zip(keys, sizes):
+        for (layer, key), size in zip(keys, sizes, strict=True):
             shape = layer.params[key].shape
             view = self._flat[offset : offset + size].reshape(shape)
             view[...] = layer.params[key]
@@ -207,7 +210,9 @@ class Network:
                 break
         return loss
 
-    def train_step(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    def train_step(
+        self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> tuple[float, np.ndarray]:
         """One forward, backward and optimizer update on a batch (already validated).
 
         Returns the batch loss and the loss input (logits or outputs) it was computed on.
@@ -284,7 +289,9 @@ class Network:
             correct += self.count_correct(out, y[start:stop])
         metrics = {"loss": self.loss.reduce(per_sample, w) + self.penalty()}
         if self.is_classifier:
-            metrics["accuracy"] = correct / (y.size if y.ndim == 2 and not isinstance(self.loss, CrossEntropy) else X.shape[0])
+            metrics["accuracy"] = correct / (
+                y.size if y.ndim == 2 and not isinstance(self.loss, CrossEntropy) else X.shape[0]
+            )
         return metrics
 
     def count_correct(self, loss_input: np.ndarray, y: np.ndarray) -> float:
@@ -306,7 +313,11 @@ class Network:
             rows.append((str(i), repr(layer), f"(None, {layer.n_out})", f"{n:,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         line = "-" * (sum(widths) + 6)
-        fmt = lambda r: "  ".join(c.ljust(w) if j < 3 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+
+        def fmt(row: tuple[str, ...]) -> str:
+            cells = [c.ljust(w) if j < 3 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths, strict=True))]
+            return "  ".join(cells)
+
         body = [fmt(rows[0]), line, *(fmt(r) for r in rows[1:]), line]
         body.append(f"Total params: {self.n_params:,} ({self.dtype.name})")
         body.append(f"Loss: {self.loss!r}   Optimizer: {self.optimizer!r}")
@@ -350,10 +361,12 @@ class Network:
             raise ValueError(f"sizes must list at least 2 positive integers. Received sizes={sizes!r}.")
         init = initializer or ("he_uniform" if activation in ("relu", "leaky_relu") else "glorot_uniform")
         layers: list[Layer] = []
-        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             last = i == len(sizes) - 2
             act = output_activation if last else activation
-            layers.append(Dense(n_in, n_out, act, bias=bias, initializer=init if not last else "glorot_uniform", l2=l2, l1=l1))
+            layers.append(
+                Dense(n_in, n_out, act, bias=bias, initializer=init if not last else "glorot_uniform", l2=l2, l1=l1)
+            )
             if dropout and not last:
                 from .layers import Dropout
 

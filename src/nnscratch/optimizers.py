@@ -160,9 +160,9 @@ class RMSProp(Optimizer):
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015)::
 
-        m = b1 m + (1 - b1) g            # first-moment estimate
-        v = b2 v + (1 - b2) g^2          # second-moment estimate
-        p -= lr * m_hat / (sqrt(v_hat) + eps),  m_hat = m / (1 - b1^t),  v_hat = v / (1 - b2^t)
+    m = b1 m + (1 - b1) g            # first-moment estimate
+    v = b2 v + (1 - b2) g^2          # second-moment estimate
+    p -= lr * m_hat / (sqrt(v_hat) + eps),  m_hat = m / (1 - b1^t),  v_hat = v / (1 - b2^t)
     """
 
     _state_names = ("m", "v", "_tmp")

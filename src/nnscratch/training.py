@@ -9,7 +9,8 @@ lands half-way through an update, can be undone exactly.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -136,12 +137,22 @@ def fit(
             for rows in batch_indices(n, size, net.rng if shuffle else None):
                 xb, yb, wb = X[rows], y[rows], _take(w, rows)
                 np.copyto(backup, net._flat)
-                loss, out = net.train_step(xb, yb, wb)
+                try:
+                    # Overflow or an invalid operation inside a step means the
+                    # run has diverged: raise at once, rather than warn and go on
+                    # computing with inf and NaN.
+                    with np.errstate(over="raise", invalid="raise", divide="raise"):
+                        loss, out = net.train_step(xb, yb, wb)
+                except FloatingPointError as err:
+                    loss, out = float("nan"), None
+                    reason = str(err)
+                else:
+                    reason = f"loss = {loss}"
                 if not np.isfinite(loss):
                     np.copyto(net._flat, backup)
                     history.stop_reason = "diverged"
                     raise TrainingDivergedError(
-                        f"The loss became {loss} at epoch {epoch + 1}; training stopped and the weights from "
+                        f"Training diverged at epoch {epoch + 1} ({reason}); it stopped and the weights from "
                         "before that step were restored. Try a lower learning rate, scaling the inputs "
                         "(e.g. to [0, 1] or zero mean and unit variance), or a smaller initialisation.",
                         history,

@@ -1,0 +1,233 @@
+"""Training behaviour: XOR, overfitting, determinism, callbacks, divergence, Ctrl-C."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nnscratch as nn
+
+
+def test_hand_worked_step():
+    # One sigmoid neuron, x = 1, w = 0.5, b = 0.2, target y = 1, quadratic cost, lr = 1.
+    #   z = 1*0.5 + 0.2 = 0.7
+    #   a = sigmoid(0.7) = 0.66818777216816616
+    #   dC/da = a - y = -0.33181222783183384
+    #   da/dz = a (1 - a) = 0.22171287329310904
+    #   dC/dz = dC/da * da/dz = -0.07356704242638361
+    #   dC/dw = x * dC/dz = -0.07356704242638361;  dC/db = dC/dz
+    #   w' = 0.5 + 0.07356704242638361 = 0.5735670424263836;  b' = 0.2735670424263836
+    layer = nn.Dense(1, 1, "sigmoid", weights=[[0.5]], biases=[0.2])
+    net = nn.Network([layer], loss=nn.Quadratic(reduction="sum"), optimizer=nn.SGD(1.0), dtype="float64")
+    net.fit(np.array([[1.0]]), np.array([[1.0]]), epochs=1, batch_size=1)
+    assert layer.params["W"][0, 0] == pytest.approx(0.5735670424263836, rel=1e-15)
+    assert layer.params["b"][0] == pytest.approx(0.2735670424263836, rel=1e-15)
+
+
+def test_learns_xor_with_2_4_1(xor):
+    X, y = xor
+    net = nn.Network.from_sizes(
+        [2, 4, 1], "tanh", "sigmoid", loss="binary_cross_entropy", optimizer=nn.SGD(0.5), seed=0
+    )
+    history = net.fit(X, y, epochs=2000, batch_size=None)
+    np.testing.assert_array_equal(net.predict_labels(X), y)
+    assert history.history["loss"][-1] < 0.01
+    assert history.history["accuracy"][-1] == 1.0
+
+
+def test_overfits_32_random_samples():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(32, 10))
+    y = rng.integers(0, 4, size=32)  # random labels: only memorisation can fit them
+    net = nn.Network.from_sizes([10, 64, 4], "relu", optimizer=nn.Adam(0.01), seed=0)
+    history = net.fit(X, y, epochs=300, batch_size=8)
+    assert net.evaluate(X, y)["accuracy"] == 1.0
+    assert history.history["loss"][-1] < 0.05
+
+
+def test_same_seed_gives_bit_identical_weights(blobs):
+    X, y = blobs
+    nets = []
+    for _ in range(2):
+        net = nn.Network.from_sizes([4, 8, 3], "relu", seed=42, dropout=0.2)
+        net.fit(X, y, epochs=3, batch_size=7)
+        nets.append(net.get_flat_weights())
+    assert np.array_equal(nets[0], nets[1])
+    other = nn.Network.from_sizes([4, 8, 3], "relu", seed=43, dropout=0.2)
+    assert not np.array_equal(nets[0], other.get_flat_weights())
+
+
+def test_float32_by_default_and_float64_on_request(blobs):
+    X, y = blobs
+    for dtype in ("float32", "float64"):
+        net = nn.Network.from_sizes([4, 8, 3], "sigmoid", dtype=dtype, seed=0)
+        net.fit(X, y, epochs=2, batch_size=16)
+        assert net._flat.dtype == dtype
+        assert all(p.dtype == dtype for layer in net.layers for p in layer.params.values())
+        assert all(s.dtype == dtype for st in net.optimizer.state.values() for s in st.values())
+        assert net.predict(X).dtype == dtype
+    assert nn.Network.from_sizes([2, 2]).dtype == np.float32
+
+
+def test_batch_size_none_is_full_batch_and_one_is_online(blobs):
+    X, y = blobs
+    for batch_size, steps in ((None, 1), (1, 60), (25, 3)):
+        net = nn.Network.from_sizes([4, 3], seed=0)
+        net.fit(X, y, epochs=2, batch_size=batch_size)
+        assert net.optimizer.iterations == 2 * steps
+
+
+def test_predict_api(blobs):
+    X, y = blobs
+    net = nn.Network.from_sizes([4, 16, 3], "relu", optimizer=nn.Adam(0.05), seed=0)
+    net.fit(X, y, epochs=50, batch_size=16)
+    proba = net.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(net.predict_labels(X), proba.argmax(axis=1))
+    assert net.evaluate(X, y)["accuracy"] == 1.0
+    assert net.predict(X, batch_size=7).shape == (60, 3)
+    np.testing.assert_array_equal(net.predict(X, batch_size=7), net.predict(X))
+
+
+def test_binary_single_unit_predict_proba_has_two_columns(xor):
+    X, y = xor
+    net = nn.Network.from_sizes([2, 3, 1], "tanh", "sigmoid", loss="binary_cross_entropy", seed=0)
+    proba = net.predict_proba(X)
+    assert proba.shape == (4, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+def test_logits_output_gives_probabilities(blobs):
+    X, y = blobs
+    net = nn.Network.from_sizes([4, 3], output_activation="identity", seed=0)
+    np.testing.assert_allclose(net.predict_proba(X).sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_regression_network_has_no_probabilities(blobs):
+    X, _ = blobs
+    net = nn.Network.from_sizes([4, 2], output_activation="identity", loss="mse", seed=0)
+    with pytest.raises(ValueError, match="predict_proba needs a classification loss"):
+        net.predict_proba(X)
+    history = net.fit(X, X[:, :2], epochs=2)
+    assert "accuracy" not in history.history
+
+
+def test_validation_data_and_split(blobs):
+    X, y = blobs
+    net = nn.Network.from_sizes([4, 8, 3], seed=0)
+    h = net.fit(X, y, epochs=3, validation_data=(X[:10], y[:10]))
+    assert set(h.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert len(h.history["val_loss"]) == 3
+    h2 = net.fit(X, y, epochs=2, validation_split=0.25)
+    assert len(h2.history["val_accuracy"]) == 2
+    assert h2.history["val_loss"][-1] == pytest.approx(net.evaluate(X[45:], y[45:])["loss"], rel=1e-5)
+
+
+def test_early_stopping_restores_best_weights(blobs):
+    X, y = blobs
+    net = nn.Network.from_sizes([4, 8, 3], optimizer=nn.SGD(5.0), seed=0)
+    stopper = nn.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
+
+    class Snapshot(nn.Callback):
+        def __init__(self):
+            self.weights = []
+
+        def on_epoch_end(self, epoch, logs):
+            self.weights.append(self.network.get_flat_weights())
+
+    snap = Snapshot()
+    h = net.fit(X, y, epochs=200, batch_size=4, validation_data=(X, y), callbacks=[stopper, snap])
+    assert h.stop_reason == "early_stopping"
+    # best epoch, then `patience` tolerated epochs, then the one that stops: indices up to best + patience + 1
+    assert len(h.epoch) == stopper.best_epoch + stopper.patience + 2
+    assert np.array_equal(net.get_flat_weights(), snap.weights[stopper.best_epoch])
+    assert min(h.history["val_loss"]) == h.history["val_loss"][stopper.best_epoch]
+
+
+def test_early_stopping_on_unknown_metric_fails_before_training(blobs):
+    X, y = blobs
+    net = nn.Network.from_sizes([4, 3], seed=0)
+    before = net.get_flat_weights()
+    with pytest.raises(ValueError, match="val_loss.*Available: loss, accuracy"):
+        net.fit(X, y, epochs=2, callbacks=[nn.EarlyStopping()])
+    assert np.array_equal(before, net.get_flat_weights())
+
+
+def test_divergence_stops_restores_and_explains():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 3)) * 1e3
+    y = X @ np.array([[1.0], [2.0], [3.0]])
+    net = nn.Network.from_sizes([3, 16, 1], "relu", "identity", loss="mse", optimizer=nn.SGD(1.0), seed=0)
+    snapshots = []
+
+    class Keep(nn.Callback):
+        def on_batch_end(self, step, logs):
+            snapshots.append(self.network.get_flat_weights())
+
+    with pytest.raises(nn.TrainingDivergedError, match="lower learning rate.*scal") as info:
+        net.fit(X, y, epochs=50, batch_size=8, callbacks=[Keep()])
+    assert info.value.history.stop_reason == "diverged"
+    assert np.isfinite(net.get_flat_weights()).all()
+    assert np.array_equal(net.get_flat_weights(), snapshots[-1])
+
+
+def test_ctrl_c_keeps_model_and_completed_epochs(blobs):
+    X, y = blobs
+    net = nn.Network.from_sizes([4, 8, 3], seed=0)
+
+    class Interrupt(nn.Callback):
+        def on_batch_end(self, step, logs):
+            if step == 25:  # in the third epoch (10 steps per epoch)
+                raise KeyboardInterrupt
+
+    h = net.fit(X, y, epochs=10, batch_size=6, callbacks=[Interrupt()])
+    assert h.stop_reason == "interrupted"
+    assert len(h.history["loss"]) == 2
+    assert np.isfinite(net.get_flat_weights()).all()
+    assert net.predict(X).shape == (60, 3)
+
+
+def test_summary_and_repr():
+    net = nn.Network.from_sizes([784, 30, 10], "sigmoid", seed=0)
+    text = net.summary()
+    assert "Dense(784 -> 30, sigmoid)" in text
+    assert "23,550" in text and "310" in text and "Total params: 23,860" in text
+    assert repr(nn.Dense(3, 1, "sigmoid", bias=False)) == "Dense(3 -> 1, sigmoid, no bias)"
+    assert repr(nn.Dropout(0.5)) == "Dropout(0.5)"
+
+
+def test_explicit_weights_are_used_exactly():
+    W = [[0.1, -0.2], [0.3, 0.4], [-0.5, 0.6]]
+    layer = nn.Dense(3, 2, weights=W, biases=[1.0, -1.0])
+    nn.Network([layer], loss="mse", dtype="float64")
+    np.testing.assert_array_equal(layer.params["W"], W)
+    np.testing.assert_array_equal(layer.params["b"], [1.0, -1.0])
+
+
+def test_dropout_is_off_at_inference_and_scales_in_training():
+    drop = nn.Dropout(0.5)
+    drop.build(np.random.default_rng(0), np.float64)
+    x = np.ones((1000, 50))
+    assert drop.forward(x) is x
+    out = drop.forward(x, training=True)
+    assert set(np.unique(out)) == {0.0, 2.0}
+    assert abs(out.mean() - 1.0) < 0.02
+
+
+def test_l2_term_follows_the_documented_convention():
+    W = np.array([[1.0, -2.0], [3.0, 0.5]])
+    layer = nn.Dense(2, 2, weights=W, l2=0.1, l1=0.01)
+    nn.Network([layer], loss="mse", dtype="float64")
+    # l2/2 * ||W||^2 + l1 * |W|_1 = 0.05 * 14.25 + 0.01 * 6.5
+    assert layer.penalty() == pytest.approx(0.05 * 14.25 + 0.065)
+
+
+def test_copy_is_independent_and_can_change_dtype(blobs):
+    X, y = blobs
+    net = nn.Network.from_sizes([4, 8, 3], seed=0)
+    clone = net.copy()
+    clone.fit(X, y, epochs=1)
+    assert not np.array_equal(net.get_flat_weights(), clone.get_flat_weights())
+    wide = net.copy(dtype="float64")
+    assert wide.dtype == np.float64
+    np.testing.assert_allclose(wide.predict(X), net.predict(X), rtol=1e-5)

@@ -1,0 +1,104 @@
+"""Every bad input gets an error naming the argument, what was expected and
+what was received, and leaves the network exactly as it was."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nnscratch as nn
+
+
+@pytest.fixture
+def net():
+    return nn.Network.from_sizes([3, 4, 2], seed=0)
+
+
+GOOD_X = np.ones((5, 3))
+GOOD_Y = np.array([0, 1, 0, 1, 1])
+
+BAD_FIT = [
+    ({"X": np.array([[1.0, np.nan, 0.0]] * 5)}, "X contains 5 NaN or infinite"),
+    ({"X": np.array([[1.0, np.inf, 0.0]] * 5)}, "NaN or infinite"),
+    ({"X": np.ones(5)}, r"X must be 2-D.*Received shape \(5,\).*reshape"),
+    ({"X": np.ones((5, 3, 1))}, "X must be 2-D"),
+    ({"X": np.ones((4, 3))}, "X and y have different lengths: X has 4 samples, y has 5"),
+    ({"X": np.ones((5, 7))}, "X has 7 features but the first layer expects 3"),
+    ({"X": np.ones((0, 3)), "y": np.array([], dtype=int)}, "X is empty"),
+    ({"X": np.array([["a", "b", "c"]] * 5)}, "X must be numeric. Received dtype <U1"),
+    ({"X": np.array([[1 + 1j, 0, 0]] * 5)}, "real numbers"),
+    ({"y": np.array([0, 1, 2, 0, 1])}, r"labels from 0 to 2 but the output layer has 2 units.*\[0, 1\]"),
+    ({"y": np.array([0, -1, 0, 1, 1])}, "labels from -1 to 1"),
+    ({"y": np.array([0, 0.5, 0, 1, 1])}, "integer class labels"),
+    ({"y": np.array([0, np.nan, 0, 1, 1])}, "y contains NaN"),
+    ({"y": np.array(["a", "b", "a", "b", "a"])}, "y must be numeric"),
+    ({"y": np.eye(2)[[0, 1, 0, 1, 1]]}, r"1-D integer class labels.*targets='onehot'"),
+    ({"epochs": 0}, "epochs must be a positive integer. Received epochs=0"),
+    ({"epochs": 2.5}, "epochs must be a positive integer"),
+    ({"batch_size": 0}, "batch_size must be a positive integer or None. Received batch_size=0"),
+    ({"batch_size": -3}, "batch_size"),
+    ({"validation_split": 1.5}, "validation_split must be a number in"),
+    ({"sample_weight": np.ones(4)}, "sample_weight must be 5 numbers"),
+    ({"sample_weight": -np.ones(5)}, "sample_weight must be finite, >= 0"),
+    ({"validation_data": (np.ones((2, 4)), np.array([0, 1]))}, "X_val has 4 features"),
+    ({"validation_data": np.ones(3)}, "validation_data must be a tuple"),
+]
+
+
+@pytest.mark.parametrize("override,match", BAD_FIT)
+def test_bad_fit_inputs(net, override, match):
+    kwargs = {"X": GOOD_X, "y": GOOD_Y, "epochs": 1, **override}
+    before = net.get_flat_weights()
+    iterations = net.optimizer.iterations
+    with pytest.raises(ValueError, match=match):
+        net.fit(kwargs.pop("X"), kwargs.pop("y"), **kwargs)
+    assert np.array_equal(before, net.get_flat_weights())
+    assert net.optimizer.iterations == iterations
+
+
+def test_bad_predict_inputs(net):
+    with pytest.raises(ValueError, match="X has 2 features but the first layer expects 3"):
+        net.predict(np.ones((2, 2)))
+    with pytest.raises(ValueError, match="NaN"):
+        net.predict(np.full((1, 3), np.nan))
+    with pytest.raises(ValueError, match="batch_size"):
+        net.predict(np.ones((2, 3)), batch_size=0)
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: nn.Dense(0, 3), "n_in must be a positive integer. Received n_in=0"),
+        (lambda: nn.Dense(3, 2.5), "n_out must be a positive integer"),
+        (lambda: nn.Dense(3, 2, "swish"), "Unknown activation 'swish'. Valid names: identity"),
+        (lambda: nn.Dense(3, 2, initializer="bogus"), "Unknown initializer 'bogus'"),
+        (lambda: nn.Dense(3, 2, weights=np.ones((2, 3))), r"weights must have shape \(3, 2\). Received shape \(2, 3\)"),
+        (lambda: nn.Dense(3, 2, bias=False, biases=[1, 2]), "bias=False"),
+        (lambda: nn.Dense(3, 2, l2=-1), "l2 must be a finite number >= 0"),
+        (lambda: nn.Dropout(1.0), r"rate must lie in \[0, 1\)"),
+        (lambda: nn.Network([nn.Dense(3, 4), nn.Dense(5, 2)]), "expects 5 inputs but the previous layer gives 4"),
+        (lambda: nn.Network([nn.Dense(3, 2, "relu")], loss="cross_entropy"), "output activation must be 'softmax'"),
+        (lambda: nn.Network([nn.Dense(3, 1, "softmax")]), "at least 2 output units"),
+        (lambda: nn.Network([nn.Dense(3, 2)], loss="hinge"), "Unknown loss 'hinge'. Valid names: binary_cross_entropy"),
+        (lambda: nn.Network([nn.Dense(3, 2)], optimizer="sgdd"), "Unknown optimizer"),
+        (lambda: nn.Network([nn.Dense(3, 2)], dtype="float16"), "dtype must be 'float32' or 'float64'"),
+        (lambda: nn.Network([]), "non-empty list of Layer"),
+        (lambda: nn.Network([nn.Dense(3, 2), nn.Dropout(0.1)]), "last layer must be Dense"),
+        (lambda: nn.Network.from_sizes([3]), "at least 2 positive integers"),
+        (lambda: nn.CrossEntropy(targets="labels"), "targets must be 'index' or 'onehot'"),
+        (lambda: nn.Quadratic(reduction="avg"), "reduction must be 'mean' or 'sum'"),
+        (lambda: nn.EarlyStopping(patience=-1), "patience"),
+    ],
+)
+def test_bad_construction(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_regression_target_shape_mismatch():
+    net = nn.Network.from_sizes([3, 2], output_activation="identity", loss="mse", seed=0)
+    with pytest.raises(ValueError, match=r"y must have shape \(5, 2\).*Received shape \(5, 3\)"):
+        net.fit(GOOD_X, np.ones((5, 3)))
+    bce = nn.Network.from_sizes([3, 1], output_activation="sigmoid", loss="binary_cross_entropy", seed=0)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        bce.fit(GOOD_X, np.array([0, 2, 0, 1, 1]))
