@@ -60,6 +60,30 @@ def test_first_two_steps(name):
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-7)
 
 
+def test_parallel_update_equals_serial(monkeypatch):
+    import nnscratch.optimizers as opt_module
+
+    rng = np.random.default_rng(0)
+    p0, g = rng.normal(size=1000), rng.normal(size=1000)
+    results = []
+    for threshold in (10**9, 10):  # serial, then split across threads
+        monkeypatch.setattr(opt_module, "PARALLEL_MIN_SIZE", threshold)
+        for name in ("sgd", "adagrad", "rmsprop", "adam", "adamw"):
+            p = p0.copy()
+            opt = get_optimizer(name)
+            for _ in range(3):
+                opt.step({"W": p}, {"W": g})
+            results.append(p)
+    for serial, parallel in zip(results[:5], results[5:], strict=True):
+        assert np.array_equal(serial, parallel)
+
+
+def test_adamw_separates_biases_in_a_network():
+    net = nn.Network.from_sizes([3, 4, 2], optimizer=nn.AdamW(0.1), seed=0)
+    assert set(net._opt_params) == {"W", "b"}
+    assert net._opt_params["b"].size == 6
+
+
 def test_adamw_does_not_decay_biases():
     got = two_steps(nn.AdamW(0.1, weight_decay=0.1), key="b")
     np.testing.assert_allclose(got, [[0.9, -1.9], [0.8, -1.8]], atol=1e-7)
@@ -129,6 +153,7 @@ def test_bad_settings_are_rejected(make, match):
 def test_state_is_owned_by_the_optimizer():
     net = nn.Network.from_sizes([3, 4, 2], seed=0)
     net.fit(np.ones((4, 3)), np.array([0, 1, 0, 1]), epochs=1)
-    assert set(net.optimizer.state) == {"W", "b"}
+    assert set(net.optimizer.state) == {"params"}
+    assert net.optimizer.state["params"]["m"].size == net.n_params
     for layer in net.layers:
         assert not [k for k in vars(layer) if "optim" in k or k in ("m", "v")]

@@ -61,10 +61,25 @@ def check_X(X: Any, n_features: int, dtype: np.dtype, name: str = "X") -> Any:
             f"{name} has {X.shape[1]} features but the first layer expects {n_features}. "
             f"Received {name} of shape {X.shape}."
         )
-    if not np.isfinite(data).all():
+    if not all_finite(data):
         bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s). Remove or impute them first.")
     return X
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """True when no element is NaN or infinite.
+
+    Any NaN or inf makes the sum NaN or inf, so a finite sum proves the array
+    finite with one reduction and no temporary. Only a non-finite sum (which
+    can also come from overflow of huge but finite values) needs the exact,
+    element-wise check.
+    """
+    if a.size == 0:
+        return True
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.sum(a)
+    return bool(np.isfinite(total)) or bool(np.isfinite(a).all())
 
 
 def check_targets(y: Any, n_samples: int, n_outputs: int, loss: Loss, dtype: np.dtype, name: str = "y") -> np.ndarray:

@@ -161,14 +161,18 @@ class CrossEntropy(Loss):
         self.targets = targets
 
     def per_sample(self, output: np.ndarray, target: np.ndarray) -> np.ndarray:
-        # One pass gives both the loss and, cached, the softmax the gradient needs.
-        logp = F.log_softmax(output)
+        # log softmax(z) = (z - max) - log(sum(exp(z - max))). The exponentials
+        # are kept: divided by their sum they are the softmax the gradient needs.
+        shifted = output - output.max(axis=1, keepdims=True)
+        probs = np.exp(shifted)
+        total = probs.sum(axis=1, keepdims=True)
+        log_total = np.log(total)
+        probs /= total
+        self.probs = probs
         if self.targets == "index":
-            losses = -logp[np.arange(output.shape[0]), target]
-        else:
-            losses = -np.einsum("ij,ij->i", target, logp)
-        self.probs = np.exp(logp, out=logp)
-        return losses
+            picked = shifted[np.arange(output.shape[0]), target]
+            return log_total[:, 0] - picked
+        return np.einsum("ij,ij->i", target, log_total - shifted)
 
     def _grad(self, output: np.ndarray, target: np.ndarray) -> np.ndarray:
         grad = self.probs

@@ -133,11 +133,12 @@ class Network:
             layer.grads[key] = self._flat_grad[offset : offset + size].reshape(shape)
             offset += size
             n_weights += size if key == "W" else 0
-        self._opt_params = {"W": self._flat[:n_weights]}
-        self._opt_grads = {"W": self._flat_grad[:n_weights]}
-        if offset > n_weights:
-            self._opt_params["b"] = self._flat[n_weights:]
-            self._opt_grads["b"] = self._flat_grad[n_weights:]
+        if self.optimizer.separate_biases:
+            self._opt_params = {"W": self._flat[:n_weights], "b": self._flat[n_weights:]}
+            self._opt_grads = {"W": self._flat_grad[:n_weights], "b": self._flat_grad[n_weights:]}
+        else:
+            self._opt_params = {"params": self._flat}
+            self._opt_grads = {"params": self._flat_grad}
 
     @property
     def output_layer(self) -> Dense:

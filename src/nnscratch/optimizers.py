@@ -5,15 +5,24 @@ of the parameters it is given, and updates those parameters **in place**:
 
     optimizer.step(params, grads)   # two dicts with the same keys
 
-The network hands it one flat buffer of all weights (key ``"W"``) and one of
-all biases (key ``"b"``), so an update is a handful of NumPy calls however many
-layers there are. Every update below is written with ``out=`` to avoid
-temporaries; the comment on each line gives the maths.
+The network hands it one flat buffer holding every parameter (key
+``"params"``), so an update is a handful of NumPy calls however many layers
+there are; an optimizer that treats biases differently (``AdamW``) sets
+``separate_biases`` and gets weights (``"W"``) and biases (``"b"``) apart.
+Every update below is written with ``out=`` to avoid temporaries; the comment
+on each line gives the maths.
+
+Every update rule here is elementwise, so a large parameter vector can be
+split into contiguous parts updated at the same time: NumPy releases the GIL
+inside its loops, so each core works on its own part. Below
+``PARALLEL_MIN_SIZE`` parameters the hand-off costs more than it saves.
 """
 
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -24,6 +33,23 @@ from .schedules import SCHEDULES, Schedule, get_schedule
 __all__ = ["Optimizer", "SGD", "AdaGrad", "RMSProp", "Adam", "AdamW", "get_optimizer", "OPTIMIZERS"]
 
 OPTIMIZERS = Registry("optimizer")
+PARALLEL_MIN_SIZE = 500_000
+
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _workers() -> ThreadPoolExecutor | None:
+    """A thread pool with one worker per extra core (None on one core).
+
+    Remade after a fork: the parent's worker threads do not exist in a child.
+    """
+    global _pool
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores < 2:
+        return None
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(max_workers=min(cores, 8) - 1, thread_name_prefix="nnscratch"))
+    return _pool[1]
 
 
 def _in_range(name: str, value: Any, low: float, high: float) -> float:
@@ -48,6 +74,8 @@ class Optimizer:
         """The rate the next step will use."""
         return self.schedule(self.iterations + 1)
 
+    separate_biases = False  # True: the network passes weights "W" and biases "b" apart
+
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
         """Update every array in ``params`` in place from ``grads`` (same keys)."""
         self.iterations += 1
@@ -55,7 +83,22 @@ class Optimizer:
         for key, p in params.items():
             if key not in self.state:
                 self.state[key] = {n: np.zeros_like(p) for n in self._state_names}
-            self._update(key, p, grads[key], self.state[key], lr)
+            g, s = grads[key], self.state[key]
+            pool = _workers() if p.ndim == 1 and p.size >= PARALLEL_MIN_SIZE else None
+            if pool is None:
+                self._update(key, p, g, s, lr)
+                continue
+            parts = pool._max_workers + 1
+            edges = np.linspace(0, p.size, parts + 1).astype(int)
+            cuts = [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+            def update(cut: slice, key: str = key, p: np.ndarray = p, g: np.ndarray = g) -> None:
+                self._update(key, p[cut], g[cut], {n: v[cut] for n, v in s.items()}, lr)
+
+            futures = [pool.submit(update, cut) for cut in cuts[1:]]
+            update(cuts[0])  # this thread takes the first part
+            for future in futures:
+                future.result()
 
     def _update(self, key: str, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], lr: float) -> None:
         raise NotImplementedError
@@ -98,11 +141,12 @@ class SGD(Optimizer):
         if nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0.")
         self.nesterov = bool(nesterov)
-        self._state_names = ("velocity",) if self.momentum else ()
+        self._state_names = ("velocity",) if self.momentum else ("_tmp",)
 
     def _update(self, key: str, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], lr: float) -> None:
         if not self.momentum:
-            p -= lr * g  # p = p - lr g
+            np.multiply(g, lr, out=s["_tmp"])
+            p -= s["_tmp"]  # p = p - lr g
             return
         v = s["velocity"]
         v *= self.momentum  # v = mu v
@@ -120,16 +164,21 @@ class SGD(Optimizer):
 class AdaGrad(Optimizer):
     """``G += g^2; p -= lr g / (sqrt(G) + eps)`` (Duchi et al., 2011)."""
 
-    _state_names = ("sum_sq",)
+    _state_names = ("sum_sq", "_tmp")
 
     def __init__(self, learning_rate: float | Schedule = 0.01, eps: float = 1e-8) -> None:
         super().__init__(learning_rate)
         self.eps = _in_range("eps", eps, 0.0, 1.0)
 
     def _update(self, key: str, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], lr: float) -> None:
-        G = s["sum_sq"]
-        G += g * g
-        p -= lr * g / (np.sqrt(G) + self.eps)
+        G, tmp = s["sum_sq"], s["_tmp"]
+        np.multiply(g, g, out=tmp)
+        G += tmp  # G = G + g^2
+        np.sqrt(G, out=tmp)
+        tmp += self.eps
+        np.divide(g, tmp, out=tmp)
+        tmp *= lr
+        p -= tmp  # p = p - lr g / (sqrt(G) + eps)
 
     def _hyper(self) -> dict[str, Any]:
         return {"eps": self.eps}
@@ -139,7 +188,7 @@ class AdaGrad(Optimizer):
 class RMSProp(Optimizer):
     """``E = rho E + (1 - rho) g^2; p -= lr g / (sqrt(E) + eps)`` (Hinton, 2012)."""
 
-    _state_names = ("mean_sq",)
+    _state_names = ("mean_sq", "_tmp")
 
     def __init__(self, learning_rate: float | Schedule = 0.001, rho: float = 0.9, eps: float = 1e-8) -> None:
         super().__init__(learning_rate)
@@ -147,10 +196,16 @@ class RMSProp(Optimizer):
         self.eps = _in_range("eps", eps, 0.0, 1.0)
 
     def _update(self, key: str, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], lr: float) -> None:
-        E = s["mean_sq"]
+        E, tmp = s["mean_sq"], s["_tmp"]
         E *= self.rho
-        E += (1.0 - self.rho) * (g * g)
-        p -= lr * g / (np.sqrt(E) + self.eps)
+        np.multiply(g, g, out=tmp)
+        tmp *= 1.0 - self.rho
+        E += tmp  # E = rho E + (1 - rho) g^2
+        np.sqrt(E, out=tmp)
+        tmp += self.eps
+        np.divide(g, tmp, out=tmp)
+        tmp *= lr
+        p -= tmp  # p = p - lr g / (sqrt(E) + eps)
 
     def _hyper(self) -> dict[str, Any]:
         return {"rho": self.rho, "eps": self.eps}
@@ -160,9 +215,15 @@ class RMSProp(Optimizer):
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015)::
 
-    m = b1 m + (1 - b1) g            # first-moment estimate
-    v = b2 v + (1 - b2) g^2          # second-moment estimate
-    p -= lr * m_hat / (sqrt(v_hat) + eps),  m_hat = m / (1 - b1^t),  v_hat = v / (1 - b2^t)
+        m = b1 m + (1 - b1) g            # first-moment estimate
+        v = b2 v + (1 - b2) g^2          # second-moment estimate
+        p -= lr * m_hat / (sqrt(v_hat) + eps),  m_hat = m / (1 - b1^t),  v_hat = v / (1 - b2^t)
+
+    The state is kept rescaled, ``m' = m / (1 - b1)`` and ``v' = v / (1 - b2)``,
+    which turns both moment updates into ``m' = b1 m' + g`` and
+    ``v' = b2 v' + g^2`` and lets every constant fold into two scalars. That is
+    10 passes over the parameters per step instead of 13; the arithmetic is the
+    same update. ``moments()`` returns the textbook ``m`` and ``v``.
     """
 
     _state_names = ("m", "v", "_tmp")
@@ -177,24 +238,26 @@ class Adam(Optimizer):
 
     def _update(self, key: str, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], lr: float) -> None:
         m, v, tmp = s["m"], s["v"], s["_tmp"]
-        t = self.iterations
-        m *= self.beta1
-        np.multiply(g, 1.0 - self.beta1, out=tmp)
-        m += tmp  # m = b1 m + (1 - b1) g
-        v *= self.beta2
+        b1, b2, t = self.beta1, self.beta2, self.iterations
+        m *= b1
+        m += g  # m' = b1 m' + g
+        v *= b2
         np.multiply(g, g, out=tmp)
-        tmp *= 1.0 - self.beta2
-        v += tmp  # v = b2 v + (1 - b2) g^2
-        # Fold the bias corrections into scalars:
-        # lr m_hat / (sqrt(v_hat) + eps) = (lr / c1) m / (sqrt(v) / sqrt(c2) + eps)
-        c1 = 1.0 - self.beta1**t
-        c2 = math.sqrt(1.0 - self.beta2**t)
+        v += tmp  # v' = b2 v' + g^2
+        # With m = (1 - b1) m', sqrt(v) = sqrt(1 - b2) sqrt(v'), c1 = 1 - b1^t, c2 = sqrt(1 - b2^t):
+        #   lr * (m / c1) / (sqrt(v) / c2 + eps) = step * m' / (sqrt(v') + eps')
+        # with step = lr (1 - b1) c2 / (c1 sqrt(1 - b2)) and eps' = eps c2 / sqrt(1 - b2).
+        c1, c2, root = 1.0 - b1**t, math.sqrt(1.0 - b2**t), math.sqrt(1.0 - b2)
         np.sqrt(v, out=tmp)
-        tmp *= 1.0 / c2
-        tmp += self.eps
+        tmp += self.eps * c2 / root
         np.divide(m, tmp, out=tmp)
-        tmp *= lr / c1
+        tmp *= lr * (1.0 - b1) * c2 / (c1 * root)
         p -= tmp
+
+    def moments(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """The textbook first and second moment estimates ``(m, v)`` for ``key``."""
+        s = self.state[key]
+        return (1.0 - self.beta1) * s["m"], (1.0 - self.beta2) * s["v"]
 
     def _hyper(self) -> dict[str, Any]:
         return {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
@@ -205,6 +268,8 @@ class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter, 2019):
     ``p -= lr * weight_decay * p`` before the Adam step. Biases (key ``"b"``)
     are not decayed."""
+
+    separate_biases = True
 
     def __init__(
         self,

@@ -1,0 +1,5 @@
+"""``python -m benchmarks`` runs the benchmark suite."""
+
+from .run import main
+
+raise SystemExit(main())

@@ -1,0 +1,357 @@
+"""Benchmark runner: ``python -m benchmarks`` (or ``python benchmarks/run.py``).
+
+Configurations (MNIST-shaped data: the shared MNIST's 60,000 train+validation
+images when ``NNSCRATCH_DATA`` points at it, else synthetic 60,000 x 784):
+
+* **A** 784-128-10 ReLU, softmax cross-entropy, Adam 1e-3, batch 128.
+* **B** 784-30-10 sigmoid, quadratic cost, SGD 3.0, batch 10 (Nielsen's network).
+* **C** 784-1024-1024-10 ReLU, Adam 1e-3, batch 256 (matrix-product bound).
+* **D** inference throughput of the A network on 60,000 samples.
+
+Each contender trains for ``warmup + epochs`` epochs in this one process; the
+reported time is the median of the timed epochs, and every ratio is computed
+pair by pair from the same run. The **limit** is the epoch's matrix-product
+FLOPs divided by NumPy's measured matrix-product rate for the same shapes.
+Results are printed as a table and written as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import competitors
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    "A": {
+        "sizes": [784, 128, 10],
+        "activation": "relu",
+        "loss": "cross_entropy",
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "batch_size": 128,
+    },
+    "B": {
+        "sizes": [784, 30, 10],
+        "activation": "sigmoid",
+        "loss": "quadratic",
+        "optimizer": "sgd",
+        "lr": 3.0,
+        "batch_size": 10,
+    },
+    "C": {
+        "sizes": [784, 1024, 1024, 10],
+        "activation": "relu",
+        "loss": "cross_entropy",
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "batch_size": 256,
+    },
+}
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def load_data(max_rows: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, str]:
+    """60,000 training rows (MNIST train + validation, or synthetic) and MNIST test if available."""
+    root = os.environ.get("NNSCRATCH_DATA")
+    path = Path(root) / "mnist.pkl.gz" if root else None
+    if path is not None and path.is_file():
+        import gzip
+        import pickle
+
+        with gzip.open(path, "rb") as f:
+            train, val, test = pickle.load(f, encoding="latin1")
+        X = np.concatenate([train[0], val[0]]).astype(np.float32)
+        y = np.concatenate([train[1], val[1]])
+        source = f"MNIST ({path})"
+        X_test, y_test = test[0].astype(np.float32), test[1]
+    else:
+        rng = np.random.default_rng(0)
+        X = rng.random((60_000, 784), dtype=np.float32)
+        y = rng.integers(0, 10, 60_000)
+        X_test = y_test = None
+        source = "synthetic 60,000 x 784 float32"
+    if max_rows:
+        X, y = X[:max_rows], y[:max_rows]
+    return X, y, X_test, y_test, source
+
+
+def build_network(cfg: dict[str, Any], seed: int = 0) -> Any:
+    import nnscratch as nn
+
+    opt = nn.Adam(cfg["lr"]) if cfg["optimizer"] == "adam" else nn.SGD(cfg["lr"])
+    out_act = "softmax" if cfg["loss"] == "cross_entropy" else "sigmoid"
+    init = None if cfg["optimizer"] == "adam" else "normal"
+    return nn.Network.from_sizes(
+        cfg["sizes"], cfg["activation"], out_act, loss=cfg["loss"], optimizer=opt, initializer=init, seed=seed
+    )
+
+
+def nnscratch_train(cfg: dict[str, Any], X: np.ndarray, y: np.ndarray, epochs: int) -> tuple[list[float], Any]:
+    import nnscratch as nn
+
+    net = build_network(cfg)
+    targets = y if cfg["loss"] == "cross_entropy" else nn.functional.one_hot(y, cfg["sizes"][-1])
+    stamps: list[float] = []
+
+    class Clock(nn.Callback):
+        def on_train_begin(self, info: dict[str, Any]) -> None:
+            stamps.append(time.perf_counter())
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+            stamps.append(time.perf_counter())
+
+    net.fit(X, targets, epochs=epochs, batch_size=cfg["batch_size"], callbacks=[Clock()])
+    return list(np.diff(stamps)), net
+
+
+def matmul_limit(cfg: dict[str, Any], n: int, repeats: int = 5) -> dict[str, float]:
+    """Epoch FLOPs of the matrix products and the time NumPy needs for them."""
+    b, sizes = cfg["batch_size"], cfg["sizes"]
+    rng = np.random.default_rng(0)
+    shapes = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        shapes.append(((b, n_in), (n_in, n_out)))  # forward x @ W
+        shapes.append(((n_in, b), (b, n_out)))  # weight gradient x^T @ dz
+        if i > 0:
+            shapes.append(((b, n_out), (n_out, n_in)))  # input gradient dz @ W^T
+    ops = [(rng.random(a, dtype=np.float32), rng.random(c, dtype=np.float32)) for a, c in shapes]
+    flops_step = sum(2 * a.shape[0] * a.shape[1] * c.shape[1] for a, c in ops)
+    steps = max(20, int(2e9 / flops_step))
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            for a, c in ops:
+                a @ c
+        timings.append((time.perf_counter() - start) / steps)
+    per_step = float(np.median(timings))
+    epoch_flops = flops_step * n / b
+    return {"epoch_gflop": epoch_flops / 1e9, "gflops": flops_step / per_step / 1e9, "seconds": per_step * n / b}
+
+
+def memory_probe(cfg_name: str, rows: int | None) -> dict[str, float] | None:
+    """Train config A for one epoch in a fresh process and read its peak RSS."""
+    if not Path("/proc/self/clear_refs").exists():
+        return None
+    code = (
+        "import json,sys; sys.path.insert(0, %r); from benchmarks.memory import probe; "
+        "print(json.dumps(probe(%r, %r)))" % (str(Path(__file__).resolve().parents[1]), cfg_name, rows)
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def machine_info(threads: int) -> dict[str, Any]:
+    from threadpoolctl import threadpool_info
+
+    cpu = "unknown"
+    if Path("/proc/cpuinfo").exists():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    blas = [
+        {k: p.get(k) for k in ("internal_api", "version", "num_threads", "threading_layer", "architecture")}
+        for p in threadpool_info()
+        if p.get("user_api") == "blas"
+    ]
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "blas": blas,
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+        info["torch_blas"] = torch.backends.mkldnn.is_available() and "mkldnn" or "default"
+    except ImportError:
+        info["torch"] = None
+    import sklearn
+
+    info["sklearn"] = sklearn.__version__
+    return info
+
+
+def median(values: list[float]) -> float:
+    return float(np.median(values))
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    X, y, X_test, y_test, source = load_data(args.rows)
+    n = X.shape[0]
+    threads = args.threads or os.cpu_count() or 1
+    try:
+        import torch  # noqa: F401
+
+        has_torch = True
+    except ImportError:
+        has_torch = False
+        print("PyTorch is not installed (pip install -e '.[bench]'): its columns are skipped.", file=sys.stderr)
+    total = args.warmup + args.epochs
+    results: dict[str, Any] = {"data": source, "rows": n, "epochs_timed": args.epochs, "warmup": args.warmup}
+    results["machine"] = machine_info(threads)
+    for name in args.configs:
+        if name == "D":
+            continue
+        cfg = CONFIGS[name]
+        row: dict[str, Any] = {"config": cfg}
+        print(f"[{name}] nnscratch ...", file=sys.stderr)
+        times, net = nnscratch_train(cfg, X, y, total)
+        row["nnscratch_s"] = median(times[args.warmup :])
+        if X_test is not None:
+            row["nnscratch_test_accuracy"] = (
+                float(np.mean(net.predict_labels(X_test) == y_test))
+                if net.is_classifier
+                else float(np.mean(net.predict(X_test).argmax(1) == y_test))
+            )
+        if has_torch:
+            print(f"[{name}] PyTorch ...", file=sys.stderr)
+            times, predict = competitors.torch_train(cfg, X, y, total, threads)
+            row["torch_s"] = median(times[args.warmup :])
+            row["ratio_vs_torch"] = row["nnscratch_s"] / row["torch_s"]
+            if X_test is not None:
+                row["torch_test_accuracy"] = float(np.mean(predict(X_test) == y_test))
+        if name == "A":
+            print(f"[{name}] scikit-learn ...", file=sys.stderr)
+            times, predict = competitors.sklearn_train(cfg, X, y, total)
+            row["sklearn_s"] = median(times[args.warmup :])
+            row["ratio_vs_sklearn"] = row["nnscratch_s"] / row["sklearn_s"]
+            if X_test is not None:
+                row["sklearn_test_accuracy"] = float(np.mean(predict(X_test) == y_test))
+        if name == "B" and not args.skip_naive:
+            print(f"[{name}] naive per-sample loop ...", file=sys.stderr)
+            times = competitors.naive_train(X, y, total, np.random.default_rng(0))
+            row["naive_s"] = median(times[args.warmup :])
+            row["ratio_vs_naive"] = row["nnscratch_s"] / row["naive_s"]
+        limit = matmul_limit(cfg, n)
+        row["limit"] = limit
+        row["ratio_vs_limit"] = row["nnscratch_s"] / limit["seconds"]
+        results[name] = row
+    if "D" in args.configs:
+        results["D"] = inference(X, threads, has_torch, args.epochs)
+    if not args.skip_memory:
+        print("[memory] one epoch of A in a fresh process ...", file=sys.stderr)
+        results["memory"] = memory_probe("A", args.rows)
+    return results
+
+
+def inference(X: np.ndarray, threads: int, has_torch: bool, repeats: int) -> dict[str, Any]:
+    net = build_network(CONFIGS["A"])
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        net.predict(X)
+        times.append(time.perf_counter() - start)
+    row: dict[str, Any] = {"nnscratch_samples_per_s": X.shape[0] / median(times[1:])}
+    if has_torch:
+        import torch
+
+        torch.set_num_threads(threads)
+        model = torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+        Xt = torch.from_numpy(X)
+        times = []
+        with torch.no_grad():
+            for _ in range(repeats + 1):
+                start = time.perf_counter()
+                torch.softmax(model(Xt), dim=1)
+                times.append(time.perf_counter() - start)
+        row["torch_samples_per_s"] = X.shape[0] / median(times[1:])
+        row["throughput_vs_torch"] = row["nnscratch_samples_per_s"] / row["torch_samples_per_s"]
+    return row
+
+
+def table(results: dict[str, Any]) -> str:
+    """The results as a Markdown table."""
+    lines = [
+        "| config | nnscratch s/epoch | PyTorch s/epoch | vs PyTorch | scikit-learn s/epoch | vs scikit-learn | naive s/epoch | vs naive | limit s/epoch (GFLOP/s) | vs limit |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def fmt(value: Any, spec: str = ".3f") -> str:
+        return "" if value is None else format(value, spec)
+
+    for name in ("A", "B", "C"):
+        if name not in results:
+            continue
+        r = results[name]
+        limit = r["limit"]
+        lines.append(
+            f"| {name} | {fmt(r['nnscratch_s'])} | {fmt(r.get('torch_s'))} | {fmt(r.get('ratio_vs_torch'), '.2f')} | "
+            f"{fmt(r.get('sklearn_s'))} | {fmt(r.get('ratio_vs_sklearn'), '.2f')} | {fmt(r.get('naive_s'))} | "
+            f"{fmt(r.get('ratio_vs_naive'), '.3f')} | {limit['seconds']:.3f} ({limit['gflops']:.0f}) | {r['ratio_vs_limit']:.2f} |"
+        )
+    if "D" in results:
+        d = results["D"]
+        lines.append(
+            f"| D (inference, samples/s) | {d['nnscratch_samples_per_s']:,.0f} | {fmt(d.get('torch_samples_per_s'), ',.0f')} | "
+            f"{fmt(d.get('throughput_vs_torch'), '.2f')}x throughput | | | | | | |"
+        )
+    accuracy = [
+        f"{name}: nnscratch {results[name]['nnscratch_test_accuracy']:.4f}"
+        + (f", PyTorch {results[name]['torch_test_accuracy']:.4f}" if "torch_test_accuracy" in results[name] else "")
+        + (
+            f", scikit-learn {results[name]['sklearn_test_accuracy']:.4f}"
+            if "sklearn_test_accuracy" in results[name]
+            else ""
+        )
+        for name in ("A", "B", "C")
+        if name in results and "nnscratch_test_accuracy" in results[name]
+    ]
+    if accuracy:
+        lines.append("")
+        lines.append(
+            f"MNIST test accuracy after {results['warmup'] + results['epochs_timed']} epochs: " + "; ".join(accuracy)
+        )
+    mem = results.get("memory")
+    if mem:
+        lines.append("")
+        lines.append(
+            f"Peak memory training A: {mem['training_peak_mb']:.0f} MB above the process before loading data; "
+            f"dataset {mem['dataset_mb']:.0f} MB, budget dataset + 200 MB = {mem['dataset_mb'] + 200:.0f} MB."
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--configs", nargs="+", default=["A", "B", "C", "D"], choices=["A", "B", "C", "D"])
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs (median reported), default 3")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up epochs, default 1")
+    parser.add_argument("--rows", type=int, default=None, help="use only the first ROWS training rows (quick runs)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="threads for PyTorch (default: all cores, like NumPy's BLAS)"
+    )
+    parser.add_argument("--skip-naive", action="store_true", help="skip the slow per-sample loop in B")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    args = parser.parse_args(argv)
+    results = run(args)
+    print(table(results))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"\nJSON written to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
