@@ -146,9 +146,10 @@ def memory_probe(cfg_name: str, rows: int | None) -> dict[str, float] | None:
     """Train config A for one epoch in a fresh process and read its peak RSS."""
     if not Path("/proc/self/clear_refs").exists():
         return None
+    root = str(Path(__file__).resolve().parents[1])
     code = (
-        "import json,sys; sys.path.insert(0, %r); from benchmarks.memory import probe; "
-        "print(json.dumps(probe(%r, %r)))" % (str(Path(__file__).resolve().parents[1]), cfg_name, rows)
+        f"import json,sys; sys.path.insert(0, {root!r}); from benchmarks.memory import probe; "
+        f"print(json.dumps(probe({cfg_name!r}, {rows!r})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -278,12 +279,20 @@ def inference(X: np.ndarray, threads: int, has_torch: bool, repeats: int) -> dic
     return row
 
 
+WHO = [
+    ("nnscratch", "nnscratch_test_accuracy"),
+    ("PyTorch", "torch_test_accuracy"),
+    ("scikit-learn", "sklearn_test_accuracy"),
+]
+
+
 def table(results: dict[str, Any]) -> str:
     """The results as a Markdown table."""
-    lines = [
-        "| config | nnscratch s/epoch | PyTorch s/epoch | vs PyTorch | scikit-learn s/epoch | vs scikit-learn | naive s/epoch | vs naive | limit s/epoch (GFLOP/s) | vs limit |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    header = [
+        "config", "nnscratch s/epoch", "PyTorch s/epoch", "vs PyTorch", "scikit-learn s/epoch", "vs scikit-learn",
+        "naive s/epoch", "vs naive", "limit s/epoch (GFLOP/s)", "vs limit",
+    ]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
 
     def fmt(value: Any, spec: str = ".3f") -> str:
         return "" if value is None else format(value, spec)
@@ -293,17 +302,20 @@ def table(results: dict[str, Any]) -> str:
             continue
         r = results[name]
         limit = r["limit"]
-        lines.append(
-            f"| {name} | {fmt(r['nnscratch_s'])} | {fmt(r.get('torch_s'))} | {fmt(r.get('ratio_vs_torch'), '.2f')} | "
-            f"{fmt(r.get('sklearn_s'))} | {fmt(r.get('ratio_vs_sklearn'), '.2f')} | {fmt(r.get('naive_s'))} | "
-            f"{fmt(r.get('ratio_vs_naive'), '.3f')} | {limit['seconds']:.3f} ({limit['gflops']:.0f}) | {r['ratio_vs_limit']:.2f} |"
-        )
+        cells = [
+            name, fmt(r["nnscratch_s"]), fmt(r.get("torch_s")), fmt(r.get("ratio_vs_torch"), ".2f"),
+            fmt(r.get("sklearn_s")), fmt(r.get("ratio_vs_sklearn"), ".2f"), fmt(r.get("naive_s")),
+            fmt(r.get("ratio_vs_naive"), ".3f"), f"{limit['seconds']:.3f} ({limit['gflops']:.0f})",
+            f"{r['ratio_vs_limit']:.2f}",
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
     if "D" in results:
         d = results["D"]
-        lines.append(
-            f"| D (inference, samples/s) | {d['nnscratch_samples_per_s']:,.0f} | {fmt(d.get('torch_samples_per_s'), ',.0f')} | "
-            f"{fmt(d.get('throughput_vs_torch'), '.2f')}x throughput | | | | | | |"
-        )
+        cells = [
+            "D (inference, samples/s)", f"{d['nnscratch_samples_per_s']:,.0f}",
+            fmt(d.get("torch_samples_per_s"), ",.0f"), f"{fmt(d.get('throughput_vs_torch'), '.2f')}x throughput",
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |" + " |" * 6)
     accuracy = [
         f"{name}: nnscratch {results[name]['nnscratch_test_accuracy']:.4f}"
         + (f", PyTorch {results[name]['torch_test_accuracy']:.4f}" if "torch_test_accuracy" in results[name] else "")

@@ -92,7 +92,7 @@ class Optimizer:
             edges = np.linspace(0, p.size, parts + 1).astype(int)
             cuts = [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
-            def update(cut: slice, key: str = key, p: np.ndarray = p, g: np.ndarray = g) -> None:
+            def update(cut: slice, key: str = key, p: np.ndarray = p, g: np.ndarray = g, s: dict = s) -> None:
                 self._update(key, p[cut], g[cut], {n: v[cut] for n, v in s.items()}, lr)
 
             futures = [pool.submit(update, cut) for cut in cuts[1:]]
