@@ -17,8 +17,8 @@ def test_backward_matches_central_differences(name):
     z[np.abs(z) < 1e-3] = 0.5  # keep away from the ReLU kink
     upstream = rng.normal(size=z.shape)
     act = get_activation(name)
-    act.forward(z)
-    analytic = act.backward(upstream)
+    act.forward(z.copy())  # forward and backward may reuse their argument's memory
+    analytic = act.backward(upstream.copy())
     numeric = np.zeros_like(z)
     eps = 1e-6
     for idx in np.ndindex(z.shape):
@@ -72,3 +72,15 @@ def test_dtype_is_kept(name, dtype):
     z = np.linspace(-3, 3, 12, dtype=dtype).reshape(3, 4)
     assert act.forward(z).dtype == dtype
     assert act.backward(np.ones_like(z)).dtype == dtype
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_outputs_do_not_depend_on_reusing_memory(name):
+    z = np.linspace(-2, 2, 12).reshape(3, 4)
+    fresh = get_activation(name)
+    expected_a = fresh.forward(z.copy()).copy()
+    expected_g = fresh.backward(np.ones_like(z)).copy()
+    act = get_activation(name)
+    a = act.forward(z.copy())
+    np.testing.assert_array_equal(a, expected_a)
+    np.testing.assert_array_equal(act.backward(np.ones_like(z)), expected_g)

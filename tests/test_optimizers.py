@@ -60,24 +60,6 @@ def test_first_two_steps(name):
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-7)
 
 
-def test_parallel_update_equals_serial(monkeypatch):
-    import nnscratch.optimizers as opt_module
-
-    rng = np.random.default_rng(0)
-    p0, g = rng.normal(size=1000), rng.normal(size=1000)
-    results = []
-    for threshold in (10**9, 10):  # serial, then split across threads
-        monkeypatch.setattr(opt_module, "PARALLEL_MIN_SIZE", threshold)
-        for name in ("sgd", "adagrad", "rmsprop", "adam", "adamw"):
-            p = p0.copy()
-            opt = get_optimizer(name)
-            for _ in range(3):
-                opt.step({"W": p}, {"W": g})
-            results.append(p)
-    for serial, parallel in zip(results[:5], results[5:], strict=True):
-        assert np.array_equal(serial, parallel)
-
-
 def test_adamw_separates_biases_in_a_network():
     net = nn.Network.from_sizes([3, 4, 2], optimizer=nn.AdamW(0.1), seed=0)
     assert set(net._opt_params) == {"W", "b"}

@@ -4,6 +4,11 @@ An activation is applied elementwise (softmax row-wise) to a layer's
 pre-activation ``z`` and returns ``a``. ``forward`` caches what ``backward``
 needs; ``backward(grad_a)`` returns ``dC/dz``. Where the derivative is cheaper
 from the output than from the input (sigmoid, tanh, softmax) we cache ``a``.
+
+No backward needs ``z`` itself, so ``forward`` may compute ``a`` in the memory
+of ``z``, and ``backward`` in the memory of ``grad_a``: ``Dense`` hands both
+over as fresh arrays it no longer needs. That saves an allocation and a pass
+per layer on large batches. Pass copies if you call them on arrays you keep.
 """
 
 from __future__ import annotations
@@ -73,12 +78,13 @@ class Sigmoid(Activation):
     """``a = 1 / (1 + exp(-z))``; ``da/dz = a (1 - a)``."""
 
     def forward(self, z: np.ndarray) -> np.ndarray:
-        self.a = F.sigmoid(z)
+        self.a = F.sigmoid(z, out=z)
         return self.a
 
     def backward(self, grad_a: np.ndarray) -> np.ndarray:
-        a = self.a
-        return grad_a * a * (1.0 - a)
+        grad_a *= self.a
+        grad_a *= 1.0 - self.a
+        return grad_a
 
 
 @ACTIVATIONS.register("tanh")
@@ -86,11 +92,12 @@ class Tanh(Activation):
     """``a = tanh(z)``; ``da/dz = 1 - a**2``."""
 
     def forward(self, z: np.ndarray) -> np.ndarray:
-        self.a = F.tanh(z)
+        self.a = F.tanh(z, out=z)
         return self.a
 
     def backward(self, grad_a: np.ndarray) -> np.ndarray:
-        return grad_a * (1.0 - self.a * self.a)
+        grad_a *= 1.0 - self.a * self.a
+        return grad_a
 
 
 @ACTIVATIONS.register("relu")
@@ -98,11 +105,12 @@ class ReLU(Activation):
     """``a = max(z, 0)``; ``da/dz = 1`` where ``z > 0``, else 0 (0 at the kink)."""
 
     def forward(self, z: np.ndarray) -> np.ndarray:
-        self.a = np.maximum(z, 0.0)
+        self.a = np.maximum(z, 0.0, out=z)
         return self.a
 
     def backward(self, grad_a: np.ndarray) -> np.ndarray:
-        return grad_a * (self.a > 0)
+        grad_a *= self.a > 0
+        return grad_a
 
 
 @ACTIVATIONS.register("leaky_relu")
@@ -139,7 +147,7 @@ class Softmax(Activation):
     """
 
     def forward(self, z: np.ndarray) -> np.ndarray:
-        self.a = F.softmax(z)
+        self.a = F.softmax(z, out=z)
         return self.a
 
     def backward(self, grad_a: np.ndarray) -> np.ndarray:

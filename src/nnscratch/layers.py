@@ -163,7 +163,6 @@ class Dense(Layer):
         z = x @ self.params["W"]
         if self.bias:
             z += self.params["b"]
-        self.z = z
         return z
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:

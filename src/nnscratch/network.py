@@ -87,6 +87,10 @@ class Network:
         for layer in self.layers:
             layer.build(dropout_rng if not isinstance(layer, Dense) else init_rng, self.dtype)
         self._bind_flat_buffers()
+        # Fixed per architecture, so worked out once rather than every step:
+        # layers at or before the first one with parameters need no input gradient.
+        self._first_trainable = next(i for i, layer in enumerate(self.layers) if layer.params)
+        self._param_layers = [layer for layer in self.layers if layer.params]
         self.stop_training = False
         self.history: Any = None
 
@@ -192,17 +196,16 @@ class Network:
 
     def penalty(self) -> float:
         """Sum of the layers' regularisation terms."""
-        return sum(layer.penalty() for layer in self.layers)
+        return sum(layer.penalty() for layer in self._param_layers)
 
     def backward(self, output: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
         """Loss of ``output`` (from the last training forward) against ``y``;
         fills every layer's ``grads``. Returns the loss including penalties."""
         loss = self.loss.forward(output, y, sample_weight) + self.penalty()
         grad = self.loss.backward()
-        first_trainable = next(i for i, layer in enumerate(self.layers) if layer.params)
         last = len(self.layers) - 1
         for i in range(last, -1, -1):
-            layer, need = self.layers[i], i > first_trainable
+            layer, need = self.layers[i], i > self._first_trainable
             if i == last and self._fused:
                 grad = layer.backward_linear(grad, need)  # type: ignore[attr-defined]
             else:

@@ -11,18 +11,11 @@ there are; an optimizer that treats biases differently (``AdamW``) sets
 ``separate_biases`` and gets weights (``"W"``) and biases (``"b"``) apart.
 Every update below is written with ``out=`` to avoid temporaries; the comment
 on each line gives the maths.
-
-Every update rule here is elementwise, so a large parameter vector can be
-split into contiguous parts updated at the same time: NumPy releases the GIL
-inside its loops, so each core works on its own part. Below
-``PARALLEL_MIN_SIZE`` parameters the hand-off costs more than it saves.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -33,24 +26,6 @@ from .schedules import SCHEDULES, Schedule, get_schedule
 __all__ = ["Optimizer", "SGD", "AdaGrad", "RMSProp", "Adam", "AdamW", "get_optimizer", "OPTIMIZERS"]
 
 OPTIMIZERS = Registry("optimizer")
-PARALLEL_MIN_SIZE = 500_000
-
-_pool: tuple[int, ThreadPoolExecutor] | None = None
-
-
-def _workers() -> ThreadPoolExecutor | None:
-    """A thread pool with one worker per extra core (None on one core).
-
-    Remade after a fork: the parent's worker threads do not exist in a child.
-    """
-    global _pool
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if cores < 2:
-        return None
-    if _pool is None or _pool[0] != os.getpid():
-        _pool = (os.getpid(), ThreadPoolExecutor(max_workers=min(cores, 8) - 1, thread_name_prefix="nnscratch"))
-    return _pool[1]
-
 
 def _in_range(name: str, value: Any, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value < high):
@@ -83,22 +58,7 @@ class Optimizer:
         for key, p in params.items():
             if key not in self.state:
                 self.state[key] = {n: np.zeros_like(p) for n in self._state_names}
-            g, s = grads[key], self.state[key]
-            pool = _workers() if p.ndim == 1 and p.size >= PARALLEL_MIN_SIZE else None
-            if pool is None:
-                self._update(key, p, g, s, lr)
-                continue
-            parts = pool._max_workers + 1
-            edges = np.linspace(0, p.size, parts + 1).astype(int)
-            cuts = [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
-
-            def update(cut: slice, key: str = key, p: np.ndarray = p, g: np.ndarray = g, s: dict = s) -> None:
-                self._update(key, p[cut], g[cut], {n: v[cut] for n, v in s.items()}, lr)
-
-            futures = [pool.submit(update, cut) for cut in cuts[1:]]
-            update(cuts[0])  # this thread takes the first part
-            for future in futures:
-                future.result()
+            self._update(key, p, grads[key], self.state[key], lr)
 
     def _update(self, key: str, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], lr: float) -> None:
         raise NotImplementedError
