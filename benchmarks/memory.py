@@ -21,14 +21,15 @@ def _status_kb(field: str) -> int:
 
 def probe(config: str, rows: int | None) -> dict[str, Any]:
     import nnscratch  # noqa: F401  (imports count towards the baseline, not the data)
-    from benchmarks.run import CONFIGS, load_data, nnscratch_train
+    from benchmarks.run import CONFIGS, load_data, nnscratch_trainer
 
     gc.collect()
     baseline = _status_kb("VmRSS")
     X, y, *_ = load_data(rows)
     gc.collect()
     Path("/proc/self/clear_refs").write_text("5")
-    nnscratch_train(CONFIGS[config], X, y, epochs=1)
+    epoch, _ = nnscratch_trainer(CONFIGS[config], X, y)
+    epoch()
     peak = _status_kb("VmHWM")
     dataset_mb = (X.nbytes + y.nbytes) / 2**20
     return {"config": config, "dataset_mb": dataset_mb, "training_peak_mb": (peak - baseline) / 1024}

@@ -8,9 +8,11 @@ images when ``NNSCRATCH_DATA`` points at it, else synthetic 60,000 x 784):
 * **C** 784-1024-1024-10 ReLU, Adam 1e-3, batch 256 (matrix-product bound).
 * **D** inference throughput of the A network on 60,000 samples.
 
-Each contender trains for ``warmup + epochs`` epochs in this one process; the
-reported time is the median of the timed epochs, and every ratio is computed
-pair by pair from the same run. The **limit** is the epoch's matrix-product
+Each contender trains for ``warmup + epochs`` epochs in this one process,
+interleaved epoch by epoch (round 1: one epoch of each, round 2: ...), so a
+slow spell of a shared machine hits every contender alike. The reported time
+is the median of the timed epochs, and every ratio is computed pair by pair
+from the same run. The **limit** is the epoch's matrix-product
 FLOPs divided by NumPy's measured matrix-product rate for the same shapes.
 Results are printed as a table and written as JSON.
 """
@@ -99,7 +101,9 @@ def build_network(cfg: dict[str, Any], seed: int = 0) -> Any:
     )
 
 
-def nnscratch_train(cfg: dict[str, Any], X: np.ndarray, y: np.ndarray, epochs: int) -> tuple[list[float], Any]:
+def nnscratch_trainer(cfg: dict[str, Any], X: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
+    """One ``fit(epochs=1)`` per call, timed from the start of training to the
+    end of the epoch (the input checks ``fit`` makes first are not counted)."""
     import nnscratch as nn
 
     net = build_network(cfg)
@@ -113,33 +117,39 @@ def nnscratch_train(cfg: dict[str, Any], X: np.ndarray, y: np.ndarray, epochs: i
         def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
             stamps.append(time.perf_counter())
 
-    net.fit(X, targets, epochs=epochs, batch_size=cfg["batch_size"], callbacks=[Clock()])
-    return list(np.diff(stamps)), net
+    def epoch() -> float:
+        stamps.clear()
+        net.fit(X, targets, epochs=1, batch_size=cfg["batch_size"], callbacks=[Clock()])
+        return stamps[1] - stamps[0]
+
+    return epoch, net
 
 
-def matmul_limit(cfg: dict[str, Any], n: int, repeats: int = 5) -> dict[str, float]:
-    """Epoch FLOPs of the matrix products and the time NumPy needs for them."""
+def matmul_limit(cfg: dict[str, Any], n: int) -> tuple[Any, dict[str, float]]:
+    """An epoch of just the matrix products of a training epoch, with the same
+    shapes: forward ``x @ W``, weight gradient ``x^T @ dz`` and, past the first
+    layer, input gradient ``dz @ W^T``. Returns a timed-epoch callable and the
+    FLOP count; the limit is FLOPs / NumPy's rate, i.e. that epoch's time."""
     b, sizes = cfg["batch_size"], cfg["sizes"]
     rng = np.random.default_rng(0)
     shapes = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        shapes.append(((b, n_in), (n_in, n_out)))  # forward x @ W
-        shapes.append(((n_in, b), (b, n_out)))  # weight gradient x^T @ dz
+        shapes.append(((b, n_in), (n_in, n_out)))
+        shapes.append(((n_in, b), (b, n_out)))
         if i > 0:
-            shapes.append(((b, n_out), (n_out, n_in)))  # input gradient dz @ W^T
+            shapes.append(((b, n_out), (n_out, n_in)))
     ops = [(rng.random(a, dtype=np.float32), rng.random(c, dtype=np.float32)) for a, c in shapes]
     flops_step = sum(2 * a.shape[0] * a.shape[1] * c.shape[1] for a, c in ops)
-    steps = max(20, int(2e9 / flops_step))
-    timings = []
-    for _ in range(repeats):
+    steps = -(-n // b)
+
+    def epoch() -> float:
         start = time.perf_counter()
         for _ in range(steps):
             for a, c in ops:
                 a @ c
-        timings.append((time.perf_counter() - start) / steps)
-    per_step = float(np.median(timings))
-    epoch_flops = flops_step * n / b
-    return {"epoch_gflop": epoch_flops / 1e9, "gflops": flops_step / per_step / 1e9, "seconds": per_step * n / b}
+        return time.perf_counter() - start
+
+    return epoch, {"epoch_gflop": flops_step * steps / 1e9}
 
 
 def memory_probe(cfg_name: str, rows: int | None) -> dict[str, float] | None:
@@ -213,38 +223,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if name == "D":
             continue
         cfg = CONFIGS[name]
-        row: dict[str, Any] = {"config": cfg}
-        print(f"[{name}] nnscratch ...", file=sys.stderr)
-        times, net = nnscratch_train(cfg, X, y, total)
-        row["nnscratch_s"] = median(times[args.warmup :])
-        if X_test is not None:
-            row["nnscratch_test_accuracy"] = (
-                float(np.mean(net.predict_labels(X_test) == y_test))
-                if net.is_classifier
-                else float(np.mean(net.predict(X_test).argmax(1) == y_test))
-            )
+        contenders: dict[str, tuple[Any, Any]] = {}
+        epoch, net = nnscratch_trainer(cfg, X, y)
+        contenders["nnscratch"] = (epoch, lambda data, net=net: net.predict(data).argmax(axis=1))
         if has_torch:
-            print(f"[{name}] PyTorch ...", file=sys.stderr)
-            times, predict = competitors.torch_train(cfg, X, y, total, threads)
-            row["torch_s"] = median(times[args.warmup :])
-            row["ratio_vs_torch"] = row["nnscratch_s"] / row["torch_s"]
-            if X_test is not None:
-                row["torch_test_accuracy"] = float(np.mean(predict(X_test) == y_test))
+            contenders["torch"] = competitors.torch_trainer(cfg, X, y, threads)
         if name == "A":
-            print(f"[{name}] scikit-learn ...", file=sys.stderr)
-            times, predict = competitors.sklearn_train(cfg, X, y, total)
-            row["sklearn_s"] = median(times[args.warmup :])
-            row["ratio_vs_sklearn"] = row["nnscratch_s"] / row["sklearn_s"]
-            if X_test is not None:
-                row["sklearn_test_accuracy"] = float(np.mean(predict(X_test) == y_test))
+            contenders["sklearn"] = competitors.sklearn_trainer(cfg, X, y)
         if name == "B" and not args.skip_naive:
-            print(f"[{name}] naive per-sample loop ...", file=sys.stderr)
-            times = competitors.naive_train(X, y, total, np.random.default_rng(0))
-            row["naive_s"] = median(times[args.warmup :])
-            row["ratio_vs_naive"] = row["nnscratch_s"] / row["naive_s"]
-        limit = matmul_limit(cfg, n)
+            contenders["naive"] = competitors.naive_trainer(X, y, np.random.default_rng(0))
+        limit_epoch, limit = matmul_limit(cfg, n)
+        contenders["limit"] = (limit_epoch, None)
+        times: dict[str, list[float]] = {who: [] for who in contenders}
+        for round_ in range(total):  # interleaved: one epoch each, round after round
+            print(f"[{name}] round {round_ + 1}/{total}: {', '.join(contenders)}", file=sys.stderr)
+            for who, (run_epoch, _) in contenders.items():
+                times[who].append(run_epoch())
+        row: dict[str, Any] = {"config": cfg, "epoch_seconds": times}
+        for who, (_, predict) in contenders.items():
+            row[f"{who}_s"] = median(times[who][args.warmup :])
+            if who != "nnscratch":
+                row[f"ratio_vs_{who}"] = row["nnscratch_s"] / row[f"{who}_s"]
+            if X_test is not None and predict is not None:
+                row[f"{who}_test_accuracy"] = float(np.mean(predict(X_test) == y_test))
+        limit["seconds"] = row.pop("limit_s")
+        limit["gflops"] = limit["epoch_gflop"] / limit["seconds"]
         row["limit"] = limit
-        row["ratio_vs_limit"] = row["nnscratch_s"] / limit["seconds"]
         results[name] = row
     if "D" in args.configs:
         results["D"] = inference(X, threads, has_torch, args.epochs)
