@@ -49,6 +49,8 @@ def plot_history(
     logs = getattr(history, "history", history)
     if not isinstance(logs, Mapping):
         logs = {"loss": list(logs)}
+    from matplotlib.ticker import MaxNLocator
+
     metrics = [m for m in ("loss", "accuracy") if m in logs]
     fig = _figure(5.5 * len(metrics), 4)
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
@@ -60,6 +62,7 @@ def plot_history(
             ax.legend()
         ax.set_xlabel(xlabel)
         ax.set_ylabel(metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if metric == "loss" and log_loss:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
@@ -208,6 +211,6 @@ def plot_mistakes(
     for ax, i in zip(axes, order, strict=False):
         ax.set_visible(True)
         ax.imshow(np.asarray(X[i]).reshape(image_shape), cmap="gray_r")
-        ax.set_title(f"true {names[y_true[i]]}\npred {names[predicted[i]]} ({proba[i, predicted[i]]:.0%})", fontsize=8)
+        ax.set_title(f"true {names[y_true[i]]}\npred {names[predicted[i]]} ({proba[i, predicted[i]]:.1%})", fontsize=8)
     fig.suptitle(title or f"most confident mistakes ({len(wrong)} wrong in all)")
     return _finish(fig, path)

@@ -1,0 +1,206 @@
+"""``nnscratch train``: data in, a trained, saved and plotted network out."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import Network, TrainingDivergedError
+from ..callbacks import EarlyStopping
+from ..io import save
+from ..optimizers import get_optimizer
+from ..schedules import CosineDecay, ExponentialDecay, InverseScaling, StepDecay
+from .data import Prepared, prepare
+
+
+class CommandError(Exception):
+    """A failure to report as one line, with exit code 1."""
+
+
+def build_optimizer(args: argparse.Namespace, steps_per_epoch: int) -> Any:
+    total = max(1, args.epochs * steps_per_epoch)
+    schedules = {
+        "constant": lambda lr: lr,
+        "cosine": lambda lr: CosineDecay(lr, decay_steps=total),
+        "step": lambda lr: StepDecay(lr, step_size=max(1, total // 3), gamma=0.1),
+        "exponential": lambda lr: ExponentialDecay(lr, decay_rate=0.01, decay_steps=total),
+        "inverse_scaling": lambda lr: InverseScaling(lr),
+    }
+    rate = schedules[args.lr_schedule](args.lr)
+    extra = {"momentum": args.momentum} if args.optimizer == "sgd" and args.momentum else {}
+    return get_optimizer(args.optimizer, learning_rate=rate, **extra)
+
+
+def build_network(args: argparse.Namespace, data: Prepared) -> Network:
+    task = data.meta["task"]
+    n_out = len(data.meta["classes"]) if task == "classification" else 1
+    loss = args.loss or ("cross_entropy" if task == "classification" else "mse")
+    if task == "classification" and loss not in ("cross_entropy", "quadratic", "mse"):
+        raise CommandError(f"--loss {loss} does not suit classification; use cross_entropy.")
+    output = "softmax" if task == "classification" else "identity"
+    batch = args.batch_size or len(data.X_train)
+    steps = -(-len(data.X_train) // batch)
+    targets = "index"
+    if loss != "cross_entropy" and task == "classification":
+        targets = "onehot"  # quadratic/MSE on one-hot targets, as in Nielsen's network
+    from ..losses import LOSSES
+
+    loss_obj = LOSSES.get(loss)(**({"targets": targets} if loss == "cross_entropy" else {}))
+    return Network.from_sizes(
+        [data.X_train.shape[1], *args.hidden, n_out],
+        args.activation,
+        output if loss == "cross_entropy" or task == "regression" else "sigmoid",
+        loss=loss_obj,
+        optimizer=build_optimizer(args, steps),
+        l2=args.l2,
+        dropout=args.dropout,
+        dtype=args.dtype,
+        seed=args.seed,
+    )
+
+
+def _targets(net: Network, y: np.ndarray) -> np.ndarray:
+    """Class indices for cross-entropy; one-hot rows for a quadratic/MSE classifier."""
+    from ..functional import one_hot
+    from ..losses import CrossEntropy
+
+    if isinstance(net.loss, CrossEntropy) or not np.issubdtype(y.dtype, np.integer):
+        return y
+    return one_hot(y, net.n_outputs)
+
+
+def held_out_report(net: Network, X: np.ndarray, y: np.ndarray, task: str) -> dict[str, float]:
+    """Accuracy (classification) or RMSE (regression) on held-out data."""
+    out = net.predict(X)
+    if task == "classification":
+        return {"accuracy": float(np.mean(out.argmax(axis=1) == y))}
+    return {"rmse": float(np.sqrt(np.mean((out.ravel() - y.ravel()) ** 2)))}
+
+
+def write_plots(net: Network, history: Any, data: Prepared, folder: Path) -> list[Path]:
+    """The plots that make sense for this data; returns the files written."""
+    from .. import plots
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [folder / "history.png"]
+    plots.plot_history(history, path=written[-1], title=f"training on {data.name}")
+    if data.meta["task"] != "classification":
+        return written
+    proba = net.predict(data.X_test)
+    predicted = proba.argmax(axis=1)
+    classes = data.meta["classes"]
+    written.append(folder / "confusion_matrix.png")
+    plots.plot_confusion_matrix(
+        [classes[i] for i in data.y_test], [classes[i] for i in predicted], labels=classes, path=written[-1],
+        title=f"{data.name}: held-out confusion matrix",
+    )  # fmt: skip
+    if data.X_test.shape[1] == 2:
+        written.append(folder / "decision_boundary.png")
+        plots.plot_decision_boundary(
+            net, data.X_test, data.y_test, path=written[-1], title=f"{data.name}: held-out data"
+        )
+    shape = data.meta.get("image_shape")
+    if shape:
+        written.append(folder / "first_layer_weights.png")
+        plots.plot_first_layer_weights(net, tuple(shape), path=written[-1])
+        written.append(folder / "mistakes.png")
+        plots.plot_mistakes(data.X_test, data.y_test, proba, tuple(shape), classes=classes, path=written[-1])
+    return written
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a network on DATA, report held-out performance, save it and its plots."""
+    data = prepare(
+        args.data, task=args.task, test_size=args.test_size, seed=args.seed, label=_label(args.label), scale=args.scale
+    )
+    net = build_network(args, data)
+    out = Path(args.out or f"models/{data.name}.safetensors")
+    plots_dir = Path(args.plots or out.with_name(out.stem + "_plots"))
+    say = (lambda *a: None) if args.quiet else print
+    say(f"Training {net.layers} on {len(data.X_train):,} samples of {data.name} ({len(data.X_test):,} held out)")
+    callbacks = []
+    if args.early_stopping:
+        callbacks.append(EarlyStopping("val_loss", patience=args.early_stopping, restore_best_weights=True))
+        if not args.validation_split:
+            args.validation_split = 0.1
+    start = time.perf_counter()
+    try:
+        history = net.fit(
+            data.X_train, _targets(net, data.y_train), epochs=args.epochs, batch_size=args.batch_size,
+            validation_split=args.validation_split, callbacks=callbacks, verbose=not args.quiet,
+        )  # fmt: skip
+    except TrainingDivergedError as err:
+        raise CommandError(f"{err} Nothing was saved.") from None
+    seconds = time.perf_counter() - start
+    scores = held_out_report(net, data.X_test, data.y_test, data.meta["task"])
+    meta = {**data.meta, "epochs_trained": len(history.epoch), "held_out": scores, "train_seconds": seconds,
+            "history": history.history, "stop_reason": history.stop_reason}  # fmt: skip
+    save(net, out, extra=meta)
+    interrupted = history.stop_reason == "interrupted"
+    written = [] if args.no_plots else write_plots(net, history, data, plots_dir)
+    metric = f"Test accuracy: {scores['accuracy']:.2%}" if "accuracy" in scores else f"Test RMSE: {scores['rmse']:.4g}"
+    print(
+        f"{metric} on {len(data.X_test):,} held-out samples; {len(history.epoch)} epochs in {seconds:.1f} s; "
+        f"{net.n_params:,} parameters."
+    )
+    if interrupted:
+        print(f"Interrupted: saved the model trained so far ({len(history.epoch)} complete epochs) to {out}")
+        return 130
+    print(f"Model saved to {out}" + (f"; plots in {plots_dir}/" if written else ""))
+    return 0
+
+
+def _label(text: str) -> str | int:
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def add_train_parser(sub: Any, formatter: Any) -> None:
+    from . import positive_float, positive_int
+
+    p = sub.add_parser(
+        "train",
+        help="train a network on a dataset or a CSV file",
+        description=cmd_train.__doc__,
+        formatter_class=formatter,
+        epilog="""examples:
+  nnscratch train digits
+  nnscratch train moons --hidden 16 16 --activation tanh --epochs 200 --batch-size 16
+  nnscratch train mnist --hidden 256 128 --dropout 0.2 --epochs 20 --batch-size 128 --lr-schedule cosine
+  nnscratch train data.csv --label target --hidden 32 --early-stopping 5
+  nnscratch train houses.csv --task regression --loss mse --hidden 64 --epochs 100
+""",
+    )
+    p.add_argument("data", help="dataset name (digits, mnist, moons, circles, xor) or a CSV file")
+    p.add_argument("--hidden", type=positive_int, nargs="*", default=[64], help="hidden layer sizes (default: 64)")
+    p.add_argument("--activation", default="relu", choices=["relu", "leaky_relu", "tanh", "sigmoid", "identity"])
+    p.add_argument("--loss", choices=["cross_entropy", "mse", "quadratic"], help="default: cross_entropy, or mse")
+    p.add_argument("--task", choices=["classification", "regression"], default="classification")
+    p.add_argument("--optimizer", default="adam", choices=["sgd", "adagrad", "rmsprop", "adam", "adamw"])
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (default 1e-3)")
+    p.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default 0)")
+    p.add_argument(
+        "--lr-schedule", default="constant", choices=["constant", "cosine", "step", "exponential", "inverse_scaling"]
+    )
+    p.add_argument("--epochs", type=positive_int, default=20)
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--l2", type=float, default=0.0, help="L2 on weights: adds l2/2 ||W||^2 to the loss")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout rate after each hidden layer")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--validation-split", type=float, default=0.0, help="fraction of training data for val_loss")
+    p.add_argument("--early-stopping", type=positive_int, metavar="PATIENCE", help="stop when val_loss stalls")
+    p.add_argument("--test-size", type=float, default=0.2, help="held-out fraction (MNIST uses its test set)")
+    p.add_argument("--label", default="-1", help="CSV label column, by name or index (default: last)")
+    p.add_argument("--scale", default="auto", choices=["auto", "standard", "none"], help="auto: standardise CSVs")
+    p.add_argument("--out", help="model file (default: models/DATA.safetensors)")
+    p.add_argument("--plots", help="plots folder (default: beside the model)")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
