@@ -35,7 +35,7 @@ def check_X(X: Any, n_features: int, dtype: np.dtype, name: str = "X") -> Any:
     if _is_sparse(X):
         if X.ndim != 2:
             raise ValueError(f"{name} must be 2-D (n_samples, n_features). Received shape {X.shape}.")
-        if X.format not in ("csr", "csc"):
+        if X.format != "csr":  # mini-batches take rows: CSR slices them cheaply
             X = X.tocsr()
         if not np.issubdtype(X.dtype, np.number):
             raise ValueError(f"{name} must be numeric. Received dtype {X.dtype}.")
