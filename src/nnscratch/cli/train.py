@@ -112,6 +112,76 @@ def write_plots(net: Network, history: Any, data: Prepared, folder: Path) -> lis
     return written
 
 
+GRID_KEYS = {"hidden", "lr", "activation", "l2", "dropout", "optimizer", "batch_size", "epochs", "momentum"}
+
+
+def parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    """``["hidden=16,32x32", "lr=0.001,0.01"]`` -> ``{"hidden": [[16], [32, 32]], "lr": [0.001, 0.01]}``."""
+    space: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not values or key not in GRID_KEYS:
+            raise CommandError(
+                f"--grid takes KEY=V1,V2,... with KEY one of {', '.join(sorted(GRID_KEYS))}; got {item!r}."
+            )
+        parsed: list[Any] = []
+        for text in values.split(","):
+            if key == "hidden":
+                parsed.append([int(v) for v in text.split("x") if v] if text.strip() != "none" else [])
+            elif key in ("activation", "optimizer"):
+                parsed.append(text)
+            else:
+                number = float(text)
+                parsed.append(int(number) if key in ("batch_size", "epochs") else number)
+        space[key] = parsed
+    return space
+
+
+def _select(args: argparse.Namespace, data: Prepared, targets: np.ndarray, say: Any) -> tuple[Network, Any]:
+    """Train several candidates in parallel (restarts or a grid) and keep the best on validation data."""
+    from ..data import train_test_split
+    from ..selection import grid, restarts, select_best
+
+    stratify = data.y_train if data.meta["task"] == "classification" else None
+    fraction = args.validation_split or 0.1
+    X_tr, X_val, y_tr, y_val = train_test_split(data.X_train, targets, test_size=fraction, seed=args.seed,
+                                                stratify=stratify)  # fmt: skip
+    if getattr(args, "grid", None):
+        candidates = grid(parse_grid(args.grid), seeds=range(args.seed, args.seed + max(1, args.restarts)))
+    else:
+        candidates = restarts({}, args.restarts, seed=args.seed)
+    base = vars(args).copy()
+
+    def build(config: Any, seed: int) -> Network:
+        return build_network(argparse.Namespace(**{**base, **config, "seed": seed}), data)
+
+    def fit_params(config: Any) -> dict[str, Any]:
+        settings = {**base, **config}
+        callbacks = [EarlyStopping("val_loss", patience=args.early_stopping, restore_best_weights=True)] \
+            if args.early_stopping else []  # fmt: skip
+        return {"epochs": settings["epochs"], "batch_size": settings["batch_size"], "callbacks": callbacks,
+                "validation_data": (X_val, y_val) if args.early_stopping else None}  # fmt: skip
+
+    say(
+        f"Training {len(candidates)} candidates with {args.jobs} job(s)"
+        + (f" on Dask ({args.dask})" if args.dask else "")
+    )
+    result = select_best(
+        build, X_tr, y_tr, candidates, (X_val, y_val), fit_params=fit_params, n_jobs=args.jobs,
+        backend="dask" if args.dask else "loky", scheduler=args.dask, progress=not args.quiet,
+    )  # fmt: skip
+    print(result.format_table())
+    if result.best is None:
+        raise CommandError("every candidate failed; nothing was saved. See the table above.")
+    best_row = result.table[[r["index"] for r in result.table].index(result.best_index)]
+    print(f"Best: #{result.best_index} ({best_row['config_text'] or 'seed ' + str(best_row['seed'])})")
+    history = result.best.history
+    if result.interrupted:
+        history.stop_reason = "interrupted"
+    return result.best, history
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a network on DATA, report held-out performance, save it and its plots."""
     data = prepare(
@@ -128,13 +198,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.validation_split:
             args.validation_split = 0.1
     start = time.perf_counter()
-    try:
-        history = net.fit(
-            data.X_train, _targets(net, data.y_train), epochs=args.epochs, batch_size=args.batch_size,
-            validation_split=args.validation_split, callbacks=callbacks, verbose=not args.quiet,
-        )  # fmt: skip
-    except TrainingDivergedError as err:
-        raise CommandError(f"{err} Nothing was saved.") from None
+    targets = _targets(net, data.y_train)
+    if args.restarts > 1 or getattr(args, "grid", None):
+        net, history = _select(args, data, targets, say)
+    else:
+        try:
+            history = net.fit(
+                data.X_train, targets, epochs=args.epochs, batch_size=args.batch_size,
+                validation_split=args.validation_split, callbacks=callbacks, verbose=not args.quiet,
+            )  # fmt: skip
+        except TrainingDivergedError as err:
+            raise CommandError(f"{err} Nothing was saved.") from None
     seconds = time.perf_counter() - start
     scores = held_out_report(net, data.X_test, data.y_test, data.meta["task"])
     meta = {**data.meta, "epochs_trained": len(history.epoch), "held_out": scores, "train_seconds": seconds,
@@ -162,8 +236,6 @@ def _label(text: str) -> str | int:
 
 
 def add_train_parser(sub: Any, formatter: Any) -> None:
-    from . import positive_float, positive_int
-
     p = sub.add_parser(
         "train",
         help="train a network on a dataset or a CSV file",
@@ -175,8 +247,34 @@ def add_train_parser(sub: Any, formatter: Any) -> None:
   nnscratch train mnist --hidden 256 128 --dropout 0.2 --epochs 20 --batch-size 128 --lr-schedule cosine
   nnscratch train data.csv --label target --hidden 32 --early-stopping 5
   nnscratch train houses.csv --task regression --loss mse --hidden 64 --epochs 100
+  nnscratch train digits --restarts 8 --jobs 2             # 8 seeds in parallel, keep the best
+  nnscratch train digits --restarts 8 --dask tcp://scheduler:8786
 """,
     )
+    _add_training_options(p)
+    p.set_defaults(func=cmd_train, grid=None)
+    s = sub.add_parser(
+        "search",
+        help="train a grid of configurations in parallel and keep the best",
+        description="Train every combination of the --grid values (and --restarts seeds each) in parallel, "
+        "print the table of validation scores, and save the best network.",
+        formatter_class=formatter,
+        epilog="""examples:
+  nnscratch search digits --grid hidden=16,64,32x32 lr=0.001,0.01 --jobs 2
+  nnscratch search digits --grid hidden=32,128 --restarts 3 --epochs 30 --dask local --jobs 2
+  nnscratch search data.csv --label y --grid l2=0,0.001,0.01 dropout=0,0.2
+""",
+    )
+    _add_training_options(s)
+    s.add_argument("--grid", nargs="+", required=True, metavar="KEY=V1,V2",
+                   help="values to try: hidden (e.g. 64 or 32x32), lr, activation, l2, dropout, optimizer, "
+                   "batch_size, epochs, momentum")  # fmt: skip
+    s.set_defaults(func=cmd_train)
+
+
+def _add_training_options(p: Any) -> None:
+    from . import positive_float, positive_int
+
     p.add_argument("data", help="dataset name (digits, mnist, moons, circles, xor) or a CSV file")
     p.add_argument("--hidden", type=positive_int, nargs="*", default=[64], help="hidden layer sizes (default: 64)")
     p.add_argument("--activation", default="relu", choices=["relu", "leaky_relu", "tanh", "sigmoid", "identity"])
@@ -203,4 +301,6 @@ def add_train_parser(sub: Any, formatter: Any) -> None:
     p.add_argument("--plots", help="plots folder (default: beside the model)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_train)
+    p.add_argument("--restarts", type=positive_int, default=1, help="train K seeds (each grid point), keep the best")
+    p.add_argument("--jobs", type=int, default=1, help="parallel workers for restarts/search (-1: all cores)")
+    p.add_argument("--dask", metavar="ADDRESS", help="run restarts/search on a Dask scheduler, or 'local'")
