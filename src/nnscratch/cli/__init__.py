@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--target", type=float, nargs="+", help="its target (class index, or values)")
     ex.add_argument("--lr", type=positive_float, default=0.1, help="learning rate of the step")
     ex.set_defaults(func=cmd_explain)
+
+    from ..weblogs.cli import add_logs_parser
+
+    add_logs_parser(sub, _Parser, _Formatter)
     return parser
 
 

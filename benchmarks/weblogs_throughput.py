@@ -1,0 +1,90 @@
+"""Throughput and memory of ``nnscratch logs classify`` on a large generated log.
+
+``python -m benchmarks.weblogs_throughput MODEL [--lines 1000000]`` writes a
+log of that many lines by repeating the shared sample (``$NNSCRATCH_DATA/logs``)
+with perturbations (client addresses re-drawn, times shifted by whole days,
+query values varied, so both repeats and new lines occur), then classifies it
+in a child process and reports lines per second and the resident memory
+sampled every 0.2 s (it should stay flat as the file streams through).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+IP = re.compile(r"^(\d+)\.(\d+)\.(\d+)\.(\d+) ")
+DAY = re.compile(r"\[(\d{2})/")
+QUERY_VALUE = re.compile(r"=(\d+)")
+
+
+def generate(target: Path, lines: int, seed: int = 0) -> None:
+    root = Path(os.environ.get("NNSCRATCH_DATA", "../shared/data")) / "logs"
+    sample = [line for path in sorted(root.glob("*.log")) for line in path.read_text(errors="replace").splitlines()]
+    rng = random.Random(seed)
+    with target.open("w") as out:
+        written = 0
+        while written < lines:
+            for line in sample:
+                if written >= lines:
+                    break
+                if rng.random() < 0.5:
+                    line = IP.sub(lambda m: f"{m[1]}.{m[2]}.{rng.randrange(256)}.{rng.randrange(256)} ", line)
+                if rng.random() < 0.2:
+                    line = QUERY_VALUE.sub(lambda m: f"={rng.randrange(1000)}", line)
+                shift = written // len(sample)  # each pass through the sample lands on a later day
+                line = DAY.sub(lambda m, shift=shift: f"[{(int(m[1]) + shift) % 28 + 1:02d}/", line)
+                out.write(line + "\n")
+                written += 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model")
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--file", default="/tmp/nnscratch-1M.log")
+    args = parser.parse_args()
+    path = Path(args.file)
+    if not path.is_file() or sum(1 for _ in path.open("rb")) != args.lines:
+        start = time.perf_counter()
+        generate(path, args.lines)
+        size = path.stat().st_size / 2**20
+        print(f"generated {args.lines:,} lines ({size:.0f} MB) in {time.perf_counter() - start:.0f} s")
+    command = [sys.executable, "-m", "nnscratch", "logs", "classify", args.model, str(path), "-o", os.devnull,
+               "--ban-list", os.devnull]  # fmt: skip
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    samples: list[int] = []
+
+    def watch() -> None:
+        status = Path(f"/proc/{proc.pid}/status")
+        while proc.poll() is None:
+            try:
+                rss = [line for line in status.read_text().splitlines() if line.startswith("VmRSS")]
+                samples.append(int(rss[0].split()[1]) // 1024)
+            except (OSError, IndexError):
+                pass
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    _, err = proc.communicate()
+    seconds = time.perf_counter() - start
+    watcher.join()
+    print(err.strip())
+    print(f"wall {seconds:.1f} s including start-up: {args.lines / seconds:,.0f} lines/s")
+    if samples:
+        quarter = max(1, len(samples) // 4)
+        print("resident memory (MB) by quarter of the run: "
+              + ", ".join(str(max(samples[i : i + quarter])) for i in range(0, len(samples), quarter)))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""Labels for log lines: good, bad or gray (or unknown).
+
+Three sources, as the classic design and the shared data offer:
+
+* **class files**: every line of a file is good, bad or gray (``--good``,
+  ``--bad``, ``--gray``);
+* **label files**: a TSV with a ``session_id`` and ``label`` column (one label
+  per session; lines without a session are unknown) or with ``file``, ``line``
+  and ``label`` columns (one label per line). ``human`` means good;
+  ``*bot*`` means bad;
+* **rules** (``RuleLabeler``): a documented, configurable rule set, to bootstrap
+  labels for logs without ground truth. Heuristic labels are not ground truth:
+  a model trained on them mostly re-learns the rules.
+
+Rule order follows the shared data's README: per line, the first matching rule
+wins (R1c malformed request, R1b unusual method, R1a attack or probe target,
+R2a attack-tool user agent, R2b aggressive SEO/AI crawler, R4 missing user
+agent, R3 declared crawler or monitor, R4 scripted client, R0 good); then the
+burst rules R5 (a client with >= 20 4xx answers within 10 minutes: those lines
+become bad) and R6 (>= 300 requests within 10 minutes) apply to every line not
+already bad. Patterns are case-insensitive and matched against the raw target
+and its twice URL-decoded form.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote
+
+from .parse import LogRecord
+
+__all__ = ["CLASSES", "RuleLabeler", "read_label_file", "normalise_label"]
+
+CLASSES = ("good", "gray", "bad")
+
+
+def normalise_label(text: str) -> str | None:
+    """Map a label as written in a file to good/gray/bad (None: unknown)."""
+    t = text.strip().lower()
+    if t in ("good", "human", "benign", "normal", "0"):
+        return "good"
+    if t in ("bad", "bot", "malicious", "attack", "1") or "bot" in t:
+        return "bad"
+    if t in ("gray", "grey", "suspicious", "captcha"):
+        return "gray"
+    return None
+
+
+def read_label_file(path: str | Path) -> tuple[str, dict]:
+    """``("session", {session_id: label})`` or ``("line", {(file_name, line): label})``."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    if not rows:
+        raise ValueError(f"{path} has no rows.")
+    columns = set(rows[0])
+    if {"session_id", "label"} <= columns:
+        return "session", {r["session_id"]: normalise_label(r["label"]) for r in rows}
+    if {"file", "line", "label"} <= columns:
+        return "line", {(Path(r["file"]).name, int(r["line"])): normalise_label(r["label"]) for r in rows}
+    raise ValueError(f"{path}: expected columns session_id+label or file+line+label; found {sorted(columns)}.")
+
+
+def _any(words: Sequence[str]) -> re.Pattern[str]:
+    return re.compile("|".join(words), re.IGNORECASE)
+
+
+ATTACK_TARGETS = [
+    r"wp-login\.php", r"xmlrpc\.php", r"/wp-admin", r"/wp-includes", r"/wp-content/plugins", r"wp-config",
+    r"phpmyadmin", r"/pma/", r"/myadmin", r"/mysqladmin", r"setup\.php", r"/administrator/index\.php",
+    r"/\.env", r"/\.git/", r"/\.svn", r"/\.htaccess", r"/\.htpasswd", r"/\.ds_store", r"/\.bash_history",
+    r"/credentials", r"wallet\.dat",
+    r"\.(?:bak|sql|swp|rar|tar|tgz|7z|tar\.gz|sql\.gz|sql\.zip)(?:$|\?)",
+    r"/(?:backup|backups|bak|old|back|restore)/[^/?]+\.(?:zip|gz|rar|tar|sql|env|json|txt|js|dat)",
+    r"/backup\.(?:zip|gz)",
+    r"\.\./", r"\.\.%2f", r"%2e%2e", r"\.\.\\", r"%00", r"/etc/passwd", r"/proc/self", r"win\.ini", r"boot\.ini",
+    r"<script", r"%3cscript", r"javascript:", r"onerror=", r"alert\(",
+    r"union(?:\s|\+|%20)+(?:all(?:\s|\+|%20)+)?select", r"select.+from", r"sleep\(\d", r"benchmark\(",
+    r"waitfor(?:\s|\+|%20)+delay", r"' or '1", r"%27",
+    r"base64_decode", r"eval\(", r"system\(", r"passthru", r"shell_exec", r"cmd=", r"exec=", r"/bin/sh",
+    r"/bin/bash", r"wget(?:\s|\+|%20)+http", r"curl(?:\s|\+|%20)+http", r"\(\) \{",
+    r"shell[^/]*\.(?:php|jpg|asp|aspx|jsp)", r"webshell", r"c99\.php", r"r57\.php",
+    r"/cgi-bin/", r"\.cgi(?:$|\?)", r"/hnap1", r"/boaform", r"/gponform", r"/vendor/phpunit", r"eval-stdin",
+    r"/solr/", r"/actuator", r"/manager/html", r"/jmx-console", r"/invoker/", r"/console/", r"/owa/",
+    r"/autodiscover", r"/ecp/", r"/remote/login", r"/\+cscoe\+", r"/druid/", r"/nacos", r"/struts",
+    r"\.action(?:$|\?)", r"/jenkins", r"/telescope", r"/_ignition", r"/debug/default", r"/server-status",
+    r"/phpinfo", r"info\.php", r"/config\.php", r"/configuration\.php", r"/admin\.php", r"/adminer", r"/xampp",
+    r"/webdav", r"/user/register", r"mstshash",
+]  # fmt: skip
+ATTACK_AGENTS = [
+    "sqlmap", "nikto", "masscan", "zgrab", "nmap", "acunetix", "netsparker", "w3af", "dirbuster", "gobuster",
+    r"\bdirb\b", "wpscan", "nuclei", "fuzz faster", "wfuzz", "zmeu", "morfeus", "jorgee", "l9explore", "l9tcpid",
+    "expanse", "censys", "shodan", "internetmeasurement", "netcraft", "hello world", "custom-asynchttpclient",
+    "mozlila", "moblie", "python-httpx", "scanner", "openvas", "nessus", "qualys", "burp", "havij", "pangolin",
+    "hydra", "medusa", "brutus", "whatweb", "owasp", "zap/", "httrack", "grabber",
+]  # fmt: skip
+SEO_AGENTS = [
+    "ahrefsbot", "semrushbot", "mj12bot", "dotbot", "blexbot", "petalbot", "megaindex", "maui?bot", "serpstatbot",
+    "dataforseobot", "barkrowler", "bytespider", "gptbot", "claudebot", "ccbot", "amazonbot", "imagesiftbot",
+]  # fmt: skip
+CRAWLER_AGENTS = [
+    "bot", "crawler", "spider", "slurp", "crawl", "facebookexternalhit", "feedfetcher", "feedparser", "feedly",
+    "rss", "mediapartners", "adsbot", "bingpreview", "yandex", "baidu", "sogou", "archive\\.org", "ia_archiver",
+    r"\+http", "@", "pingdom", "uptimerobot", "statuscake", "site24x7", "newrelic", "check_http", "monitor", "preview",
+]  # fmt: skip
+SCRIPT_AGENTS = [
+    "curl", "wget", "python", "go-http-client", "java", "libwww", "lwp", "okhttp", "apache-httpclient", "node-fetch",
+    "axios", "ruby", "perl", "php", "winhttp", "powershell", "dalvik", "aiohttp", "httpclient", "restsharp",
+    "postmanruntime", "insomnia", "httpie", "fasthttp", "reqwest", "guzzle", "universalfeedparser", "apt-http/debian",
+    "tiny tiny rss", "feed", "http_request",
+]  # fmt: skip
+UNUSUAL_METHODS = {"CONNECT", "PROPFIND", "TRACE", "TRACK", "DEBUG", "SEARCH", "MKCOL", "PUT", "DELETE"}
+
+
+@dataclass
+class RuleLabeler:
+    """The rule set, with its thresholds as settings.
+
+    ``gray`` decides what gray lines become: ``"gray"`` (a class of its own) or
+    ``"bad"`` (the two-class setting).
+    """
+
+    burst_4xx: int = 20
+    burst_requests: int = 300
+    window: float = 600.0
+    seo_is_bad: bool = True
+    gray: str = "gray"
+    attack_targets: re.Pattern[str] = field(default_factory=lambda: _any(ATTACK_TARGETS))
+    attack_agents: re.Pattern[str] = field(default_factory=lambda: _any(ATTACK_AGENTS))
+    seo_agents: re.Pattern[str] = field(default_factory=lambda: _any(SEO_AGENTS))
+    crawler_agents: re.Pattern[str] = field(default_factory=lambda: _any(CRAWLER_AGENTS))
+    script_agents: re.Pattern[str] = field(default_factory=lambda: re.compile("^(?:" + "|".join(SCRIPT_AGENTS) + ")",
+                                                                             re.IGNORECASE))  # fmt: skip
+
+    def line_rule(self, r: LogRecord) -> tuple[str, str]:
+        """``(label, rule)`` from the per-line rules."""
+        request = r.request
+        if request in ("", "-"):
+            return ("gray", "R4c") if r.status == 408 else ("bad", "R1c")
+        if not r.request_ok or "\\x" in request:
+            return "bad", "R1c"
+        if r.method.upper() in UNUSUAL_METHODS:
+            return "bad", "R1b"
+        target = r.target
+        decoded = unquote(unquote(target, errors="replace"), errors="replace")
+        if self.attack_targets.search(target) or self.attack_targets.search(decoded):
+            return "bad", "R1a"
+        agent = r.agent
+        if self.attack_agents.search(agent):
+            return "bad", "R2a"
+        if self.seo_agents.search(agent):
+            return ("bad" if self.seo_is_bad else "gray"), "R2b"
+        if agent in ("", "-"):
+            return "gray", "R4"
+        if self.crawler_agents.search(agent):
+            return "gray", "R3"
+        if self.script_agents.search(agent):
+            return "gray", "R4s"
+        return "good", "R0"
+
+    def label(self, records: Iterable[LogRecord]) -> list[tuple[str, str]]:
+        """``(label, rule)`` for every record (in order), burst rules included."""
+        records = list(records)
+        out = [self.line_rule(r) for r in records]
+        order = sorted(range(len(records)), key=lambda i: records[i].time)
+        for rule, limit, pick in (("R5", self.burst_4xx, lambda r: 400 <= r.status < 500),
+                                  ("R6", self.burst_requests, lambda r: True)):  # fmt: skip
+            windows: dict[str, deque] = {}
+            for i in order:
+                r = records[i]
+                if not pick(r):
+                    continue
+                queue = windows.setdefault(r.session if r.session != "-" else r.host, deque())
+                queue.append(i)
+                while records[queue[0]].time < r.time - self.window:
+                    queue.popleft()
+                if len(queue) >= limit:
+                    for j in queue:
+                        if out[j][0] != "bad":
+                            out[j] = ("bad", rule)
+        if self.gray == "bad":
+            out = [("bad", rule) if label == "gray" else (label, rule) for label, rule in out]
+        return out
