@@ -63,14 +63,21 @@ def main() -> None:
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     samples: list[int] = []
 
+    def rss_mb(pid: int) -> int:
+        """Resident memory of a process and its children (the classify worker)."""
+        total = 0
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            total += int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1])
+            for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+                total += rss_mb(int(child)) * 1024
+        except (OSError, StopIteration, ValueError):
+            pass
+        return total // 1024
+
     def watch() -> None:
-        status = Path(f"/proc/{proc.pid}/status")
         while proc.poll() is None:
-            try:
-                rss = [line for line in status.read_text().splitlines() if line.startswith("VmRSS")]
-                samples.append(int(rss[0].split()[1]) // 1024)
-            except (OSError, IndexError):
-                pass
+            samples.append(rss_mb(proc.pid))
             time.sleep(0.2)
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -82,7 +89,7 @@ def main() -> None:
     print(f"wall {seconds:.1f} s including start-up: {args.lines / seconds:,.0f} lines/s")
     if samples:
         quarter = max(1, len(samples) // 4)
-        print("resident memory (MB) by quarter of the run: "
+        print("resident memory of the command and its worker (MB), peak by quarter of the run: "
               + ", ".join(str(max(samples[i : i + quarter])) for i in range(0, len(samples), quarter)))  # fmt: skip
 
 

@@ -233,3 +233,19 @@ def test_classify_streams_in_chunks(tmp_path):
     n, counts = classify(model, [str(log)], None, tally=tally, chunk=64)
     assert n == 500 and counts["bad"] > 400
     assert {b["client"] for b in tally.banned()} == {"10.0.0.0", "10.0.0.1", "10.0.0.2"}
+
+
+@needs_logs
+def test_parallel_classify_writes_exactly_what_serial_does(tmp_path):
+    import io
+
+    data = LabelledLines.gather(logs=[str(LOGS / "secrepo_access_2021-10-22.log")], rules=RuleLabeler(), gray_as="bad")
+    model, _, _ = WebLogModel.train(data, restarts=1, epochs=3)
+    outputs, tallies = [], []
+    for workers in (0, 1):
+        out, tally = io.StringIO(), ClientTally(threshold=3, minutes=10)
+        n, _ = classify(model, [str(LOGS / "secrepo_access_2021-10-22.log")], out, tally=tally, chunk=100,
+                        workers=workers)  # fmt: skip
+        outputs.append(out.getvalue())
+        tallies.append(tally.banned())
+    assert n == 644 and outputs[0] == outputs[1] and tallies[0] == tallies[1]

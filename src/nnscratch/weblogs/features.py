@@ -216,19 +216,24 @@ class Featurizer:
     def cache_hit_rate(self) -> float:
         return self.cache_hits / self.cache_lookups if self.cache_lookups else 0.0
 
-    def tokens(self, record: LogRecord) -> list[str]:
-        """The tokens of one line (request tokens from the cache when possible)."""
+    def _lookup(self, cache: OrderedDict, record: LogRecord, compute: Any) -> Any:
+        """``compute(record)`` for the request part of a line, from an LRU cache
+        keyed by what the request tokens depend on (not the client or the time)."""
         key = (record.request, record.status, record.referrer, record.agent if self.user_agent else "")
         self.cache_lookups += 1
-        cached = self._cache.get(key)
-        if cached is None:
-            cached = sorted(set(request_tokens(record, self.user_agent)))
-            self._cache[key] = cached
-            if len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+        value = cache.get(key)
+        if value is None:
+            value = cache[key] = compute(record)
+            if len(cache) > self.cache_size:
+                cache.popitem(last=False)
         else:
             self.cache_hits += 1
-            self._cache.move_to_end(key)
+            cache.move_to_end(key)
+        return value
+
+    def tokens(self, record: LogRecord) -> list[str]:
+        """The tokens of one line (request tokens from the cache when possible)."""
+        cached = self._lookup(self._cache, record, lambda r: sorted(set(request_tokens(r, self.user_agent))))
         if self._behaviour is not None:
             return cached + self._behaviour.tokens(record)
         return cached
@@ -260,18 +265,12 @@ class Featurizer:
         distinct request are cached as a small int32 array (a flood costs one
         lookup per line), and only the behaviour tokens are looked up afresh.
         """
-        key = (record.request, record.status, record.referrer, record.agent if self.user_agent else "")
-        self.cache_lookups += 1
-        cached = self._column_cache.get(key)
-        if cached is None:
-            tokens = set(request_tokens(record, self.user_agent))
-            cached = np.array(sorted({c for c in map(self._column, tokens) if c is not None}), dtype=np.int32)
-            self._column_cache[key] = cached
-            if len(self._column_cache) > self.cache_size:
-                self._column_cache.popitem(last=False)
-        else:
-            self.cache_hits += 1
-            self._column_cache.move_to_end(key)
+
+        def request_columns(r: LogRecord) -> np.ndarray:
+            columns = {c for c in map(self._column, set(request_tokens(r, self.user_agent))) if c is not None}
+            return np.array(sorted(columns), dtype=np.int32)
+
+        cached = self._lookup(self._column_cache, record, request_columns)
         if self._behaviour is None:
             return cached
         extra = [c for c in map(self._column, self._behaviour.tokens(record)) if c is not None]

@@ -314,7 +314,10 @@ class ClientTally:
             s = self.state[client] = {"requests": 0, "bad": 0, "window": deque(), "peak": 0, "first": when,
                                       "last": when, "peak_start": None, "peak_end": None}  # fmt: skip
         s["requests"] += 1
-        s["first"], s["last"] = min(s["first"], when), max(s["last"], when)
+        if when > s["last"]:
+            s["last"] = when
+        elif when < s["first"]:
+            s["first"] = when
         if not bad:
             return
         s["bad"] += 1
@@ -344,53 +347,116 @@ class ClientTally:
         return sorted(rows, key=lambda r: (-r["bad_in_window"], r["client"]))
 
 
+def _classify_chunk(chunk: list[tuple[str, int, bytes]]) -> tuple[list[tuple[str, int, str, float]], Any, ParseStats]:
+    """Worker side of ``classify``: parse a chunk of raw lines and predict them."""
+    from .parse import parse_line
+
+    model: WebLogModel = _WORKER["model"]
+    featurizer = model.featurizer
+    stats = ParseStats()
+    rows, columns = [], []
+    for source, number, raw in chunk:
+        item = parse_line(raw)
+        stats.add(item)
+        if isinstance(item, LogRecord):
+            rows.append((source, number, Behaviour.client_of(item), item.time))
+            columns.append(featurizer.columns(item))
+    proba = model.network.predict(featurizer.matrix(columns)) if rows else None
+    return rows, proba, stats
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(model: WebLogModel) -> None:
+    _WORKER["model"] = model
+
+
+def _chunks(paths: Iterable[str], size: int) -> Any:
+    from .parse import read_lines
+
+    chunk: list[tuple[str, int, bytes]] = []
+    for item in read_lines(paths):
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def classify(
     model: WebLogModel, paths: Iterable[str], out: IO[str] | None, fmt: str = "csv", tally: ClientTally | None = None,
-    chunk: int = 20_000, stats: ParseStats | None = None,
+    chunk: int = 20_000, stats: ParseStats | None = None, workers: int | None = None,
 ) -> tuple[int, Counter]:  # fmt: skip
     """Label every line of ``paths`` (streamed in chunks); write one row per line to
-    ``out`` (CSV or JSON lines) and feed the client tally. Returns (lines, counts)."""
+    ``out`` (CSV or JSON lines) and feed the client tally. Returns (lines, counts).
+
+    Without behaviour features, chunks are independent: a worker process parses,
+    featurises and predicts the next chunk while this one writes (``workers``
+    defaults to 1 extra process when there are 2 or more cores). With behaviour
+    features the per-client windows need the lines in order, so it runs here.
+    """
+    import os
+
     stats = stats if stats is not None else ParseStats()
     counts: Counter = Counter()
     n = 0
+    classes = model.classes
     if out is not None and fmt == "csv":
-        out.write("file,line,client,time," + "label," + ",".join(f"p_{c}" for c in model.classes) + "\n")
-    bad = model.classes.index("bad") if "bad" in model.classes else None
-    row_format = ",".join(["{:.4f}"] * len(model.classes)) + "\n"
-    buffer: list[tuple[str, int, LogRecord]] = []
+        out.write("file,line,client,time,label," + ",".join(f"p_{c}" for c in classes) + "\n")
+    bad = classes.index("bad") if "bad" in classes else None
+    row_format = ",".join(["{:.4f}"] * len(classes)) + "\n"
+    featurizer = model.featurizer
 
-    def flush() -> None:
+    def emit(rows: list[tuple[str, int, str, float]], proba: Any) -> None:
         nonlocal n
-        proba = model.predict_proba([r for _, _, r in buffer])
+        if not rows:
+            return
         winners = proba.argmax(axis=1).tolist()
-        for (source, number, record), p, w in zip(buffer, proba.tolist(), winners, strict=True):
-            label = model.classes[w]
+        for (source, number, client, when), p, w in zip(rows, proba.tolist(), winners, strict=True):
+            label = classes[w]
             counts[label] += 1
-            client = Behaviour.client_of(record)
             if tally is not None:
-                tally.add(client, record.time, w == bad)
+                tally.add(client, when, w == bad)
             if out is None:
                 continue
             if fmt == "csv":
-                out.write(f"{source},{number},{client},{record.time:.0f},{label}," + row_format.format(*p))
+                out.write(f"{source},{number},{client},{when:.0f},{label}," + row_format.format(*p))
             else:
-                row = {"file": source, "line": number, "client": client, "time": record.time, "label": label,
-                       "p": dict(zip(model.classes, p, strict=True))}  # fmt: skip
+                row = {"file": source, "line": number, "client": client, "time": when, "label": label,
+                       "p": dict(zip(classes, p, strict=True))}  # fmt: skip
                 out.write(json.dumps(row) + "\n")
-        n += len(buffer)
-        buffer.clear()
-        if record_time is not None:
-            if model.featurizer._behaviour is not None:
-                model.featurizer._behaviour.forget_idle(record_time)
-            if tally is not None:
-                tally.forget_idle(record_time)
+        n += len(rows)
+        now = rows[-1][3]
+        if featurizer._behaviour is not None:
+            featurizer._behaviour.forget_idle(now)
+        if tally is not None:
+            tally.forget_idle(now)
 
-    record_time = None
-    for item in parse_stream(paths, stats):
-        buffer.append(item)
-        record_time = item[2].time
-        if len(buffer) >= chunk:
-            flush()
-    if buffer:
-        flush()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = (1 if cores > 1 else 0) if workers is None else workers
+    if workers and not featurizer.behaviour:
+        import multiprocessing
+
+        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        with context.Pool(workers, initializer=_init_worker, initargs=(model,)) as pool:
+            for rows, proba, chunk_stats in pool.imap(_classify_chunk, _chunks(paths, chunk)):
+                stats.parsed += chunk_stats.parsed
+                for reason, count in chunk_stats.skipped.items():
+                    stats.skipped[reason] += count
+                    kept = stats.examples.setdefault(reason, [])
+                    kept.extend(chunk_stats.examples[reason][: stats.keep - len(kept)])
+                emit(rows, proba)
+        return n, counts
+    rows: list[tuple[str, int, str, float]] = []
+    columns: list = []
+    for source, number, record in parse_stream(paths, stats):
+        rows.append((source, number, Behaviour.client_of(record), record.time))
+        columns.append(featurizer.columns(record))
+        if len(rows) >= chunk:
+            emit(rows, model.network.predict(featurizer.matrix(columns)))
+            rows, columns = [], []
+    if rows:
+        emit(rows, model.network.predict(featurizer.matrix(columns)))
     return n, counts

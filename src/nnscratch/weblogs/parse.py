@@ -75,7 +75,6 @@ class Malformed(NamedTuple):
 
 
 _day_cache: dict[tuple[str, str, str, str], int] = {}
-_time_cache: dict[str, float | None] = {}
 _request_cache: dict[str, tuple[str, str, str, bool]] = {}
 _CACHE_LIMIT = 50_000  # entries; floods repeat time stamps and request lines
 
@@ -98,10 +97,18 @@ def _split_request(request: str) -> tuple[str, str, str, bool]:
 
 
 def _parse_time(text: str) -> float | None:
-    m = TIME.fullmatch(text.strip())
-    if m is None:
-        return None
-    day, mon, year, hh, mm, ss, sign, tzh, tzm = m.groups()
+    text = text.strip()
+    if len(text) == 26 and text[2] == "/" and text[6] == "/" and text[11] == ":" and text[20] == " ":
+        # The usual "dd/Mon/yyyy:HH:MM:SS +zzzz": read by position (no regex).
+        day, mon, year, hh, mm, ss = text[0:2], text[3:6], text[7:11], text[12:14], text[15:17], text[18:20]
+        sign, tzh, tzm = text[21], text[22:24], text[24:26]
+        if not (day + year + hh + mm + ss + tzh + tzm).isdigit() or sign not in "+-":
+            return None
+    else:
+        m = TIME.fullmatch(text)
+        if m is None:
+            return None
+        day, mon, year, hh, mm, ss, sign, tzh, tzm = m.groups()
     month = MONTHS.get(mon.capitalize())
     if month is None:
         return None
@@ -117,9 +124,10 @@ def _parse_time(text: str) -> float | None:
         if len(_day_cache) > 10_000:
             _day_cache.clear()
         _day_cache[key] = base
-    if int(hh) > 23 or int(mm) > 59 or int(ss) > 60 or not 1 <= int(day) <= 31:
+    h, m_, s_ = int(hh), int(mm), int(ss)
+    if h > 23 or m_ > 59 or s_ > 60 or not 1 <= int(day) <= 31:
         return None
-    return float(base + int(hh) * 3600 + int(mm) * 60 + int(ss))
+    return float(base + h * 3600 + m_ * 60 + s_)
 
 
 def _unescape(text: str) -> str:
@@ -145,7 +153,7 @@ def parse_line(line: str | bytes) -> LogRecord | Malformed:
         if m is None:
             return Malformed("not an access-log line", line[:300])
         host, _, _, time_text, request, status, size, referrer, session, agent, _rest = m.groups()
-        when = _cached(_time_cache, time_text, _parse_time)
+        when = _parse_time(time_text)
         if when is None:
             return Malformed("unreadable time stamp", line[:300])
         request = _unescape(request)
