@@ -274,7 +274,14 @@ class Featurizer:
         if self._behaviour is None:
             return cached
         extra = [c for c in map(self._column, self._behaviour.tokens(record)) if c is not None]
-        return np.union1d(cached, np.asarray(extra, dtype=np.int32)) if extra else cached
+        if not extra:
+            return cached
+        extra_columns = np.asarray(extra, dtype=np.int32)
+        if self.hashing:  # a hashed behaviour token may collide with a request token: merge
+            return np.union1d(cached, extra_columns)
+        # With a vocabulary, behaviour tokens ("b:...") have columns of their own, so
+        # appending is exact (CSR rows need not be sorted) and much cheaper than a union.
+        return np.concatenate((cached, extra_columns))
 
     def matrix(self, column_lists: Sequence[np.ndarray]) -> Any:
         """A CSR matrix from per-line column arrays (see ``columns``)."""
