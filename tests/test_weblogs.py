@@ -249,3 +249,17 @@ def test_parallel_classify_writes_exactly_what_serial_does(tmp_path):
         outputs.append(out.getvalue())
         tallies.append(tally.banned())
     assert n == 644 and outputs[0] == outputs[1] and tallies[0] == tallies[1]
+
+
+@needs_logs
+def test_truncated_svd_projection_is_saved_and_applied(tmp_path):
+    data = LabelledLines.gather(logs=[str(LOGS / "secrepo_access_2021-10-22.log")], rules=RuleLabeler(), gray_as="bad")
+    model, report, info = WebLogModel.train(data, svd=16, restarts=1, epochs=5)
+    assert info["inputs"] == 16 and model.network.n_inputs == 16 and model.projection.shape == (info["features"], 16)
+    path = tmp_path / "svd.safetensors"
+    model.save(path)
+    loaded = WebLogModel.load(path)
+    np.testing.assert_array_equal(loaded.projection, model.projection)
+    sample = data.records[:40]
+    np.testing.assert_array_equal(loaded.predict_proba(sample), model.predict_proba(sample))
+    assert report.f1("rule-labelled", "bad") is not None

@@ -29,7 +29,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .network import Network
 
-__all__ = ["save", "load", "read_metadata", "ModelFileError", "FORMAT_VERSION"]
+__all__ = ["save", "load", "load_arrays", "read_metadata", "ModelFileError", "FORMAT_VERSION"]
 
 FORMAT = "nnscratch"
 FORMAT_VERSION = 1
@@ -41,7 +41,11 @@ class ModelFileError(ValueError):
 
 
 def save(
-    network: Network, path: str | os.PathLike[str], include_optimizer: bool = True, extra: dict[str, Any] | None = None
+    network: Network,
+    path: str | os.PathLike[str],
+    include_optimizer: bool = True,
+    extra: dict[str, Any] | None = None,
+    arrays: dict[str, np.ndarray] | None = None,
 ) -> Path:
     """Write ``network`` to ``path`` (conventionally ``*.safetensors``) atomically.
 
@@ -54,6 +58,9 @@ def save(
     extra : dict, optional
         JSON-serialisable data stored beside the config (read it back with
         ``read_metadata(path)["extra"]``).
+    arrays : dict of str to ndarray, optional
+        Further float arrays stored as tensors named ``extra.NAME`` (read them
+        back with ``load_arrays(path)``): e.g. a projection applied before the network.
     """
     from safetensors.numpy import save as st_save
 
@@ -61,6 +68,8 @@ def save(
     for i, layer in enumerate(network.layers):
         for key, value in layer.params.items():
             tensors[f"layers.{i}.{key}"] = np.ascontiguousarray(value)
+    for name, value in (arrays or {}).items():
+        tensors[f"extra.{name}"] = np.ascontiguousarray(value)
     optimizer_meta = None
     if include_optimizer:
         opt = network.optimizer
@@ -145,6 +154,18 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         }
     except (KeyError, json.JSONDecodeError) as err:
         raise ModelFileError(f"{Path(path)} has corrupted metadata: {err}.") from None
+
+
+def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """The arrays stored with ``save(..., arrays=...)``, by name."""
+    from safetensors.numpy import load as st_load
+
+    _, data = _read_header(Path(path))
+    try:
+        tensors = st_load(data)
+    except Exception as err:  # safetensors raises its own error types
+        raise ModelFileError(f"{path} could not be decoded: {err}") from None
+    return {name[len("extra.") :]: value for name, value in tensors.items() if name.startswith("extra.")}
 
 
 def load(path: str | os.PathLike[str]) -> Network:

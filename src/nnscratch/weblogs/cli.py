@@ -72,12 +72,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     print("labels: " + ", ".join(f"{k} {v:,}" for k, v in sorted(labelled.items())))
     model, report, info = WebLogModel.train(
         data, user_agent=not args.no_user_agent, behaviour=args.behaviour, hashing=args.hashing,
-        min_count=args.min_count, max_features=args.max_features, hidden=args.hidden, epochs=args.epochs,
+        min_count=args.min_count, max_features=args.max_features, svd=args.svd, hidden=args.hidden, epochs=args.epochs,
         learning_rate=args.lr, restarts=args.restarts, n_jobs=args.jobs, backend="dask" if args.dask else "loky",
         scheduler=args.dask, seed=args.seed, progress=not args.quiet,
     )  # fmt: skip
     print(info["selection"])
-    print(f"{info['features']:,} features, {info['hidden']} hidden units; lines train/validation/test "
+    reduced = f" -> {info['inputs']} SVD components" if info["inputs"] != info["features"] else ""
+    print(f"{info['features']:,} features{reduced}, {info['hidden']} hidden units; lines train/validation/test "
           f"{info['lines']['train']:,}/{info['lines']['validation']:,}/{info['lines']['test']:,} "
           f"from {info['clients']['train']}/{info['clients']['validation']}/{info['clients']['test']} clients; "
           f"feature cache hit rate {info['cache_hit_rate']:.1%}")  # fmt: skip
@@ -111,7 +112,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
         Path(args.ban_json).write_text(json.dumps(banned, indent=2))
     report = sys.stderr
     print(stats.summary(), file=report)
-    print(f"{n:,} lines in {seconds:.1f} s ({n / max(seconds, 1e-9):,.0f} lines/s); "
+    print(f"{n:,} lines in {seconds:.1f} s ({n / max(seconds, 1e-9):,.0f} lines/s; feature cache hit rate "
+          f"{model.featurizer.cache_hit_rate:.1%}); "
           + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())), file=report)  # fmt: skip
     print(f"{len(banned)} client(s) with >= {args.ban_threshold} bad requests within {args.ban_minutes:g} minutes"
           + (f" -> {args.ban_list}" if args.ban_list else ""), file=report)  # fmt: skip
@@ -132,7 +134,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     keep = np.flatnonzero(data.known())
     records = [data.records[i] for i in keep]
     tokens = WebLogModel.token_lists(model.featurizer, records, [data.files[i] for i in keep])
-    proba = model.network.predict(model.featurizer.transform(tokens))
+    proba = model.network.predict(model.inputs(model.featurizer.transform(tokens)))
     predicted = np.array(model.classes)[proba.argmax(axis=1)]
     truth = np.array([data.labels[i] for i in keep])
     unknown = sorted(set(truth) - set(model.classes))
@@ -181,6 +183,7 @@ def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
     p.add_argument("--hashing", type=positive_int, help="hash tokens into N columns instead of a vocabulary")
     p.add_argument("--min-count", type=positive_int, default=2)
     p.add_argument("--max-features", type=positive_int, default=50_000)
+    p.add_argument("--svd", type=positive_int, metavar="K", help="reduce the features to K truncated-SVD components")
     p.add_argument("--hidden", type=positive_int, help="hidden units (default: twice the inputs, at most 256)")
     p.add_argument("--epochs", type=positive_int, default=15)
     p.add_argument("--lr", type=positive_float, default=1e-3)

@@ -190,10 +190,18 @@ def evaluate(
 
 
 class WebLogModel:
-    """A featurizer (vocabulary and settings) plus a network over its tokens."""
+    """A featurizer (vocabulary and settings), an optional truncated-SVD
+    projection, and a network over the result."""
 
-    def __init__(self, featurizer: Featurizer, network: Network, classes: Sequence[str]) -> None:
+    def __init__(
+        self, featurizer: Featurizer, network: Network, classes: Sequence[str], projection: np.ndarray | None = None
+    ) -> None:
         self.featurizer, self.network, self.classes = featurizer, network, list(classes)
+        self.projection = projection  # (n_features, k): rows -> k SVD components, or None
+
+    def inputs(self, X: Any) -> Any:
+        """What the network sees: the sparse rows, or their SVD projection (dense)."""
+        return X if self.projection is None else np.asarray(X @ self.projection, dtype=np.float32)
 
     # --- tokens ----------------------------------------------------------------
     @staticmethod
@@ -213,7 +221,8 @@ class WebLogModel:
     @classmethod
     def train(
         cls, data: LabelledLines, *, user_agent: bool = True, behaviour: bool = False, hashing: int | None = None,
-        min_count: int = 2, max_features: int = 50_000, hidden: int | None = None, max_hidden: int = 256,
+        min_count: int = 2, max_features: int = 50_000, svd: int | None = None, hidden: int | None = None,
+        max_hidden: int = 256,
         epochs: int = 15, learning_rate: float = 1e-3, batch_size: int = 64, restarts: int = 3, n_jobs: int = 1,
         backend: str = "loky", scheduler: str | None = None, seed: int = 0,
         fractions: Sequence[float] = (0.6, 0.2, 0.2), progress: bool = False,
@@ -242,7 +251,15 @@ class WebLogModel:
         featurizer.fit(tokens[i] for i in train)
         X = featurizer.transform(tokens)
         y = np.array([classes.index(lab) for lab in labels])
-        n_in = featurizer.n_features
+        projection = None
+        if svd:
+            from sklearn.decomposition import TruncatedSVD
+
+            k = min(svd, featurizer.n_features - 1)
+            reducer = TruncatedSVD(n_components=k, random_state=seed).fit(X[train])  # training rows only
+            projection = reducer.components_.T.astype(np.float32)
+            X = np.asarray(X @ projection, dtype=np.float32)
+        n_in = X.shape[1]
         width = hidden or min(2 * n_in, max_hidden)
         weights = _balanced(y[train], len(classes))
 
@@ -261,7 +278,7 @@ class WebLogModel:
                              progress=progress)  # fmt: skip
         if result.best is None:
             raise RuntimeError("Every network failed to train:\n" + result.format_table())
-        model = cls(featurizer, result.best, classes)
+        model = cls(featurizer, result.best, classes, projection)
         predicted = np.array(classes)[model.network.predict(X[test]).argmax(axis=1)]
         truth = np.array(labels)[test]
         report = evaluate(classes, truth, predicted, {
@@ -271,7 +288,7 @@ class WebLogModel:
             "lines": {"train": len(train), "validation": len(val), "test": len(test)},
             "clients": {name: len({clients[i] for i in part}) for name, part in
                         (("train", train), ("validation", val), ("test", test))},  # fmt: skip
-            "features": n_in, "hidden": width, "selection": result.format_table(),
+            "features": featurizer.n_features, "inputs": n_in, "hidden": width, "selection": result.format_table(),
             "train_seconds": time.perf_counter() - start, "cache_hit_rate": featurizer.cache_hit_rate,
         }  # fmt: skip
         return model, report, info
@@ -280,18 +297,20 @@ class WebLogModel:
     def predict_proba(self, records: Sequence[LogRecord]) -> np.ndarray:
         """Class probabilities (n, len(classes)); behaviour state carries over between calls."""
         featurizer = self.featurizer
-        return self.network.predict(featurizer.matrix([featurizer.columns(r) for r in records]))
+        return self.network.predict(self.inputs(featurizer.matrix([featurizer.columns(r) for r in records])))
 
     def save(self, path: str | Path) -> Path:
         extra = {"kind": "nnscratch.weblogs", "classes": self.classes, "featurizer": self.featurizer.get_config()}
-        return model_io.save(self.network, path, include_optimizer=False, extra=extra)
+        arrays = {"svd_projection": self.projection} if self.projection is not None else None
+        return model_io.save(self.network, path, include_optimizer=False, extra=extra, arrays=arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> WebLogModel:
         meta = model_io.read_metadata(path)["extra"]
         if meta.get("kind") != "nnscratch.weblogs":
             raise model_io.ModelFileError(f"{path} is an nnscratch model but not a web-log model.")
-        return cls(Featurizer.from_config(meta["featurizer"]), model_io.load(path), meta["classes"])
+        projection = model_io.load_arrays(path).get("svd_projection")
+        return cls(Featurizer.from_config(meta["featurizer"]), model_io.load(path), meta["classes"], projection)
 
 
 def _balanced(y: np.ndarray, k: int) -> np.ndarray:
@@ -347,12 +366,15 @@ class ClientTally:
         return sorted(rows, key=lambda r: (-r["bad_in_window"], r["client"]))
 
 
-def _classify_chunk(chunk: list[tuple[str, int, bytes]]) -> tuple[list[tuple[str, int, str, float]], Any, ParseStats]:
+def _classify_chunk(
+    chunk: list[tuple[str, int, bytes]],
+) -> tuple[list[tuple[str, int, str, float]], Any, ParseStats, Any]:
     """Worker side of ``classify``: parse a chunk of raw lines and predict them."""
     from .parse import parse_line
 
     model: WebLogModel = _WORKER["model"]
     featurizer = model.featurizer
+    hits, lookups = featurizer.cache_hits, featurizer.cache_lookups
     stats = ParseStats()
     rows, columns = [], []
     for source, number, raw in chunk:
@@ -361,8 +383,8 @@ def _classify_chunk(chunk: list[tuple[str, int, bytes]]) -> tuple[list[tuple[str
         if isinstance(item, LogRecord):
             rows.append((source, number, Behaviour.client_of(item), item.time))
             columns.append(featurizer.columns(item))
-    proba = model.network.predict(featurizer.matrix(columns)) if rows else None
-    return rows, proba, stats
+    proba = model.network.predict(model.inputs(featurizer.matrix(columns))) if rows else None
+    return rows, proba, stats, (featurizer.cache_hits - hits, featurizer.cache_lookups - lookups)
 
 
 _WORKER: dict[str, Any] = {}
@@ -441,7 +463,9 @@ def classify(
 
         context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
         with context.Pool(workers, initializer=_init_worker, initargs=(model,)) as pool:
-            for rows, proba, chunk_stats in pool.imap(_classify_chunk, _chunks(paths, chunk)):
+            for rows, proba, chunk_stats, (hits, lookups) in pool.imap(_classify_chunk, _chunks(paths, chunk)):
+                featurizer.cache_hits += hits  # the worker's cache, reported here
+                featurizer.cache_lookups += lookups
                 stats.parsed += chunk_stats.parsed
                 for reason, count in chunk_stats.skipped.items():
                     stats.skipped[reason] += count
@@ -455,8 +479,8 @@ def classify(
         rows.append((source, number, Behaviour.client_of(record), record.time))
         columns.append(featurizer.columns(record))
         if len(rows) >= chunk:
-            emit(rows, model.network.predict(featurizer.matrix(columns)))
+            emit(rows, model.network.predict(model.inputs(featurizer.matrix(columns))))
             rows, columns = [], []
     if rows:
-        emit(rows, model.network.predict(featurizer.matrix(columns)))
+        emit(rows, model.network.predict(model.inputs(featurizer.matrix(columns))))
     return n, counts
