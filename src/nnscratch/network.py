@@ -17,6 +17,7 @@ copying the weights is a single array copy. Assign to parameters in place
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -232,7 +233,7 @@ class Network:
         """
         output = self._loss_input(X, training=True)
         loss = self.backward(output, y, sample_weight)
-        if np.isfinite(loss):
+        if math.isfinite(loss):
             self.optimizer.step(self._opt_params, self._opt_grads)
         return loss, output
 

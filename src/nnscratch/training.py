@@ -9,6 +9,7 @@ lands half-way through an update, can be undone exactly.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,10 +31,6 @@ class TrainingDivergedError(FloatingPointError):
     def __init__(self, message: str, history: History) -> None:
         super().__init__(message)
         self.history = history
-
-
-def _take(a: Any, rows: Any) -> Any:
-    return None if a is None else a[rows]
 
 
 def _prepare_validation(net: Network, data: Any) -> tuple[Any, np.ndarray, Any] | None:
@@ -130,12 +127,14 @@ def fit(
     info = {"epochs": epochs, "steps_per_epoch": steps, "metrics": metrics}
     for cb in all_callbacks:
         cb.on_train_begin(info)
+    # Only callbacks that act after each step are called after each step.
+    batch_callbacks = [cb for cb in all_callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
     step = 0
     try:
         for epoch in range(epochs):
             total_loss, correct = 0.0, 0.0
             for rows in batch_indices(n, size, net.rng if shuffle else None):
-                xb, yb, wb = X[rows], y[rows], _take(w, rows)
+                xb, yb, wb = X[rows], y[rows], (None if w is None else w[rows])
                 np.copyto(backup, net._flat)
                 try:
                     # Overflow or an invalid operation inside a step means the
@@ -148,7 +147,7 @@ def fit(
                     reason = str(err)
                 else:
                     reason = f"loss = {loss}"
-                if not np.isfinite(loss):
+                if not math.isfinite(loss):
                     np.copyto(net._flat, backup)
                     history.stop_reason = "diverged"
                     raise TrainingDivergedError(
@@ -162,7 +161,7 @@ def fit(
                 if net.is_classifier:
                     correct += net.count_correct(out, yb)
                 step += 1
-                for cb in all_callbacks:
+                for cb in batch_callbacks:
                     cb.on_batch_end(step, {"loss": loss})
             logs = {"loss": total_loss / n}
             if net.is_classifier:
