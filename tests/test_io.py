@@ -152,3 +152,16 @@ def test_atomic_write_keeps_old_file_on_crash(trained, tmp_path, monkeypatch):
         trained.save(path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+def test_saved_files_get_ordinary_permissions(trained, tmp_path):
+    path = tmp_path / "m.safetensors"
+    old = os.umask(0o022)
+    try:
+        trained.save(path)
+        assert path.stat().st_mode & 0o777 == 0o644
+        path.chmod(0o640)
+        trained.save(path)  # overwriting keeps the file's mode
+        assert path.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
