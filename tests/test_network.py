@@ -231,3 +231,32 @@ def test_copy_is_independent_and_can_change_dtype(blobs):
     wide = net.copy(dtype="float64")
     assert wide.dtype == np.float64
     np.testing.assert_allclose(wide.predict(X), net.predict(X), rtol=1e-5)
+
+
+def test_a_float32_run_holds_no_float64_anywhere(blobs):
+    """Every array the engine keeps (parameters, gradients, caches, optimizer
+    state, loss buffers) stays float32 when the network is float32, even with
+    float64 inputs and sample weights."""
+    X, y = blobs  # float64 data
+    layers = [nn.Dense(4, 8, "relu"), nn.Dropout(0.2), nn.Dense(8, 8, "tanh", l2=0.01), nn.Dense(8, 3, "softmax")]
+    net = nn.Network(layers, optimizer=nn.Adam(nn.CosineDecay(0.01, 50)), seed=0)
+    net.fit(X, y, epochs=2, batch_size=16, sample_weight=np.linspace(0.5, 2, 60), validation_split=0.2)
+
+    def arrays(obj, seen=None):
+        seen = seen if seen is not None else set()
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, np.ndarray):
+            yield obj
+        elif isinstance(obj, dict):
+            for value in obj.values():
+                yield from arrays(value, seen)
+        elif isinstance(obj, (list, tuple)):
+            for value in obj:
+                yield from arrays(value, seen)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, (np.random.Generator, type)):
+            yield from arrays(vars(obj), seen)
+
+    floats = [a for a in arrays(net) if a.dtype.kind == "f"]
+    assert floats and {a.dtype for a in floats} == {np.dtype(np.float32)}

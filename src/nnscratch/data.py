@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["batch_indices", "train_test_split"]
+__all__ = ["batch_indices", "train_test_split", "validation_split"]
 
 
 def batch_indices(n: int, batch_size: int, rng: np.random.Generator | None = None) -> Iterator[np.ndarray | slice]:
@@ -77,3 +77,24 @@ def train_test_split(
     for a in arrays:
         out.extend([a[train], a[test]])
     return out
+
+
+def validation_split(
+    X: Any, y: Any, fraction: float = 0.2, seed: int | None = None, stratify: bool = True
+) -> tuple[Any, Any, Any, Any]:
+    """``(X_train, X_val, y_train, y_val)``: hold out ``fraction`` for validation.
+
+    Stratified by ``y`` when ``stratify`` is true and ``y`` holds class labels
+    (a 1-D integer or string array); otherwise a plain seeded random split.
+
+    >>> import numpy as np
+    >>> Xa, Xv, ya, yv = validation_split(np.arange(20).reshape(10, 2), np.array([0] * 5 + [1] * 5), 0.4, seed=0)
+    >>> sorted(yv.tolist())
+    [0, 0, 1, 1]
+    """
+    labels = np.asarray(y)
+    is_classes = labels.ndim == 1 and (np.issubdtype(labels.dtype, np.integer) or labels.dtype.kind in "USO")
+    X_train, X_val, y_train, y_val = train_test_split(
+        X, labels, test_size=fraction, seed=seed, stratify=labels if stratify and is_classes else None
+    )
+    return X_train, X_val, y_train, y_val
