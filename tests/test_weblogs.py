@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from nnscratch.cli import main
+from nnscratch.weblogs.classify import ClientTally, classify
+from nnscratch.weblogs.data import LabelledLines, split_by_client
 from nnscratch.weblogs.features import Behaviour, Featurizer, request_tokens
 from nnscratch.weblogs.labels import RuleLabeler, normalise_label, read_label_file
-from nnscratch.weblogs.model import ClientTally, LabelledLines, WebLogModel, classify, split_by_client
+from nnscratch.weblogs.model import WebLogModel
 from nnscratch.weblogs.parse import LogRecord, parse_line, parse_stream
 
 LOGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "logs"

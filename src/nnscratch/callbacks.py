@@ -156,3 +156,6 @@ class ProgressBar(Callback):
     def on_train_end(self, logs: dict[str, Any]) -> None:
         if self.bar is not None:
             self.bar.close()
+
+    def __repr__(self) -> str:
+        return "ProgressBar()"

@@ -130,6 +130,13 @@ class SelectionResult:
     interrupted: bool = False
     skipped: list[int] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        ok = sum(r["status"] == "ok" for r in self.table)
+        best = next((r[self.metric] for r in self.table if r["index"] == self.best_index), None)
+        note = ", interrupted" if self.interrupted else ""
+        counts = f"{ok} of {len(self.table)} ok{note}"
+        return f"SelectionResult(best_index={self.best_index}, {self.metric}={best}, {counts})"
+
     def format_table(self) -> str:
         """The table as aligned text, best row marked with ``*``."""
         scores = ["val_loss"] + (["val_accuracy"] if any("val_accuracy" in r for r in self.table) else [])

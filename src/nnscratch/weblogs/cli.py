@@ -24,8 +24,8 @@ EPILOG = """examples:
 
 
 def _data(args: argparse.Namespace) -> Any:
+    from .data import LabelledLines
     from .labels import RuleLabeler
-    from .model import LabelledLines
 
     rules = RuleLabeler(gray="gray") if args.rules else None
     if not (args.good or args.bad or args.gray or args.logs):
@@ -91,7 +91,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_classify(args: argparse.Namespace) -> int:
     """Label every line (CSV or JSON lines) and list clients with >= N bad requests within X minutes."""
-    from .model import ClientTally, WebLogModel, classify
+    from .classify import ClientTally, classify
+    from .model import WebLogModel
     from .parse import ParseStats
 
     model = WebLogModel.load(args.model)

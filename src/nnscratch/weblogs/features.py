@@ -208,6 +208,10 @@ class Featurizer:
         self.cache_hits = self.cache_lookups = 0
         self._behaviour = Behaviour(window) if behaviour else None
 
+    def __repr__(self) -> str:
+        columns = f"hashing={self.hashing}" if self.hashing else f"vocabulary={len(self.vocabulary):,} tokens"
+        return f"Featurizer({columns}, user_agent={self.user_agent}, behaviour={self.behaviour})"
+
     @property
     def n_features(self) -> int:
         return self.hashing if self.hashing else len(self.vocabulary)

@@ -69,6 +69,10 @@ def _any(words: Sequence[str]) -> re.Pattern[str]:
     return re.compile("|".join(words), re.IGNORECASE)
 
 
+def _prefix(words: Sequence[str]) -> re.Pattern[str]:
+    return re.compile("^(?:" + "|".join(words) + ")", re.IGNORECASE)
+
+
 ATTACK_TARGETS = [
     r"wp-login\.php", r"xmlrpc\.php", r"/wp-admin", r"/wp-includes", r"/wp-content/plugins", r"wp-config",
     r"phpmyadmin", r"/pma/", r"/myadmin", r"/mysqladmin", r"setup\.php", r"/administrator/index\.php",
@@ -129,12 +133,11 @@ class RuleLabeler:
     window: float = 600.0
     seo_is_bad: bool = True
     gray: str = "gray"
-    attack_targets: re.Pattern[str] = field(default_factory=lambda: _any(ATTACK_TARGETS))
-    attack_agents: re.Pattern[str] = field(default_factory=lambda: _any(ATTACK_AGENTS))
-    seo_agents: re.Pattern[str] = field(default_factory=lambda: _any(SEO_AGENTS))
-    crawler_agents: re.Pattern[str] = field(default_factory=lambda: _any(CRAWLER_AGENTS))
-    script_agents: re.Pattern[str] = field(default_factory=lambda: re.compile("^(?:" + "|".join(SCRIPT_AGENTS) + ")",
-                                                                             re.IGNORECASE))  # fmt: skip
+    attack_targets: re.Pattern[str] = field(default_factory=lambda: _any(ATTACK_TARGETS), repr=False)
+    attack_agents: re.Pattern[str] = field(default_factory=lambda: _any(ATTACK_AGENTS), repr=False)
+    seo_agents: re.Pattern[str] = field(default_factory=lambda: _any(SEO_AGENTS), repr=False)
+    crawler_agents: re.Pattern[str] = field(default_factory=lambda: _any(CRAWLER_AGENTS), repr=False)
+    script_agents: re.Pattern[str] = field(default_factory=lambda: _prefix(SCRIPT_AGENTS), repr=False)
 
     def line_rule(self, r: LogRecord) -> tuple[str, str]:
         """``(label, rule)`` from the per-line rules."""

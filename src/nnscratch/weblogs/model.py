@@ -1,143 +1,31 @@
-"""Training, evaluating and applying a bot detector on access logs.
-
-``LabelledLines`` gathers parsed lines with labels from class files, label
-files and/or the rule set, remembering where each label came from (``truth``
-or ``rules``): metrics are reported separately for the two, because a model
-trained on rule labels mostly re-learns the rules.
+"""Training and evaluating a bot detector on access logs.
 
 ``WebLogModel.train`` splits **by client** (IP, or session id where the log
 has one) so that no client's lines fall on both sides, trains several networks
 (one sigmoid hidden layer, twice the input size by default, capped; a softmax
 output) in parallel through ``nnscratch.selection`` and keeps the one with the
-lowest validation loss. The model file holds the network, the vocabulary and
-the settings. ``classify`` streams logs of any size in chunks and keeps a
-per-client tally of bad requests in a sliding window for the ban list.
+lowest validation loss. The model file holds the network, the vocabulary, the
+optional SVD projection and the settings.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections import Counter, deque
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 from .. import io as model_io
 from ..network import Network
+from .data import LabelledLines, split_by_client
 from .features import Behaviour, Featurizer
-from .labels import CLASSES, RuleLabeler, read_label_file
-from .parse import LogRecord, ParseStats, parse_stream
+from .labels import CLASSES
+from .parse import LogRecord
 
-__all__ = ["LabelledLines", "WebLogModel", "Report", "ClientTally", "split_by_client"]
-
-
-@dataclass
-class LabelledLines:
-    """Parsed lines, their labels (None: unknown), the label source and file."""
-
-    records: list[LogRecord] = field(default_factory=list)
-    labels: list[str | None] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)
-    files: list[str] = field(default_factory=list)
-    stats: ParseStats = field(default_factory=ParseStats)
-
-    def add_file(self, path: str, label: str | None = None, source: str = "truth") -> None:
-        """Every line of ``path`` with one label (or unknown, to be filled in)."""
-        for _, _, record in parse_stream([path], self.stats):
-            self.records.append(record)
-            self.labels.append(label)
-            self.sources.append(source)
-            self.files.append(str(path))
-
-    @classmethod
-    def gather(
-        cls, *, good: Sequence[str] = (), bad: Sequence[str] = (), gray: Sequence[str] = (), logs: Sequence[str] = (),
-        label_files: Sequence[str] = (), rules: RuleLabeler | None = None, gray_as: str = "gray",
-    ) -> LabelledLines:  # fmt: skip
-        """Class files, then logs labelled by label files, then by rules for what is left."""
-        data = cls()
-        for label, paths in (("good", good), ("bad", bad), ("gray", gray)):
-            for path in paths:
-                data.add_file(path, label)
-        start = len(data.records)
-        for path in logs:
-            data.add_file(path)
-        maps = [read_label_file(p) for p in label_files]
-        for i in range(start, len(data.records)):
-            record, name = data.records[i], Path(data.files[i]).name
-            for kind, mapping in maps:
-                key = record.session if kind == "session" else (name, None)
-                if kind == "line":
-                    continue  # line labels are applied below, where line numbers are known
-                if key in mapping and mapping[key] is not None:
-                    data.labels[i] = mapping[key]
-        if any(kind == "line" for kind, _ in maps):
-            data._apply_line_labels([m for k, m in maps if k == "line"], logs)
-        if rules is not None:
-            unlabelled = [i for i in range(start, len(data.records)) if data.labels[i] is None]
-            by_file: dict[str, list[int]] = {}
-            for i in unlabelled:
-                by_file.setdefault(data.files[i], []).append(i)
-            for indices in by_file.values():  # burst rules look at one log at a time
-                for i, (label, _) in zip(indices, rules.label([data.records[i] for i in indices]), strict=True):
-                    data.labels[i], data.sources[i] = label, "rules"
-        if gray_as == "bad":
-            data.labels = ["bad" if lab == "gray" else lab for lab in data.labels]
-        elif gray_as == "drop":
-            data.labels = [None if lab == "gray" else lab for lab in data.labels]
-        return data
-
-    def _apply_line_labels(self, maps: list[dict], logs: Sequence[str]) -> None:
-        numbers = {}
-        for path in logs:
-            for _, number, _record in parse_stream([path]):
-                numbers.setdefault(path, []).append(number)
-        offset = len(self.records) - sum(len(v) for v in numbers.values())
-        i = offset
-        for path in logs:
-            for number in numbers.get(path, []):
-                for mapping in maps:
-                    label = mapping.get((Path(path).name, number))
-                    if label is not None:
-                        self.labels[i] = label
-                i += 1
-
-    def known(self) -> np.ndarray:
-        return np.array([lab is not None for lab in self.labels])
-
-
-def split_by_client(
-    clients: Sequence[str], groups: Sequence[str], fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0
-) -> list[np.ndarray]:
-    """Row indices of each part; every client lands in exactly one part.
-
-    Within each group (a log file), clients are shuffled and dealt out so each
-    part gets about its fraction of that file's lines.
-    """
-    rng = np.random.default_rng(seed)
-    parts: list[list[int]] = [[] for _ in fractions]
-    by_group: dict[str, dict[str, list[int]]] = {}
-    for i, (client, group) in enumerate(zip(clients, groups, strict=True)):
-        by_group.setdefault(group, {}).setdefault(client, []).append(i)
-    targets = np.cumsum(fractions) / np.sum(fractions)
-    for group in sorted(by_group):
-        members = by_group[group]
-        names = sorted(members)
-        order = rng.permutation(len(names))
-        total = sum(len(v) for v in members.values())
-        done = 0
-        for k in order:
-            rows = members[names[k]]
-            # the part whose share of this file is furthest below its target
-            filled = done / total
-            part = int(np.searchsorted(targets, filled, side="right"))
-            parts[min(part, len(parts) - 1)].extend(rows)
-            done += len(rows)
-    return [np.array(sorted(p), dtype=np.int64) for p in parts]
+__all__ = ["WebLogModel", "Report", "evaluate"]
 
 
 @dataclass
@@ -198,6 +86,10 @@ class WebLogModel:
     ) -> None:
         self.featurizer, self.network, self.classes = featurizer, network, list(classes)
         self.projection = projection  # (n_features, k): rows -> k SVD components, or None
+
+    def __repr__(self) -> str:
+        svd = f", svd={self.projection.shape[1]}" if self.projection is not None else ""
+        return f"WebLogModel({self.featurizer!r}{svd}, {self.network.layers!r}, classes={self.classes})"
 
     def inputs(self, X: Any) -> Any:
         """What the network sees: the sparse rows, or their SVD projection (dense)."""
@@ -318,169 +210,3 @@ def _balanced(y: np.ndarray, k: int) -> np.ndarray:
     counts = np.bincount(y, minlength=k).astype(float)
     per_class = np.where(counts > 0, len(y) / (k * np.maximum(counts, 1)), 0.0)
     return per_class[y]
-
-
-class ClientTally:
-    """Bad requests per client in a sliding window: who reached ``threshold`` within ``minutes``."""
-
-    def __init__(self, threshold: int = 10, minutes: float = 10.0) -> None:
-        self.threshold, self.window = threshold, minutes * 60.0
-        self.state: dict[str, dict[str, Any]] = {}
-
-    def add(self, client: str, when: float, bad: bool) -> None:
-        s = self.state.get(client)
-        if s is None:
-            s = self.state[client] = {"requests": 0, "bad": 0, "window": deque(), "peak": 0, "first": when,
-                                      "last": when, "peak_start": None, "peak_end": None}  # fmt: skip
-        s["requests"] += 1
-        if when > s["last"]:
-            s["last"] = when
-        elif when < s["first"]:
-            s["first"] = when
-        if not bad:
-            return
-        s["bad"] += 1
-        window = s["window"]
-        window.append(when)
-        while window[0] < when - self.window:
-            window.popleft()
-        if len(window) > s["peak"]:
-            s["peak"], s["peak_start"], s["peak_end"] = len(window), window[0], when
-
-    def forget_idle(self, now: float) -> None:
-        """Drop clients that never reached the threshold and have been quiet for a
-        whole window: nothing they did can get them banned any more. Keeps memory
-        bounded by the clients active in one window (plus the banned ones)."""
-        idle = [c for c, s in self.state.items() if s["peak"] < self.threshold and s["last"] < now - self.window]
-        for client in idle:
-            del self.state[client]
-
-    def banned(self) -> list[dict[str, Any]]:
-        """Clients with at least ``threshold`` bad requests within the window, worst first."""
-        rows = []
-        for client, s in self.state.items():
-            if s["peak"] >= self.threshold:
-                rows.append({"client": client, "bad_in_window": s["peak"], "window_start": s["peak_start"],
-                             "window_end": s["peak_end"], "bad_total": s["bad"], "requests": s["requests"],
-                             "first_seen": s["first"], "last_seen": s["last"]})  # fmt: skip
-        return sorted(rows, key=lambda r: (-r["bad_in_window"], r["client"]))
-
-
-def _classify_chunk(
-    chunk: list[tuple[str, int, bytes]],
-) -> tuple[list[tuple[str, int, str, float]], Any, ParseStats, Any]:
-    """Worker side of ``classify``: parse a chunk of raw lines and predict them."""
-    from .parse import parse_line
-
-    model: WebLogModel = _WORKER["model"]
-    featurizer = model.featurizer
-    hits, lookups = featurizer.cache_hits, featurizer.cache_lookups
-    stats = ParseStats()
-    rows, columns = [], []
-    for source, number, raw in chunk:
-        item = parse_line(raw)
-        stats.add(item)
-        if isinstance(item, LogRecord):
-            rows.append((source, number, Behaviour.client_of(item), item.time))
-            columns.append(featurizer.columns(item))
-    proba = model.network.predict(model.inputs(featurizer.matrix(columns))) if rows else None
-    return rows, proba, stats, (featurizer.cache_hits - hits, featurizer.cache_lookups - lookups)
-
-
-_WORKER: dict[str, Any] = {}
-
-
-def _init_worker(model: WebLogModel) -> None:
-    _WORKER["model"] = model
-
-
-def _chunks(paths: Iterable[str], size: int) -> Any:
-    from .parse import read_lines
-
-    chunk: list[tuple[str, int, bytes]] = []
-    for item in read_lines(paths):
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def classify(
-    model: WebLogModel, paths: Iterable[str], out: IO[str] | None, fmt: str = "csv", tally: ClientTally | None = None,
-    chunk: int = 20_000, stats: ParseStats | None = None, workers: int | None = None,
-) -> tuple[int, Counter]:  # fmt: skip
-    """Label every line of ``paths`` (streamed in chunks); write one row per line to
-    ``out`` (CSV or JSON lines) and feed the client tally. Returns (lines, counts).
-
-    Without behaviour features, chunks are independent: a worker process parses,
-    featurises and predicts the next chunk while this one writes (``workers``
-    defaults to 1 extra process when there are 2 or more cores). With behaviour
-    features the per-client windows need the lines in order, so it runs here.
-    """
-    import os
-
-    stats = stats if stats is not None else ParseStats()
-    counts: Counter = Counter()
-    n = 0
-    classes = model.classes
-    if out is not None and fmt == "csv":
-        out.write("file,line,client,time,label," + ",".join(f"p_{c}" for c in classes) + "\n")
-    bad = classes.index("bad") if "bad" in classes else None
-    row_format = ",".join(["{:.4f}"] * len(classes)) + "\n"
-    featurizer = model.featurizer
-
-    def emit(rows: list[tuple[str, int, str, float]], proba: Any) -> None:
-        nonlocal n
-        if not rows:
-            return
-        winners = proba.argmax(axis=1).tolist()
-        for (source, number, client, when), p, w in zip(rows, proba.tolist(), winners, strict=True):
-            label = classes[w]
-            counts[label] += 1
-            if tally is not None:
-                tally.add(client, when, w == bad)
-            if out is None:
-                continue
-            if fmt == "csv":
-                out.write(f"{source},{number},{client},{when:.0f},{label}," + row_format.format(*p))
-            else:
-                row = {"file": source, "line": number, "client": client, "time": when, "label": label,
-                       "p": dict(zip(classes, p, strict=True))}  # fmt: skip
-                out.write(json.dumps(row) + "\n")
-        n += len(rows)
-        now = rows[-1][3]
-        if featurizer._behaviour is not None:
-            featurizer._behaviour.forget_idle(now)
-        if tally is not None:
-            tally.forget_idle(now)
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = (1 if cores > 1 else 0) if workers is None else workers
-    if workers and not featurizer.behaviour:
-        import multiprocessing
-
-        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-        with context.Pool(workers, initializer=_init_worker, initargs=(model,)) as pool:
-            for rows, proba, chunk_stats, (hits, lookups) in pool.imap(_classify_chunk, _chunks(paths, chunk)):
-                featurizer.cache_hits += hits  # the worker's cache, reported here
-                featurizer.cache_lookups += lookups
-                stats.parsed += chunk_stats.parsed
-                for reason, count in chunk_stats.skipped.items():
-                    stats.skipped[reason] += count
-                    kept = stats.examples.setdefault(reason, [])
-                    kept.extend(chunk_stats.examples[reason][: stats.keep - len(kept)])
-                emit(rows, proba)
-        return n, counts
-    rows: list[tuple[str, int, str, float]] = []
-    columns: list = []
-    for source, number, record in parse_stream(paths, stats):
-        rows.append((source, number, Behaviour.client_of(record), record.time))
-        columns.append(featurizer.columns(record))
-        if len(rows) >= chunk:
-            emit(rows, model.network.predict(model.inputs(featurizer.matrix(columns))))
-            rows, columns = [], []
-    if rows:
-        emit(rows, model.network.predict(model.inputs(featurizer.matrix(columns))))
-    return n, counts

@@ -1,0 +1,126 @@
+"""Labelled log lines and the split by client.
+
+``LabelledLines`` gathers parsed lines with labels from class files, label
+files and/or the rule set, remembering where each label came from (``truth``
+or ``rules``): metrics are reported separately for the two, because a model
+trained on rule labels mostly re-learns the rules. ``split_by_client`` keeps
+every client (IP, or session id where the log has one) on one side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .labels import RuleLabeler, read_label_file
+from .parse import LogRecord, ParseStats, parse_stream
+
+__all__ = ["LabelledLines", "split_by_client"]
+
+
+@dataclass
+class LabelledLines:
+    """Parsed lines, their labels (None: unknown), the label source and file."""
+
+    records: list[LogRecord] = field(default_factory=list)
+    labels: list[str | None] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    stats: ParseStats = field(default_factory=ParseStats)
+
+    def add_file(self, path: str, label: str | None = None, source: str = "truth") -> None:
+        """Every line of ``path`` with one label (or unknown, to be filled in)."""
+        for _, _, record in parse_stream([path], self.stats):
+            self.records.append(record)
+            self.labels.append(label)
+            self.sources.append(source)
+            self.files.append(str(path))
+
+    @classmethod
+    def gather(
+        cls, *, good: Sequence[str] = (), bad: Sequence[str] = (), gray: Sequence[str] = (), logs: Sequence[str] = (),
+        label_files: Sequence[str] = (), rules: RuleLabeler | None = None, gray_as: str = "gray",
+    ) -> LabelledLines:  # fmt: skip
+        """Class files, then logs labelled by label files, then by rules for what is left."""
+        data = cls()
+        for label, paths in (("good", good), ("bad", bad), ("gray", gray)):
+            for path in paths:
+                data.add_file(path, label)
+        start = len(data.records)
+        for path in logs:
+            data.add_file(path)
+        maps = [read_label_file(p) for p in label_files]
+        for i in range(start, len(data.records)):
+            record, name = data.records[i], Path(data.files[i]).name
+            for kind, mapping in maps:
+                key = record.session if kind == "session" else (name, None)
+                if kind == "line":
+                    continue  # line labels are applied below, where line numbers are known
+                if key in mapping and mapping[key] is not None:
+                    data.labels[i] = mapping[key]
+        if any(kind == "line" for kind, _ in maps):
+            data._apply_line_labels([m for k, m in maps if k == "line"], logs)
+        if rules is not None:
+            unlabelled = [i for i in range(start, len(data.records)) if data.labels[i] is None]
+            by_file: dict[str, list[int]] = {}
+            for i in unlabelled:
+                by_file.setdefault(data.files[i], []).append(i)
+            for indices in by_file.values():  # burst rules look at one log at a time
+                for i, (label, _) in zip(indices, rules.label([data.records[i] for i in indices]), strict=True):
+                    data.labels[i], data.sources[i] = label, "rules"
+        if gray_as == "bad":
+            data.labels = ["bad" if lab == "gray" else lab for lab in data.labels]
+        elif gray_as == "drop":
+            data.labels = [None if lab == "gray" else lab for lab in data.labels]
+        return data
+
+    def _apply_line_labels(self, maps: list[dict], logs: Sequence[str]) -> None:
+        numbers = {}
+        for path in logs:
+            for _, number, _record in parse_stream([path]):
+                numbers.setdefault(path, []).append(number)
+        offset = len(self.records) - sum(len(v) for v in numbers.values())
+        i = offset
+        for path in logs:
+            for number in numbers.get(path, []):
+                for mapping in maps:
+                    label = mapping.get((Path(path).name, number))
+                    if label is not None:
+                        self.labels[i] = label
+                i += 1
+
+    def known(self) -> np.ndarray:
+        return np.array([lab is not None for lab in self.labels])
+
+
+def split_by_client(
+    clients: Sequence[str], groups: Sequence[str], fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0
+) -> list[np.ndarray]:
+    """Row indices of each part; every client lands in exactly one part.
+
+    Within each group (a log file), clients are shuffled and dealt out so each
+    part gets about its fraction of that file's lines.
+    """
+    rng = np.random.default_rng(seed)
+    parts: list[list[int]] = [[] for _ in fractions]
+    by_group: dict[str, dict[str, list[int]]] = {}
+    for i, (client, group) in enumerate(zip(clients, groups, strict=True)):
+        by_group.setdefault(group, {}).setdefault(client, []).append(i)
+    targets = np.cumsum(fractions) / np.sum(fractions)
+    for group in sorted(by_group):
+        members = by_group[group]
+        names = sorted(members)
+        order = rng.permutation(len(names))
+        total = sum(len(v) for v in members.values())
+        done = 0
+        for k in order:
+            rows = members[names[k]]
+            # the part whose share of this file is furthest below its target
+            filled = done / total
+            part = int(np.searchsorted(targets, filled, side="right"))
+            parts[min(part, len(parts) - 1)].extend(rows)
+            done += len(rows)
+    return [np.array(sorted(p), dtype=np.int64) for p in parts]
