@@ -265,3 +265,14 @@ def test_truncated_svd_projection_is_saved_and_applied(tmp_path):
     sample = data.records[:40]
     np.testing.assert_array_equal(loaded.predict_proba(sample), model.predict_proba(sample))
     assert report.f1("rule-labelled", "bad") is not None
+
+
+@needs_logs
+def test_per_line_label_files_round_trip(tmp_path):
+    log = str(LOGS / "secrepo_access_2021-10-22.log")
+    labels = tmp_path / "labels.tsv"
+    assert main(["logs", "label", log, "-o", str(labels)]) == 0
+    from_file = LabelledLines.gather(logs=[log], label_files=[str(labels)])
+    from_rules = LabelledLines.gather(logs=[log], rules=RuleLabeler())
+    assert from_file.labels == from_rules.labels and None not in from_file.labels
+    assert from_file.numbers[:3] == [1, 2, 3]

@@ -29,7 +29,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .network import Network
 
-__all__ = ["save", "load", "load_arrays", "read_metadata", "ModelFileError", "FORMAT_VERSION"]
+__all__ = ["save", "load", "load_bundle", "read_metadata", "ModelFileError", "FORMAT_VERSION"]
 
 FORMAT = "nnscratch"
 FORMAT_VERSION = 1
@@ -60,7 +60,7 @@ def save(
         ``read_metadata(path)["extra"]``).
     arrays : dict of str to ndarray, optional
         Further float arrays stored as tensors named ``extra.NAME`` (read them
-        back with ``load_arrays(path)``): e.g. a projection applied before the network.
+        back with ``load_bundle(path)``): e.g. a projection applied before the network.
     """
     from safetensors.numpy import save as st_save
 
@@ -150,9 +150,7 @@ def _read_header(path: Path) -> tuple[dict[str, Any], bytes]:
     return header, data
 
 
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The decoded metadata of a model file: ``config``, ``optimizer_state``, ``extra``."""
-    header, _ = _read_header(Path(path))
+def _decode_metadata(header: dict[str, Any], path: Path) -> dict[str, Any]:
     meta = header["__metadata__"]
     try:
         return {
@@ -162,19 +160,13 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
             "extra": json.loads(meta.get("extra", "{}")),
         }
     except (KeyError, json.JSONDecodeError) as err:
-        raise ModelFileError(f"{Path(path)} has corrupted metadata: {err}.") from None
+        raise ModelFileError(f"{path} has corrupted metadata: {err}.") from None
 
 
-def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """The arrays stored with ``save(..., arrays=...)``, by name."""
-    from safetensors.numpy import load as st_load
-
-    _, data = _read_header(Path(path))
-    try:
-        tensors = st_load(data)
-    except Exception as err:  # safetensors raises its own error types
-        raise ModelFileError(f"{path} could not be decoded: {err}") from None
-    return {name[len("extra.") :]: value for name, value in tensors.items() if name.startswith("extra.")}
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The decoded metadata of a model file: ``config``, ``optimizer_state``, ``extra``."""
+    header, _ = _read_header(Path(path))
+    return _decode_metadata(header, Path(path))
 
 
 def load(path: str | os.PathLike[str]) -> Network:
@@ -186,13 +178,20 @@ def load(path: str | os.PathLike[str]) -> Network:
         If the file is missing, truncated, corrupted, not an nnscratch model,
         or written by a newer format version.
     """
+    return load_bundle(path)[0]
+
+
+def load_bundle(path: str | os.PathLike[str]) -> tuple[Network, dict[str, Any], dict[str, np.ndarray]]:
+    """``(network, metadata, arrays)`` from one read of the file: the network as
+    ``load`` gives it, the metadata as ``read_metadata`` does, and the arrays
+    stored with ``save(..., arrays=...)``, by name."""
     from safetensors.numpy import load as st_load
 
     from .network import Network
 
     path = Path(path)
-    _, data = _read_header(path)
-    meta = read_metadata(path)
+    header, data = _read_header(path)
+    meta = _decode_metadata(header, path)
     try:
         network = Network.from_config(meta["config"])
     except (KeyError, TypeError, ValueError) as err:
@@ -225,4 +224,5 @@ def load(path: str | os.PathLike[str]) -> Network:
         for group, slots in opt.state.items():  # scratch buffers are not saved
             for slot in opt._state_names:
                 slots.setdefault(slot, np.zeros_like(network._opt_params[group]))
-    return network
+    arrays = {name[len("extra.") :]: value for name, value in tensors.items() if name.startswith("extra.")}
+    return network, meta, arrays

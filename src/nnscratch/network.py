@@ -169,9 +169,6 @@ class Network:
     def _fused(self) -> bool:
         return self.output_layer.activation.registry_name == self.loss.fused_activation
 
-    def __getstate__(self) -> dict[str, Any]:
-        return self.__dict__.copy()
-
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Pickling copies each layer's parameter views as independent arrays;
         # bind them to one flat buffer again so training can continue.

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_sample_weight
@@ -300,7 +300,7 @@ class NeuralNetClassifier(ClassifierMixin, _BaseNeuralNet):
     def _prepare_targets(self, y: np.ndarray, first: bool, classes: Any = None) -> np.ndarray:
         if y.ndim == 2 and y.shape[1] == 1:
             warnings.warn("A column-vector y was passed when a 1d array was expected; it was raveled.",
-                          _data_conversion_warning(), stacklevel=4)  # fmt: skip
+                          DataConversionWarning, stacklevel=4)  # fmt: skip
             y = y.ravel()
         check_classification_targets(y)
         kind = type_of_target(y)
@@ -442,9 +442,3 @@ class _UniformInit:
 
     def __call__(self, rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         return rng.uniform(-self.bound, self.bound, shape).astype(dtype)
-
-
-def _data_conversion_warning() -> type[Warning]:
-    from sklearn.exceptions import DataConversionWarning
-
-    return DataConversionWarning

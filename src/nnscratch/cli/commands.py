@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 
 from ..datasets import load_csv
-from ..io import load, read_metadata
-from .data import apply_preprocessing, labelled_data
+from ..io import load_bundle
+from .data import apply_preprocessing, labelled_data, parse_label
 from .train import CommandError, held_out_report
 
 
 def _load_model(path: str) -> tuple[Any, dict[str, Any]]:
-    net = load(path)
-    return net, read_metadata(path)["extra"]
+    net, meta, _ = load_bundle(path)
+    return net, meta["extra"]
 
 
 def _check_width(net: Any, X: np.ndarray, source: str) -> None:
@@ -34,7 +34,7 @@ def _check_width(net: Any, X: np.ndarray, source: str) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Score a saved model on labelled data: a dataset's held-out part or a CSV."""
     net, meta = _load_model(args.model)
-    X, y = labelled_data(args.data, meta, _label(args.label))
+    X, y = labelled_data(args.data, meta, parse_label(args.label))
     _check_width(net, X, args.data)
     task = meta.get("task", "classification" if net.is_classifier else "regression")
     scores = held_out_report(net, X, y, task)
@@ -47,7 +47,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     """Predict labels and class probabilities for the rows of a CSV file."""
     net, meta = _load_model(args.model)
-    X, _, _ = load_csv(args.input, label=_label(args.drop_column) if args.drop_column is not None else None)
+    X, _, _ = load_csv(args.input, label=parse_label(args.drop_column) if args.drop_column is not None else None)
     X = apply_preprocessing(X, meta)
     _check_width(net, X, args.input)
     out = net.predict(X)
@@ -145,12 +145,3 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     print(f"Model saved to {Path(args.out).resolve()}")
     return 130 if interrupted else 0
-
-
-def _label(text: str | None) -> str | int:
-    if text is None:
-        return -1
-    try:
-        return int(text)
-    except ValueError:
-        return text

@@ -65,6 +65,17 @@ def apply_preprocessing(X: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
     return ((X - mean) / scale).astype(np.float32)
 
 
+def parse_label(text: str | None) -> str | int:
+    """A ``--label`` argument: a column index when it reads as an integer, else a
+    column name; None means the last column."""
+    if text is None:
+        return -1
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
 def is_dataset_name(data: str) -> bool:
     return data in NAMES
 

@@ -14,7 +14,7 @@ from ..callbacks import EarlyStopping
 from ..io import save
 from ..optimizers import get_optimizer
 from ..schedules import CosineDecay, ExponentialDecay, InverseScaling, StepDecay
-from .data import Prepared, prepare
+from .data import Prepared, parse_label, prepare
 
 
 class CommandError(Exception):
@@ -185,7 +185,12 @@ def _select(args: argparse.Namespace, data: Prepared, targets: np.ndarray, say: 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a network on DATA, report held-out performance, save it and its plots."""
     data = prepare(
-        args.data, task=args.task, test_size=args.test_size, seed=args.seed, label=_label(args.label), scale=args.scale
+        args.data,
+        task=args.task,
+        test_size=args.test_size,
+        seed=args.seed,
+        label=parse_label(args.label),
+        scale=args.scale,
     )
     net = build_network(args, data)
     out = Path(args.out or f"models/{data.name}.safetensors")
@@ -226,13 +231,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 130
     print(f"Model saved to {out}" + (f"; plots in {plots_dir}/" if written else ""))
     return 0
-
-
-def _label(text: str) -> str | int:
-    try:
-        return int(text)
-    except ValueError:
-        return text
 
 
 def add_train_parser(sub: Any, formatter: Any) -> None:

@@ -144,7 +144,7 @@ def _from_raw(
     train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray, test_labels: np.ndarray
 ) -> MNIST:
     def images(a: np.ndarray) -> np.ndarray:
-        return (a.reshape(a.shape[0], -1).astype(np.float32) / 256.0).astype(np.float32)
+        return a.reshape(a.shape[0], -1).astype(np.float32) / 256.0  # stays float32
 
     X, y = images(train_images), train_labels.astype(np.int64)
     if X.shape[0] <= N_TRAIN:

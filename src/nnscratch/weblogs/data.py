@@ -29,15 +29,17 @@ class LabelledLines:
     labels: list[str | None] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    numbers: list[int] = field(default_factory=list)
     stats: ParseStats = field(default_factory=ParseStats)
 
     def add_file(self, path: str, label: str | None = None, source: str = "truth") -> None:
         """Every line of ``path`` with one label (or unknown, to be filled in)."""
-        for _, _, record in parse_stream([path], self.stats):
+        for _, number, record in parse_stream([path], self.stats):
             self.records.append(record)
             self.labels.append(label)
             self.sources.append(source)
             self.files.append(str(path))
+            self.numbers.append(number)
 
     @classmethod
     def gather(
@@ -54,15 +56,10 @@ class LabelledLines:
             data.add_file(path)
         maps = [read_label_file(p) for p in label_files]
         for i in range(start, len(data.records)):
-            record, name = data.records[i], Path(data.files[i]).name
             for kind, mapping in maps:
-                key = record.session if kind == "session" else (name, None)
-                if kind == "line":
-                    continue  # line labels are applied below, where line numbers are known
-                if key in mapping and mapping[key] is not None:
+                key = data.records[i].session if kind == "session" else (Path(data.files[i]).name, data.numbers[i])
+                if mapping.get(key) is not None:
                     data.labels[i] = mapping[key]
-        if any(kind == "line" for kind, _ in maps):
-            data._apply_line_labels([m for k, m in maps if k == "line"], logs)
         if rules is not None:
             unlabelled = [i for i in range(start, len(data.records)) if data.labels[i] is None]
             by_file: dict[str, list[int]] = {}
@@ -76,21 +73,6 @@ class LabelledLines:
         elif gray_as == "drop":
             data.labels = [None if lab == "gray" else lab for lab in data.labels]
         return data
-
-    def _apply_line_labels(self, maps: list[dict], logs: Sequence[str]) -> None:
-        numbers = {}
-        for path in logs:
-            for _, number, _record in parse_stream([path]):
-                numbers.setdefault(path, []).append(number)
-        offset = len(self.records) - sum(len(v) for v in numbers.values())
-        i = offset
-        for path in logs:
-            for number in numbers.get(path, []):
-                for mapping in maps:
-                    label = mapping.get((Path(path).name, number))
-                    if label is not None:
-                        self.labels[i] = label
-                i += 1
 
     def known(self) -> np.ndarray:
         return np.array([lab is not None for lab in self.labels])

@@ -299,18 +299,10 @@ class Featurizer:
 
     def transform(self, token_lists: Sequence[Sequence[str]]) -> Any:
         """A CSR matrix (n_lines, n_features) of 0/1 float32; unknown tokens ignored."""
-        import scipy.sparse as sp
-
-        indptr = np.zeros(len(token_lists) + 1, dtype=np.int64)
-        indices: list[int] = []
-        for i, tokens in enumerate(token_lists):
-            columns = {c for c in map(self._column, tokens) if c is not None}
-            indices.extend(sorted(columns))
-            indptr[i + 1] = len(indices)
-        data = np.ones(len(indices), dtype=np.float32)
-        return sp.csr_matrix(
-            (data, np.asarray(indices, dtype=np.int32), indptr), shape=(len(token_lists), self.n_features)
-        )
+        return self.matrix([
+            np.array(sorted({c for c in map(self._column, tokens) if c is not None}), dtype=np.int32)
+            for tokens in token_lists
+        ])  # fmt: skip
 
     def get_config(self) -> dict[str, Any]:
         """Settings and vocabulary, as JSON-able data for the model file."""

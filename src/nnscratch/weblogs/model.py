@@ -198,11 +198,11 @@ class WebLogModel:
 
     @classmethod
     def load(cls, path: str | Path) -> WebLogModel:
-        meta = model_io.read_metadata(path)["extra"]
+        network, metadata, arrays = model_io.load_bundle(path)
+        meta = metadata["extra"]
         if meta.get("kind") != "nnscratch.weblogs":
             raise model_io.ModelFileError(f"{path} is an nnscratch model but not a web-log model.")
-        projection = model_io.load_arrays(path).get("svd_projection")
-        return cls(Featurizer.from_config(meta["featurizer"]), model_io.load(path), meta["classes"], projection)
+        return cls(Featurizer.from_config(meta["featurizer"]), network, meta["classes"], arrays.get("svd_projection"))
 
 
 def _balanced(y: np.ndarray, k: int) -> np.ndarray:
