@@ -132,37 +132,17 @@ def fit(
     step = 0
     try:
         for epoch in range(epochs):
-            total_loss, correct = 0.0, 0.0
-            for rows in batch_indices(n, size, net.rng if shuffle else None):
-                xb, yb, wb = X[rows], y[rows], (None if w is None else w[rows])
-                np.copyto(backup, net._flat)
-                try:
-                    # Overflow or an invalid operation inside a step means the
-                    # run has diverged: raise at once, rather than warn and go on
-                    # computing with inf and NaN.
-                    with np.errstate(over="raise", invalid="raise", divide="raise"):
-                        loss, out = net.train_step(xb, yb, wb)
-                except FloatingPointError as err:
-                    loss, out = float("nan"), None
-                    reason = str(err)
-                else:
-                    reason = f"loss = {loss}"
-                if not math.isfinite(loss):
-                    np.copyto(net._flat, backup)
-                    history.stop_reason = "diverged"
-                    raise TrainingDivergedError(
-                        f"Training diverged at epoch {epoch + 1} ({reason}); it stopped and the weights from "
-                        "before that step were restored. Try a lower learning rate, scaling the inputs "
-                        "(e.g. to [0, 1] or zero mean and unit variance), or a smaller initialisation.",
-                        history,
-                    )
-                batch_n = xb.shape[0]
-                total_loss += loss * batch_n
-                if net.is_classifier:
-                    correct += net.count_correct(out, yb)
-                step += 1
-                for cb in batch_callbacks:
-                    cb.on_batch_end(step, {"loss": loss})
+            try:
+                total_loss, correct, step = _run_epoch(net, X, y, w, size, shuffle, backup, batch_callbacks, step)
+            except _StepDiverged as err:
+                np.copyto(net._flat, backup)
+                history.stop_reason = "diverged"
+                raise TrainingDivergedError(
+                    f"Training diverged at epoch {epoch + 1} ({err}); it stopped and the weights from "
+                    "before that step were restored. Try a lower learning rate, scaling the inputs "
+                    "(e.g. to [0, 1] or zero mean and unit variance), or a smaller initialisation.",
+                    history,
+                ) from None
             logs = {"loss": total_loss / n}
             if net.is_classifier:
                 logs["accuracy"] = correct / (y.size if per_output else n)
@@ -181,3 +161,47 @@ def fit(
         for cb in all_callbacks:
             cb.on_train_end({"stop_reason": history.stop_reason})
     return history
+
+
+class _StepDiverged(Exception):
+    """A step overflowed or produced a non-finite loss (internal; becomes TrainingDivergedError)."""
+
+
+def _run_epoch(
+    net: Network,
+    X: Any,
+    y: np.ndarray,
+    w: np.ndarray | None,
+    size: int,
+    shuffle: bool,
+    backup: np.ndarray,
+    batch_callbacks: list[Callback],
+    step: int,
+) -> tuple[float, float, int]:
+    """One pass over the data. Returns the summed loss, the number of correct
+    predictions and the running step count."""
+    total_loss, correct = 0.0, 0.0
+    caller_errstate = np.geterr()
+    # Overflow or an invalid operation inside a step means the run has diverged:
+    # raise at once, rather than warn and go on computing with inf and NaN. The
+    # error state is set once per epoch (setting it costs as much as ten small
+    # NumPy calls); callbacks run under the caller's own.
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        for rows in batch_indices(X.shape[0], size, net.rng if shuffle else None):
+            xb, yb, wb = X[rows], y[rows], (None if w is None else w[rows])
+            np.copyto(backup, net._flat)  # to undo a step that fails half-way
+            try:
+                loss, out = net.train_step(xb, yb, wb)
+            except FloatingPointError as err:
+                raise _StepDiverged(str(err)) from err
+            if not math.isfinite(loss):
+                raise _StepDiverged(f"loss = {loss}")
+            total_loss += loss * xb.shape[0]
+            if net.is_classifier:
+                correct += net.count_correct(out, yb)
+            step += 1
+            if batch_callbacks:
+                with np.errstate(**caller_errstate):
+                    for cb in batch_callbacks:
+                        cb.on_batch_end(step, {"loss": loss})
+    return total_loss, correct, step
