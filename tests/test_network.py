@@ -171,6 +171,24 @@ def test_divergence_stops_restores_and_explains():
     assert np.array_equal(net.get_flat_weights(), snapshots[-1])
 
 
+def test_callbacks_run_under_the_callers_error_state(blobs):
+    # Steps raise on overflow (that is how divergence is caught); a callback's
+    # own arithmetic must not: it sees whatever error state the caller set.
+    X, y = blobs
+    net = nn.Network.from_sizes([4, 8, 3], seed=0)
+    seen = []
+
+    class Overflow(nn.Callback):
+        def on_batch_end(self, step, logs):
+            seen.append(np.geterr())
+            np.float32(3e38) * np.float32(10.0)  # would raise under the training loop's error state
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        caller = np.geterr()
+        net.fit(X, y, epochs=2, batch_size=6, callbacks=[Overflow()])
+    assert len(seen) == 20 and all(s == caller for s in seen)
+
+
 def test_ctrl_c_keeps_model_and_completed_epochs(blobs):
     X, y = blobs
     net = nn.Network.from_sizes([4, 8, 3], seed=0)
