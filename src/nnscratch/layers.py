@@ -29,7 +29,7 @@ LAYERS = Registry("layer")
 def _is_sparse(x: Any) -> bool:
     # scipy.sparse matrices and arrays carry a ``format`` string; the engine
     # never imports SciPy, it only needs to know not to call dense-only code.
-    return hasattr(x, "tocsr") and hasattr(x, "format")
+    return not isinstance(x, np.ndarray) and hasattr(x, "tocsr") and hasattr(x, "format")
 
 
 class Layer:
@@ -186,7 +186,7 @@ class Dense(Layer):
         if self.l1:
             self.grads["W"] += self.l1 * np.sign(W)
         if self.bias:
-            np.sum(grad_z, axis=0, out=self.grads["b"])
+            grad_z.sum(axis=0, out=self.grads["b"])
         return grad_z @ W.T if need_input_grad else None
 
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:

@@ -99,7 +99,7 @@ class Quadratic(Loss):
 
     def per_sample(self, output: np.ndarray, target: np.ndarray) -> np.ndarray:
         self.diff = d = output - target  # kept: the gradient is this same difference
-        return 0.5 * np.einsum("ij,ij->i", d, d)
+        return 0.5 * (d * d).sum(axis=1)
 
     def _grad(self, output: np.ndarray, target: np.ndarray) -> np.ndarray:
         return self.diff
