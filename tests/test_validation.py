@@ -65,6 +65,34 @@ def test_bad_predict_inputs(net):
         net.predict(np.ones((2, 3)), batch_size=0)
 
 
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_predict_finds_every_non_finite_input(activation, bad):
+    # predict proves X finite from the first pre-activation rather than from X
+    # itself. That must hold even where the activation would hide it (sigmoid
+    # and tanh turn inf into a finite 1), where a weight is exactly zero
+    # (inf * 0 = NaN) and when the bad value sits in a later inference chunk.
+    net = nn.Network.from_sizes([3, 4, 2], activation, seed=0)
+    net.layers[0].params["W"][1, :] = 0.0
+    X = np.random.default_rng(0).random((50, 3))
+    for row, col in [(0, 0), (49, 1), (31, 2)]:
+        bad_X = X.copy()
+        bad_X[row, col] = bad
+        with pytest.raises(ValueError, match="X contains 1 NaN or infinite value"):
+            net.predict(bad_X, batch_size=16)
+        with pytest.raises(ValueError, match="X contains 1 NaN or infinite value"):
+            net.predict_proba(bad_X)
+
+
+def test_predict_accepts_huge_but_finite_inputs():
+    # 1e38 * 10 overflows float32, so the first pre-activation is not finite,
+    # but X is: that is the caller's scaling problem, not a missing value.
+    net = nn.Network([nn.Dense(1, 2, "identity", weights=[[10.0, 0.5]])], loss="mse", optimizer="sgd")
+    with np.errstate(over="ignore"):
+        out = net.predict(np.array([[1e38], [1.0]], dtype=np.float32))
+    assert np.isinf(out[0, 0]) and out[0, 1] == np.float32(5e37) and out[1, 1] == np.float32(0.5)
+
+
 @pytest.mark.parametrize(
     "make,match",
     [

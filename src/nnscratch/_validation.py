@@ -30,8 +30,10 @@ def check_fraction(name: str, value: Any) -> float:
     return float(value)
 
 
-def check_X(X: Any, n_features: int, dtype: np.dtype, name: str = "X") -> Any:
-    """Return ``X`` as a 2-D finite array of ``dtype`` (a sparse matrix stays sparse)."""
+def check_X(X: Any, n_features: int, dtype: np.dtype, name: str = "X", finite: bool = True) -> Any:
+    """Return ``X`` as a 2-D array of ``dtype`` (a sparse matrix stays sparse),
+    checked to be finite unless ``finite=False`` (for callers that prove it
+    more cheaply themselves; see ``Network.predict``)."""
     if _is_sparse(X):
         if X.ndim != 2:
             raise ValueError(f"{name} must be 2-D (n_samples, n_features). Received shape {X.shape}.")
@@ -61,10 +63,16 @@ def check_X(X: Any, n_features: int, dtype: np.dtype, name: str = "X") -> Any:
             f"{name} has {X.shape[1]} features but the first layer expects {n_features}. "
             f"Received {name} of shape {X.shape}."
         )
+    if finite:
+        check_finite(data, name)
+    return X
+
+
+def check_finite(data: np.ndarray, name: str = "X") -> None:
+    """Raise a ValueError that counts the NaN and infinite values, if there are any."""
     if not all_finite(data):
         bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s). Remove or impute them first.")
-    return X
 
 
 def all_finite(a: np.ndarray) -> bool:
