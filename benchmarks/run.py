@@ -240,10 +240,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for who, (run_epoch, _) in contenders.items():
                 times[who].append(run_epoch())
         row: dict[str, Any] = {"config": cfg, "epoch_seconds": times}
+        ours = times["nnscratch"][args.warmup :]
         for who, (_, predict) in contenders.items():
             row[f"{who}_s"] = median(times[who][args.warmup :])
             if who != "nnscratch":
-                row[f"ratio_vs_{who}"] = row["nnscratch_s"] / row[f"{who}_s"]
+                # Pair by pair: each round's epochs ran within seconds of each
+                # other, so their ratio is immune to the machine's slow drift.
+                pairs = [a / b for a, b in zip(ours, times[who][args.warmup :], strict=True)]
+                row[f"ratio_vs_{who}"] = median(pairs)
+                row[f"ratio_vs_{who}_range"] = [min(pairs), max(pairs)]
             if X_test is not None and predict is not None:
                 row[f"{who}_test_accuracy"] = float(np.mean(predict(X_test) == y_test))
         limit["seconds"] = row.pop("limit_s")
@@ -259,27 +264,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def inference(X: np.ndarray, threads: int, has_torch: bool, repeats: int) -> dict[str, Any]:
+    """Samples per second predicting all of ``X`` with the A network (class
+    probabilities), nnscratch and PyTorch alternating call by call."""
     net = build_network(CONFIGS["A"])
-    times = []
-    for _ in range(repeats + 1):
-        start = time.perf_counter()
-        net.predict(X)
-        times.append(time.perf_counter() - start)
-    row: dict[str, Any] = {"nnscratch_samples_per_s": X.shape[0] / median(times[1:])}
+    contenders: dict[str, Any] = {"nnscratch": lambda: net.predict(X)}
     if has_torch:
         import torch
 
         torch.set_num_threads(threads)
         model = torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
         Xt = torch.from_numpy(X)
-        times = []
-        with torch.no_grad():
-            for _ in range(repeats + 1):
-                start = time.perf_counter()
+
+        def torch_predict() -> None:
+            with torch.no_grad():
                 torch.softmax(model(Xt), dim=1)
-                times.append(time.perf_counter() - start)
-        row["torch_samples_per_s"] = X.shape[0] / median(times[1:])
-        row["throughput_vs_torch"] = row["nnscratch_samples_per_s"] / row["torch_samples_per_s"]
+
+        contenders["torch"] = torch_predict
+    times: dict[str, list[float]] = {who: [] for who in contenders}
+    for _ in range(repeats + 1):
+        for who, predict in contenders.items():
+            start = time.perf_counter()
+            predict()
+            times[who].append(time.perf_counter() - start)
+    row: dict[str, Any] = {"nnscratch_samples_per_s": X.shape[0] / median(times["nnscratch"][1:])}
+    if has_torch:
+        row["torch_samples_per_s"] = X.shape[0] / median(times["torch"][1:])
+        pairs = [b / a for a, b in zip(times["nnscratch"][1:], times["torch"][1:], strict=True)]
+        row["throughput_vs_torch"] = median(pairs)
+        row["throughput_vs_torch_range"] = [min(pairs), max(pairs)]
     return row
 
 
@@ -301,23 +313,30 @@ def table(results: dict[str, Any]) -> str:
     def fmt(value: Any, spec: str = ".3f") -> str:
         return "" if value is None else format(value, spec)
 
+    def ratio(row: dict[str, Any], key: str, spec: str = ".2f") -> str:
+        """The median pairwise ratio and, in brackets, the lowest and highest round's."""
+        if key not in row:
+            return ""
+        low, high = row.get(f"{key}_range", (row[key], row[key]))
+        return f"{row[key]:{spec}} ({low:{spec}}-{high:{spec}})"
+
     for name in ("A", "B", "C"):
         if name not in results:
             continue
         r = results[name]
         limit = r["limit"]
         cells = [
-            name, fmt(r["nnscratch_s"]), fmt(r.get("torch_s")), fmt(r.get("ratio_vs_torch"), ".2f"),
-            fmt(r.get("sklearn_s")), fmt(r.get("ratio_vs_sklearn"), ".2f"), fmt(r.get("naive_s")),
-            fmt(r.get("ratio_vs_naive"), ".3f"), f"{limit['seconds']:.3f} ({limit['gflops']:.0f})",
-            f"{r['ratio_vs_limit']:.2f}",
+            name, fmt(r["nnscratch_s"]), fmt(r.get("torch_s")), ratio(r, "ratio_vs_torch"),
+            fmt(r.get("sklearn_s")), ratio(r, "ratio_vs_sklearn"), fmt(r.get("naive_s")),
+            ratio(r, "ratio_vs_naive", ".3f"), f"{limit['seconds']:.3f} ({limit['gflops']:.0f})",
+            ratio(r, "ratio_vs_limit"),
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     if "D" in results:
         d = results["D"]
         cells = [
             "D (inference, samples/s)", f"{d['nnscratch_samples_per_s']:,.0f}",
-            fmt(d.get("torch_samples_per_s"), ",.0f"), f"{fmt(d.get('throughput_vs_torch'), '.2f')}x throughput",
+            fmt(d.get("torch_samples_per_s"), ",.0f"), f"{ratio(d, 'throughput_vs_torch')} x throughput",
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |" + " |" * 6)
     accuracy = [
@@ -351,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--configs", nargs="+", default=["A", "B", "C", "D"], choices=["A", "B", "C", "D"])
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs (median reported), default 3")
+    parser.add_argument("--epochs", type=int, default=5, help="timed epochs (median reported), default 5")
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up epochs, default 1")
     parser.add_argument("--rows", type=int, default=None, help="use only the first ROWS training rows (quick runs)")
     parser.add_argument(
