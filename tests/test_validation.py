@@ -3,6 +3,8 @@ what was received, and leaves the network exactly as it was."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -87,10 +89,15 @@ def test_predict_finds_every_non_finite_input(activation, bad):
 def test_predict_accepts_huge_but_finite_inputs():
     # 1e38 * 10 overflows float32, so the first pre-activation is not finite,
     # but X is: that is the caller's scaling problem, not a missing value.
+    # NumPy's overflow warning still reaches the caller, under the caller's error state.
     net = nn.Network([nn.Dense(1, 2, "identity", weights=[[10.0, 0.5]])], loss="mse", optimizer="sgd")
-    with np.errstate(over="ignore"):
-        out = net.predict(np.array([[1e38], [1.0]], dtype=np.float32))
+    X = np.array([[1e38], [1.0]], dtype=np.float32)
+    with pytest.warns(RuntimeWarning, match="overflow"):
+        out = net.predict(X)
     assert np.isinf(out[0, 0]) and out[0, 1] == np.float32(5e37) and out[1, 1] == np.float32(0.5)
+    with np.errstate(over="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.array_equal(net.predict(X), out)
 
 
 @pytest.mark.parametrize(

@@ -258,9 +258,11 @@ class Network:
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
         for start, chunk in self._chunks(X, batch_size):
             if deferred:
-                z = first.forward_linear(chunk)
+                with np.errstate(over="ignore", invalid="ignore"):  # a non-finite z is examined next
+                    z = first.forward_linear(chunk)
                 if not all_finite(z):
-                    check_finite(X)
+                    check_finite(X)  # NaN or inf in X: a ValueError that counts them
+                    z = first.forward_linear(chunk)  # X is finite but z overflowed: warn as NumPy would
                 h = first.activation.forward(z)
                 for layer in self.layers[1:]:
                     h = layer.forward(h)
