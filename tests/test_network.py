@@ -205,6 +205,47 @@ def test_ctrl_c_keeps_model_and_completed_epochs(blobs):
     assert net.predict(X).shape == (60, 3)
 
 
+def test_ctrl_c_between_steps_keeps_the_last_step(blobs):
+    # The interrupt lands after step 25 finished: its update stands, so the
+    # weights match the optimizer's state (25 Adam steps) and training resumes cleanly.
+    X, y = blobs
+    net = nn.Network.from_sizes([4, 8, 3], seed=0)
+    after = {}
+
+    class Interrupt(nn.Callback):
+        def on_batch_end(self, step, logs):
+            if step == 25:
+                after["weights"] = self.network.get_flat_weights()
+                raise KeyboardInterrupt
+
+    net.fit(X, y, epochs=10, batch_size=6, callbacks=[Interrupt()])
+    assert net.optimizer.iterations == 25
+    assert np.array_equal(net.get_flat_weights(), after["weights"])
+
+
+def test_ctrl_c_inside_the_update_restores_the_weights(blobs):
+    # An interrupt half-way through an update (here: after the weights were
+    # changed, before the step returned) must not leave a half-updated network.
+    X, y = blobs
+    net = nn.Network.from_sizes([4, 8, 3], optimizer=nn.SGD(0.1), seed=0)
+    step = net.optimizer.step
+    calls = {"n": 0, "before": None}
+
+    def interrupted_step(params, grads):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            calls["before"] = net.get_flat_weights()
+            step(params, grads)
+            assert not np.array_equal(net.get_flat_weights(), calls["before"])
+            raise KeyboardInterrupt
+        step(params, grads)
+
+    net.optimizer.step = interrupted_step
+    h = net.fit(X, y, epochs=3, batch_size=6)
+    assert h.stop_reason == "interrupted"
+    assert np.array_equal(net.get_flat_weights(), calls["before"])
+
+
 def test_summary_and_repr():
     net = nn.Network.from_sizes([784, 30, 10], "sigmoid", seed=0)
     text = net.summary()

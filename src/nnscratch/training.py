@@ -3,8 +3,11 @@
 Each epoch draws a fresh permutation of the row indices and walks it in
 mini-batches, so the dataset itself is never copied or reshuffled in memory.
 Every step is guarded: before it, the parameters are copied to a backup
-buffer, so that a step that produces a NaN or infinite loss, or a Ctrl-C that
-lands half-way through an update, can be undone exactly.
+buffer, so that a step that overflows, or a Ctrl-C that lands half-way
+through an update, can be undone exactly. A Ctrl-C between steps undoes
+nothing: the last step stands, consistent with the optimizer's state. (One
+that lands inside the optimizer's update restores the weights, but Adam's
+moment estimates may already include that step's gradient.)
 """
 
 from __future__ import annotations
@@ -155,7 +158,6 @@ def fit(
                 history.stop_reason = "early_stopping"
                 break
     except KeyboardInterrupt:
-        np.copyto(net._flat, backup)  # undo a step the interrupt may have cut in half
         history.stop_reason = "interrupted"
     finally:
         for cb in all_callbacks:
@@ -194,6 +196,9 @@ def _run_epoch(
                 loss, out = net.train_step(xb, yb, wb)
             except FloatingPointError as err:
                 raise _StepDiverged(str(err)) from err
+            except KeyboardInterrupt:
+                np.copyto(net._flat, backup)  # the interrupt may have cut the update in half
+                raise
             if not math.isfinite(loss):
                 raise _StepDiverged(f"loss = {loss}")
             total_loss += loss * xb.shape[0]
