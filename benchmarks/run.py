@@ -322,7 +322,7 @@ def table(results: dict[str, Any]) -> str:
         """The median pairwise ratio and, in brackets, the lowest and highest round's."""
         if key not in row:
             return ""
-        low, high = row.get(f"{key}_range", (row[key], row[key]))
+        low, high = row[f"{key}_range"]
         return f"{row[key]:{spec}} ({low:{spec}}-{high:{spec}})"
 
     for name in ("A", "B", "C"):
