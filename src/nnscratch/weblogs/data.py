@@ -10,6 +10,7 @@ every client (IP, or session id where the log has one) on one side.
 from __future__ import annotations
 
 from collections.abc import Sequence
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,8 +46,31 @@ class LabelledLines:
     def gather(
         cls, *, good: Sequence[str] = (), bad: Sequence[str] = (), gray: Sequence[str] = (), logs: Sequence[str] = (),
         label_files: Sequence[str] = (), rules: RuleLabeler | None = None, gray_as: str = "gray",
+        unknown_agent: str | None = None,
     ) -> LabelledLines:  # fmt: skip
-        """Class files, then logs labelled by label files, then by rules for what is left."""
+        """Class files, then label files (which override class files, and may say
+        ``unknown``), then rules for what no file labels; then ``gray_as``.
+
+        Parameters
+        ----------
+        good, bad, gray : paths
+            Files whose every line has that label.
+        logs : paths
+            Files labelled by ``label_files`` and/or ``rules``.
+        label_files : paths
+            Per-session or per-line TSV files (see ``labels.read_label_file``).
+            Lines of a file that a label file covers but does not label (a
+            session file's ``-`` sessions) stay unknown: rules do not fill them.
+        rules : RuleLabeler, optional
+            Labels the lines of ``logs`` that are still unlabelled.
+        gray_as : {"gray", "bad", "drop"}
+            Keep gray, count it as bad, or leave it out (unknown).
+        unknown_agent : str, optional
+            A regular expression: lines whose user agent matches are unknown
+            (e.g. the operator's browser inside a scanner's file).
+        """
+        if gray_as not in ("gray", "bad", "drop"):
+            raise ValueError(f"gray_as must be 'gray', 'bad' or 'drop'. Received: gray_as={gray_as!r}.")
         data = cls()
         for label, paths in (("good", good), ("bad", bad), ("gray", gray)):
             for path in paths:
@@ -54,17 +78,25 @@ class LabelledLines:
         start = len(data.records)
         for path in logs:
             data.add_file(path)
-        maps = [read_label_file(p) for p in label_files]
-        for i in range(start, len(data.records)):
-            for kind, mapping in maps:
-                key = data.records[i].session if kind == "session" else (Path(data.files[i]).name, data.numbers[i])
-                if mapping.get(key) is not None:
-                    data.labels[i] = mapping[key]
+        settled = [lab is not None for lab in data.labels]  # no rule may relabel these
+        for kind, mapping, covered in (read_label_file(p) for p in label_files):
+            for i, record in enumerate(data.records):
+                name = Path(data.files[i]).name
+                key = record.session if kind == "session" else (name, data.numbers[i])
+                if key in mapping:
+                    data.labels[i], data.sources[i], settled[i] = mapping[key], "truth", True
+                elif name in covered:
+                    data.labels[i], settled[i] = None, True
+        if unknown_agent:
+            pattern = re.compile(unknown_agent)
+            for i, record in enumerate(data.records):
+                if pattern.search(record.agent):
+                    data.labels[i], settled[i] = None, True
         if rules is not None:
-            unlabelled = [i for i in range(start, len(data.records)) if data.labels[i] is None]
             by_file: dict[str, list[int]] = {}
-            for i in unlabelled:
-                by_file.setdefault(data.files[i], []).append(i)
+            for i in range(start, len(data.records)):
+                if not settled[i]:
+                    by_file.setdefault(data.files[i], []).append(i)
             for indices in by_file.values():  # burst rules look at one log at a time
                 for i, (label, _) in zip(indices, rules.label([data.records[i] for i in indices]), strict=True):
                     data.labels[i], data.sources[i] = label, "rules"

@@ -1,26 +1,29 @@
-"""From parsed log lines to sparse 0/1 feature vectors.
+"""From parsed log lines to sparse 0/1 feature vectors that carry to other sites.
 
 The classic design: turn each line into tokens, build a dictionary of the
 tokens seen in training, and give every line a 0/1 vector with a one for each
-of its known tokens. Tokens (``kind:value`` strings):
+of its known tokens. What matters is *which* tokens: a model that sees exact
+paths, referrer hosts and browser versions learns the training site and its
+visitors' software, and fails on the next site. So by default the tokens
+describe shape and evidence (see ``evidence``):
 
-* request: ``m:GET``, ``v:HTTP/1.1``, ``req:malformed``; the URL path
-  (``p:/a/b.php``) and its prefixes (``pp:/a``), its extension (``ext:php``),
-  each query key (``q:id``), and what the target contains once URL-decoded
-  (``has:quote``, ``has:dotdot``, ``has:lt``, ...; ``len:`` buckets). The
-  character tokens are what lets a model catch a scanner by *what it asks
-  for* even when it wears a browser's user agent.
-* response: ``s:404``, ``sc:4xx``.
-* referrer: ``ref:none`` or ``ref:scheme:https``, ``ref:host:...``, ``ref:path:...``.
-* user agent (optional): ``ua:empty``, product and major version
-  (``uap:Chrome``, ``uav:Chrome/77``), the OS tokens in parentheses
-  (``uao:Linux x86_64``) and bare words (``uaw:w3af.org``).
-* behaviour (optional, per client over a sliding window; see ``Behaviour``):
-  ``b:rate:...``, ``b:4xx:...``, ``b:paths:...``, ``b:gap:...``, ``b:static:...``.
+* **request** (``request_tokens``, cached per distinct request): method and
+  version, status and status class, the path's shape (depth, segment classes,
+  extension class), the query's shape, payload and probe evidence from the
+  twice-decoded target, character statistics, and the user agent's *class*.
+  Options: ``agent="tokens"`` adds product/version/OS tokens (off by default:
+  they learn the sample's browsers), ``paths=True`` adds the exact path and its
+  prefixes (off by default: they learn the site).
+* **context** (``Context``, optional, in time order): the client's behaviour
+  over a sliding window (rate, inter-arrival regularity and bursts, 4xx/5xx
+  shares, distinct paths, static assets, POST/HEAD shares, payload share,
+  missing referrers, how long the client has been around), and site-relative
+  evidence computed from the log itself without labels: how many clients ask
+  for this path and how often it fails, and whether the referrer is this site.
 
 ``Featurizer`` maps tokens to columns with a fitted ``vocabulary`` (minimum
 count, maximum size, unknown tokens ignored) or by feature hashing (crc32,
-stable across processes), caches the tokens of identical requests (floods
+stable across processes), caches the columns of identical requests (floods
 repeat themselves; ``cache_hit_rate`` says how much), and returns scipy CSR.
 """
 
@@ -30,32 +33,24 @@ import re
 import zlib
 from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote
 
 import numpy as np
 
+from .evidence import agent_class, is_static, path_shape, payload_evidence, query_shape, referrer_class
 from .parse import LogRecord
 
-__all__ = ["request_tokens", "Behaviour", "Featurizer", "STATIC_EXTENSIONS"]
+__all__ = ["client_of", "request_tokens", "RequestFacts", "Context", "Featurizer", "AGENT_MODES"]
 
-STATIC_EXTENSIONS = frozenset("css js png jpg jpeg gif ico svg woff woff2 ttf eot map webp bmp".split())
+AGENT_MODES = ("class", "tokens", "off")
 _PRODUCT = re.compile(r"([A-Za-z][\w.+-]*)/([\w.+-]+)")
 _PARENS = re.compile(r"\(([^)]*)\)")
-_CHARACTERS = {
-    "quote": ("'", '"'),
-    "lt": ("<",),
-    "dotdot": ("../", "..\\"),
-    "semicolon": (";",),
-    "paren": ("(",),
-    "nul": ("\x00",),
-    "space": (" ",),
-    "dollar": ("$",),
-    "brace": ("{",),
-    "pipe": ("|",),
-    "backtick": ("`",),
-    "at": ("@",),
-}
+
+
+def client_of(record: LogRecord) -> str:
+    """The client a line belongs to: the session id where the log has one, else the address."""
+    return record.session if record.session != "-" else record.host
 
 
 def _bucket(value: float, edges: Sequence[float]) -> str:
@@ -66,8 +61,9 @@ def _bucket(value: float, edges: Sequence[float]) -> str:
 
 
 def _agent_tokens(agent: str) -> list[str]:
+    """Exact user-agent tokens (products, major versions, OS parts, words): the optional, site-bound kind."""
     if agent in ("", "-"):
-        return ["ua:empty"]
+        return ["uap:empty"]
     tokens = []
     for product, version in _PRODUCT.findall(agent):
         tokens.append(f"uap:{product}")
@@ -79,97 +75,178 @@ def _agent_tokens(agent: str) -> list[str]:
     return tokens
 
 
-def request_tokens(record: LogRecord, user_agent: bool = True) -> list[str]:
-    """The tokens of one request (everything but behaviour), deduplicated by the caller."""
+def request_tokens(record: LogRecord, agent: str = "class", paths: bool = False) -> list[str]:
+    """The tokens of one request, without its context (deduplicated by the caller).
+
+    Parameters
+    ----------
+    record : LogRecord
+    agent : {"class", "tokens", "off"}
+        The user agent as its class (browser, crawler, script, ...), as its class
+        plus exact product/version tokens, or not at all.
+    paths : bool
+        Add the exact path (``p:``) and its prefixes (``pp:``): site vocabulary.
+    """
     tokens = [f"s:{record.status}", f"sc:{record.status // 100}xx"]
     if not record.request_ok:
         tokens.append("req:malformed" if record.request not in ("", "-") else "req:empty")
+        if "\\x" in record.request:
+            tokens.append("enc:byte-escape")
     else:
-        tokens += [f"m:{record.method.upper()}", f"v:{record.version or 'none'}"]
-        target = record.target
-        path, _, query = target.partition("?")
-        decoded = unquote(unquote(target, errors="replace"), errors="replace").lower()
-        path = unquote(path, errors="replace").lower()
-        tokens.append(f"p:{path[:200]}")
-        parts = [p for p in path.split("/") if p]
-        for depth in range(1, min(len(parts), 4)):
-            tokens.append("pp:/" + "/".join(parts[:depth]))
-        last = parts[-1] if parts else ""
-        if "." in last:
-            tokens.append(f"ext:{last.rsplit('.', 1)[1][:10]}")
-        for pair in query.split("&") if query else ():
-            key = unquote(pair.split("=", 1)[0], errors="replace").lower()
-            tokens.append(f"q:{key[:40]}")
-        for name, needles in _CHARACTERS.items():
-            if any(n in decoded for n in needles):
-                tokens.append(f"has:{name}")
-        tokens.append("len:" + _bucket(len(target), (16, 64, 256, 1024)))
-    if record.referrer in ("", "-"):
-        tokens.append("ref:none")
-    else:
-        scheme, sep, rest = record.referrer.partition("://")
-        host, _, refpath = rest.partition("/") if sep else ("", "", record.referrer)
-        tokens += [f"ref:scheme:{scheme.lower()[:10]}" if sep else "ref:odd", f"ref:host:{host.lower()[:100]}"]
-        tokens.append(f"ref:path:/{refpath.split('?')[0][:100]}")
-    if user_agent:
-        tokens.extend(_agent_tokens(record.agent))
+        method = record.method.upper()
+        tokens += [f"m:{method if method in ('GET', 'POST', 'HEAD', 'OPTIONS') else 'other'}",
+                   f"v:{record.version or 'none'}"]  # fmt: skip
+        path, _, query = record.target.partition("?")
+        if not path.startswith("/"):
+            tokens.append("target:absolute" if "://" in path else "target:odd")
+        tokens += path_shape(unquote(path, errors="replace"))
+        tokens += query_shape(query)
+        tokens += payload_evidence(record.target)
+        if paths:
+            low = unquote(path, errors="replace").lower()
+            tokens.append(f"p:{low[:200]}")
+            parts = [p for p in low.split("/") if p]
+            tokens += ["pp:/" + "/".join(parts[:depth]) for depth in range(1, min(len(parts), 4))]
+    if agent != "off":
+        tokens.append(f"ua:{agent_class(record.agent)}")
+        if agent == "tokens":
+            tokens += _agent_tokens(record.agent)
     return tokens
 
 
-class Behaviour:
-    """Per-client behaviour over a sliding time window, as tokens.
+class RequestFacts(NamedTuple):
+    """What the context needs to know of a request, computed once per distinct request."""
 
-    For each request (seen in time order per client) it looks at that client's
-    requests in the last ``window`` seconds, this one included: request count,
-    share of 4xx answers, distinct paths, mean time between requests and share
-    of static assets, each discretised into a token. The client is the session
-    id where the log has one, else the IP address. Memory is bounded by the
-    number of active clients times their requests per window.
+    path: str
+    static: bool
+    flagged: bool  # carries payload or probe evidence
+
+
+def request_facts(record: LogRecord, tokens: Iterable[str]) -> RequestFacts:
+    path = record.target.split("?", 1)[0] if record.request_ok else record.request[:100]
+    flagged = any(t.startswith(("pay:", "probe:", "enc:")) for t in tokens)
+    return RequestFacts(path, is_static(path), flagged)
+
+
+class Context:
+    """Per-client sliding windows and site-relative evidence, as tokens.
+
+    Feed lines in time order (``in_time_order`` in ``classify`` does that for
+    every caller). For each line it looks at the client's requests in the last
+    ``window`` seconds, this one included, keeping running sums so that each
+    request enters and leaves the window once (a flood costs O(1) per line).
+    Site-relative evidence needs no labels: how many distinct clients have
+    asked for this path so far (up to 8), how often it answered 4xx/5xx, and
+    which referrer hosts are this site (hosts whose referring pages are paths
+    this site serves). Memory is bounded: idle clients are forgotten
+    (``forget_idle``) and at most ``max_paths`` paths are remembered.
     """
 
-    def __init__(self, window: float = 600.0) -> None:
-        self.window = float(window)
-        # per client: [queue of (time, is_4xx, path, is_static), n_4xx, n_static, path counts]
-        self.clients: dict[str, list[Any]] = {}
+    _SUMS = ("e4", "e5", "static", "post", "head", "flagged", "noref", "zero")
 
-    @staticmethod
-    def client_of(record: LogRecord) -> str:
-        return record.session if record.session != "-" else record.host
+    def __init__(self, window: float = 600.0, max_paths: int = 100_000) -> None:
+        self.window, self.max_paths = float(window), max_paths
+        self.clients: dict[str, dict[str, Any]] = {}
+        self.paths: OrderedDict[str, list] = OrderedDict()  # path -> [clients (<= 8), requests, failures]
+        self.site_hosts: set[str] = set()
+        self._host_matches: Counter = Counter()
+        self.clients_seen = 0
 
-    def tokens(self, record: LogRecord) -> list[str]:
-        state = self.clients.get(self.client_of(record))
+    def __repr__(self) -> str:
+        return f"Context(window={self.window:g}s, clients={len(self.clients):,}, paths={len(self.paths):,})"
+
+    def _referrer(self, referrer: str) -> str:
+        kind = referrer_class(referrer, self.site_hosts)
+        if kind == "external":
+            # A referring page whose path this site has served is one of this site's pages.
+            rest = referrer.partition("://")[2]
+            host, _, ref_path = rest.partition("/")
+            ref_path = "/" + ref_path.split("?", 1)[0]
+            if ref_path != "/" and ref_path in self.paths:
+                host = host.split("@")[-1].lower()
+                self._host_matches[host] += 1
+                if self._host_matches[host] >= 3:
+                    self.site_hosts.add(host)
+                    if len(self._host_matches) > 10_000:
+                        self._host_matches.clear()
+                    kind = "same-site"
+        return kind
+
+    def tokens(self, record: LogRecord, facts: RequestFacts) -> list[str]:
+        now, status = record.time, record.status
+        client = client_of(record)
+        state = self.clients.get(client)
         if state is None:
-            state = self.clients[self.client_of(record)] = [deque(), 0, 0, Counter()]
-        queue, paths = state[0], state[3]
-        path = record.target.split("?", 1)[0]
-        static = "." in path and path.rsplit(".", 1)[-1].lower() in STATIC_EXTENSIONS
-        error = 400 <= record.status < 500
-        queue.append((record.time, error, path, static))
-        state[1] += error
-        state[2] += static
-        paths[path] += 1
-        # Running totals: each request enters and leaves the window once, so a
-        # flood of thousands of requests per window costs O(1) per request.
-        while queue[0][0] < record.time - self.window:
-            _, old_error, old_path, old_static = queue.popleft()
-            state[1] -= old_error
-            state[2] -= old_static
-            paths[old_path] -= 1
-            if not paths[old_path]:
-                del paths[old_path]
+            self.clients_seen += 1
+            state = self.clients[client] = {"queue": deque(), "paths": Counter(), "first": now, "gap2": 0.0,
+                                            "gaps": 0.0, **dict.fromkeys(self._SUMS, 0)}  # fmt: skip
+        queue, paths = state["queue"], state["paths"]
+        gap = now - queue[-1][0] if queue else -1.0
+        method = record.method.upper()
+        entry = (now, gap, 400 <= status < 500, status >= 500, facts.path, facts.static, method == "POST",
+                 method == "HEAD", facts.flagged, record.referrer in ("", "-"), gap == 0.0)  # fmt: skip
+        queue.append(entry)
+        self._add(state, entry, 1)
+        while queue[0][0] < now - self.window:
+            self._add(state, queue.popleft(), -1)
         n = len(queue)
-        gap = (queue[-1][0] - queue[0][0]) / (n - 1) if n > 1 else self.window
-        return [
+        tokens = [
             "b:rate:" + _bucket(n, (2, 5, 20, 60, 300)),
-            "b:4xx:" + _bucket(state[1] / n, (0.01, 0.2, 0.5, 0.9)),
+            "b:4xx:" + _bucket(state["e4"] / n, (0.01, 0.2, 0.5, 0.9)),
+            "b:5xx:" + _bucket(state["e5"] / n, (0.01, 0.2, 0.5)),
             "b:paths:" + _bucket(len(paths), (2, 5, 20, 100)),
-            "b:gap:" + _bucket(gap, (0.5, 2, 10, 60)),
-            "b:static:" + _bucket(state[2] / n, (0.01, 0.3, 0.7)),
+            "b:static:" + _bucket(state["static"] / n, (0.01, 0.1, 0.3, 0.7)),
+            "b:post:" + _bucket(state["post"] / n, (0.01, 0.3, 0.7, 0.95)),
+            "b:head:" + _bucket(state["head"] / n, (0.01, 0.5)),
+            "b:flagged:" + _bucket(state["flagged"] / n, (0.01, 0.2, 0.5)),
+            "b:noref:" + _bucket(state["noref"] / n, (0.01, 0.5, 0.99)),
+            "b:age:" + _bucket(now - state["first"], (10, 60, 300, 1800)),
         ]
+        gaps = n - 1 if queue[0][1] < 0 else n  # the client's first gap is not a gap
+        if gaps >= 2:
+            mean = state["gaps"] / gaps
+            var = max(state["gap2"] / gaps - mean * mean, 0.0)
+            tokens += ["b:gap:" + _bucket(mean, (0.5, 2, 10, 60)),
+                       "b:cv:" + (_bucket(var**0.5 / mean, (0.5, 1, 2)) if mean > 0 else "burst"),
+                       "b:zero:" + _bucket(state["zero"] / gaps, (0.1, 0.3, 0.6))]  # fmt: skip
+        return tokens + self._site(facts.path, client, status) + ["ref:" + self._referrer(record.referrer)]
+
+    def _add(self, state: dict[str, Any], entry: tuple, sign: int) -> None:
+        _, gap, e4, e5, path, static, post, head, flagged, noref, zero = entry
+        for name, flag in (("e4", e4), ("e5", e5), ("static", static), ("post", post), ("head", head),
+                           ("flagged", flagged), ("noref", noref), ("zero", zero)):  # fmt: skip
+            if flag:
+                state[name] += sign
+        if gap >= 0:
+            state["gaps"] += sign * gap
+            state["gap2"] += sign * gap * gap
+        paths = state["paths"]
+        paths[path] += sign
+        if not paths[path]:
+            del paths[path]
+
+    def _site(self, path: str, client: str, status: int) -> list[str]:
+        entry = self.paths.get(path)
+        if entry is None:
+            entry = self.paths[path] = [[], 0, 0]
+            if len(self.paths) > self.max_paths:
+                self.paths.popitem(last=False)
+        else:
+            self.paths.move_to_end(path)
+        clients = entry[0]
+        if client not in clients and len(clients) < 8:
+            clients.append(client)
+        entry[1] += 1
+        entry[2] += status >= 400
+        if self.clients_seen < 20:
+            return ["site:cold"]
+        k = len(clients)
+        return ["site:clients:" + ("1" if k == 1 else "2" if k == 2 else "3-7" if k < 8 else "8+"),
+                "site:fails:" + _bucket(entry[2] / entry[1], (0.01, 0.5, 0.9))]  # fmt: skip
 
     def forget_idle(self, now: float) -> None:
         """Drop clients with nothing in the window (keeps memory flat on long streams)."""
-        idle = [c for c, state in self.clients.items() if state[0][-1][0] < now - self.window]
+        idle = [c for c, state in self.clients.items() if state["queue"][-1][0] < now - self.window]
         for client in idle:
             del self.clients[client]
 
@@ -179,11 +256,14 @@ class Featurizer:
 
     Parameters
     ----------
-    user_agent : bool, default True
-        Include user-agent tokens (turn off to judge a model by behaviour and
-        requests alone; see the data README on the user-agent confound).
-    behaviour : bool, default False
-        Add per-client sliding-window tokens (needs the lines in time order).
+    agent : {"class", "tokens", "off"}, default "class"
+        The user agent as a class only, with exact product/version tokens too
+        (they learn the sample's browsers; see the data README's confound), or not at all.
+    paths : bool, default False
+        Exact path tokens (site vocabulary) besides the path's shape.
+    behaviour : bool, default True
+        Add the context tokens (client windows, site-relative evidence, referrer
+        class); needs the lines in time order.
     window : float, default 600
         The behaviour window in seconds.
     hashing : int, optional
@@ -196,21 +276,23 @@ class Featurizer:
     """
 
     def __init__(
-        self, *, user_agent: bool = True, behaviour: bool = False, window: float = 600.0, hashing: int | None = None,
-        min_count: int = 2, max_features: int = 50_000, cache_size: int = 200_000,
+        self, *, agent: str = "class", paths: bool = False, behaviour: bool = True, window: float = 600.0,
+        hashing: int | None = None, min_count: int = 2, max_features: int = 50_000, cache_size: int = 200_000,
     ) -> None:  # fmt: skip
-        self.user_agent, self.behaviour, self.window = user_agent, behaviour, float(window)
+        if agent not in AGENT_MODES:
+            raise ValueError(f"agent must be one of {AGENT_MODES}. Received: agent={agent!r}.")
+        self.agent, self.paths, self.behaviour, self.window = agent, bool(paths), bool(behaviour), float(window)
         self.hashing, self.min_count, self.max_features = hashing, min_count, max_features
         self.cache_size = cache_size
         self.vocabulary: dict[str, int] = {}
-        self._cache: OrderedDict[tuple, list[str]] = OrderedDict()
-        self._column_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._cache: OrderedDict[tuple, tuple[list[str], RequestFacts]] = OrderedDict()
+        self._column_cache: OrderedDict[tuple, tuple[np.ndarray, RequestFacts]] = OrderedDict()
         self.cache_hits = self.cache_lookups = 0
-        self._behaviour = Behaviour(window) if behaviour else None
+        self.context = Context(window) if behaviour else None
 
     def __repr__(self) -> str:
         columns = f"hashing={self.hashing}" if self.hashing else f"vocabulary={len(self.vocabulary):,} tokens"
-        return f"Featurizer({columns}, user_agent={self.user_agent}, behaviour={self.behaviour})"
+        return f"Featurizer({columns}, agent={self.agent!r}, paths={self.paths}, behaviour={self.behaviour})"
 
     @property
     def n_features(self) -> int:
@@ -222,8 +304,8 @@ class Featurizer:
 
     def _lookup(self, cache: OrderedDict, record: LogRecord, compute: Any) -> Any:
         """``compute(record)`` for the request part of a line, from an LRU cache
-        keyed by what the request tokens depend on (not the client or the time)."""
-        key = (record.request, record.status, record.referrer, record.agent if self.user_agent else "")
+        keyed by what the request tokens depend on (not the client, time or referrer)."""
+        key = (record.request, record.status, record.agent if self.agent != "off" else "")
         self.cache_lookups += 1
         value = cache.get(key)
         if value is None:
@@ -235,17 +317,26 @@ class Featurizer:
             cache.move_to_end(key)
         return value
 
-    def tokens(self, record: LogRecord) -> list[str]:
-        """The tokens of one line (request tokens from the cache when possible)."""
-        cached = self._lookup(self._cache, record, lambda r: sorted(set(request_tokens(r, self.user_agent))))
-        if self._behaviour is not None:
-            return cached + self._behaviour.tokens(record)
-        return cached
+    def _request(self, record: LogRecord) -> tuple[list[str], RequestFacts]:
+        tokens = sorted(set(request_tokens(record, self.agent, self.paths)))
+        return tokens, request_facts(record, tokens)
 
-    def reset_behaviour(self) -> None:
-        """Start the behaviour windows afresh (between independent log files)."""
+    def tokens_and_facts(self, record: LogRecord) -> tuple[list[str], RequestFacts]:
+        """The tokens of one line (request tokens from the cache when possible) and the
+        request's facts (what the client book needs)."""
+        tokens, facts = self._lookup(self._cache, record, self._request)
+        if self.context is not None:
+            return tokens + self.context.tokens(record, facts), facts
+        return tokens, facts
+
+    def tokens(self, record: LogRecord) -> list[str]:
+        """The tokens of one line."""
+        return self.tokens_and_facts(record)[0]
+
+    def reset_context(self) -> None:
+        """Start the client windows and site evidence afresh (between independent logs)."""
         if self.behaviour:
-            self._behaviour = Behaviour(self.window)
+            self.context = Context(self.window)
 
     def fit(self, token_lists: Iterable[Sequence[str]]) -> Featurizer:
         """Build the vocabulary from training tokens (a no-op with hashing)."""
@@ -262,30 +353,32 @@ class Featurizer:
             return zlib.crc32(token.encode("utf-8", "replace")) % self.hashing
         return self.vocabulary.get(token)
 
-    def columns(self, record: LogRecord) -> np.ndarray:
-        """The sorted column indices of one line, for a fitted featurizer.
+    def columns(self, record: LogRecord) -> tuple[np.ndarray, RequestFacts]:
+        """The column indices of one line, for a fitted featurizer, and the request's facts.
 
-        What ``transform(tokens(...))`` gives, but faster: the columns of each
-        distinct request are cached as a small int32 array (a flood costs one
-        lookup per line), and only the behaviour tokens are looked up afresh.
+        The columns are what ``transform([tokens(record)])`` gives, but faster:
+        the columns of each distinct request are cached as a small int32 array
+        (a flood costs one lookup per line), and only the context tokens are
+        looked up afresh.
         """
 
-        def request_columns(r: LogRecord) -> np.ndarray:
-            columns = {c for c in map(self._column, set(request_tokens(r, self.user_agent))) if c is not None}
-            return np.array(sorted(columns), dtype=np.int32)
+        def request_columns(r: LogRecord) -> tuple[np.ndarray, RequestFacts]:
+            tokens, facts = self._request(r)
+            columns = {c for c in map(self._column, tokens) if c is not None}
+            return np.array(sorted(columns), dtype=np.int32), facts
 
-        cached = self._lookup(self._column_cache, record, request_columns)
-        if self._behaviour is None:
-            return cached
-        extra = [c for c in map(self._column, self._behaviour.tokens(record)) if c is not None]
+        cached, facts = self._lookup(self._column_cache, record, request_columns)
+        if self.context is None:
+            return cached, facts
+        extra = [c for c in map(self._column, self.context.tokens(record, facts)) if c is not None]
         if not extra:
-            return cached
+            return cached, facts
         extra_columns = np.asarray(extra, dtype=np.int32)
-        if self.hashing:  # a hashed behaviour token may collide with a request token: merge
-            return np.union1d(cached, extra_columns)
-        # With a vocabulary, behaviour tokens ("b:...") have columns of their own, so
-        # appending is exact (CSR rows need not be sorted) and much cheaper than a union.
-        return np.concatenate((cached, extra_columns))
+        if self.hashing:  # a hashed context token may collide with a request token: merge
+            return np.union1d(cached, extra_columns), facts
+        # With a vocabulary, context tokens have columns of their own, so appending
+        # is exact (CSR rows need not be sorted) and much cheaper than a union.
+        return np.concatenate((cached, extra_columns)), facts
 
     def matrix(self, column_lists: Sequence[np.ndarray]) -> Any:
         """A CSR matrix from per-line column arrays (see ``columns``)."""
@@ -307,7 +400,7 @@ class Featurizer:
     def get_config(self) -> dict[str, Any]:
         """Settings and vocabulary, as JSON-able data for the model file."""
         return {
-            "user_agent": self.user_agent, "behaviour": self.behaviour, "window": self.window,
+            "agent": self.agent, "paths": self.paths, "behaviour": self.behaviour, "window": self.window,
             "hashing": self.hashing, "min_count": self.min_count, "max_features": self.max_features,
             "cache_size": self.cache_size, "vocabulary": sorted(self.vocabulary, key=self.vocabulary.__getitem__),
         }  # fmt: skip

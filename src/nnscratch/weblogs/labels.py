@@ -51,17 +51,24 @@ def normalise_label(text: str) -> str | None:
     return None
 
 
-def read_label_file(path: str | Path) -> tuple[str, dict]:
-    """``("session", {session_id: label})`` or ``("line", {(file_name, line): label})``."""
+def read_label_file(path: str | Path) -> tuple[str, dict, set[str]]:
+    """``("session", {session_id: label}, files)`` or ``("line", {(file_name, line): label}, files)``.
+
+    ``files`` names the log files the label file covers (its ``file`` column,
+    if it has one): in those files, a line the label file does not label is
+    *unknown*, and rules do not label it either. A label of ``unknown`` (or
+    anything not recognised) marks a line or session unknown on purpose.
+    """
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     if not rows:
         raise ValueError(f"{path} has no rows.")
     columns = set(rows[0])
+    files = {Path(r["file"]).name for r in rows if r.get("file")} if "file" in columns else set()
     if {"session_id", "label"} <= columns:
-        return "session", {r["session_id"]: normalise_label(r["label"]) for r in rows}
+        return "session", {r["session_id"]: normalise_label(r["label"]) for r in rows}, files
     if {"file", "line", "label"} <= columns:
-        return "line", {(Path(r["file"]).name, int(r["line"])): normalise_label(r["label"]) for r in rows}
+        return "line", {(Path(r["file"]).name, int(r["line"])): normalise_label(r["label"]) for r in rows}, files
     raise ValueError(f"{path}: expected columns session_id+label or file+line+label; found {sorted(columns)}.")
 
 

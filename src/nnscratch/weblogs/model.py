@@ -1,11 +1,18 @@
 """Training and evaluating a bot detector on access logs.
 
+Two networks, two questions. The **line model** (one sigmoid hidden layer,
+twice the input size by default, capped; a softmax output) says which requests
+look bad, from request shape, evidence and context tokens. The **client model**
+(``clients.ClientModel``) says which clients to ban, from each client's summary.
+
 ``WebLogModel.train`` splits **by client** (IP, or session id where the log
-has one) so that no client's lines fall on both sides, trains several networks
-(one sigmoid hidden layer, twice the input size by default, capped; a softmax
-output) in parallel through ``nnscratch.selection`` and keeps the one with the
-lowest validation loss. The model file holds the network, the vocabulary, the
-optional SVD projection and the settings.
+has one) so that no client's lines fall on both sides, trains several line
+networks in parallel through ``nnscratch.selection`` and keeps the one with the
+lowest validation loss, then fits the client model on the training clients.
+``prepare`` computes what does not depend on the fit (tokens, client
+summaries) once, so cross-validation (``crossval``) reuses it across folds.
+The model file holds both networks, the vocabulary, the optional SVD
+projection and the settings.
 """
 
 from __future__ import annotations
@@ -20,20 +27,25 @@ import numpy as np
 
 from .. import io as model_io
 from ..network import Network
+from .clients import ClientBook, ClientModel
 from .data import LabelledLines, split_by_client
-from .features import Behaviour, Featurizer
+from .features import Featurizer, RequestFacts, client_of
 from .labels import CLASSES
-from .parse import LogRecord
+from .parse import LogRecord, in_time_order
 
-__all__ = ["WebLogModel", "Report", "evaluate"]
+__all__ = ["WebLogModel", "Report", "Prepared", "prepare", "evaluate", "FEATURE_VERSION"]
+
+FEATURE_VERSION = 2  # model files from before the shape/evidence features (version 1) must be retrained
 
 
 @dataclass
 class Report:
-    """Per-class precision, recall and F1 and the confusion matrix, per label source."""
+    """Per-class precision, recall and F1, the confusion matrix and the false-positive
+    rate for "bad", per label source; and, when clients were judged, ban metrics."""
 
     classes: list[str]
     sections: dict[str, dict[str, Any]]
+    clients: dict[str, Any] | None = None
 
     def f1(self, section: str, label: str = "bad") -> float | None:
         s = self.sections.get(section)
@@ -42,7 +54,7 @@ class Report:
     def format(self) -> str:
         lines = []
         for name, s in self.sections.items():
-            lines.append(f"{name}: {s['n']:,} lines")
+            lines.append(f"{name}: {s['n']:,} lines; false-positive rate for bad {s['fpr_bad']:.3f}")
             lines.append(f"  {'class':<6} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}")
             for label, m in s["per_class"].items():
                 lines.append(
@@ -50,12 +62,18 @@ class Report:
                 )
             lines.append("  confusion (rows true, columns predicted: " + ", ".join(s["labels"]) + ")")
             lines += ["    " + " ".join(f"{v:>7,}" for v in row) for row in s["confusion"]]
+        if self.clients:
+            c = self.clients
+            lines.append(f"clients: {c['bad']} bad of {c['n']}; banned {c['banned']} "
+                         f"(precision {c['precision']:.3f}, recall {c['recall']:.3f}); "
+                         f"not-bad clients banned {c['false_bans']} of {c['n'] - c['bad']}")  # fmt: skip
         return "\n".join(lines)
 
 
 def evaluate(
     classes: Sequence[str], y_true: Sequence[str], y_pred: Sequence[str], sections: dict[str, np.ndarray]
 ) -> Report:
+    """Line metrics for each section (a boolean mask over the lines)."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     out = {}
@@ -65,6 +83,7 @@ def evaluate(
             continue
         labels = list(classes)
         p, r, f, s = precision_recall_fscore_support(y_true[mask], y_pred[mask], labels=labels, zero_division=0)
+        negatives = y_true[mask] != "bad"
         out[name] = {
             "n": int(mask.sum()),
             "labels": labels,
@@ -72,88 +91,129 @@ def evaluate(
                 c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
                 for i, c in enumerate(labels)
             },  # fmt: skip
+            "fpr_bad": float((y_pred[mask][negatives] == "bad").mean()) if negatives.any() else 0.0,
             "confusion": confusion_matrix(y_true[mask], y_pred[mask], labels=labels).tolist(),
         }
     return Report(list(classes), out)
 
 
+def client_metrics(truth: Sequence[bool], banned: Sequence[bool]) -> dict[str, Any]:
+    """Ban precision and recall over clients (``truth``: the client is bad)."""
+    truth, banned = np.asarray(truth, dtype=bool), np.asarray(banned, dtype=bool)
+    hits = int((truth & banned).sum())
+    return {"n": int(truth.size), "bad": int(truth.sum()), "banned": int(banned.sum()),
+            "precision": hits / banned.sum() if banned.any() else (1.0 if not truth.any() else 0.0),
+            "recall": hits / truth.sum() if truth.any() else 1.0,
+            "false_bans": int((banned & ~truth).sum())}  # fmt: skip
+
+
+@dataclass
+class Prepared:
+    """What a fit does not change: every line's tokens and facts, its client, and client summaries.
+
+    ``clients[i]`` is ``"file|client"`` for line ``i``; ``summaries`` maps that
+    key to the client's ``ClientBook`` state over the whole file.
+    """
+
+    data: LabelledLines
+    tokens: list[list[str]]
+    clients: np.ndarray
+    summaries: dict[str, dict[str, Any]]
+
+    def client_truth(self, rows: np.ndarray) -> dict[str, bool]:
+        """Each client of ``rows`` that has labelled lines: is it bad (at least half its labelled lines bad)?"""
+        bad: dict[str, list[int]] = {}
+        for i in rows:
+            label = self.data.labels[i]
+            if label is not None:
+                bad.setdefault(self.clients[i], []).append(label == "bad")
+        return {client: float(np.mean(flags)) >= 0.5 for client, flags in bad.items()}
+
+
+def prepare(featurizer: Featurizer, data: LabelledLines) -> Prepared:
+    """Tokens of every line (context in time order, afresh for each file) and client summaries."""
+    records = data.records
+    tokens: list[list[str] | None] = [None] * len(records)
+    clients = np.empty(len(records), dtype=object)
+    summaries: dict[str, dict[str, Any]] = {}
+    by_file: dict[str, list[int]] = {}
+    for i, name in enumerate(data.files):
+        by_file.setdefault(name, []).append(i)
+    for name, indices in by_file.items():
+        featurizer.reset_context()
+        book = ClientBook(idle=float("inf"))
+        for i in in_time_order(indices, lambda j: records[j].time):
+            tokens[i], facts = featurizer.tokens_and_facts(records[i])
+            book.add(records[i], facts, data.labels[i] == "bad")
+            clients[i] = f"{Path(name).name}|{client_of(records[i])}"
+        summaries.update((f"{Path(name).name}|{client}", state) for client, state in book.drain())
+    return Prepared(data, tokens, clients, summaries)  # type: ignore[arg-type]
+
+
 class WebLogModel:
-    """A featurizer (vocabulary and settings), an optional truncated-SVD
-    projection, and a network over the result."""
+    """A featurizer (vocabulary and settings), an optional truncated-SVD projection,
+    the line network and the client model."""
 
     def __init__(
-        self, featurizer: Featurizer, network: Network, classes: Sequence[str], projection: np.ndarray | None = None
-    ) -> None:
+        self, featurizer: Featurizer, network: Network, classes: Sequence[str], projection: np.ndarray | None = None,
+        client_model: ClientModel | None = None, line_threshold: float = 0.5,
+    ) -> None:  # fmt: skip
         self.featurizer, self.network, self.classes = featurizer, network, list(classes)
         self.projection = projection  # (n_features, k): rows -> k SVD components, or None
+        self.client_model = client_model
+        self.line_threshold = float(line_threshold)
 
     def __repr__(self) -> str:
         svd = f", svd={self.projection.shape[1]}" if self.projection is not None else ""
-        return f"WebLogModel({self.featurizer!r}{svd}, {self.network.layers!r}, classes={self.classes})"
+        return (f"WebLogModel({self.featurizer!r}{svd}, {self.network.layers!r}, classes={self.classes}, "
+                f"line_threshold={self.line_threshold:g}, {self.client_model!r})")  # fmt: skip
 
     def inputs(self, X: Any) -> Any:
         """What the network sees: the sparse rows, or their SVD projection (dense)."""
         return X if self.projection is None else np.asarray(X @ self.projection, dtype=np.float32)
 
-    # --- tokens ----------------------------------------------------------------
-    @staticmethod
-    def token_lists(featurizer: Featurizer, records: Sequence[LogRecord], files: Sequence[str]) -> list[list[str]]:
-        """Tokens of every record; behaviour windows run per file, in time order."""
-        tokens: list[list[str] | None] = [None] * len(records)
-        by_file: dict[str, list[int]] = {}
-        for i, name in enumerate(files):
-            by_file.setdefault(name, []).append(i)
-        for indices in by_file.values():
-            featurizer.reset_behaviour()
-            for i in sorted(indices, key=lambda j: records[j].time):
-                tokens[i] = featurizer.tokens(records[i])
-        return tokens  # type: ignore[return-value]
+    def labels(self, proba: np.ndarray) -> np.ndarray:
+        """Class indices from probabilities: "bad" wherever P(bad) reaches ``line_threshold``,
+        else the most probable of the other classes."""
+        if "bad" not in self.classes:
+            return proba.argmax(axis=1)
+        bad = self.classes.index("bad")
+        others = proba.copy()
+        others[:, bad] = -1.0
+        return np.where(proba[:, bad] >= self.line_threshold, bad, others.argmax(axis=1))
 
     # --- training --------------------------------------------------------------
     @classmethod
-    def train(
-        cls, data: LabelledLines, *, user_agent: bool = True, behaviour: bool = False, hashing: int | None = None,
-        min_count: int = 2, max_features: int = 50_000, svd: int | None = None, hidden: int | None = None,
-        max_hidden: int = 256,
-        epochs: int = 15, learning_rate: float = 1e-3, batch_size: int = 64, restarts: int = 3, n_jobs: int = 1,
-        backend: str = "loky", scheduler: str | None = None, seed: int = 0,
-        fractions: Sequence[float] = (0.6, 0.2, 0.2), progress: bool = False,
-    ) -> tuple[WebLogModel, Report, dict[str, Any]]:  # fmt: skip
-        """Fit vocabulary and networks on the training clients; report on the test clients."""
+    def fit(
+        cls, prepared: Prepared, train: np.ndarray, val: np.ndarray, *, featurizer: Featurizer,
+        classes: Sequence[str], hashing: int | None = None, svd: int | None = None, hidden: int | None = None,
+        max_hidden: int = 256, epochs: int = 15, learning_rate: float = 1e-3, batch_size: int = 64, restarts: int = 3,
+        n_jobs: int = 1, backend: str = "loky", scheduler: str | None = None, seed: int = 0, progress: bool = False,
+        line_threshold: float = 0.5, ban_threshold: float = 0.5, min_requests: int = 5,
+    ) -> tuple[WebLogModel, Any]:  # fmt: skip
+        """Fit the vocabulary, the line network (best of ``restarts`` on ``val``) and the client model
+        on the rows ``train``. Returns the model and the selection result."""
         from ..selection import restarts as restart_candidates
         from ..selection import select_best
 
-        keep = np.flatnonzero(data.known())
-        if keep.size == 0:
-            raise ValueError("No labelled lines: give class files, a label file or --rules.")
-        records = [data.records[i] for i in keep]
-        labels = [data.labels[i] for i in keep]
-        sources = np.array([data.sources[i] for i in keep])
-        files = [data.files[i] for i in keep]
-        classes = [c for c in CLASSES if c in set(labels)]
-        if len(classes) < 2:
-            raise ValueError(f"Training needs at least two classes; the labels hold only {classes}.")
-        clients = [f"{Path(f).name}|{Behaviour.client_of(r)}" for r, f in zip(records, files, strict=True)]
-        train, val, test = split_by_client(clients, files, fractions, seed)
-        if min(len(train), len(val), len(test)) == 0:
-            raise ValueError("Too few clients to split into train, validation and test parts.")
-        featurizer = Featurizer(user_agent=user_agent, behaviour=behaviour, hashing=hashing,
-                                min_count=min_count, max_features=max_features)  # fmt: skip
-        tokens = cls.token_lists(featurizer, records, files)
+        tokens, labels = prepared.tokens, prepared.data.labels
         featurizer.fit(tokens[i] for i in train)
-        X = featurizer.transform(tokens)
-        y = np.array([classes.index(lab) for lab in labels])
+        rows = np.concatenate([train, val])
+        X = featurizer.transform([tokens[i] for i in rows])
+        y = np.array([list(classes).index(labels[i]) for i in rows])
+        X_train, y_train, X_val, y_val = X[: len(train)], y[: len(train)], X[len(train) :], y[len(train) :]
         projection = None
         if svd:
             from sklearn.decomposition import TruncatedSVD
 
             k = min(svd, featurizer.n_features - 1)
-            reducer = TruncatedSVD(n_components=k, random_state=seed).fit(X[train])  # training rows only
+            reducer = TruncatedSVD(n_components=k, random_state=seed).fit(X_train)  # training rows only
             projection = reducer.components_.T.astype(np.float32)
-            X = np.asarray(X @ projection, dtype=np.float32)
-        n_in = X.shape[1]
+            X_train = np.asarray(X_train @ projection, dtype=np.float32)
+            X_val = np.asarray(X_val @ projection, dtype=np.float32)
+        n_in = X_train.shape[1]
         width = hidden or min(2 * n_in, max_hidden)
-        weights = _balanced(y[train], len(classes))
+        weights = _balanced(y_train, len(classes))
 
         def build(config: dict, seed: int) -> Network:
             from ..optimizers import Adam
@@ -164,37 +224,97 @@ class WebLogModel:
         def fit_params(config: dict) -> dict[str, Any]:
             return {"epochs": epochs, "batch_size": batch_size, "sample_weight": weights}
 
-        start = time.perf_counter()
-        result = select_best(build, X[train], y[train], restart_candidates({}, restarts, seed=seed), (X[val], y[val]),
+        result = select_best(build, X_train, y_train, restart_candidates({}, restarts, seed=seed), (X_val, y_val),
                              fit_params=fit_params, n_jobs=n_jobs, backend=backend, scheduler=scheduler,
                              progress=progress)  # fmt: skip
         if result.best is None:
             raise RuntimeError("Every network failed to train:\n" + result.format_table())
-        model = cls(featurizer, result.best, classes, projection)
-        predicted = np.array(classes)[model.network.predict(X[test]).argmax(axis=1)]
-        truth = np.array(labels)[test]
-        report = evaluate(classes, truth, predicted, {
-            "ground truth": sources[test] == "truth", "rule-labelled": sources[test] == "rules",
-        })  # fmt: skip
+        client_model = None
+        if "bad" in classes:
+            truth = prepared.client_truth(train)
+            if len(set(truth.values())) == 2:
+                keys = sorted(truth)
+                client_model = ClientModel.fit(
+                    np.stack([ClientBook.features(prepared.summaries[k]) for k in keys]),
+                    np.array([truth[k] for k in keys], dtype=np.int64), seed=seed,
+                    threshold=ban_threshold, min_requests=min_requests,
+                )  # fmt: skip
+        return cls(featurizer, result.best, classes, projection, client_model, line_threshold), result
+
+    def score(self, prepared: Prepared, rows: np.ndarray) -> Report:
+        """Line metrics (per label source) and client ban metrics on ``rows``, whose tokens
+        ``prepared`` holds (made by a featurizer with this model's settings)."""
+        rows = np.asarray([i for i in rows if prepared.data.labels[i] is not None], dtype=np.int64)
+        X = self.featurizer.transform([prepared.tokens[i] for i in rows])
+        predicted = np.array(self.classes)[self.labels(self.network.predict(self.inputs(X)))]
+        truth = np.array([prepared.data.labels[i] for i in rows])
+        unknown = sorted(set(truth) - set(self.classes))
+        if unknown:
+            raise ValueError(f"the labels include {unknown}, which the model does not know (it has {self.classes}).")
+        sources = np.array([prepared.data.sources[i] for i in rows])
+        report = evaluate(self.classes, truth, predicted,
+                          {"ground truth": sources == "truth", "rule-labelled": sources == "rules"})  # fmt: skip
+        if self.client_model is not None:
+            client_truth = prepared.client_truth(rows)
+            keys = sorted(client_truth)
+            verdicts = self.client_model.verdicts([(k, prepared.summaries[k]) for k in keys])
+            report.clients = client_metrics([client_truth[k] for k in keys], [v.ban for v in verdicts])
+            report.clients["verdicts"] = {v.client: v for v in verdicts}
+        return report
+
+    @classmethod
+    def train(
+        cls, data: LabelledLines, *, agent: str = "class", paths: bool = False, behaviour: bool = True,
+        hashing: int | None = None, min_count: int = 2, max_features: int = 50_000, seed: int = 0,
+        fractions: Sequence[float] = (0.6, 0.2, 0.2), **settings: Any,
+    ) -> tuple[WebLogModel, Report, dict[str, Any]]:  # fmt: skip
+        """Split by client, fit on the training clients, report on the test clients.
+
+        ``settings`` go to ``fit`` (epochs, restarts, hidden, svd, n_jobs, thresholds, ...).
+        """
+        known = data.known()
+        if not known.any():
+            raise ValueError("No labelled lines: give class files, a label file or --rules.")
+        labels = [lab for lab in data.labels if lab is not None]
+        classes = [c for c in CLASSES if c in set(labels)]
+        if len(classes) < 2:
+            raise ValueError(f"Training needs at least two classes; the labels hold only {classes}.")
+        featurizer = Featurizer(agent=agent, paths=paths, behaviour=behaviour, hashing=hashing,
+                                min_count=min_count, max_features=max_features)  # fmt: skip
+        prepared = prepare(featurizer, data)
+        keep = np.flatnonzero(known)
+        parts = split_by_client(list(prepared.clients[keep]), [data.files[i] for i in keep], fractions, seed)
+        train, val, test = (keep[p] for p in parts)
+        if min(len(train), len(val), len(test)) == 0:
+            raise ValueError("Too few clients to split into train, validation and test parts.")
+        start = time.perf_counter()
+        model, result = cls.fit(prepared, train, val, featurizer=featurizer, classes=classes, seed=seed, **settings)
+        report = model.score(prepared, test)
         info = {
             "lines": {"train": len(train), "validation": len(val), "test": len(test)},
-            "clients": {name: len({clients[i] for i in part}) for name, part in
+            "clients": {name: len(set(prepared.clients[part])) for name, part in
                         (("train", train), ("validation", val), ("test", test))},  # fmt: skip
-            "features": featurizer.n_features, "inputs": n_in, "hidden": width, "selection": result.format_table(),
+            "features": featurizer.n_features, "inputs": model.network.layers[0].n_in,
+            "hidden": model.network.layers[0].n_out, "selection": result.format_table(),
             "train_seconds": time.perf_counter() - start, "cache_hit_rate": featurizer.cache_hit_rate,
         }  # fmt: skip
         return model, report, info
 
     # --- use -------------------------------------------------------------------
     def predict_proba(self, records: Sequence[LogRecord]) -> np.ndarray:
-        """Class probabilities (n, len(classes)); behaviour state carries over between calls."""
+        """Class probabilities (n, len(classes)) of records given in time order; the context
+        (client windows, site evidence) carries over between calls."""
         featurizer = self.featurizer
-        return self.network.predict(self.inputs(featurizer.matrix([featurizer.columns(r) for r in records])))
+        return self.network.predict(self.inputs(featurizer.matrix([featurizer.columns(r)[0] for r in records])))
 
     def save(self, path: str | Path) -> Path:
-        extra = {"kind": "nnscratch.weblogs", "classes": self.classes, "featurizer": self.featurizer.get_config()}
-        arrays = {"svd_projection": self.projection} if self.projection is not None else None
-        return model_io.save(self.network, path, include_optimizer=False, extra=extra, arrays=arrays)
+        extra = {"kind": "nnscratch.weblogs", "feature_version": FEATURE_VERSION, "classes": self.classes,
+                 "featurizer": self.featurizer.get_config(), "line_threshold": self.line_threshold,
+                 "client_model": self.client_model.get_config() if self.client_model else None}  # fmt: skip
+        arrays = {"svd_projection": self.projection} if self.projection is not None else {}
+        if self.client_model is not None:
+            arrays.update(self.client_model.arrays())
+        return model_io.save(self.network, path, include_optimizer=False, extra=extra, arrays=arrays or None)
 
     @classmethod
     def load(cls, path: str | Path) -> WebLogModel:
@@ -202,7 +322,16 @@ class WebLogModel:
         meta = metadata["extra"]
         if meta.get("kind") != "nnscratch.weblogs":
             raise model_io.ModelFileError(f"{path} is an nnscratch model but not a web-log model.")
-        return cls(Featurizer.from_config(meta["featurizer"]), network, meta["classes"], arrays.get("svd_projection"))
+        if meta.get("feature_version", 1) != FEATURE_VERSION:
+            raise model_io.ModelFileError(
+                f"{path} is a web-log model with feature version {meta.get('feature_version', 1)}; this nnscratch "
+                f"computes version {FEATURE_VERSION} (shape and evidence features). Retrain it with 'nnscratch logs "
+                "train'."
+            )
+        client_config = meta.get("client_model")
+        client_model = ClientModel.from_parts(client_config, arrays) if client_config else None
+        return cls(Featurizer.from_config(meta["featurizer"]), network, meta["classes"], arrays.get("svd_projection"),
+                   client_model, meta.get("line_threshold", 0.5))  # fmt: skip
 
 
 def _balanced(y: np.ndarray, k: int) -> np.ndarray:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-__all__ = ["LogRecord", "Malformed", "parse_line", "read_lines", "ParseStats", "parse_stream"]
+__all__ = ["LogRecord", "Malformed", "parse_line", "read_lines", "ParseStats", "parse_stream", "in_time_order"]
 
 # A quoted field with backslash escapes, in the "unrolled loop" form: runs of
 # ordinary characters between escapes, much faster than one alternation per character.
@@ -237,3 +237,27 @@ def parse_stream(paths: Iterable[str | Path], stats: ParseStats | None = None) -
         stats.add(item)
         if isinstance(item, LogRecord):
             yield source, number, item
+
+
+def in_time_order(items: Iterable[Any], time_of: Any, slack: float = 300.0) -> Iterator[Any]:
+    """``items`` re-ordered by ``time_of(item)``, holding back at most ``slack`` seconds of log time.
+
+    Access logs are only approximately in time order (a request is logged when
+    it ends). Every consumer of time windows (training, ``evaluate``,
+    ``classify``, the live watcher) reads lines through this one function, so
+    they all see the same order and compute the same windows. An item later
+    than ``slack`` behind the newest one seen comes out at once (its window is
+    then approximate, the same way for every consumer). Ties keep input order.
+    """
+    import heapq
+
+    heap: list[tuple[float, int, Any]] = []
+    newest = float("-inf")
+    for seq, item in enumerate(items):
+        when = time_of(item)
+        newest = max(newest, when)
+        heapq.heappush(heap, (when, seq, item))
+        while heap and heap[0][0] < newest - slack:
+            yield heapq.heappop(heap)[2]
+    while heap:
+        yield heapq.heappop(heap)[2]
