@@ -25,15 +25,36 @@ def blobs() -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-def mnist_path() -> Path | None:
-    """The shared MNIST file, via NNSCRATCH_DATA (set by .ci/run), if present."""
+def shared_data() -> Path | None:
+    """The shared data folder, named by NNSCRATCH_DATA (.ci/run points it at ../shared/data).
+
+    Never a path relative to the checkout: a clone elsewhere must say where the data is.
+    """
     root = os.environ.get("NNSCRATCH_DATA")
-    candidates = [Path(root)] if root else []
-    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data")
-    for folder in candidates:
-        if (folder / "mnist.pkl.gz").is_file():
-            return folder / "mnist.pkl.gz"
-    return None
+    return Path(root) if root and Path(root).is_dir() else None
+
+
+def missing_shared(what: str) -> None:
+    """Skip a test whose shared data is missing, except in CI, where that is a failure."""
+    message = f"{what} not found: set NNSCRATCH_DATA to the shared data folder (../shared/data)"
+    if os.environ.get("CI"):
+        pytest.fail(message + "; CI must run every test")
+    pytest.skip(message)
+
+
+def mnist_path() -> Path | None:
+    """The shared MNIST file, via NNSCRATCH_DATA, if present."""
+    folder = shared_data()
+    return folder / "mnist.pkl.gz" if folder is not None and (folder / "mnist.pkl.gz").is_file() else None
+
+
+@pytest.fixture(scope="session")
+def logs() -> Path:
+    """The shared sample access logs ($NNSCRATCH_DATA/logs)."""
+    folder = shared_data()
+    if folder is None or not (folder / "logs").is_dir():
+        missing_shared("the shared logs")
+    return folder / "logs"
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +74,7 @@ def mnist(monkeypatch) -> tuple:
 
     path = mnist_path()
     if path is None:
-        pytest.skip("shared MNIST not found (set NNSCRATCH_DATA to the folder holding mnist.pkl.gz)")
+        missing_shared("the shared MNIST")
     monkeypatch.setenv("NNSCRATCH_DATA", str(path.parent))
     return _load_once(str(path))
 

@@ -13,8 +13,6 @@ from hypothesis import strategies as st
 
 from nnscratch.weblogs.parse import LogRecord, Malformed, ParseStats, parse_line, parse_stream, read_lines
 
-LOGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "logs"
-
 COMBINED = '83.149.9.216 - - [17/May/2015:10:05:03 +0000] "GET /a/b.png?x=1&y=2 HTTP/1.1" 200 203023 "http://semicomplete.com/p/" "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_9_1) Chrome/32.0.1700.77 Safari/537.36"'  # noqa: E501
 
 
@@ -157,13 +155,12 @@ def test_streaming_gzip_plain_stdin_and_stats(tmp_path):
     assert out.stdout.strip() == b"4"
 
 
-@pytest.mark.skipif(not LOGS.is_dir(), reason="shared logs not found")
-def test_every_line_of_the_shared_sample_parses():
+def test_every_line_of_the_shared_sample_parses(logs):
     stats = ParseStats()
-    n = sum(1 for _ in parse_stream(sorted(LOGS.glob("*.log")), stats))
+    n = sum(1 for _ in parse_stream(sorted(logs.glob("*.log")), stats))
     assert n == 20_824 and stats.skipped == {}
     malformed = [
-        r for _, _, r in parse_stream([LOGS / "webbot_moderate_bots_2019-10-30_part1.log"]) if not r.request_ok
+        r for _, _, r in parse_stream([logs / "webbot_moderate_bots_2019-10-30_part1.log"]) if not r.request_ok
     ]
     assert len(malformed) == 12 and all(r.request in ("", "-") for r in malformed)
 

@@ -1,4 +1,4 @@
-"""``nnscratch logs``: label, train, classify and evaluate web-log bot detectors."""
+"""``nnscratch logs``: label, train, classify, evaluate and cross-validate web-log bot detectors."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from typing import Any
 __all__ = ["add_logs_parser"]
 
 EPILOG = """examples:
+  nnscratch logs train --manifest examples/shared_logs.json -o bots.safetensors
+  nnscratch logs crossval --manifest examples/shared_logs.json --seeds 0 1 2 --markdown docs/weblogs-crossval.md
   nnscratch logs label access.log -o labels.tsv
-  nnscratch logs train --bad scanner.log --good humans.log --no-user-agent --behaviour -o bots.safetensors
+  nnscratch logs train --bad scanner.log --good humans.log -o bots.safetensors
   nnscratch logs train webbot_*.log --labels webbot_session_labels_dev.tsv --bad scanner.log --gray-as bad
   nnscratch logs train access.log --rules --jobs 2 --restarts 4
   nnscratch logs classify bots.safetensors access.log.gz -o labels.csv --ban-list banned.txt --ban-json banned.json
@@ -27,13 +29,23 @@ def _data(args: argparse.Namespace) -> Any:
     from .data import LabelledLines
     from .labels import RuleLabeler
 
-    rules = RuleLabeler(gray="gray") if args.rules else None
+    if args.manifest:
+        from .crossval import load_sources, read_manifest
+
+        if args.good or args.bad or args.gray or args.logs or args.labels or args.rules:
+            raise ValueError("--manifest names the files and their labels; give it alone, without LOG files, "
+                             "--good/--bad/--gray, --labels or --rules.")  # fmt: skip
+        sources, gray_as = read_manifest(args.manifest, args.root)
+        data, _ = load_sources(sources, args.gray_as or gray_as)
+        return data
     if not (args.good or args.bad or args.gray or args.logs):
-        raise ValueError("give log files: --good/--bad/--gray FILE, or LOG files with --labels FILE and/or --rules.")
+        raise ValueError("give log files: --manifest FILE, --good/--bad/--gray FILE, or LOG files with --labels "
+                         "FILE and/or --rules.")  # fmt: skip
     if args.logs and not (args.labels or args.rules):
         raise ValueError("LOG files need labels: add --labels FILE (per line or per session) or --rules.")
     return LabelledLines.gather(good=args.good, bad=args.bad, gray=args.gray, logs=args.logs,
-                                label_files=args.labels, rules=rules, gray_as=args.gray_as)  # fmt: skip
+                                label_files=args.labels, rules=RuleLabeler() if args.rules else None,
+                                gray_as=args.gray_as or "gray", unknown_agent=args.unknown_agent)  # fmt: skip
 
 
 def cmd_label(args: argparse.Namespace) -> int:
@@ -51,6 +63,9 @@ def cmd_label(args: argparse.Namespace) -> int:
         for path in args.logs:
             items = list(parse_stream([path], stats))
             for (_, number, _), (label, rule) in zip(items, labeler.label([r for _, _, r in items]), strict=True):
+                if label == "gray" and args.gray_as == "drop":
+                    counts[("dropped", rule)] += 1
+                    continue
                 out.write(f"{Path(path).name}\t{number}\t{label}\t{rule}\n")
                 counts[(label, rule)] += 1
     finally:
@@ -58,12 +73,18 @@ def cmd_label(args: argparse.Namespace) -> int:
             out.close()
     print(stats.summary(), file=sys.stderr)
     for (label, rule), n in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        print(f"  {rule:<4} {label:<5} {n:>8,}", file=sys.stderr)
+        print(f"  {rule:<4} {label:<7} {n:>8,}", file=sys.stderr)
     return 0
 
 
+def _feature_settings(args: argparse.Namespace) -> dict[str, Any]:
+    agent = "off" if args.no_user_agent else args.agent
+    return {"agent": agent, "paths": args.paths, "behaviour": not args.no_behaviour}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train several networks on labelled logs (split by client), keep the best, report test metrics."""
+    """Train the line model (several networks, the best kept) and the client model on labelled logs
+    (split by client), and report test metrics."""
     from .model import WebLogModel
 
     data = _data(args)
@@ -71,10 +92,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     labelled = Counter(label for label in data.labels if label is not None)
     print("labels: " + ", ".join(f"{k} {v:,}" for k, v in sorted(labelled.items())))
     model, report, info = WebLogModel.train(
-        data, user_agent=not args.no_user_agent, behaviour=args.behaviour, hashing=args.hashing,
-        min_count=args.min_count, max_features=args.max_features, svd=args.svd, hidden=args.hidden, epochs=args.epochs,
-        learning_rate=args.lr, restarts=args.restarts, n_jobs=args.jobs, backend="dask" if args.dask else "loky",
-        scheduler=args.dask, seed=args.seed, progress=not args.quiet,
+        data, **_feature_settings(args), hashing=args.hashing, min_count=args.min_count,
+        max_features=args.max_features, svd=args.svd, hidden=args.hidden, epochs=args.epochs, learning_rate=args.lr,
+        restarts=args.restarts, n_jobs=args.jobs, backend="dask" if args.dask else "loky", scheduler=args.dask,
+        seed=args.seed, progress=not args.quiet, line_threshold=args.line_threshold,
+        ban_threshold=args.ban_threshold, min_requests=args.min_requests,
     )  # fmt: skip
     print(info["selection"])
     reduced = f" -> {info['inputs']} SVD components" if info["inputs"] != info["features"] else ""
@@ -82,6 +104,8 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"{info['lines']['train']:,}/{info['lines']['validation']:,}/{info['lines']['test']:,} "
           f"from {info['clients']['train']}/{info['clients']['validation']}/{info['clients']['test']} clients; "
           f"feature cache hit rate {info['cache_hit_rate']:.1%}")  # fmt: skip
+    print(f"client model: {model.client_model!r}" if model.client_model else
+          "client model: none (no bad and not-bad clients to learn from); bans need --ban-rule count")  # fmt: skip
     print("Test metrics:")
     print(report.format())
     model.save(args.output)
@@ -89,38 +113,58 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_classify(args: argparse.Namespace) -> int:
-    """Label every line (CSV or JSON lines) and list clients with >= N bad requests within X minutes."""
-    from .classify import ClientTally, classify
+def _load_model(args: argparse.Namespace) -> Any:
     from .model import WebLogModel
-    from .parse import ParseStats
 
     model = WebLogModel.load(args.model)
-    tally = ClientTally(args.ban_threshold, args.ban_minutes)
+    if args.line_threshold is not None:
+        model.line_threshold = args.line_threshold
+    if model.client_model is not None:
+        if args.ban_threshold is not None:
+            model.client_model.threshold = args.ban_threshold
+        if args.min_requests is not None:
+            model.client_model.min_requests = args.min_requests
+    return model
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    """Label every line (CSV or JSON lines) and judge every client: the ban list."""
+    from .classify import ClientTally, classify, verdict_rows
+    from .parse import ParseStats
+
+    model = _load_model(args)
+    tally = ClientTally(args.ban_count, args.ban_minutes) if args.ban_rule == "count" else None
+    if tally is None and model.client_model is None:
+        raise ValueError(f"{args.model} has no client model (it was trained without bad clients); "
+                         "use --ban-rule count.")  # fmt: skip
+    verdicts: list = []
     stats = ParseStats()
     out = sys.stdout if args.output in (None, "-") else open(args.output, "w", encoding="utf-8")
     start = time.perf_counter()
     try:
-        n, counts = classify(model, args.logs, out, args.format, tally, stats=stats)
+        n, counts = classify(model, args.logs, out, args.format, on_verdict=verdicts.append, tally=tally,
+                             stats=stats)  # fmt: skip
     finally:
         if out is not sys.stdout:
             out.close()
     seconds = time.perf_counter() - start
-    banned = tally.banned()
+    banned = verdict_rows(verdicts)
     if args.ban_list:
-        Path(args.ban_list).write_text("".join(row["client"] + "\n" for row in banned))
+        Path(args.ban_list).write_text("".join(row["client"] + "\n" for row in banned), encoding="utf-8")
     if args.ban_json:
-        Path(args.ban_json).write_text(json.dumps(banned, indent=2))
+        Path(args.ban_json).write_text(json.dumps(banned, indent=2), encoding="utf-8")
     report = sys.stderr
     print(stats.summary(), file=report)
     print(f"{n:,} lines in {seconds:.1f} s ({n / max(seconds, 1e-9):,.0f} lines/s; feature cache hit rate "
           f"{model.featurizer.cache_hit_rate:.1%}); "
           + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())), file=report)  # fmt: skip
-    print(f"{len(banned)} client(s) with >= {args.ban_threshold} bad requests within {args.ban_minutes:g} minutes"
+    rule = (f">= {args.ban_count} bad lines within {args.ban_minutes:g} minutes" if tally is not None else
+            f"client model, P(bad) >= {model.client_model.threshold:g} and >= {model.client_model.min_requests} "
+            "requests")  # fmt: skip
+    print(f"{len(banned)} of {len(verdicts):,} client(s) banned ({rule})"
           + (f" -> {args.ban_list}" if args.ban_list else ""), file=report)  # fmt: skip
     for row in banned[:10]:
-        print(f"  {row['client']}: {row['bad_in_window']} bad in window, {row['bad_total']} bad of {row['requests']}",
-              file=report)  # fmt: skip
+        print(f"  {row['client']}: {row['reason']}; {row['bad_lines']} bad line(s)", file=report)
     return 0
 
 
@@ -128,34 +172,119 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Metrics of a saved model on labelled logs (every labelled line is test data)."""
     import numpy as np
 
-    from .model import WebLogModel, evaluate
+    from .model import prepare
 
-    model = WebLogModel.load(args.model)
+    model = _load_model(args)
     data = _data(args)
-    keep = np.flatnonzero(data.known())
-    records = [data.records[i] for i in keep]
-    tokens = WebLogModel.token_lists(model.featurizer, records, [data.files[i] for i in keep])
-    proba = model.network.predict(model.inputs(model.featurizer.transform(tokens)))
-    predicted = np.array(model.classes)[proba.argmax(axis=1)]
-    truth = np.array([data.labels[i] for i in keep])
-    unknown = sorted(set(truth) - set(model.classes))
-    if unknown:
-        raise ValueError(f"the labels include {unknown}, which the model does not know (it has {model.classes}).")
-    sources = np.array([data.sources[i] for i in keep])
-    report = evaluate(model.classes, truth, predicted,
-                      {"ground truth": sources == "truth", "rule-labelled": sources == "rules"})  # fmt: skip
-    print(report.format())
+    print(model.score(prepare(model.featurizer, data), np.arange(len(data.records))).format())
     return 0
+
+
+def cmd_crossval(args: argparse.Namespace) -> int:
+    """Leave-one-source-out, folds within sources, renamed sites, several seeds: the honest figures."""
+    from .crossval import crossval, format_markdown, read_manifest
+
+    sources, gray_as = read_manifest(args.manifest, args.root)
+    fit = {"epochs": args.epochs, "restarts": args.restarts}
+    sections = []
+    base = _feature_settings(args)
+    variants = [("the chosen features" if base != _DEFAULT_FEATURES else "the default features", base)]
+    if args.ablation:
+        variants += [(title, {**base, **change}) for title, change in ABLATION]
+    results = []
+    for title, settings in variants:
+        start = time.perf_counter()
+        result = crossval(sources, gray_as=args.gray_as or gray_as, seeds=args.seeds, featurizer_settings=settings,
+                          rename=not args.no_rename, progress=None if args.quiet else
+                          (lambda m, t=title: print(f"[{t}] {m}", file=sys.stderr, flush=True)), **fit)  # fmt: skip
+        result["title"], result["seconds"] = title, time.perf_counter() - start
+        results.append(result)
+        sections.append(f"### {title}\n\n{format_markdown(result)}\n")
+    text = "\n".join(sections)
+    print(text)
+    if args.markdown:
+        Path(args.markdown).write_text(
+            "<!-- generated by: nnscratch logs crossval " + " ".join(sys.argv[3:]) + " -->\n\n" + text,
+            encoding="utf-8")  # fmt: skip
+    if args.json:
+        for result in results:
+            for run in result["runs"]:
+                run.pop("verdicts", None)
+        Path(args.json).write_text(json.dumps(results, indent=1), encoding="utf-8")
+    return 0
+
+
+_DEFAULT_FEATURES = {"agent": "class", "paths": False, "behaviour": True}
+ABLATION = [
+    ("without context (client windows, site evidence, referrer class)", {"behaviour": False}),
+    ("without the user-agent class", {"agent": "off"}),
+    ("with exact user-agent tokens (the sample's browsers)", {"agent": "tokens"}),
+    ("with exact path tokens (the site's vocabulary)", {"paths": True}),
+]
 
 
 def _label_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("logs", nargs="*", help="log files labelled by --labels and/or --rules (gzip is fine)")
+    p.add_argument("--manifest", metavar="JSON", help="sources and their labels in one file "
+                   "(examples/shared_logs.json: the shared sample)")  # fmt: skip
+    p.add_argument("--root", metavar="DIR", help="folder the manifest's files are in (default: $NNSCRATCH_DATA/logs)")
     p.add_argument("--good", nargs="+", default=[], metavar="FILE", help="files whose every line is good")
     p.add_argument("--bad", nargs="+", default=[], metavar="FILE", help="files whose every line is bad")
     p.add_argument("--gray", nargs="+", default=[], metavar="FILE", help="files whose every line is gray")
-    p.add_argument("--labels", nargs="+", default=[], metavar="TSV", help="per-line or per-session label files")
+    p.add_argument(
+        "--labels",
+        nargs="+",
+        default=[],
+        metavar="TSV",
+        help="per-line or per-session label files; they override class files, 'unknown' is allowed",
+    )
+    p.add_argument(
+        "--unknown-agent",
+        metavar="REGEX",
+        help="lines whose user agent matches are unknown (e.g. an operator's browser in a scan file)",
+    )
     p.add_argument("--rules", action="store_true", help="label what is still unlabelled with the rule set")
-    p.add_argument("--gray-as", choices=["gray", "bad", "drop"], default="gray", help="keep gray, map it, or drop it")
+    p.add_argument("--gray-as", choices=["gray", "bad", "drop"], help="keep gray, map it, or drop it "
+                   "(default: the manifest's, else gray)")  # fmt: skip
+
+
+def _feature_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--agent", choices=["class", "tokens", "off"], default="class",
+                   help="user agent as a class (browser, crawler, script, attack tool, ...), plus exact "
+                        "product/version tokens (learns the sample's browsers), or not at all")  # fmt: skip
+    p.add_argument("--no-user-agent", action="store_true", help="the same as --agent off")
+    p.add_argument("--paths", action="store_true", help="add exact path tokens (site vocabulary) to the path shape")
+    p.add_argument(
+        "--no-behaviour",
+        action="store_true",
+        help="leave out the context: client windows, site-relative evidence, referrer class",
+    )
+
+
+def _decision_options(p: argparse.ArgumentParser, defaults: bool) -> None:
+    from ..cli import positive_int
+
+    def probability(text: str) -> float:
+        value = float(text)
+        if not 0.0 < value <= 1.0:
+            raise argparse.ArgumentTypeError(f"expected a probability in (0, 1], got {text}")
+        return value
+
+    p.add_argument(
+        "--line-threshold",
+        type=probability,
+        default=0.5 if defaults else None,
+        help="a line is bad when P(bad) reaches this" + ("" if defaults else " (default: the model's)"),
+    )
+    p.add_argument("--ban-threshold", type=probability, default=0.8 if defaults else None,
+                   help="ban a client when the client model's P(bad) reaches this"
+                        + ("" if defaults else " (default: the model's)"))  # fmt: skip
+    p.add_argument(
+        "--min-requests",
+        type=positive_int,
+        default=5 if defaults else None,
+        help="... and it made at least this many requests" + ("" if defaults else " (default: the model's)"),
+    )
 
 
 def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
@@ -169,18 +298,23 @@ def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
                             formatter_class=formatter, epilog=EPILOG)  # fmt: skip
     p.add_argument("logs", nargs="+")
     p.add_argument("-o", "--output", help="TSV to write (default: standard output)")
-    p.add_argument("--gray-as", choices=["gray", "bad", "drop"], default="gray")
+    p.add_argument(
+        "--gray-as",
+        choices=["gray", "bad", "drop"],
+        default="gray",
+        help="keep gray lines, write them as bad, or leave them out",
+    )
     p.add_argument("--burst-4xx", type=positive_int, default=20, help="R5: 4xx answers per client per window")
     p.add_argument("--burst-requests", type=positive_int, default=300, help="R6: requests per client per window")
     p.add_argument("--window", type=positive_float, default=10.0, help="burst window in minutes")
     p.set_defaults(func=cmd_label)
 
-    p = commands.add_parser("train", help="train and keep the best of several networks", description=cmd_train.__doc__,
+    p = commands.add_parser("train", help="train the line and client models", description=cmd_train.__doc__,
                             formatter_class=formatter, epilog=EPILOG)  # fmt: skip
     _label_options(p)
+    _feature_options(p)
+    _decision_options(p, defaults=True)
     p.add_argument("-o", "--output", default="weblogs.safetensors", help="model file to write")
-    p.add_argument("--no-user-agent", action="store_true", help="leave user-agent tokens out")
-    p.add_argument("--behaviour", action="store_true", help="add per-client sliding-window behaviour tokens")
     p.add_argument("--hashing", type=positive_int, help="hash tokens into N columns instead of a vocabulary")
     p.add_argument("--min-count", type=positive_int, default=2)
     p.add_argument("--max-features", type=positive_int, default=50_000)
@@ -195,20 +329,44 @@ def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
 
-    p = commands.add_parser("classify", help="label lines, list clients to ban", description=cmd_classify.__doc__,
-                            formatter_class=formatter, epilog=EPILOG)  # fmt: skip
+    p = commands.add_parser("classify", help="label lines, judge clients, write the ban list",
+                            description=cmd_classify.__doc__, formatter_class=formatter, epilog=EPILOG)  # fmt: skip
     p.add_argument("model")
     p.add_argument("logs", nargs="+", help="log files (gzip is fine), or - for standard input")
     p.add_argument("-o", "--output", help="per-line labels (default: standard output)")
     p.add_argument("--format", choices=["csv", "jsonl"], default="csv")
-    p.add_argument("--ban-threshold", type=positive_int, default=10, help="N: bad requests that get a client banned")
-    p.add_argument("--ban-minutes", type=positive_float, default=10.0, help="X: ... within this many minutes")
+    _decision_options(p, defaults=False)
+    p.add_argument(
+        "--ban-rule",
+        choices=["model", "count"],
+        default="model",
+        help="judge clients with the client model, or the classic 'N bad lines within X minutes'",
+    )
+    p.add_argument("--ban-count", type=positive_int, default=10, help="N, with --ban-rule count")
+    p.add_argument("--ban-minutes", type=positive_float, default=10.0, help="X, with --ban-rule count")
     p.add_argument("--ban-list", help="write banned clients here, one per line")
-    p.add_argument("--ban-json", help="write banned clients with counts and time spans as JSON")
+    p.add_argument("--ban-json", help="write banned clients with their evidence as JSON")
     p.set_defaults(func=cmd_classify)
 
     p = commands.add_parser("evaluate", help="metrics of a model on labelled logs", description=cmd_evaluate.__doc__,
                             formatter_class=formatter, epilog=EPILOG)  # fmt: skip
     p.add_argument("model")
     _label_options(p)
+    _decision_options(p, defaults=False)
     p.set_defaults(func=cmd_evaluate)
+
+    p = commands.add_parser("crossval", help="leave-one-source-out, renamed sites, several seeds",
+                            description=cmd_crossval.__doc__, formatter_class=formatter, epilog=EPILOG)  # fmt: skip
+    p.add_argument("--manifest", required=True, metavar="JSON", help="the sources and their labels")
+    p.add_argument("--root", metavar="DIR", help="folder the manifest's files are in (default: $NNSCRATCH_DATA/logs)")
+    p.add_argument("--gray-as", choices=["gray", "bad", "drop"], help="default: the manifest's")
+    _feature_options(p)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--restarts", type=positive_int, default=1)
+    p.add_argument("--no-rename", action="store_true", help="skip the renamed-site runs")
+    p.add_argument("--ablation", action="store_true", help="also run with each feature family changed")
+    p.add_argument("--markdown", metavar="FILE", help="write the tables here too")
+    p.add_argument("--json", metavar="FILE", help="write every run's figures here")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_crossval)

@@ -39,7 +39,7 @@ import numpy as np
 from .data import LabelledLines, split_by_client
 from .features import Featurizer
 from .labels import CLASSES, RuleLabeler
-from .model import Prepared, Report, WebLogModel, client_metrics, evaluate, prepare
+from .model import Judgement, Prepared, Report, WebLogModel, prepare
 from .parse import LogRecord
 
 __all__ = ["Source", "read_manifest", "load_sources", "rename_site", "crossval", "format_markdown"]
@@ -184,6 +184,9 @@ def _line_result(report: Report) -> dict[str, Any]:
     bad = section["per_class"]["bad"]
     out = {"lines": section["n"], "precision": bad["precision"], "recall": bad["recall"], "f1": bad["f1"],
            "fpr": section["fpr_bad"]}  # fmt: skip
+    if report.line_only is not None:
+        (alone,) = report.line_only.sections.values()
+        out.update(line_model_recall=alone["per_class"]["bad"]["recall"], line_model_fpr=alone["fpr_bad"])
     if report.clients:
         c = report.clients
         out.update(clients=c["n"], bad_clients=c["bad"], ban_precision=c["precision"], ban_recall=c["recall"],
@@ -221,7 +224,20 @@ def crossval(
             test = np.flatnonzero(names == source.name)
             if progress:
                 progress(f"seed {seed}: leave out {source.name}")
-            model = fit(np.flatnonzero(names != source.name), seed)
+            try:
+                model = fit(np.flatnonzero(names != source.name), seed)
+            except ValueError as err:  # e.g. the other sources hold one class only
+                runs.append(
+                    {
+                        "seed": seed,
+                        "protocol": "leave-one-source-out",
+                        "source": source.name,
+                        "renamed": False,
+                        "lines": int((names == source.name).sum()),
+                        "error": str(err),
+                    }
+                )
+                continue
             runs.append({"seed": seed, "protocol": "leave-one-source-out", "source": source.name, "renamed": False,
                          **_line_result(_only_section(model.score(prepared, test)))})  # fmt: skip
             if rename:
@@ -234,7 +250,7 @@ def crossval(
                 runs.append({"seed": seed, "protocol": "leave-one-source-out", "source": source.name,
                              "renamed": True, **_line_result(_only_section(report))})  # fmt: skip
             if source.folds:
-                runs.append(_folds(prepared, names, source, seed, fit, classes, progress))
+                runs.append(_folds(prepared, names, source, seed, fit, progress))
     return {"runs": runs, "settings": {"featurizer": featurizer_settings, "fit": fit_settings, "gray_as": gray_as,
                                        "seeds": list(seeds)}}  # fmt: skip
 
@@ -246,33 +262,32 @@ def _only_section(report: Report) -> Report:
     return report
 
 
-def _folds(prepared: Prepared, names: np.ndarray, source: Source, seed: int, fit: Any, classes: list[str],
+def _folds(prepared: Prepared, names: np.ndarray, source: Source, seed: int, fit: Any,
            progress: Any) -> dict[str, Any]:  # fmt: skip
     """k-fold by client within ``source``, the other sources always in training; pooled metrics."""
     inside = np.flatnonzero(names == source.name)
     fold = _fold_of(prepared.clients[inside], source.folds, seed)
-    truth, predicted, client_truth, banned = [], [], [], []
+    parts = []
     for k in range(source.folds):
         if progress:
             progress(f"seed {seed}: {source.name} fold {k + 1} of {source.folds}")
-        test = inside[fold == k]
         model = fit(np.concatenate([np.flatnonzero(names != source.name), inside[fold != k]]), seed)
-        report = model.score(prepared, test)
-        rows = [i for i in test if prepared.data.labels[i] is not None]
-        X = model.featurizer.transform([prepared.tokens[i] for i in rows])
-        predicted += list(np.array(model.classes)[model.labels(model.network.predict(model.inputs(X)))])
-        truth += [prepared.data.labels[i] for i in rows]
-        verdicts = report.clients["verdicts"] if report.clients else {}
-        for client, is_bad in prepared.client_truth(test).items():
-            client_truth.append(is_bad)
-            banned.append(bool(verdicts[client].ban) if client in verdicts else False)
-    pooled = evaluate(classes, truth, predicted, {"all": np.ones(len(truth), dtype=bool)})
-    pooled.clients = client_metrics(client_truth, banned)
+        parts.append(model.judge(prepared, inside[fold == k]))
     return {"seed": seed, "protocol": f"{source.folds}-fold by client", "source": source.name, "renamed": False,
-            **_line_result(pooled)}  # fmt: skip
+            **_line_result(Judgement.pool(parts).report())}  # fmt: skip
 
 
-FIGURES = ("precision", "recall", "f1", "fpr", "ban_precision", "ban_recall", "false_bans")
+FIGURES = (
+    "precision",
+    "recall",
+    "f1",
+    "fpr",
+    "ban_precision",
+    "ban_recall",
+    "false_bans",
+    "line_model_recall",
+    "line_model_fpr",
+)
 
 
 def summarise(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -284,6 +299,9 @@ def summarise(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for (protocol, source, renamed), members in groups.items():
         row: dict[str, Any] = {"protocol": protocol, "source": source, "renamed": renamed,
                                "lines": members[0]["lines"], "seeds": len(members)}  # fmt: skip
+        errors = sorted({m["error"] for m in members if "error" in m})
+        if errors:
+            row["error"] = "; ".join(errors)
         for figure in ("clients", "bad_clients", "good_clients"):
             if figure in members[0]:
                 row[figure] = members[0][figure]
@@ -311,6 +329,10 @@ def format_markdown(result: dict[str, Any]) -> str:
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
+        if "error" in row:
+            out.append(f"| {row['protocol']} | {row['source']} | as is | {row['lines']:,} | {row['error']} "
+                       "|  |  |  |  |  |  |  |")  # fmt: skip
+            continue
         clients = f"{row.get('bad_clients', 0)}/{row.get('good_clients', 0)}"
         out.append(f"| {row['protocol']} | {row['source']} | {'renamed' if row['renamed'] else 'as is'} | "
                    f"{row['lines']:,} | {cell(row, 'precision')} | {cell(row, 'recall')} | {cell(row, 'f1')} | "

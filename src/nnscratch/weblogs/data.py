@@ -1,16 +1,18 @@
 """Labelled log lines and the split by client.
 
 ``LabelledLines`` gathers parsed lines with labels from class files, label
-files and/or the rule set, remembering where each label came from (``truth``
-or ``rules``): metrics are reported separately for the two, because a model
+files and/or the rule set, remembering where each label came from: ``truth:file`` (a class file),
+``truth:line`` (a per-line label file), ``truth:session`` (a per-session label
+file: it says who the *client* was, not what each request was) or ``rules``.
+Metrics are reported separately for ground truth and rules, because a model
 trained on rule labels mostly re-learns the rules. ``split_by_client`` keeps
 every client (IP, or session id where the log has one) on one side.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +35,7 @@ class LabelledLines:
     numbers: list[int] = field(default_factory=list)
     stats: ParseStats = field(default_factory=ParseStats)
 
-    def add_file(self, path: str, label: str | None = None, source: str = "truth") -> None:
+    def add_file(self, path: str, label: str | None = None, source: str = "truth:file") -> None:
         """Every line of ``path`` with one label (or unknown, to be filled in)."""
         for _, number, record in parse_stream([path], self.stats):
             self.records.append(record)
@@ -59,8 +61,8 @@ class LabelledLines:
             Files labelled by ``label_files`` and/or ``rules``.
         label_files : paths
             Per-session or per-line TSV files (see ``labels.read_label_file``).
-            Lines of a file that a label file covers but does not label (a
-            session file's ``-`` sessions) stay unknown: rules do not fill them.
+            Lines of a file that a session file covers but does not label (its
+            ``-`` sessions) stay unknown: rules do not fill them.
         rules : RuleLabeler, optional
             Labels the lines of ``logs`` that are still unlabelled.
         gray_as : {"gray", "bad", "drop"}
@@ -84,8 +86,8 @@ class LabelledLines:
                 name = Path(data.files[i]).name
                 key = record.session if kind == "session" else (name, data.numbers[i])
                 if key in mapping:
-                    data.labels[i], data.sources[i], settled[i] = mapping[key], "truth", True
-                elif name in covered:
+                    data.labels[i], data.sources[i], settled[i] = mapping[key], f"truth:{kind}", True
+                elif kind == "session" and name in covered:
                     data.labels[i], settled[i] = None, True
         if unknown_agent:
             pattern = re.compile(unknown_agent)

@@ -32,7 +32,7 @@ from urllib.parse import unquote
 from .labels import ATTACK_AGENTS, CRAWLER_AGENTS, SCRIPT_AGENTS, SEO_AGENTS
 
 __all__ = [
-    "decode", "path_shape", "query_shape", "payload_evidence", "probe_evidence", "referrer_class",
+    "decode", "path_shape", "query_shape", "payload_evidence", "referrer_class",
     "agent_class", "extension_class", "is_static", "entropy",
 ]  # fmt: skip
 
@@ -57,16 +57,16 @@ _WORDISH = re.compile(r"[a-z0-9][a-z0-9_.,+~-]*")
 # names a family; a family is evidence whatever the site.
 PAYLOADS = {
     "sqli": r"union\W+(?:all\W+)?select|select\W.{0,80}\Wfrom\W|\binsert\W+into\W|\bdrop\W+table|"
-            r"\bor\W+['\"]?\w+['\"]?\s*=\s*['\"]?\w+|['\"]\s*(?:or|and)\s|sleep\s*\(\s*\d|benchmark\s*\(|"
-            r"waitfor\W+delay|information_schema|@@version|\bconcat\s*\(|char\s*\(\s*\d|--\s*$|/\*.*\*/|"
-            r"'\s*;|;\s*--",
+    r"\bor\W+['\"]?\w+['\"]?\s*=\s*['\"]?\w+|['\"]\s*(?:or|and)\s|sleep\s*\(\s*\d|benchmark\s*\(|"
+    r"waitfor\W+delay|information_schema|@@version|\bconcat\s*\(|char\s*\(\s*\d|--\s*$|/\*.*\*/|"
+    r"'\s*;|;\s*--",
     "xss": r"<\s*/?\s*(?:script|svg|img|iframe|body|object|embed)\b|javascript\s*:|\bon[a-z]{3,15}\s*=|"
-           r"alert\s*\(|document\.(?:cookie|location)|<[a-z]+[^>]*>",
+    r"alert\s*\(|document\.(?:cookie|location)|<[a-z]+[^>]*>",
     "traversal": r"\.\./|\.\.\\|/etc/(?:passwd|shadow|hosts)|/proc/self|win\.ini|boot\.ini|c:\\|"
-                 r"(?:file|php|data|expect|zip)://",
+    r"(?:file|php|data|expect|zip)://",
     "command": r"[;|`]\s*(?:ls|id|cat|uname|whoami|wget|curl|nc|bash|sh|ping|echo|sleep)\b|\$\([^)]*\)|"
-               r"/bin/(?:ba)?sh|cmd\.exe|powershell|base64_decode|\beval\s*\(|\bsystem\s*\(|passthru|"
-               r"shell_exec|\(\)\s*\{",
+    r"/bin/(?:ba)?sh|cmd\.exe|powershell|base64_decode|\beval\s*\(|\bsystem\s*\(|passthru|"
+    r"shell_exec|\(\)\s*\{",
     "include": r"=\s*(?:https?|ftp)://|\?\w+=\S*\.(?:txt|php)\?",
     "template": r"\{\{.*\}\}|\$\{.*\}|<%.*%>",
 }
@@ -76,14 +76,14 @@ _PAYLOADS = {name: re.compile(pattern, re.DOTALL) for name, pattern in PAYLOADS.
 # secrets, backups and exploit endpoints (the families of the data README's R1a).
 PROBES = {
     "cms": r"wp-login\.php|xmlrpc\.php|/wp-admin|/wp-includes|/wp-content/plugins|wp-config|/administrator/|"
-           r"/user/register|/admin\.php|/adminer|/phpmyadmin|/pma/|/myadmin|/mysqladmin|setup\.php",
+    r"/user/register|/admin\.php|/adminer|/phpmyadmin|/pma/|/myadmin|/mysqladmin|setup\.php",
     "secret": r"/\.(?:env|git|svn|hg|htaccess|htpasswd|ds_store|bash_history|aws|ssh|docker)|/credentials|"
-              r"wallet\.dat|id_rsa|/config\.php|/configuration\.php|web\.config",
+    r"wallet\.dat|id_rsa|/config\.php|/configuration\.php|web\.config",
     "backup": r"/(?:backup|backups|bak|old|back|restore|dump|db)/|/(?:backup|dump|db|database|site|www)\.",
     "exploit": r"/cgi-bin/|/hnap1|/boaform|/gponform|/vendor/phpunit|eval-stdin|/solr/|/actuator|/manager/html|"
-               r"/jmx-console|/invoker/|/console/|/owa/|/autodiscover|/ecp/|/remote/login|/\+cscoe\+|/druid/|"
-               r"/nacos|/struts|/jenkins|/telescope|/_ignition|/debug/|/server-status|/phpinfo|info\.php|"
-               r"/xampp|/webdav|/shell|webshell|c99\.php|r57\.php|mstshash",
+    r"/jmx-console|/invoker/|/console/|/owa/|/autodiscover|/ecp/|/remote/login|/\+cscoe\+|/druid/|"
+    r"/nacos|/struts|/jenkins|/telescope|/_ignition|/debug/|/server-status|/phpinfo|info\.php|"
+    r"/xampp|/webdav|/shell|webshell|c99\.php|r57\.php|mstshash",
 }
 _PROBES = {name: re.compile(pattern) for name, pattern in PROBES.items()}
 
@@ -144,7 +144,7 @@ def _segment_class(segment: str) -> str:
     # and digits whose case or kind changes at almost every other character.
     if len(core) >= 6 and core.isalnum():
         kinds = ["d" if c.isdigit() else "u" if c.isupper() else "l" for c in core]
-        changes = sum(a != b for a, b in zip(kinds, kinds[1:]))
+        changes = sum(a != b for a, b in zip(kinds, kinds[1:], strict=False))
         if changes >= 3 and changes / len(core) >= 0.3:
             return "random"
     if _WORDISH.fullmatch(low):

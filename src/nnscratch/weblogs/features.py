@@ -17,7 +17,7 @@ describe shape and evidence (see ``evidence``):
 * **context** (``Context``, optional, in time order): the client's behaviour
   over a sliding window (rate, inter-arrival regularity and bursts, 4xx/5xx
   shares, distinct paths, static assets, POST/HEAD shares, payload share,
-  missing referrers, how long the client has been around), and site-relative
+  missing referrers, how long the window's requests span), and site-relative
   evidence computed from the log itself without labels: how many clients ask
   for this path and how often it fails, and whether the referrer is this site.
 
@@ -58,6 +58,15 @@ def _bucket(value: float, edges: Sequence[float]) -> str:
         if value < edge:
             return f"<{edge:g}"
     return f">={edges[-1]:g}"
+
+
+def _levels(name: str, value: float, edges: Sequence[float]) -> list[str]:
+    """Thermometer tokens: one per edge that ``value`` reaches (``b:rate:>=20`` implies ``b:rate:>=5``).
+
+    Unlike one token per bucket, this lets a model extrapolate: a rate above
+    anything seen in training still switches on every "at least" it learned from.
+    """
+    return [f"{name}:>={edge:g}" for edge in edges if value >= edge]
 
 
 def _agent_tokens(agent: str) -> list[str]:
@@ -150,7 +159,7 @@ class Context:
         self.paths: OrderedDict[str, list] = OrderedDict()  # path -> [clients (<= 8), requests, failures]
         self.site_hosts: set[str] = set()
         self._host_matches: Counter = Counter()
-        self.clients_seen = 0
+        self._first_clients: set[str] = set()  # up to 20: enough clients to tell what is rare
 
     def __repr__(self) -> str:
         return f"Context(window={self.window:g}s, clients={len(self.clients):,}, paths={len(self.paths):,})"
@@ -177,8 +186,9 @@ class Context:
         client = client_of(record)
         state = self.clients.get(client)
         if state is None:
-            self.clients_seen += 1
-            state = self.clients[client] = {"queue": deque(), "paths": Counter(), "first": now, "gap2": 0.0,
+            if len(self._first_clients) < 20:
+                self._first_clients.add(client)
+            state = self.clients[client] = {"queue": deque(), "paths": Counter(), "gap2": 0.0,
                                             "gaps": 0.0, **dict.fromkeys(self._SUMS, 0)}  # fmt: skip
         queue, paths = state["queue"], state["paths"]
         gap = now - queue[-1][0] if queue else -1.0
@@ -190,25 +200,29 @@ class Context:
         while queue[0][0] < now - self.window:
             self._add(state, queue.popleft(), -1)
         n = len(queue)
-        tokens = [
-            "b:rate:" + _bucket(n, (2, 5, 20, 60, 300)),
-            "b:4xx:" + _bucket(state["e4"] / n, (0.01, 0.2, 0.5, 0.9)),
-            "b:5xx:" + _bucket(state["e5"] / n, (0.01, 0.2, 0.5)),
-            "b:paths:" + _bucket(len(paths), (2, 5, 20, 100)),
-            "b:static:" + _bucket(state["static"] / n, (0.01, 0.1, 0.3, 0.7)),
-            "b:post:" + _bucket(state["post"] / n, (0.01, 0.3, 0.7, 0.95)),
-            "b:head:" + _bucket(state["head"] / n, (0.01, 0.5)),
-            "b:flagged:" + _bucket(state["flagged"] / n, (0.01, 0.2, 0.5)),
-            "b:noref:" + _bucket(state["noref"] / n, (0.01, 0.5, 0.99)),
-            "b:age:" + _bucket(now - state["first"], (10, 60, 300, 1800)),
-        ]
-        gaps = n - 1 if queue[0][1] < 0 else n  # the client's first gap is not a gap
+        tokens = (
+            _levels("b:rate", n, (2, 5, 20, 60, 300))
+            + _levels("b:4xx", state["e4"] / n, (0.01, 0.2, 0.5, 0.9))
+            + _levels("b:5xx", state["e5"] / n, (0.01, 0.2, 0.5))
+            + _levels("b:paths", len(paths), (2, 5, 20, 100))
+            + _levels("b:static", state["static"] / n, (0.01, 0.1, 0.3, 0.7))
+            + _levels("b:post", state["post"] / n, (0.01, 0.3, 0.7, 0.95))
+            + _levels("b:head", state["head"] / n, (0.01, 0.5))
+            + _levels("b:flagged", state["flagged"] / n, (0.01, 0.2, 0.5))
+            + _levels("b:noref", state["noref"] / n, (0.01, 0.5, 0.99))
+            + _levels("b:span", now - queue[0][0], (10, 60, 300))
+        )
+        # Gaps between requests inside the window: the oldest request's gap reaches back
+        # outside it (to a request that left, or was never seen), so it is taken out.
+        gaps = n - 1
         if gaps >= 2:
-            mean = state["gaps"] / gaps
-            var = max(state["gap2"] / gaps - mean * mean, 0.0)
-            tokens += ["b:gap:" + _bucket(mean, (0.5, 2, 10, 60)),
-                       "b:cv:" + (_bucket(var**0.5 / mean, (0.5, 1, 2)) if mean > 0 else "burst"),
-                       "b:zero:" + _bucket(state["zero"] / gaps, (0.1, 0.3, 0.6))]  # fmt: skip
+            outside = max(queue[0][1], 0.0)
+            mean = (state["gaps"] - outside) / gaps
+            var = max((state["gap2"] - outside * outside) / gaps - mean * mean, 0.0)
+            cv = var**0.5 / mean if mean > 0 else 10.0
+            zero = (state["zero"] - queue[0][10]) / gaps
+            tokens += ["b:gaps"] + _levels("b:gap", mean, (0.5, 2, 10, 60)) + _levels("b:cv", cv, (0.5, 1, 2)) \
+                + _levels("b:zero", zero, (0.1, 0.3, 0.6))  # fmt: skip
         return tokens + self._site(facts.path, client, status) + ["ref:" + self._referrer(record.referrer)]
 
     def _add(self, state: dict[str, Any], entry: tuple, sign: int) -> None:
@@ -238,11 +252,10 @@ class Context:
             clients.append(client)
         entry[1] += 1
         entry[2] += status >= 400
-        if self.clients_seen < 20:
-            return ["site:cold"]
-        k = len(clients)
-        return ["site:clients:" + ("1" if k == 1 else "2" if k == 2 else "3-7" if k < 8 else "8+"),
-                "site:fails:" + _bucket(entry[2] / entry[1], (0.01, 0.5, 0.9))]  # fmt: skip
+        if len(self._first_clients) < 20:  # too few clients yet to say what is rare on this site
+            return []
+        return ["site:warm"] + _levels("site:clients", len(clients), (2, 3, 8)) \
+            + _levels("site:fails", entry[2] / entry[1], (0.01, 0.5, 0.9))  # fmt: skip
 
     def forget_idle(self, now: float) -> None:
         """Drop clients with nothing in the window (keeps memory flat on long streams)."""

@@ -29,11 +29,11 @@ from .. import io as model_io
 from ..network import Network
 from .clients import ClientBook, ClientModel
 from .data import LabelledLines, split_by_client
-from .features import Featurizer, RequestFacts, client_of
+from .features import Featurizer, client_of
 from .labels import CLASSES
 from .parse import LogRecord, in_time_order
 
-__all__ = ["WebLogModel", "Report", "Prepared", "prepare", "evaluate", "FEATURE_VERSION"]
+__all__ = ["WebLogModel", "Report", "Judgement", "Prepared", "prepare", "evaluate", "FEATURE_VERSION"]
 
 FEATURE_VERSION = 2  # model files from before the shape/evidence features (version 1) must be retrained
 
@@ -46,6 +46,7 @@ class Report:
     classes: list[str]
     sections: dict[str, dict[str, Any]]
     clients: dict[str, Any] | None = None
+    line_only: Report | None = None
 
     def f1(self, section: str, label: str = "bad") -> float | None:
         s = self.sections.get(section)
@@ -62,6 +63,10 @@ class Report:
                 )
             lines.append("  confusion (rows true, columns predicted: " + ", ".join(s["labels"]) + ")")
             lines += ["    " + " ".join(f"{v:>7,}" for v in row) for row in s["confusion"]]
+        if self.line_only is not None:
+            lines.append("the line model alone (without its clients' verdicts): " + "; ".join(
+                f"{name}: recall {s['per_class']['bad']['recall']:.3f}, false-positive rate {s['fpr_bad']:.3f}"
+                for name, s in self.line_only.sections.items() if "bad" in s["per_class"]))  # fmt: skip
         if self.clients:
             c = self.clients
             lines.append(f"clients: {c['bad']} bad of {c['n']}; banned {c['banned']} "
@@ -142,12 +147,49 @@ def prepare(featurizer: Featurizer, data: LabelledLines) -> Prepared:
     for name, indices in by_file.items():
         featurizer.reset_context()
         book = ClientBook(idle=float("inf"))
-        for i in in_time_order(indices, lambda j: records[j].time):
+        for i in in_time_order(indices, lambda j: records[j].time, tiebreak=lambda j: records[j]):
             tokens[i], facts = featurizer.tokens_and_facts(records[i])
             book.add(records[i], facts, data.labels[i] == "bad")
             clients[i] = f"{Path(name).name}|{client_of(records[i])}"
         summaries.update((f"{Path(name).name}|{client}", state) for client, state in book.drain())
     return Prepared(data, tokens, clients, summaries)  # type: ignore[arg-type]
+
+
+@dataclass
+class Judgement:
+    """What a model decided on labelled lines: per line, its truth, the line model's label,
+    its label source and client; per client, its truth and the verdict."""
+
+    classes: list[str]
+    truth: np.ndarray
+    predicted: np.ndarray
+    sources: np.ndarray
+    clients: np.ndarray
+    client_truth: dict[str, bool]
+    verdicts: dict[str, Any]
+
+    @classmethod
+    def pool(cls, parts: Sequence[Judgement]) -> Judgement:
+        """Several judgements (folds) as one."""
+        join = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+        return cls(parts[0].classes, join("truth"), join("predicted"), join("sources"), join("clients"),
+                   {k: v for p in parts for k, v in p.client_truth.items()},
+                   {k: v for p in parts for k, v in p.verdicts.items()})  # fmt: skip
+
+    def report(self) -> Report:
+        """Lines judged as an operator sees them: bad when the line model says so **or** the
+        client is banned (``Report.line_only`` has the line model alone), per label source;
+        and ban precision and recall over clients."""
+        sections = {"ground truth": np.char.startswith(self.sources, "truth"), "rule-labelled": self.sources == "rules"}
+        line_only = evaluate(self.classes, self.truth, self.predicted, sections)
+        if not self.verdicts:
+            return line_only
+        banned = np.array([self.verdicts[c].ban if c in self.verdicts else False for c in self.clients], dtype=bool)
+        report = evaluate(self.classes, self.truth, np.where(banned, "bad", self.predicted), sections)
+        report.line_only = line_only
+        keys = sorted(self.client_truth)
+        report.clients = client_metrics([self.client_truth[k] for k in keys], [self.verdicts[k].ban for k in keys])
+        return report
 
 
 class WebLogModel:
@@ -189,14 +231,28 @@ class WebLogModel:
         classes: Sequence[str], hashing: int | None = None, svd: int | None = None, hidden: int | None = None,
         max_hidden: int = 256, epochs: int = 15, learning_rate: float = 1e-3, batch_size: int = 64, restarts: int = 3,
         n_jobs: int = 1, backend: str = "loky", scheduler: str | None = None, seed: int = 0, progress: bool = False,
-        line_threshold: float = 0.5, ban_threshold: float = 0.5, min_requests: int = 5,
+        line_threshold: float = 0.5, ban_threshold: float = 0.8, min_requests: int = 5,
     ) -> tuple[WebLogModel, Any]:  # fmt: skip
         """Fit the vocabulary, the line network (best of ``restarts`` on ``val``) and the client model
         on the rows ``train``. Returns the model and the selection result."""
         from ..selection import restarts as restart_candidates
         from ..selection import select_best
 
-        tokens, labels = prepared.tokens, prepared.data.labels
+        tokens, labels, sources = prepared.tokens, prepared.data.labels, prepared.data.sources
+        client_rows = train  # the client model learns from every labelled client
+        # A per-session label says who the client was, not what each request was. Every
+        # request of a human is a legitimate request, but a bot's request can be one a
+        # person would make: bad sessions teach the client model only (unless nothing
+        # else is left to learn from).
+        request_level = [part[[sources[i] != "truth:session" or labels[i] != "bad" for i in part]]
+                         for part in (train, val)]  # fmt: skip
+        if len({labels[i] for i in request_level[0]}) >= 2 and len(request_level[1]):
+            train, val = request_level
+        for name, part in (("training", train), ("validation", val)):
+            held = sorted({labels[i] for i in part}, key=list(classes).index)
+            if len(held) < 2:
+                raise ValueError(f"cannot train: the {name} lines hold only {held} (of {list(classes)}); "
+                                 "add sources with the other classes")  # fmt: skip
         featurizer.fit(tokens[i] for i in train)
         rows = np.concatenate([train, val])
         X = featurizer.transform([tokens[i] for i in rows])
@@ -231,7 +287,7 @@ class WebLogModel:
             raise RuntimeError("Every network failed to train:\n" + result.format_table())
         client_model = None
         if "bad" in classes:
-            truth = prepared.client_truth(train)
+            truth = prepared.client_truth(client_rows)
             if len(set(truth.values())) == 2:
                 keys = sorted(truth)
                 client_model = ClientModel.fit(
@@ -241,8 +297,8 @@ class WebLogModel:
                 )  # fmt: skip
         return cls(featurizer, result.best, classes, projection, client_model, line_threshold), result
 
-    def score(self, prepared: Prepared, rows: np.ndarray) -> Report:
-        """Line metrics (per label source) and client ban metrics on ``rows``, whose tokens
+    def judge(self, prepared: Prepared, rows: np.ndarray) -> Judgement:
+        """Line and client decisions on the labelled lines among ``rows``, whose tokens
         ``prepared`` holds (made by a featurizer with this model's settings)."""
         rows = np.asarray([i for i in rows if prepared.data.labels[i] is not None], dtype=np.int64)
         X = self.featurizer.transform([prepared.tokens[i] for i in rows])
@@ -251,16 +307,17 @@ class WebLogModel:
         unknown = sorted(set(truth) - set(self.classes))
         if unknown:
             raise ValueError(f"the labels include {unknown}, which the model does not know (it has {self.classes}).")
-        sources = np.array([prepared.data.sources[i] for i in rows])
-        report = evaluate(self.classes, truth, predicted,
-                          {"ground truth": sources == "truth", "rule-labelled": sources == "rules"})  # fmt: skip
-        if self.client_model is not None:
-            client_truth = prepared.client_truth(rows)
+        sources = np.array([prepared.data.sources[i] for i in rows], dtype=str)
+        verdicts = {}
+        client_truth = prepared.client_truth(rows) if self.client_model is not None else {}
+        if client_truth:
             keys = sorted(client_truth)
-            verdicts = self.client_model.verdicts([(k, prepared.summaries[k]) for k in keys])
-            report.clients = client_metrics([client_truth[k] for k in keys], [v.ban for v in verdicts])
-            report.clients["verdicts"] = {v.client: v for v in verdicts}
-        return report
+            verdicts = {v.client: v for v in self.client_model.verdicts([(k, prepared.summaries[k]) for k in keys])}
+        return Judgement(self.classes, truth, predicted, sources, prepared.clients[rows], client_truth, verdicts)
+
+    def score(self, prepared: Prepared, rows: np.ndarray) -> Report:
+        """Metrics on ``rows`` (see ``judge`` and ``Judgement.report``)."""
+        return self.judge(prepared, rows).report()
 
     @classmethod
     def train(

@@ -239,7 +239,9 @@ def parse_stream(paths: Iterable[str | Path], stats: ParseStats | None = None) -
             yield source, number, item
 
 
-def in_time_order(items: Iterable[Any], time_of: Any, slack: float = 300.0) -> Iterator[Any]:
+def in_time_order(
+    items: Iterable[Any], time_of: Any, slack: float = 300.0, tiebreak: Any = None
+) -> Iterator[Any]:  # fmt: skip
     """``items`` re-ordered by ``time_of(item)``, holding back at most ``slack`` seconds of log time.
 
     Access logs are only approximately in time order (a request is logged when
@@ -247,17 +249,20 @@ def in_time_order(items: Iterable[Any], time_of: Any, slack: float = 300.0) -> I
     ``classify``, the live watcher) reads lines through this one function, so
     they all see the same order and compute the same windows. An item later
     than ``slack`` behind the newest one seen comes out at once (its window is
-    then approximate, the same way for every consumer). Ties keep input order.
+    then approximate, the same way for every consumer). Items with the same
+    time come out in the order of ``tiebreak(item)`` (time stamps have whole
+    seconds, so this makes the order independent of how the file interleaved
+    them), then in input order.
     """
     import heapq
 
-    heap: list[tuple[float, int, Any]] = []
+    heap: list[tuple[float, Any, int, Any]] = []
     newest = float("-inf")
     for seq, item in enumerate(items):
         when = time_of(item)
         newest = max(newest, when)
-        heapq.heappush(heap, (when, seq, item))
+        heapq.heappush(heap, (when, tiebreak(item) if tiebreak else 0, seq, item))
         while heap and heap[0][0] < newest - slack:
-            yield heapq.heappop(heap)[2]
+            yield heapq.heappop(heap)[3]
     while heap:
-        yield heapq.heappop(heap)[2]
+        yield heapq.heappop(heap)[3]
