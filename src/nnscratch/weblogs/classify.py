@@ -1,11 +1,11 @@
 """Applying a trained model to logs of any size: per-line labels and client verdicts.
 
-``classify`` streams each log in time order (``parse.in_time_order``, the same
-order training and ``evaluate`` use), labels every line with the line model,
-keeps every client's evidence in a ``ClientBook`` and judges each client with
-the model's client model when it goes idle or the log ends. Without context
-features lines are independent, so a worker process parses, featurises and
-predicts the next chunk while this process writes the previous one.
+``classify`` streams each log in time order (the order ``parse.in_time_order``
+gives training and ``evaluate``), labels every line with the line model, keeps
+every client's evidence in a ``ClientBook`` and judges each client with the
+model's client model when it goes idle or the log ends. One worker process
+runs that whole pipeline on the next chunk while this process writes the
+previous one.
 
 ``ClientTally`` is the classic rule, "N bad lines within X minutes", kept as an
 option (``--ban-rule count``): it bans browsers that make many similar
@@ -20,12 +20,10 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
-
 from .clients import ClientBook, Verdict
 from .features import client_of
 from .model import WebLogModel
-from .parse import LogRecord, ParseStats, in_time_order, parse_line, parse_stream, read_lines
+from .parse import LogRecord, ParseStats, TimeOrder, parse_line, read_lines
 
 __all__ = ["ClientTally", "classify"]
 
@@ -74,49 +72,82 @@ class ClientTally:
         return out
 
 
-def _ordered(paths: Iterable[str], stats: ParseStats, slack: float) -> Iterator[tuple[str, int, LogRecord] | None]:
-    """Each file's parsed lines in time order, with ``None`` between files (the context starts afresh)."""
+class _Pipeline:
+    """Parse, order, featurise, predict and judge: everything ``classify`` does to a line
+    but writing it. It runs here, or whole in one worker process (its state, the
+    context and the client book, must see every line, in order)."""
+
+    def __init__(self, model: WebLogModel, slack: float, idle: float, judge: bool) -> None:
+        self.model, self.judge = model, judge and model.client_model is not None
+        self.book = ClientBook(idle=idle)
+        # Same-second lines in a fixed order (the record itself): the order training and
+        # ``evaluate`` see through ``in_time_order``.
+        self.order = TimeOrder(lambda item: item[2].time, slack, tiebreak=lambda item: item[2])
+        self.fresh = True
+
+    def feed(self, chunk: list[tuple[str, int, bytes]], end: bool) -> tuple:
+        """One chunk of raw lines of one file (``end``: the file's last). Returns the lines
+        that came out, in time order, as ``(source, number, client, time)``, their
+        probabilities and label indices, the parse counts, the verdicts of clients that
+        finished, and the feature-cache hits and lookups."""
+        model = self.model
+        featurizer = model.featurizer
+        if self.fresh:  # each file starts with a fresh context
+            featurizer.reset_context()
+            self.fresh = False
+        hits, lookups = featurizer.cache_hits, featurizer.cache_lookups
+        stats = ParseStats()
+        for source, number, raw in chunk:
+            item = parse_line(raw)
+            stats.add(item)
+            if isinstance(item, LogRecord):
+                self.order.push((source, number, item))
+        lines = self.order.ready(end)
+        verdicts: list[Verdict] = []
+        rows: list[tuple[str, int, str, float]] = []
+        proba = winners = None
+        if lines:
+            columns, facts = zip(*(featurizer.columns(record) for _, _, record in lines), strict=True)
+            proba = model.network.predict(model.inputs(featurizer.matrix(columns)))
+            winners = model.labels(proba)
+            bad = model.classes.index("bad") if "bad" in model.classes else -1
+            for (source, number, record), fact, w in zip(lines, facts, winners.tolist(), strict=True):
+                rows.append((source, number, client_of(record), record.time))
+                self.book.add(record, fact, w == bad)
+            now = lines[-1][2].time
+            verdicts += self._verdicts(list(self.book.finished(now)))
+            if featurizer.context is not None:
+                featurizer.context.forget_idle(now)
+        if end:
+            verdicts += self._verdicts(list(self.book.drain()))
+            self.fresh = True
+        return rows, proba, winners, stats, verdicts, (featurizer.cache_hits - hits, featurizer.cache_lookups - lookups)
+
+    def _verdicts(self, clients: list[tuple[str, dict[str, Any]]]) -> list[Verdict]:
+        return self.model.client_model.verdicts(clients) if self.judge and clients else []
+
+
+_WORKER: dict[str, _Pipeline] = {}
+
+
+def _init_worker(model: WebLogModel, slack: float, idle: float, judge: bool) -> None:
+    _WORKER["pipeline"] = _Pipeline(model, slack, idle, judge)
+
+
+def _feed_worker(job: tuple[list[tuple[str, int, bytes]], bool]) -> tuple:
+    return _WORKER["pipeline"].feed(*job)
+
+
+def _chunks(paths: Iterable[str], size: int) -> Iterator[tuple[list[tuple[str, int, bytes]], bool]]:
+    """``(raw lines, end of file)``: chunks of at most ``size`` lines, never across files."""
     for path in paths:
-        yield from in_time_order(
-            parse_stream([path], stats), lambda item: item[2].time, slack, tiebreak=lambda item: item[2]
-        )
-        yield None
-
-
-def _classify_chunk(chunk: list[tuple[str, int, bytes]]) -> tuple[list, Any, ParseStats, tuple[int, int]]:
-    """Worker side of ``classify`` (no context features): parse a chunk of raw lines and predict them."""
-    model: WebLogModel = _WORKER["model"]
-    featurizer = model.featurizer
-    hits, lookups = featurizer.cache_hits, featurizer.cache_lookups
-    stats = ParseStats()
-    rows, columns = [], []
-    for source, number, raw in chunk:
-        item = parse_line(raw)
-        stats.add(item)
-        if isinstance(item, LogRecord):
-            cols, facts = featurizer.columns(item)
-            rows.append((source, number, item, facts))
-            columns.append(cols)
-    proba = model.network.predict(model.inputs(featurizer.matrix(columns))) if rows else None
-    return rows, proba, stats, (featurizer.cache_hits - hits, featurizer.cache_lookups - lookups)
-
-
-_WORKER: dict[str, Any] = {}
-
-
-def _init_worker(model: WebLogModel) -> None:
-    _WORKER["model"] = model
-
-
-def _chunks(paths: Iterable[str], size: int) -> Iterator[list[tuple[str, int, bytes]]]:
-    chunk: list[tuple[str, int, bytes]] = []
-    for item in read_lines(paths):
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+        chunk: list[tuple[str, int, bytes]] = []
+        for item in read_lines([path]):
+            chunk.append(item)
+            if len(chunk) >= size:
+                yield chunk, False
+                chunk = []
+        yield chunk, True
 
 
 def classify(
@@ -133,7 +164,7 @@ def classify(
     paths : iterable of str
         Log files (gzip detected by content) or ``-`` for standard input.
     out : text file, optional
-        Where the per-line rows go (None: nowhere).
+        Where the per-line rows go (None: nowhere), in time order within each file.
     fmt : {"csv", "jsonl"}
     on_verdict : callable, optional
         Called with each client's ``Verdict`` when the client has been idle for
@@ -143,87 +174,73 @@ def classify(
         Judge clients by "N bad lines within X minutes" instead of the client model.
     slack : float
         Seconds of log time held back to put lines in time order.
-    workers : int, optional
-        Processes that parse and predict ahead (models without context features
-        only); default 1 when there are 2 or more cores.
+    workers : {0, 1}, optional
+        1: a worker process parses, featurises, predicts and judges the next
+        chunk while this process writes the previous one (default when there
+        are 2 or more cores); 0: everything here. The result is the same.
     """
     import os
 
     stats = stats if stats is not None else ParseStats()
     counts: Counter = Counter()
     classes = model.classes
+    if tally is None and model.client_model is None and on_verdict is not None:
+        raise ValueError("this model has no client model (it was trained without bad clients): use a ClientTally.")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = (1 if cores > 1 else 0) if workers is None else workers
+    if workers not in (0, 1):
+        raise ValueError(f"workers must be 0 or 1 (one pipeline keeps every client's state). Received: {workers}.")
     if out is not None and fmt == "csv":
         out.write("file,line,client,time,label," + ",".join(f"p_{c}" for c in classes) + "\n")
     row_format = ",".join(["{:.4f}"] * len(classes)) + "\n"
     featurizer = model.featurizer
-    book = ClientBook(idle=idle)
-    if tally is None and model.client_model is None and on_verdict is not None:
-        raise ValueError("this model has no client model (it was trained without bad clients): use a ClientTally.")
-
-    def judge(clients: list[tuple[str, dict[str, Any]]]) -> None:
-        if on_verdict is None or tally is not None or not clients:
-            return
-        for verdict in model.client_model.verdicts(clients):
-            on_verdict(verdict)
-
-    def emit(rows: list[tuple[str, int, LogRecord, Any]], proba: np.ndarray) -> int:
-        winners = model.labels(proba).tolist()
-        for (source, number, record, facts), p, w in zip(rows, proba.tolist(), winners, strict=True):
-            label = classes[w]
-            counts[label] += 1
-            client = client_of(record)
-            book.add(record, facts, label == "bad")
-            if tally is not None:
-                tally.add(client, record.time, label == "bad")
-            if out is None:
-                continue
-            if fmt == "csv":
-                out.write(f"{source},{number},{client},{record.time:.0f},{label}," + row_format.format(*p))
-            else:
-                out.write(json.dumps({"file": source, "line": number, "client": client, "time": record.time,
-                                      "label": label, "p": dict(zip(classes, p, strict=True))}) + "\n")  # fmt: skip
-        now = rows[-1][2].time
-        judge(list(book.finished(now)))
-        if featurizer.context is not None:
-            featurizer.context.forget_idle(now)
-        if tally is not None:
-            tally.forget_idle(now)
-        return len(rows)
-
+    bad = classes.index("bad") if "bad" in classes else -1
     n = 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = (1 if cores > 1 else 0) if workers is None else workers
-    if workers and not featurizer.behaviour:
+
+    def emit(result: tuple) -> None:
+        nonlocal n
+        rows, proba, winners, chunk_stats, verdicts, (hits, lookups) = result
+        featurizer.cache_hits += hits  # the pipeline's cache, reported here
+        featurizer.cache_lookups += lookups
+        if chunk_stats is not stats:
+            stats.parsed += chunk_stats.parsed
+            for reason, count in chunk_stats.skipped.items():
+                stats.skipped[reason] += count
+                kept = stats.examples.setdefault(reason, [])
+                kept.extend(chunk_stats.examples[reason][: stats.keep - len(kept)])
+        if rows:
+            winners = winners.tolist()
+            for (source, number, client, when), p, w in zip(rows, proba.tolist(), winners, strict=True):
+                label = classes[w]
+                counts[label] += 1
+                if tally is not None:
+                    tally.add(client, when, w == bad)
+                if out is None:
+                    continue
+                if fmt == "csv":
+                    out.write(f"{source},{number},{client},{when:.0f},{label}," + row_format.format(*p))
+                else:
+                    out.write(json.dumps({"file": source, "line": number, "client": client, "time": when,
+                                          "label": label, "p": dict(zip(classes, p, strict=True))}) + "\n")  # fmt: skip
+            n += len(rows)
+            if tally is not None:
+                tally.forget_idle(rows[-1][3])
+        if on_verdict is not None and tally is None:
+            for verdict in verdicts:
+                on_verdict(verdict)
+
+    judge = on_verdict is not None and tally is None
+    if workers:
         import multiprocessing
 
         context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-        with context.Pool(workers, initializer=_init_worker, initargs=(model,)) as pool:
-            for rows, proba, chunk_stats, (hits, lookups) in pool.imap(_classify_chunk, _chunks(paths, chunk)):
-                featurizer.cache_hits += hits  # the worker's cache, reported here
-                featurizer.cache_lookups += lookups
-                stats.parsed += chunk_stats.parsed
-                for reason, count in chunk_stats.skipped.items():
-                    stats.skipped[reason] += count
-                    kept = stats.examples.setdefault(reason, [])
-                    kept.extend(chunk_stats.examples[reason][: stats.keep - len(kept)])
-                if rows:
-                    n += emit(rows, proba)
+        with context.Pool(1, initializer=_init_worker, initargs=(model, slack, idle, judge)) as pool:
+            for result in pool.imap(_feed_worker, _chunks(paths, chunk)):
+                emit(result)
     else:
-        rows: list[tuple[str, int, LogRecord, Any]] = []
-        columns: list[np.ndarray] = []
-        for item in _ordered(paths, stats, slack):
-            if item is not None:
-                source, number, record = item
-                cols, facts = featurizer.columns(record)
-                rows.append((source, number, record, facts))
-                columns.append(cols)
-            if rows and (item is None or len(rows) >= chunk):
-                n += emit(rows, model.network.predict(model.inputs(featurizer.matrix(columns))))
-                rows, columns = [], []
-            if item is None:  # a file ended: its clients are judged, the next file starts afresh
-                judge(list(book.drain()))
-                featurizer.reset_context()
-    judge(list(book.drain()))
+        pipeline = _Pipeline(model, slack, idle, judge)
+        for lines, end in _chunks(paths, chunk):
+            emit(pipeline.feed(lines, end))
     if tally is not None and on_verdict is not None:
         for verdict in tally.verdicts():
             on_verdict(verdict)

@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-__all__ = ["LogRecord", "Malformed", "parse_line", "read_lines", "ParseStats", "parse_stream", "in_time_order"]
+__all__ = [
+    "LogRecord", "Malformed", "parse_line", "read_lines", "ParseStats", "parse_stream", "in_time_order", "TimeOrder",
+]  # fmt: skip
 
 # A quoted field with backslash escapes, in the "unrolled loop" form: runs of
 # ordinary characters between escapes, much faster than one alternation per character.
@@ -239,30 +241,56 @@ def parse_stream(paths: Iterable[str | Path], stats: ParseStats | None = None) -
             yield source, number, item
 
 
-def in_time_order(
-    items: Iterable[Any], time_of: Any, slack: float = 300.0, tiebreak: Any = None
-) -> Iterator[Any]:  # fmt: skip
-    """``items`` re-ordered by ``time_of(item)``, holding back at most ``slack`` seconds of log time.
+class TimeOrder:
+    """Puts items in time order, holding back at most ``slack`` seconds of log time.
 
     Access logs are only approximately in time order (a request is logged when
     it ends). Every consumer of time windows (training, ``evaluate``,
-    ``classify``, the live watcher) reads lines through this one function, so
-    they all see the same order and compute the same windows. An item later
-    than ``slack`` behind the newest one seen comes out at once (its window is
-    then approximate, the same way for every consumer). Items with the same
-    time come out in the order of ``tiebreak(item)`` (time stamps have whole
-    seconds, so this makes the order independent of how the file interleaved
-    them), then in input order.
+    ``classify``, the live watcher) reads lines through this one class, so they
+    all see the same order and compute the same windows. ``push`` items, take
+    what ``ready()`` gives; ``ready(end=True)`` flushes the rest. An item more
+    than ``slack`` behind the newest one seen comes out with the next batch
+    (its window is then approximate, the same way for every consumer). Items
+    with the same time come out in the order of ``tiebreak(item)`` (time stamps
+    have whole seconds, so the order does not depend on how the file
+    interleaved them), then in the order pushed.
     """
-    import heapq
 
-    heap: list[tuple[float, Any, int, Any]] = []
-    newest = float("-inf")
-    for seq, item in enumerate(items):
-        when = time_of(item)
-        newest = max(newest, when)
-        heapq.heappush(heap, (when, tiebreak(item) if tiebreak else 0, seq, item))
-        while heap and heap[0][0] < newest - slack:
-            yield heapq.heappop(heap)[3]
-    while heap:
-        yield heapq.heappop(heap)[3]
+    def __init__(self, time_of: Any, slack: float = 300.0, tiebreak: Any = None) -> None:
+        self.time_of, self.slack, self.tiebreak = time_of, float(slack), tiebreak
+        self.heap: list[tuple[float, Any, int, Any]] = []
+        self.newest = float("-inf")
+        self.pushed = 0
+
+    def __len__(self) -> int:
+        return len(self.heap)
+
+    def push(self, item: Any) -> None:
+        import heapq
+
+        when = self.time_of(item)
+        self.newest = max(self.newest, when)
+        heapq.heappush(self.heap, (when, self.tiebreak(item) if self.tiebreak else 0, self.pushed, item))
+        self.pushed += 1
+
+    def ready(self, end: bool = False) -> list[Any]:
+        """The items that can go now, in order (all of them with ``end``; then it starts afresh)."""
+        import heapq
+
+        out = []
+        while self.heap and (end or self.heap[0][0] < self.newest - self.slack):
+            out.append(heapq.heappop(self.heap)[3])
+        if end:
+            self.newest = float("-inf")
+        return out
+
+
+def in_time_order(
+    items: Iterable[Any], time_of: Any, slack: float = 300.0, tiebreak: Any = None
+) -> Iterator[Any]:  # fmt: skip
+    """``items`` re-ordered by ``TimeOrder`` (see there), as a generator."""
+    order = TimeOrder(time_of, slack, tiebreak)
+    for item in items:
+        order.push(item)
+        yield from order.ready()
+    yield from order.ready(end=True)
