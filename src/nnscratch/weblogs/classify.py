@@ -20,10 +20,12 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .clients import ClientBook, Verdict
+import numpy as np
+
+from .clients import ClientBook, ClientState, Verdict
 from .features import client_of
 from .model import WebLogModel
-from .parse import LogRecord, ParseStats, TimeOrder, parse_line, read_lines
+from .parse import LogRecord, ParseStats, TimeOrder, parse_stream
 
 __all__ = ["ClientTally", "classify"]
 
@@ -73,8 +75,8 @@ class ClientTally:
 
 
 class _Pipeline:
-    """Parse, order, featurise, predict and judge: everything ``classify`` does to a line
-    but writing it. It runs here, or whole in one worker process (its state, the
+    """Order, featurise, predict and judge: everything ``classify`` does to a line but
+    parsing and writing it. It runs here, or whole in one worker process (its state, the
     context and the client book, must see every line, in order)."""
 
     def __init__(self, model: WebLogModel, slack: float, idle: float, judge: bool) -> None:
@@ -85,23 +87,19 @@ class _Pipeline:
         self.order = TimeOrder(lambda item: item[2].time, slack, tiebreak=lambda item: item[2])
         self.fresh = True
 
-    def feed(self, chunk: list[tuple[str, int, bytes]], end: bool) -> tuple:
-        """One chunk of raw lines of one file (``end``: the file's last). Returns the lines
+    def feed(self, chunk: list[tuple[str, int, LogRecord]], end: bool) -> tuple:
+        """A chunk of one file's parsed lines (``end``: the file's last). Returns the lines
         that came out, in time order, as ``(source, number, client, time)``, their
-        probabilities and label indices, the parse counts, the verdicts of clients that
-        finished, and the feature-cache hits and lookups."""
+        probabilities and label indices, the verdicts of clients that finished, and the
+        feature-cache hits and lookups."""
         model = self.model
         featurizer = model.featurizer
         if self.fresh:  # each file starts with a fresh context
             featurizer.reset_context()
             self.fresh = False
         hits, lookups = featurizer.cache_hits, featurizer.cache_lookups
-        stats = ParseStats()
-        for source, number, raw in chunk:
-            item = parse_line(raw)
-            stats.add(item)
-            if isinstance(item, LogRecord):
-                self.order.push((source, number, item))
+        for item in chunk:
+            self.order.push(item)
         lines = self.order.ready(end)
         verdicts: list[Verdict] = []
         rows: list[tuple[str, int, str, float]] = []
@@ -121,9 +119,9 @@ class _Pipeline:
         if end:
             verdicts += self._verdicts(list(self.book.drain()))
             self.fresh = True
-        return rows, proba, winners, stats, verdicts, (featurizer.cache_hits - hits, featurizer.cache_lookups - lookups)
+        return rows, proba, winners, verdicts, (featurizer.cache_hits - hits, featurizer.cache_lookups - lookups)
 
-    def _verdicts(self, clients: list[tuple[str, dict[str, Any]]]) -> list[Verdict]:
+    def _verdicts(self, clients: list[tuple[str, ClientState]]) -> list[Verdict]:
         return self.model.client_model.verdicts(clients) if self.judge and clients else []
 
 
@@ -134,15 +132,16 @@ def _init_worker(model: WebLogModel, slack: float, idle: float, judge: bool) -> 
     _WORKER["pipeline"] = _Pipeline(model, slack, idle, judge)
 
 
-def _feed_worker(job: tuple[list[tuple[str, int, bytes]], bool]) -> tuple:
-    return _WORKER["pipeline"].feed(*job)
+def _feed_worker(job: tuple[list[tuple[str, int, tuple]], bool]) -> tuple:
+    chunk, end = job
+    return _WORKER["pipeline"].feed([(source, number, LogRecord._make(r)) for source, number, r in chunk], end)
 
 
-def _chunks(paths: Iterable[str], size: int) -> Iterator[tuple[list[tuple[str, int, bytes]], bool]]:
-    """``(raw lines, end of file)``: chunks of at most ``size`` lines, never across files."""
+def _chunks(paths: Iterable[str], size: int, stats: ParseStats) -> Iterator[tuple[list, bool]]:
+    """``(parsed lines, end of file)``: chunks of at most ``size`` lines, never across files."""
     for path in paths:
-        chunk: list[tuple[str, int, bytes]] = []
-        for item in read_lines([path]):
+        chunk: list[tuple[str, int, LogRecord]] = []
+        for item in parse_stream([path], stats):
             chunk.append(item)
             if len(chunk) >= size:
                 yield chunk, False
@@ -199,32 +198,26 @@ def classify(
 
     def emit(result: tuple) -> None:
         nonlocal n
-        rows, proba, winners, chunk_stats, verdicts, (hits, lookups) = result
-        featurizer.cache_hits += hits  # the pipeline's cache, reported here
-        featurizer.cache_lookups += lookups
-        if chunk_stats is not stats:
-            stats.parsed += chunk_stats.parsed
-            for reason, count in chunk_stats.skipped.items():
-                stats.skipped[reason] += count
-                kept = stats.examples.setdefault(reason, [])
-                kept.extend(chunk_stats.examples[reason][: stats.keep - len(kept)])
+        rows, proba, winners, verdicts, (hits, lookups) = result
+        if workers:  # the worker's cache, reported here
+            featurizer.cache_hits += hits
+            featurizer.cache_lookups += lookups
         if rows:
             winners = winners.tolist()
-            for (source, number, client, when), p, w in zip(rows, proba.tolist(), winners, strict=True):
-                label = classes[w]
-                counts[label] += 1
-                if tally is not None:
-                    tally.add(client, when, w == bad)
-                if out is None:
-                    continue
-                if fmt == "csv":
-                    out.write(f"{source},{number},{client},{when:.0f},{label}," + row_format.format(*p))
-                else:
-                    out.write(json.dumps({"file": source, "line": number, "client": client, "time": when,
-                                          "label": label, "p": dict(zip(classes, p, strict=True))}) + "\n")  # fmt: skip
-            n += len(rows)
+            counts.update(dict(zip(classes, np.bincount(winners, minlength=len(classes)).tolist(), strict=True)))
             if tally is not None:
+                for (_, _, client, when), w in zip(rows, winners, strict=True):
+                    tally.add(client, when, w == bad)
                 tally.forget_idle(rows[-1][3])
+            lines = zip(rows, proba.tolist(), winners, strict=True)
+            if out is not None and fmt == "csv":
+                out.write("".join(f"{source},{number},{client},{when:.0f},{classes[w]}," + row_format.format(*p)
+                                  for (source, number, client, when), p, w in lines))  # fmt: skip
+            elif out is not None:
+                out.write("".join(json.dumps({"file": source, "line": number, "client": client, "time": when,
+                                              "label": classes[w], "p": dict(zip(classes, p, strict=True))}) + "\n"
+                                  for (source, number, client, when), p, w in lines))  # fmt: skip
+            n += len(rows)
         if on_verdict is not None and tally is None:
             for verdict in verdicts:
                 on_verdict(verdict)
@@ -235,11 +228,20 @@ def classify(
 
         context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
         with context.Pool(1, initializer=_init_worker, initargs=(model, slack, idle, judge)) as pool:
-            for result in pool.imap(_feed_worker, _chunks(paths, chunk)):
-                emit(result)
+            # Parsing happens here, in this thread, while the worker works on the chunk before:
+            # at most two chunks in flight. Records travel as plain tuples (a NamedTuple
+            # costs five times more to unpickle).
+            pending: deque = deque()
+            for lines, end in _chunks(paths, chunk, stats):
+                job = ([(source, number, tuple(r)) for source, number, r in lines], end)
+                pending.append(pool.apply_async(_feed_worker, (job,)))
+                if len(pending) >= 2:
+                    emit(pending.popleft().get())
+            while pending:
+                emit(pending.popleft().get())
     else:
         pipeline = _Pipeline(model, slack, idle, judge)
-        for lines, end in _chunks(paths, chunk):
+        for lines, end in _chunks(paths, chunk, stats):
             emit(pipeline.feed(lines, end))
     if tally is not None and on_verdict is not None:
         for verdict in tally.verdicts():

@@ -79,7 +79,7 @@ def cmd_label(args: argparse.Namespace) -> int:
 
 def _feature_settings(args: argparse.Namespace) -> dict[str, Any]:
     agent = "off" if args.no_user_agent else args.agent
-    return {"agent": agent, "paths": args.paths, "behaviour": not args.no_behaviour}
+    return {"agent": agent, "paths": args.paths, "behaviour": args.behaviour}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -214,9 +214,9 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     return 0
 
 
-_DEFAULT_FEATURES = {"agent": "class", "paths": False, "behaviour": True}
+_DEFAULT_FEATURES = {"agent": "class", "paths": False, "behaviour": False}
 ABLATION = [
-    ("without context (client windows, site evidence, referrer class)", {"behaviour": False}),
+    ("with context (client windows, site evidence, referrer class)", {"behaviour": True}),
     ("without the user-agent class", {"agent": "off"}),
     ("with exact user-agent tokens (the sample's browsers)", {"agent": "tokens"}),
     ("with exact path tokens (the site's vocabulary)", {"paths": True}),
@@ -255,9 +255,10 @@ def _feature_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-user-agent", action="store_true", help="the same as --agent off")
     p.add_argument("--paths", action="store_true", help="add exact path tokens (site vocabulary) to the path shape")
     p.add_argument(
-        "--no-behaviour",
+        "--behaviour",
         action="store_true",
-        help="leave out the context: client windows, site-relative evidence, referrer class",
+        help="add the context tokens: client windows, site-relative evidence, referrer class (half the "
+        "classify throughput, little gain on the shared sample: see docs/weblogs.md)",
     )
 
 

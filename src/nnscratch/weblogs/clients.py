@@ -25,10 +25,10 @@ import numpy as np
 
 from ..network import Network
 from .evidence import agent_class
-from .features import RequestFacts, client_of
+from .features import RequestFacts
 from .parse import LogRecord
 
-__all__ = ["ClientBook", "ClientModel", "Verdict", "FEATURES", "AGENT_CLASSES"]
+__all__ = ["ClientBook", "ClientState", "ClientModel", "Verdict", "FEATURES", "AGENT_CLASSES"]
 
 AGENT_CLASSES = ("browser", "crawler", "monitor", "script", "attack-tool", "empty", "malformed")
 FEATURES = (
@@ -38,17 +38,36 @@ FEATURES = (
 ) + tuple(f"agent_{name}" for name in AGENT_CLASSES)  # fmt: skip
 
 
+class ClientState:
+    """One client's running evidence (what ``ClientBook.features`` summarises)."""
+
+    __slots__ = ("n", "first", "last", "gaps", "gap2", "ngaps", "same", "e4", "e5", "static", "post", "head",
+                 "other", "flagged", "noref", "malformed", "bad_lines", "paths", "agents")  # fmt: skip
+
+    def __init__(self, now: float) -> None:
+        self.n = self.ngaps = self.same = self.e4 = self.e5 = self.static = self.post = self.head = 0
+        self.other = self.flagged = self.noref = self.malformed = self.bad_lines = 0
+        self.first = self.last = now
+        self.gaps = self.gap2 = 0.0
+        self.paths: set[str] = set()
+        self.agents: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        return f"ClientState(requests={self.n}, first={self.first:.0f}, last={self.last:.0f})"
+
+
 class ClientBook:
     """Running evidence per client over its whole visit, in bounded memory.
 
     ``add`` takes each line (in time order). A client idle for ``idle`` seconds
     of log time is finished: ``finished(now)`` hands it out (so a caller can
-    decide on it) and forgets it. At most ``max_paths`` distinct paths are kept per client.
+    decide on it) and forgets it. At most ``max_paths`` distinct paths and 8
+    user agents are kept per client.
     """
 
     def __init__(self, idle: float = 1800.0, max_paths: int = 1000) -> None:
         self.idle, self.max_paths = float(idle), max_paths
-        self.clients: dict[str, dict[str, Any]] = {}
+        self.clients: dict[str, ClientState] = {}
 
     def __repr__(self) -> str:
         return f"ClientBook(idle={self.idle:g}s, clients={len(self.clients):,})"
@@ -57,64 +76,81 @@ class ClientBook:
         return len(self.clients)
 
     def add(self, record: LogRecord, facts: RequestFacts, bad_line: bool = False) -> None:
-        client = client_of(record)
-        s = self.clients.get(client)
+        client = record.session if record.session != "-" else record.host  # as client_of
         now = record.time
+        s = self.clients.get(client)
         if s is None:
-            s = self.clients[client] = {"n": 0, "first": now, "last": now, "gaps": 0.0, "gap2": 0.0, "ngaps": 0,
-                                        "same": 0, "e4": 0, "e5": 0, "static": 0, "post": 0, "head": 0,
-                                        "other": 0, "flagged": 0, "noref": 0, "malformed": 0, "bad_lines": 0,
-                                        "paths": set(), "agents": Counter()}  # fmt: skip
+            s = self.clients[client] = ClientState(now)
         else:
-            gap = max(now - s["last"], 0.0)
-            s["gaps"] += gap
-            s["gap2"] += gap * gap
-            s["ngaps"] += 1
-            s["same"] += gap == 0.0
-            s["last"] = max(s["last"], now)
-        s["n"] += 1
-        status, method = record.status, record.method.upper()
-        s["e4"] += 400 <= status < 500
-        s["e5"] += status >= 500
-        s["static"] += facts.static
-        s["post"] += method == "POST"
-        s["head"] += method == "HEAD"
-        s["other"] += method not in ("GET", "POST", "HEAD")
-        s["flagged"] += facts.flagged
-        s["noref"] += record.referrer in ("", "-")
-        s["malformed"] += not record.request_ok
-        s["bad_lines"] += bool(bad_line)
-        if len(s["paths"]) < self.max_paths:
-            s["paths"].add(facts.path)
-        if len(s["agents"]) < 8 or record.agent in s["agents"]:
-            s["agents"][record.agent] += 1
+            gap = now - s.last if now > s.last else 0.0
+            s.gaps += gap
+            s.gap2 += gap * gap
+            s.ngaps += 1
+            if gap == 0.0:
+                s.same += 1
+            else:
+                s.last = now
+        s.n += 1
+        status = record.status
+        if status >= 400:
+            if status < 500:
+                s.e4 += 1
+            else:
+                s.e5 += 1
+        method = record.method
+        if method == "GET":
+            pass
+        elif method == "POST":
+            s.post += 1
+        elif method == "HEAD":
+            s.head += 1
+        else:
+            s.other += 1
+        if facts.static:
+            s.static += 1
+        if facts.flagged:
+            s.flagged += 1
+        if record.referrer in ("", "-"):
+            s.noref += 1
+        if not record.request_ok:
+            s.malformed += 1
+        if bad_line:
+            s.bad_lines += 1
+        if len(s.paths) < self.max_paths:
+            s.paths.add(facts.path)
+        agents = s.agents
+        agent = record.agent
+        if agent in agents:
+            agents[agent] += 1
+        elif len(agents) < 8:
+            agents[agent] = 1
 
     @staticmethod
-    def features(s: dict[str, Any]) -> np.ndarray:
+    def features(s: ClientState) -> np.ndarray:
         """The client's summary as a vector, in the order of ``FEATURES``."""
-        n = s["n"]
-        duration = s["last"] - s["first"]
-        ngaps = s["ngaps"]
-        mean = s["gaps"] / ngaps if ngaps else 0.0
-        cv = math.sqrt(max(s["gap2"] / ngaps - mean * mean, 0.0)) / mean if ngaps >= 2 and mean > 0 else 0.0
-        agents = Counter()
-        for agent, count in s["agents"].items():
+        n, ngaps = s.n, s.ngaps
+        duration = s.last - s.first
+        mean = s.gaps / ngaps if ngaps else 0.0
+        cv = math.sqrt(max(s.gap2 / ngaps - mean * mean, 0.0)) / mean if ngaps >= 2 and mean > 0 else 0.0
+        agents: Counter = Counter()
+        for agent, count in s.agents.items():
             agents[agent_class(agent)] += count
         total_agents = sum(agents.values()) or 1
         values = [
             math.log1p(n), math.log1p(duration), math.log1p(n / (duration + 60.0) * 60.0), min(cv, 10.0),
-            s["same"] / ngaps if ngaps else 0.0, s["e4"] / n, s["e5"] / n, len(s["paths"]) / n, s["static"] / n,
-            s["post"] / n, s["head"] / n, s["other"] / n, s["flagged"] / n, s["noref"] / n, s["malformed"] / n,
+            s.same / ngaps if ngaps else 0.0, s.e4 / n, s.e5 / n, len(s.paths) / n, s.static / n, s.post / n,
+            s.head / n, s.other / n, s.flagged / n, s.noref / n, s.malformed / n,
         ] + [agents[name] / total_agents for name in AGENT_CLASSES]  # fmt: skip
         return np.array(values, dtype=np.float64)
 
-    def finished(self, now: float) -> Iterator[tuple[str, dict[str, Any]]]:
+    def finished(self, now: float) -> Iterator[tuple[str, ClientState]]:
         """Clients idle for ``idle`` seconds at time ``now``: yielded, then forgotten."""
-        done = [c for c, s in self.clients.items() if s["last"] < now - self.idle]
+        limit = now - self.idle
+        done = [c for c, s in self.clients.items() if s.last < limit]
         for client in done:
             yield client, self.clients.pop(client)
 
-    def drain(self) -> Iterator[tuple[str, dict[str, Any]]]:
+    def drain(self) -> Iterator[tuple[str, ClientState]]:
         """Every client still in the book (the end of a stream): yielded, then forgotten."""
         while self.clients:
             client = next(iter(self.clients))
@@ -126,7 +162,7 @@ class Verdict:
     """What was decided about one client."""
 
     client: str
-    probability: float
+    probability: float | None  # None: too few requests to judge
     requests: int
     bad_lines: int
     first_seen: float
@@ -187,18 +223,22 @@ class ClientModel:
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
         return self.network.predict((X - self.mean) / self.scale)[:, 1]
 
-    def verdicts(self, clients: Sequence[tuple[str, dict[str, Any]]]) -> list[Verdict]:
-        """One ``Verdict`` per ``(client, state)`` from a ``ClientBook``."""
-        if not clients:
-            return []
-        p = self.probability(np.stack([ClientBook.features(s) for _, s in clients]))
+    def verdicts(self, clients: Sequence[tuple[str, ClientState]]) -> list[Verdict]:
+        """One ``Verdict`` per ``(client, state)`` from a ``ClientBook``. Clients with fewer
+        than ``min_requests`` requests cannot be banned, so their probability is not
+        computed (``None``): most clients of a busy site come once or twice."""
+        enough = [(c, s) for c, s in clients if s.n >= self.min_requests]
+        p = self.probability(np.stack([ClientBook.features(s) for _, s in enough])).tolist() if enough else []
+        probabilities = dict(zip((c for c, _ in enough), p, strict=True))
         out = []
-        for (client, s), prob in zip(clients, p.tolist(), strict=True):
-            enough = s["n"] >= self.min_requests
-            ban = enough and prob >= self.threshold
-            reason = (f"P(bad)={prob:.2f} over {s['n']} requests" if enough
-                      else f"only {s['n']} request(s), fewer than {self.min_requests}")  # fmt: skip
-            out.append(Verdict(client, prob, s["n"], s["bad_lines"], s["first"], s["last"], ban, reason))
+        for client, s in clients:
+            prob = probabilities.get(client)
+            if prob is None:
+                out.append(Verdict(client, None, s.n, s.bad_lines, s.first, s.last, False,
+                                   f"only {s.n} request(s), fewer than {self.min_requests}"))  # fmt: skip
+            else:
+                out.append(Verdict(client, prob, s.n, s.bad_lines, s.first, s.last, prob >= self.threshold,
+                                   f"P(bad)={prob:.2f} over {s.n} requests"))  # fmt: skip
         return out
 
     def get_config(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ on the training data.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -32,7 +33,7 @@ from urllib.parse import unquote
 from .labels import ATTACK_AGENTS, CRAWLER_AGENTS, SCRIPT_AGENTS, SEO_AGENTS
 
 __all__ = [
-    "decode", "path_shape", "query_shape", "payload_evidence", "referrer_class",
+    "decode", "path_shape", "query_shape", "payload_evidence", "referrer_class", "referrer_parts",
     "agent_class", "extension_class", "is_static", "entropy",
 ]  # fmt: skip
 
@@ -222,15 +223,23 @@ def payload_evidence(target: str) -> list[str]:
 
 def referrer_class(referrer: str, site_hosts: frozenset[str] | set[str] = frozenset()) -> str:
     """``none``, ``same-site`` (a host in ``site_hosts``), ``external``, ``odd`` or ``payload``."""
+    kind, host, _ = referrer_parts(referrer)
+    return "same-site" if kind == "external" and host in site_hosts else kind
+
+
+@functools.lru_cache(maxsize=65_536)
+def referrer_parts(referrer: str) -> tuple[str, str, str]:
+    """``(kind, host, path)`` of a referrer, ``kind`` as ``referrer_class`` gives it before
+    anything is known of the site (``none``, ``external``, ``odd`` or ``payload``). Cached."""
     if referrer in ("", "-"):
-        return "none"
+        return "none", "", ""
     scheme, sep, rest = referrer.partition("://")
     if not sep or scheme.lower() not in ("http", "https"):
-        return "payload" if _payload_in(referrer) else "odd"
+        return ("payload" if _payload_in(referrer) else "odd"), "", ""
     if _payload_in(referrer):
-        return "payload"
-    host = rest.split("/", 1)[0].split("@")[-1].lower()
-    return "same-site" if host in site_hosts else "external"
+        return "payload", "", ""
+    host, _, path = rest.partition("/")
+    return "external", host.split("@")[-1].lower(), "/" + path.split("?", 1)[0]
 
 
 def _payload_in(text: str) -> bool:
@@ -238,6 +247,7 @@ def _payload_in(text: str) -> bool:
     return any(_PAYLOADS[name].search(decoded) for name in ("sqli", "xss", "traversal", "command"))
 
 
+@functools.lru_cache(maxsize=65_536)
 def agent_class(agent: str) -> str:
     """``attack-tool``, ``crawler``, ``monitor``, ``script``, ``browser``, ``empty`` or ``malformed``.
 
@@ -247,6 +257,8 @@ def agent_class(agent: str) -> str:
     ('crawler', 'empty')
     >>> agent_class("sqlmap/1.4"), agent_class("python-requests/2.31"), agent_class("Mozilla/4.0")
     ('attack-tool', 'script', 'malformed')
+
+    Cached (a log has few distinct user agents): the same string always gets the same class.
     """
     agent = agent.strip()
     if agent in ("", "-"):

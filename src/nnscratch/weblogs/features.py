@@ -14,7 +14,7 @@ describe shape and evidence (see ``evidence``):
   Options: ``agent="tokens"`` adds product/version/OS tokens (off by default:
   they learn the sample's browsers), ``paths=True`` adds the exact path and its
   prefixes (off by default: they learn the site).
-* **context** (``Context``, optional, in time order): the client's behaviour
+* **context** (``Context``, off by default, in time order): the client's behaviour
   over a sliding window (rate, inter-arrival regularity and bursts, 4xx/5xx
   shares, distinct paths, static assets, POST/HEAD shares, payload share,
   missing referrers, how long the window's requests span), and site-relative
@@ -29,6 +29,7 @@ repeat themselves; ``cache_hit_rate`` says how much), and returns scipy CSR.
 
 from __future__ import annotations
 
+import bisect
 import re
 import zlib
 from collections import Counter, OrderedDict, deque
@@ -38,7 +39,7 @@ from urllib.parse import unquote
 
 import numpy as np
 
-from .evidence import agent_class, is_static, path_shape, payload_evidence, query_shape, referrer_class
+from .evidence import agent_class, is_static, path_shape, payload_evidence, query_shape, referrer_parts
 from .parse import LogRecord
 
 __all__ = ["client_of", "request_tokens", "RequestFacts", "Context", "Featurizer", "AGENT_MODES"]
@@ -60,13 +61,30 @@ def _bucket(value: float, edges: Sequence[float]) -> str:
     return f">={edges[-1]:g}"
 
 
-def _levels(name: str, value: float, edges: Sequence[float]) -> list[str]:
-    """Thermometer tokens: one per edge that ``value`` reaches (``b:rate:>=20`` implies ``b:rate:>=5``).
+class _Levels:
+    """Thermometer tokens: one per edge that a value reaches (``b:rate:>=20`` implies ``b:rate:>=5``).
 
     Unlike one token per bucket, this lets a model extrapolate: a rate above
-    anything seen in training still switches on every "at least" it learned from.
+    anything seen in training still switches on every "at least" it learned
+    from. The token strings are made once; a call is a bisection and a slice.
     """
-    return [f"{name}:>={edge:g}" for edge in edges if value >= edge]
+
+    def __init__(self, name: str, edges: Sequence[float]) -> None:
+        self.edges = list(edges)
+        self.tokens = [f"{name}:>={edge:g}" for edge in edges]
+
+    def __call__(self, value: float) -> list[str]:
+        return self.tokens[: bisect.bisect_right(self.edges, value)]
+
+
+_RATE, _4XX, _5XX = _Levels("b:rate", (2, 5, 20, 60, 300)), _Levels("b:4xx", (0.01, 0.2, 0.5, 0.9)), \
+    _Levels("b:5xx", (0.01, 0.2, 0.5))  # fmt: skip
+_PATHS, _STATIC = _Levels("b:paths", (2, 5, 20, 100)), _Levels("b:static", (0.01, 0.1, 0.3, 0.7))
+_POST, _HEAD = _Levels("b:post", (0.01, 0.3, 0.7, 0.95)), _Levels("b:head", (0.01, 0.5))
+_FLAGGED, _NOREF = _Levels("b:flagged", (0.01, 0.2, 0.5)), _Levels("b:noref", (0.01, 0.5, 0.99))
+_SPAN, _GAP = _Levels("b:span", (10, 60, 300)), _Levels("b:gap", (0.5, 2, 10, 60))
+_CV, _ZERO = _Levels("b:cv", (0.5, 1, 2)), _Levels("b:zero", (0.1, 0.3, 0.6))
+_SITE_CLIENTS, _SITE_FAILS = _Levels("site:clients", (2, 3, 8)), _Levels("site:fails", (0.01, 0.5, 0.9))
 
 
 def _agent_tokens(agent: str) -> list[str]:
@@ -165,20 +183,19 @@ class Context:
         return f"Context(window={self.window:g}s, clients={len(self.clients):,}, paths={len(self.paths):,})"
 
     def _referrer(self, referrer: str) -> str:
-        kind = referrer_class(referrer, self.site_hosts)
-        if kind == "external":
-            # A referring page whose path this site has served is one of this site's pages.
-            rest = referrer.partition("://")[2]
-            host, _, ref_path = rest.partition("/")
-            ref_path = "/" + ref_path.split("?", 1)[0]
-            if ref_path != "/" and ref_path in self.paths:
-                host = host.split("@")[-1].lower()
-                self._host_matches[host] += 1
-                if self._host_matches[host] >= 3:
-                    self.site_hosts.add(host)
-                    if len(self._host_matches) > 10_000:
-                        self._host_matches.clear()
-                    kind = "same-site"
+        kind, host, ref_path = referrer_parts(referrer)
+        if kind != "external":
+            return kind
+        if host in self.site_hosts:
+            return "same-site"
+        # A referring page whose path this site has served is one of this site's pages.
+        if ref_path != "/" and ref_path in self.paths:
+            self._host_matches[host] += 1
+            if self._host_matches[host] >= 3:
+                self.site_hosts.add(host)
+                if len(self._host_matches) > 10_000:
+                    self._host_matches.clear()
+                return "same-site"
         return kind
 
     def tokens(self, record: LogRecord, facts: RequestFacts) -> list[str]:
@@ -201,17 +218,10 @@ class Context:
             self._add(state, queue.popleft(), -1)
         n = len(queue)
         tokens = (
-            _levels("b:rate", n, (2, 5, 20, 60, 300))
-            + _levels("b:4xx", state["e4"] / n, (0.01, 0.2, 0.5, 0.9))
-            + _levels("b:5xx", state["e5"] / n, (0.01, 0.2, 0.5))
-            + _levels("b:paths", len(paths), (2, 5, 20, 100))
-            + _levels("b:static", state["static"] / n, (0.01, 0.1, 0.3, 0.7))
-            + _levels("b:post", state["post"] / n, (0.01, 0.3, 0.7, 0.95))
-            + _levels("b:head", state["head"] / n, (0.01, 0.5))
-            + _levels("b:flagged", state["flagged"] / n, (0.01, 0.2, 0.5))
-            + _levels("b:noref", state["noref"] / n, (0.01, 0.5, 0.99))
-            + _levels("b:span", now - queue[0][0], (10, 60, 300))
-        )
+            _RATE(n) + _4XX(state["e4"] / n) + _5XX(state["e5"] / n) + _PATHS(len(paths))
+            + _STATIC(state["static"] / n) + _POST(state["post"] / n) + _HEAD(state["head"] / n)
+            + _FLAGGED(state["flagged"] / n) + _NOREF(state["noref"] / n) + _SPAN(now - queue[0][0])
+        )  # fmt: skip
         # Gaps between requests inside the window: the oldest request's gap reaches back
         # outside it (to a request that left, or was never seen), so it is taken out.
         gaps = n - 1
@@ -221,8 +231,7 @@ class Context:
             var = max((state["gap2"] - outside * outside) / gaps - mean * mean, 0.0)
             cv = var**0.5 / mean if mean > 0 else 10.0
             zero = (state["zero"] - queue[0][10]) / gaps
-            tokens += ["b:gaps"] + _levels("b:gap", mean, (0.5, 2, 10, 60)) + _levels("b:cv", cv, (0.5, 1, 2)) \
-                + _levels("b:zero", zero, (0.1, 0.3, 0.6))  # fmt: skip
+            tokens += ["b:gaps"] + _GAP(mean) + _CV(cv) + _ZERO(zero)
         return tokens + self._site(facts.path, client, status) + ["ref:" + self._referrer(record.referrer)]
 
     def _add(self, state: dict[str, Any], entry: tuple, sign: int) -> None:
@@ -254,8 +263,7 @@ class Context:
         entry[2] += status >= 400
         if len(self._first_clients) < 20:  # too few clients yet to say what is rare on this site
             return []
-        return ["site:warm"] + _levels("site:clients", len(clients), (2, 3, 8)) \
-            + _levels("site:fails", entry[2] / entry[1], (0.01, 0.5, 0.9))  # fmt: skip
+        return ["site:warm"] + _SITE_CLIENTS(len(clients)) + _SITE_FAILS(entry[2] / entry[1])
 
     def forget_idle(self, now: float) -> None:
         """Drop clients with nothing in the window (keeps memory flat on long streams)."""
@@ -274,7 +282,7 @@ class Featurizer:
         (they learn the sample's browsers; see the data README's confound), or not at all.
     paths : bool, default False
         Exact path tokens (site vocabulary) besides the path's shape.
-    behaviour : bool, default True
+    behaviour : bool, default False
         Add the context tokens (client windows, site-relative evidence, referrer
         class); needs the lines in time order.
     window : float, default 600
@@ -289,7 +297,7 @@ class Featurizer:
     """
 
     def __init__(
-        self, *, agent: str = "class", paths: bool = False, behaviour: bool = True, window: float = 600.0,
+        self, *, agent: str = "class", paths: bool = False, behaviour: bool = False, window: float = 600.0,
         hashing: int | None = None, min_count: int = 2, max_features: int = 50_000, cache_size: int = 200_000,
     ) -> None:  # fmt: skip
         if agent not in AGENT_MODES:
@@ -383,7 +391,9 @@ class Featurizer:
         cached, facts = self._lookup(self._column_cache, record, request_columns)
         if self.context is None:
             return cached, facts
-        extra = [c for c in map(self._column, self.context.tokens(record, facts)) if c is not None]
+        context = self.context.tokens(record, facts)
+        lookup = self._column if self.hashing else self.vocabulary.get
+        extra = [c for c in map(lookup, context) if c is not None]
         if not extra:
             return cached, facts
         extra_columns = np.asarray(extra, dtype=np.int32)

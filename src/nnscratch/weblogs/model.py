@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import io as model_io
 from ..network import Network
-from .clients import ClientBook, ClientModel
+from .clients import ClientBook, ClientModel, ClientState
 from .data import LabelledLines, split_by_client
 from .features import Featurizer, client_of
 from .labels import CLASSES
@@ -123,7 +123,7 @@ class Prepared:
     data: LabelledLines
     tokens: list[list[str]]
     clients: np.ndarray
-    summaries: dict[str, dict[str, Any]]
+    summaries: dict[str, ClientState]
 
     def client_truth(self, rows: np.ndarray) -> dict[str, bool]:
         """Each client of ``rows`` that has labelled lines: is it bad (at least half its labelled lines bad)?"""
@@ -140,7 +140,7 @@ def prepare(featurizer: Featurizer, data: LabelledLines) -> Prepared:
     records = data.records
     tokens: list[list[str] | None] = [None] * len(records)
     clients = np.empty(len(records), dtype=object)
-    summaries: dict[str, dict[str, Any]] = {}
+    summaries: dict[str, ClientState] = {}
     by_file: dict[str, list[int]] = {}
     for i, name in enumerate(data.files):
         by_file.setdefault(name, []).append(i)
@@ -321,7 +321,7 @@ class WebLogModel:
 
     @classmethod
     def train(
-        cls, data: LabelledLines, *, agent: str = "class", paths: bool = False, behaviour: bool = True,
+        cls, data: LabelledLines, *, agent: str = "class", paths: bool = False, behaviour: bool = False,
         hashing: int | None = None, min_count: int = 2, max_features: int = 50_000, seed: int = 0,
         fractions: Sequence[float] = (0.6, 0.2, 0.2), **settings: Any,
     ) -> tuple[WebLogModel, Report, dict[str, Any]]:  # fmt: skip

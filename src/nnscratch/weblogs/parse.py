@@ -78,6 +78,7 @@ class Malformed(NamedTuple):
 
 _day_cache: dict[tuple[str, str, str, str], int] = {}
 _request_cache: dict[str, tuple[str, str, str, bool]] = {}
+_time_cache: dict[str, float | None] = {}
 _CACHE_LIMIT = 50_000  # entries; floods repeat time stamps and request lines
 
 
@@ -155,7 +156,7 @@ def parse_line(line: str | bytes) -> LogRecord | Malformed:
         if m is None:
             return Malformed("not an access-log line", line[:300])
         host, _, _, time_text, request, status, size, referrer, session, agent, _rest = m.groups()
-        when = _parse_time(time_text)
+        when = _cached(_time_cache, time_text, _parse_time)  # busy logs repeat each second
         if when is None:
             return Malformed("unreadable time stamp", line[:300])
         request = _unescape(request)
