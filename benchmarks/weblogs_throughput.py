@@ -28,6 +28,8 @@ QUERY_VALUE = re.compile(r"=(\d+)")
 def generate(target: Path, lines: int, seed: int = 0) -> None:
     root = Path(os.environ.get("NNSCRATCH_DATA", "../shared/data")) / "logs"
     sample = [line for path in sorted(root.glob("*.log")) for line in path.read_text(errors="replace").splitlines()]
+    if not sample:
+        raise SystemExit(f"no *.log files in {root}: set NNSCRATCH_DATA to the shared data folder")
     rng = random.Random(seed)
     with target.open("w") as out:
         written = 0

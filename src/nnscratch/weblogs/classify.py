@@ -68,7 +68,7 @@ class ClientTally:
         """A ``Verdict`` for every client still tallied (banned: reached the threshold)."""
         out = []
         for client, s in self.state.items():
-            ban = s["peak"] >= self.threshold
+            ban = s["peak"] >= self.threshold and client != "-"  # "-": no address to ban
             reason = f"{s['peak']} bad line(s) within {self.window / 60:g} minutes (ban at {self.threshold})"
             out.append(Verdict(client, float(ban), s["requests"], s["bad"], s["first"], s["last"], ban, reason))
         return out

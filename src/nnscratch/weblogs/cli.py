@@ -25,6 +25,13 @@ EPILOG = """examples:
 """
 
 
+def _check_readable(stats: Any) -> None:
+    """Refuse to go on from logs that were cut short: an OSError, one line for the CLI."""
+    if stats.unreadable:
+        first = stats.unreadable[0]
+        raise OSError(5, f"{first.reason} after line {first.lines:,}", first.path)
+
+
 def _data(args: argparse.Namespace) -> Any:
     from .data import LabelledLines
     from .labels import RuleLabeler
@@ -37,15 +44,18 @@ def _data(args: argparse.Namespace) -> Any:
                              "--good/--bad/--gray, --labels or --rules.")  # fmt: skip
         sources, gray_as = read_manifest(args.manifest, args.root)
         data, _ = load_sources(sources, args.gray_as or gray_as)
+        _check_readable(data.stats)
         return data
     if not (args.good or args.bad or args.gray or args.logs):
         raise ValueError("give log files: --manifest FILE, --good/--bad/--gray FILE, or LOG files with --labels "
                          "FILE and/or --rules.")  # fmt: skip
     if args.logs and not (args.labels or args.rules):
         raise ValueError("LOG files need labels: add --labels FILE (per line or per session) or --rules.")
-    return LabelledLines.gather(good=args.good, bad=args.bad, gray=args.gray, logs=args.logs,
+    data = LabelledLines.gather(good=args.good, bad=args.bad, gray=args.gray, logs=args.logs,
                                 label_files=args.labels, rules=RuleLabeler() if args.rules else None,
                                 gray_as=args.gray_as or "gray", unknown_agent=args.unknown_agent)  # fmt: skip
+    _check_readable(data.stats)
+    return data
 
 
 def cmd_label(args: argparse.Namespace) -> int:
@@ -74,7 +84,14 @@ def cmd_label(args: argparse.Namespace) -> int:
     print(stats.summary(), file=sys.stderr)
     for (label, rule), n in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         print(f"  {rule:<4} {label:<7} {n:>8,}", file=sys.stderr)
-    return 0
+    return _unreadable_exit(stats)
+
+
+def _unreadable_exit(stats: Any) -> int:
+    """0, or 1 after one error line per log that was cut short (its readable lines were processed)."""
+    for problem in stats.unreadable:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if stats.unreadable else 0
 
 
 def _feature_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -165,7 +182,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
           + (f" -> {args.ban_list}" if args.ban_list else ""), file=report)  # fmt: skip
     for row in banned[:10]:
         print(f"  {row['client']}: {row['reason']}; {row['bad_lines']} bad line(s)", file=report)
-    return 0
+    return _unreadable_exit(stats)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -176,6 +193,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     model = _load_model(args)
     data = _data(args)
+    if "gray" not in model.classes and "gray" in data.labels:
+        raise ValueError(f"the labels include gray lines, but {args.model} has no gray class (it was trained with "
+                         "--gray-as bad or drop): pass the same --gray-as here.")  # fmt: skip
     print(model.score(prepare(model.featurizer, data), np.arange(len(data.records))).format())
     return 0
 

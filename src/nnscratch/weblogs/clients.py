@@ -227,13 +227,15 @@ class ClientModel:
         """One ``Verdict`` per ``(client, state)`` from a ``ClientBook``. Clients with fewer
         than ``min_requests`` requests cannot be banned, so their probability is not
         computed (``None``): most clients of a busy site come once or twice."""
-        enough = [(c, s) for c, s in clients if s.n >= self.min_requests]
+        enough = [(c, s) for c, s in clients if s.n >= self.min_requests and c != "-"]
         p = self.probability(np.stack([ClientBook.features(s) for _, s in enough])).tolist() if enough else []
         probabilities = dict(zip((c for c, _ in enough), p, strict=True))
         out = []
         for client, s in clients:
             prob = probabilities.get(client)
-            if prob is None:
+            if client == "-":  # lines with neither a session nor an address: nobody to ban
+                out.append(Verdict(client, None, s.n, s.bad_lines, s.first, s.last, False, "no client address"))
+            elif prob is None:
                 out.append(Verdict(client, None, s.n, s.bad_lines, s.first, s.last, False,
                                    f"only {s.n} request(s), fewer than {self.min_requests}"))  # fmt: skip
             else:

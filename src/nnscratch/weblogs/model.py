@@ -306,7 +306,8 @@ class WebLogModel:
         truth = np.array([prepared.data.labels[i] for i in rows])
         unknown = sorted(set(truth) - set(self.classes))
         if unknown:
-            raise ValueError(f"the labels include {unknown}, which the model does not know (it has {self.classes}).")
+            raise ValueError(f"the labels include {[str(u) for u in unknown]}, which the model does not know "
+                             f"(it has {self.classes}).")  # fmt: skip
         sources = np.array([prepared.data.sources[i] for i in rows], dtype=str)
         verdicts = {}
         client_truth = prepared.client_truth(rows) if self.client_model is not None else {}
@@ -343,7 +344,11 @@ class WebLogModel:
         parts = split_by_client(list(prepared.clients[keep]), [data.files[i] for i in keep], fractions, seed)
         train, val, test = (keep[p] for p in parts)
         if min(len(train), len(val), len(test)) == 0:
-            raise ValueError("Too few clients to split into train, validation and test parts.")
+            n_clients = len(set(prepared.clients[keep]))
+            raise ValueError(f"the split by client needs at least 3 labelled clients per file with lines on "
+                             f"each side; these logs have {n_clients} labelled client(s) and one part came out "
+                             f"empty (sizes {len(train)}/{len(val)}/{len(test)} lines). Add logs or clients."
+                             )  # fmt: skip
         start = time.perf_counter()
         model, result = cls.fit(prepared, train, val, featurizer=featurizer, classes=classes, seed=seed, **settings)
         report = model.score(prepared, test)

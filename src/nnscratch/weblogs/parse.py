@@ -15,10 +15,9 @@ and ``ParseStats`` counts what was skipped, with a few examples of each.
 from __future__ import annotations
 
 import calendar
-import gzip
-import io
 import re
 import sys
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -26,7 +25,8 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 __all__ = [
-    "LogRecord", "Malformed", "parse_line", "read_lines", "ParseStats", "parse_stream", "in_time_order", "TimeOrder",
+    "LogRecord", "Malformed", "UnreadableLog", "parse_line", "read_lines", "ParseStats", "parse_stream",
+    "in_time_order", "TimeOrder",
 ]  # fmt: skip
 
 # A quoted field with backslash escapes, in the "unrolled loop" form: runs of
@@ -187,6 +187,7 @@ class ParseStats:
     skipped: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
     keep: int = 3
+    unreadable: list[UnreadableLog] = field(default_factory=list)
 
     def add(self, item: LogRecord | Malformed) -> None:
         if isinstance(item, LogRecord):
@@ -205,27 +206,80 @@ class ParseStats:
         lines = [f"{self.parsed:,} of {self.total:,} lines parsed; {sum(self.skipped.values()):,} skipped"]
         for reason, count in self.skipped.most_common():
             lines.append(f"  {count:,} {reason}, e.g. {self.examples[reason][0]!r}")
+        lines += [f"  unreadable: {problem}" for problem in self.unreadable]
         return "\n".join(lines)
 
 
-def _open(path: str | Path) -> IO[bytes]:
+def _open(path: str | Path) -> tuple[IO[bytes], bool]:
+    """A binary reader for a path or ``-`` (standard input), and whether it holds gzip
+    (detected by its magic bytes, for files and standard input alike)."""
     if str(path) == "-":
-        return sys.stdin.buffer
+        stdin = sys.stdin.buffer
+        return stdin, (stdin.peek(2)[:2] if hasattr(stdin, "peek") else b"") == b"\x1f\x8b"
     path = Path(path)
-    with path.open("rb") as probe:
-        magic = probe.read(2)
-    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else path.open("rb")
+    if path.is_dir():
+        raise IsADirectoryError(21, "is a directory, not a log file (give the files inside it)", str(path))
+    handle = path.open("rb", buffering=1 << 20)
+    return handle, handle.peek(2)[:2] == b"\x1f\x8b"
 
 
-def read_lines(paths: Iterable[str | Path]) -> Iterator[tuple[str, int, bytes]]:
+def _gunzip_lines(handle: IO[bytes]) -> Iterator[bytes]:
+    """The lines of a gzip stream (several members allowed), decompressed piece by piece
+    so that a stream cut short still gives every line before the cut; then ``EOFError``."""
+    decompressor = zlib.decompressobj(wbits=31)
+    rest = b""
+    while True:
+        block = handle.read(1 << 16)
+        if not block:
+            break
+        data = decompressor.decompress(block)
+        while decompressor.eof and decompressor.unused_data:  # the next member of a multi-member file
+            tail = decompressor.unused_data
+            decompressor = zlib.decompressobj(wbits=31)
+            data += decompressor.decompress(tail)
+        lines = (rest + data).split(b"\n")
+        rest = lines.pop()
+        yield from (line + b"\n" for line in lines)
+    if rest:
+        yield rest
+    if not decompressor.eof:
+        raise EOFError("the stream ended before the end-of-stream marker")
+
+
+class UnreadableLog(NamedTuple):
+    """A log that stopped before its end (a truncated or corrupt gzip stream)."""
+
+    path: str
+    lines: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason} after line {self.lines:,}; the lines before it were used"
+
+
+def read_lines(
+    paths: Iterable[str | Path], problems: list[UnreadableLog] | None = None
+) -> Iterator[tuple[str, int, bytes]]:  # fmt: skip
     """``(source, line_number, raw_line)`` for every line of every file, streamed
-    (gzip detected by content; ``-`` is standard input). Memory stays bounded."""
+    (gzip detected by content; ``-`` is standard input). Memory stays bounded.
+
+    A gzip stream that ends early or is corrupt stops its file: the lines read
+    so far are yielded, and the problem is appended to ``problems`` (raised as
+    ``EOFError`` when ``problems`` is None) so that the caller can report it.
+    """
     for path in paths:
-        handle = _open(path)
+        handle, gzipped = _open(path)
+        number = 0
         try:
-            reader = io.BufferedReader(handle, buffer_size=1 << 20) if handle is not sys.stdin.buffer else handle
-            for number, raw in enumerate(reader, start=1):
-                yield str(path), number, raw
+            lines = _gunzip_lines(handle) if gzipped else handle
+            try:
+                for number, raw in enumerate(lines, start=1):  # noqa: B007 - number is reported below
+                    yield str(path), number, raw
+            except (EOFError, zlib.error) as err:
+                problem = UnreadableLog(str(path), number, f"the gzip stream is cut short or corrupt ({err})")
+                if problems is None:
+                    raise EOFError(str(problem)) from None
+                problems.append(problem)
         finally:
             if handle is not sys.stdin.buffer:
                 handle.close()
@@ -233,9 +287,9 @@ def read_lines(paths: Iterable[str | Path]) -> Iterator[tuple[str, int, bytes]]:
 
 def parse_stream(paths: Iterable[str | Path], stats: ParseStats | None = None) -> Iterator[tuple[str, int, LogRecord]]:
     """Parsed records with their source and line number; malformed lines are
-    counted in ``stats`` and skipped."""
+    counted in ``stats`` and skipped, logs cut short are listed in ``stats.unreadable``."""
     stats = stats if stats is not None else ParseStats()
-    for source, number, raw in read_lines(paths):
+    for source, number, raw in read_lines(paths, stats.unreadable):
         item = parse_line(raw)
         stats.add(item)
         if isinstance(item, LogRecord):

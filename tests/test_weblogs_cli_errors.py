@@ -1,0 +1,101 @@
+"""The web-log commands at their edges: gzip on standard input, logs cut short, directories,
+closed pipes, OS errors, gray labels and clients without an address. One line, never a traceback."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+
+import pytest
+
+from nnscratch.cli import main
+from nnscratch.weblogs.classify import classify, verdict_rows
+from nnscratch.weblogs.data import LabelledLines
+from nnscratch.weblogs.labels import RuleLabeler
+from nnscratch.weblogs.model import WebLogModel
+from nnscratch.weblogs.parse import ParseStats, parse_stream, read_lines
+
+
+@pytest.fixture(scope="module")
+def secrepo(logs):
+    return logs / "secrepo_access_2021-10-22.log"
+
+
+@pytest.fixture(scope="module")
+def model_file(secrepo, tmp_path_factory):
+    data = LabelledLines.gather(logs=[str(secrepo)], rules=RuleLabeler(), gray_as="bad")
+    model, _, _ = WebLogModel.train(data, restarts=1, epochs=4)
+    path = tmp_path_factory.mktemp("model") / "m.safetensors"
+    model.save(path)
+    return path
+
+
+def nnscratch(*args: str, stdin: bytes | None = None, shell: str | None = None) -> subprocess.CompletedProcess:
+    if shell is not None:
+        return subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "nnscratch", *args], input=stdin, capture_output=True, timeout=120)
+
+
+def test_gzip_on_standard_input_is_read(secrepo, model_file, tmp_path):
+    packed = gzip.compress(secrepo.read_bytes())
+    run = nnscratch("logs", "classify", str(model_file), "-", "-o", str(tmp_path / "out.csv"), stdin=packed)
+    assert run.returncode == 0, run.stderr
+    assert b"644 of 644 lines parsed" in run.stderr
+    two_members = packed + packed  # concatenated gzip files are one valid stream
+    stats = ParseStats()
+    (tmp_path / "two.gz").write_bytes(two_members)
+    assert sum(1 for _ in parse_stream([tmp_path / "two.gz"], stats)) == 1288 and not stats.unreadable
+
+
+def test_a_log_cut_short_is_used_up_to_the_cut_and_reported(secrepo, model_file, tmp_path, capsys):
+    cut = tmp_path / "cut.log.gz"
+    cut.write_bytes(gzip.compress(secrepo.read_bytes())[:5000])
+    stats = ParseStats()
+    lines = list(parse_stream([cut], stats))
+    assert 100 < len(lines) < 644 and len(stats.unreadable) == 1 and "cut short" in str(stats.unreadable[0])
+    with pytest.raises(EOFError, match="cut short"):
+        list(read_lines([cut]))
+    out = tmp_path / "out.csv"
+    assert main(["logs", "classify", str(model_file), str(cut), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "error: " + str(cut) in err and "the lines before it were used" in err and "Traceback" not in err
+    assert len(out.read_text().splitlines()) == 1 + stats.parsed  # every readable line was written
+    assert main(["logs", "label", str(cut), "-o", str(tmp_path / "l.tsv")]) == 1
+    assert main(["logs", "train", str(cut), "--rules", "-o", str(tmp_path / "m.safetensors")]) == 1
+    assert "cut short" in capsys.readouterr().err and not (tmp_path / "m.safetensors").exists()
+
+
+def test_os_errors_are_one_line(model_file, secrepo, tmp_path, capsys):
+    assert main(["logs", "classify", str(model_file), str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path}: is a directory, not a log file (give the files " \
+        "inside it)"  # fmt: skip
+    assert main(["logs", "classify", str(model_file), str(secrepo), "-o", str(tmp_path / "o.csv"),
+                 "--ban-list", str(tmp_path)]) == 1  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: {tmp_path}: ") and "Traceback" not in err
+
+
+def test_a_closed_pipe_ends_quietly(model_file, secrepo):
+    many = " ".join([str(secrepo)] * 20)
+    for command in (f"logs classify {model_file} {many}", f"logs label {many}"):
+        run = nnscratch(shell=f"{sys.executable} -m nnscratch {command} | head -n 2")
+        assert b"Traceback" not in run.stderr and b"BrokenPipe" not in run.stderr, run.stderr
+        assert len(run.stdout.splitlines()) == 2
+
+
+def test_gray_labels_on_a_model_without_gray_say_which_flag(model_file, secrepo, capsys):
+    assert main(["logs", "evaluate", str(model_file), str(secrepo), "--rules"]) == 2
+    assert "pass the same --gray-as here" in capsys.readouterr().err
+    assert main(["logs", "evaluate", str(model_file), str(secrepo), "--rules", "--gray-as", "bad"]) == 0
+
+
+def test_lines_without_an_address_are_never_banned(model_file, tmp_path):
+    log = tmp_path / "anon.log"
+    log.write_text("".join(f'- - [01/Jan/2020:00:00:{i:02d} +0000] "GET /wp-login.php?x=%27 HTTP/1.1" 404 1 '
+                           f'"-" "sqlmap/1.0"\n' for i in range(40)))  # fmt: skip
+    model = WebLogModel.load(model_file)
+    verdicts = []
+    classify(model, [str(log)], None, on_verdict=verdicts.append)
+    assert [v.client for v in verdicts] == ["-"] and not verdict_rows(verdicts)
+    assert verdicts[0].reason == "no client address"
