@@ -32,6 +32,17 @@ def _check_readable(stats: Any) -> None:
         raise OSError(5, f"{first.reason} after line {first.lines:,}", first.path)
 
 
+WATCH_EPILOG = """examples:
+  nnscratch logs watch bots.safetensors /var/log/nginx/access.log --nginx /etc/nginx/nnscratch-deny.conf \\
+      --nginx-reload 'nginx -s reload' --state /var/lib/nnscratch/watch.sqlite
+  nnscratch logs watch bots.safetensors access.log --nft --nft-apply --ban-time 3600 --allowlist allow.txt
+  nnscratch logs watch bots.safetensors access.log --dry-run --from-start
+  nnscratch logs bans --state /var/lib/nnscratch/watch.sqlite
+  nnscratch logs bans --unban 203.0.113.7
+  nnscratch logs why 203.0.113.7
+"""
+
+
 def _data(args: argparse.Namespace) -> Any:
     from .data import LabelledLines
     from .labels import RuleLabeler
@@ -243,6 +254,114 @@ ABLATION = [
 ]
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Follow live access logs (like tail -F), judge clients with the model's client verdicts, and ban
+    and unban them through the chosen actions; state survives restarts."""
+    from . import actions as a
+    from .state import Store
+    from .watch import Allowlist, Watcher
+
+    chosen: list[a.Action] = []
+    if args.ban_list:
+        chosen.append(a.BanListFile(args.ban_list))
+    if args.nginx:
+        chosen.append(a.NginxDeny(args.nginx, args.nginx_reload))
+    if args.nft or args.nft_apply or args.nft_script:
+        chosen.append(a.NftablesSet(args.nft_table, apply=args.nft_apply, script=args.nft_script))
+    if args.ipset:
+        chosen.append(a.IpsetRestore(args.ipset))
+    if args.fail2ban:
+        chosen.append(a.Fail2ban(args.fail2ban))
+    if args.crowdsec:
+        chosen.append(a.CrowdsecDecisions(args.crowdsec))
+    chosen += [a.CommandHook(command) for command in args.exec]
+    if args.events:
+        chosen.append(a.JsonEvents(args.events))
+    if not chosen and not args.dry_run:
+        raise ValueError("choose at least one action (--ban-list, --nginx, --nft, --ipset, --fail2ban, --crowdsec, "
+                         "--exec, --events) or --dry-run.")  # fmt: skip
+    store = Store(args.state)
+    watcher = Watcher(
+        args.model, args.logs, store, a.Actions(chosen), from_start=args.from_start, ban_time=args.ban_time,
+        factor=args.ban_factor, max_ban_time=args.max_ban_time, dry_run=args.dry_run, challenge=args.challenge,
+        allowlist=Allowlist(args.allowlist, args.allow, ban_private=args.ban_private),
+        status_every=args.status_every, poll=args.poll,
+    )  # fmt: skip
+    client_model = watcher.model.client_model
+    if args.ban_threshold is not None:
+        client_model.threshold = args.ban_threshold
+    if args.min_requests is not None:
+        client_model.min_requests = args.min_requests
+    watcher.install_signals()
+    print(f"watching {', '.join(args.logs)}; state in {args.state}; actions: "
+          + (", ".join(x.name for x in chosen) or "none (dry run)"), file=sys.stderr, flush=True)  # fmt: skip
+    try:
+        watcher.run()
+    finally:
+        store.close()
+    print(f"stopped after {watcher.lines:,} lines in all; {len(watcher.bans)} active ban(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_bans(args: argparse.Namespace) -> int:
+    """List the active bans of a watcher's state file, or lift one (the watcher lifts it within a second)."""
+    from .state import Store
+
+    if not Path(args.state).is_file():
+        raise FileNotFoundError(2, "no such state file (start 'nnscratch logs watch --state FILE' first)", args.state)
+    store = Store(args.state)
+    try:
+        if args.unban:
+            known = {b.address for b in store.bans()}
+            missing = [address for address in args.unban if address not in known]
+            if missing:
+                raise ValueError(f"not banned: {', '.join(missing)}. Active bans: {len(known)}; list them with "
+                                 "'nnscratch logs bans'.")  # fmt: skip
+            store.commit(unbans=args.unban)
+            print(f"lifted {len(args.unban)} ban(s)")
+            return 0
+        bans = store.bans()
+        if args.json:
+            print(json.dumps([{**b.__dict__, "remaining": round(b.remaining(), 1)} for b in bans], indent=1))
+            return 0
+        print(f"{len(bans)} active ban(s)")
+        for b in bans:
+            print(f"  {b.address:<39} {b.remaining():>9,.0f} s left  offence {store.offenses(b.address)}  {b.reason}")
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_why(args: argparse.Namespace) -> int:
+    """Explain the watcher's latest decisions about one address: counts, score, what pushed it up, examples."""
+    from .state import Store
+
+    if not Path(args.state).is_file():
+        raise FileNotFoundError(2, "no such state file", args.state)
+    store = Store(args.state)
+    try:
+        decisions = store.decisions(args.address, args.last)
+    finally:
+        store.close()
+    if not decisions:
+        print(f"no decision about {args.address} in {args.state} (it was never judged with enough requests)")
+        return 1
+    for d in decisions:
+        detail = d["detail"]
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["time"]))
+        p = "-" if d["probability"] is None else f"{d['probability']:.3f}"
+        print(f"{when}  {d['action']}  P(bad)={p}  {d['requests']} requests  ({d['reason']})")
+        if detail.get("first_seen"):
+            span = detail["last_seen"] - detail["first_seen"]
+            bad = detail.get("bad_lines", 0)
+            print(f"  window: {span:,.0f} s of log time, {bad} line(s) the line model called bad")
+        for name, value, change in detail.get("pushed_up", []):
+            print(f"  pushed up by {name} = {value:.3g} (P(bad) falls by {change:.3f} at the training average)")
+        for example in detail.get("examples", []):
+            print(f"  e.g. {example}")
+    return 0
+
+
 def _label_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("logs", nargs="*", help="log files labelled by --labels and/or --rules (gzip is fine)")
     p.add_argument("--manifest", metavar="JSON", help="sources and their labels in one file "
@@ -375,6 +494,57 @@ def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
     _label_options(p)
     _decision_options(p, defaults=False)
     p.set_defaults(func=cmd_evaluate)
+
+    p = commands.add_parser("watch", help="follow live logs, ban and unban clients", description=cmd_watch.__doc__,
+                            formatter_class=formatter, epilog=WATCH_EPILOG)  # fmt: skip
+    p.add_argument("model")
+    p.add_argument("logs", nargs="+", help="log files to follow (rotation survived), or - for standard input")
+    p.add_argument("--state", default="nnscratch-watch.sqlite", help="SQLite state file (bans, offsets, decisions)")
+    p.add_argument("--from-start", action="store_true", help="read the files from their start (gzip allowed)")
+    _decision_options(p, defaults=False)
+    p.add_argument("--ban-time", type=positive_float, default=600.0, help="seconds of a first ban")
+    p.add_argument("--ban-factor", type=positive_float, default=2.0, help="each earlier offence multiplies it")
+    p.add_argument("--max-ban-time", type=positive_float, default=7 * 86400.0, help="the longest ban, seconds")
+    p.add_argument("--allowlist", metavar="FILE", help="addresses and CIDR networks never banned (SIGHUP reloads)")
+    p.add_argument("--allow", nargs="+", default=[], metavar="CIDR", help="more addresses or networks never banned")
+    p.add_argument("--ban-private", action="store_true", help="also ban loopback and private addresses")
+    p.add_argument("--dry-run", action="store_true", help="decide and report, act on nothing")
+    p.add_argument("--challenge", metavar="FILE", help="write gray clients here (to send to a captcha)")
+    p.add_argument("--ban-list", metavar="FILE", help="action: a plain list of banned addresses")
+    p.add_argument("--nginx", metavar="FILE", help="action: an nginx include of deny lines")
+    p.add_argument("--nginx-reload", metavar="COMMAND", help="run after the include changed, e.g. 'nginx -s reload'")
+    p.add_argument("--nft", action="store_true", help="action: nftables sets with timeouts (see --nft-apply)")
+    p.add_argument("--nft-table", default="nnscratch", help="the nftables table (family inet)")
+    p.add_argument("--nft-apply", action="store_true", help="run nft (creates the table, sets and a drop chain)")
+    p.add_argument("--nft-script", metavar="FILE", help="append the nft commands here instead of running them")
+    p.add_argument("--ipset", metavar="FILE", help="action: a file in 'ipset restore' format")
+    p.add_argument("--fail2ban", metavar="JAIL", help="action: fail2ban-client set JAIL banip/unbanip")
+    p.add_argument("--crowdsec", metavar="FILE", help="action: a decisions file for 'cscli decisions import -i'")
+    p.add_argument(
+        "--exec",
+        action="append",
+        default=[],
+        metavar="COMMAND",
+        help="action: run COMMAND per change with {event} {address} {seconds} {reason}",
+    )
+    p.add_argument("--events", metavar="FILE", help="action: JSON lines of ban/unban/extend events (- for stdout)")
+    p.add_argument("--status-every", type=positive_float, default=60.0, help="seconds between status lines")
+    p.add_argument("--poll", type=positive_float, default=0.2, help="seconds between reads when idle")
+    p.set_defaults(func=cmd_watch)
+
+    p = commands.add_parser("bans", help="list or lift a watcher's bans", description=cmd_bans.__doc__,
+                            formatter_class=formatter, epilog=WATCH_EPILOG)  # fmt: skip
+    p.add_argument("--state", default="nnscratch-watch.sqlite")
+    p.add_argument("--unban", nargs="+", metavar="ADDRESS")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bans)
+
+    p = commands.add_parser("why", help="explain a watcher's decisions about an address", description=cmd_why.__doc__,
+                            formatter_class=formatter, epilog=WATCH_EPILOG)  # fmt: skip
+    p.add_argument("address")
+    p.add_argument("--state", default="nnscratch-watch.sqlite")
+    p.add_argument("--last", type=positive_int, default=3, help="how many decisions to show")
+    p.set_defaults(func=cmd_why)
 
     p = commands.add_parser("crossval", help="leave-one-source-out, renamed sites, several seeds",
                             description=cmd_crossval.__doc__, formatter_class=formatter, epilog=EPILOG)  # fmt: skip

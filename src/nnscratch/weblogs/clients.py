@@ -61,12 +61,13 @@ class ClientBook:
 
     ``add`` takes each line (in time order). A client idle for ``idle`` seconds
     of log time is finished: ``finished(now)`` hands it out (so a caller can
-    decide on it) and forgets it. At most ``max_paths`` distinct paths and 8
-    user agents are kept per client.
+    decide on it) and forgets it, as it does with the clients seen first when
+    there are more than ``max_clients``. At most ``max_paths`` distinct paths and
+    8 user agents are kept per client.
     """
 
-    def __init__(self, idle: float = 1800.0, max_paths: int = 1000) -> None:
-        self.idle, self.max_paths = float(idle), max_paths
+    def __init__(self, idle: float = 1800.0, max_paths: int = 1000, max_clients: int | None = None) -> None:
+        self.idle, self.max_paths, self.max_clients = float(idle), max_paths, max_clients
         self.clients: dict[str, ClientState] = {}
 
     def __repr__(self) -> str:
@@ -147,6 +148,11 @@ class ClientBook:
         """Clients idle for ``idle`` seconds at time ``now``: yielded, then forgotten."""
         limit = now - self.idle
         done = [c for c, s in self.clients.items() if s.last < limit]
+        if self.max_clients is not None and len(self.clients) - len(done) > self.max_clients:
+            # Over the memory budget: the clients seen first leave first (insertion order).
+            excess = len(self.clients) - len(done) - self.max_clients
+            gone = set(done)
+            done += [c for c in self.clients if c not in gone][:excess]
         for client in done:
             yield client, self.clients.pop(client)
 
@@ -242,6 +248,17 @@ class ClientModel:
                 out.append(Verdict(client, prob, s.n, s.bad_lines, s.first, s.last, prob >= self.threshold,
                                    f"P(bad)={prob:.2f} over {s.n} requests"))  # fmt: skip
         return out
+
+    def contributions(self, state: ClientState, top: int = 5) -> list[tuple[str, float, float]]:
+        """What pushed a client's P(bad) up: ``(feature, value, change)`` for the ``top``
+        features whose replacement by the training average lowers P(bad) most."""
+        x = ClientBook.features(state)
+        base = self.probability(x)[0]
+        trials = np.repeat(x[None, :], len(FEATURES), axis=0)
+        trials[np.arange(len(FEATURES)), np.arange(len(FEATURES))] = self.mean
+        drops = base - self.probability(trials)
+        order = np.argsort(-drops)[:top]
+        return [(FEATURES[i], float(x[i]), float(drops[i])) for i in order if drops[i] > 0]
 
     def get_config(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "min_requests": self.min_requests, "features": list(FEATURES),

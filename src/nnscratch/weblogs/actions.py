@@ -1,0 +1,298 @@
+"""What the watcher does about a ban: small, named, swappable actions.
+
+As fail2ban separates its filters from its actions, the detector decides and an
+action carries the decision to a firewall or a web server. Every action gets
+the changes of a step (``Change``: ban, unban or extend, with the address, the
+seconds and the reason) and the whole list of active bans, and uses whichever
+suits it: files are rewritten whole and atomically from the active list;
+commands are sent per change. ``Actions`` runs them all; one that fails is
+reported and retried at the next step with the changes it missed, and never
+stops the others or the watcher.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .state import Ban
+
+__all__ = [
+    "Change", "Action", "Actions", "BanListFile", "NginxDeny", "NftablesSet", "IpsetRestore", "Fail2ban",
+    "CrowdsecDecisions", "CommandHook", "JsonEvents",
+]  # fmt: skip
+
+
+@dataclass
+class Change:
+    """One thing that happened to a ban."""
+
+    event: str  # "ban", "unban" or "extend"
+    address: str
+    seconds: float  # how long the ban lasts from now (0 for unban)
+    reason: str = ""
+
+
+def write_atomically(path: str | Path, text: str) -> bool:
+    """Replace ``path`` with ``text`` (a reader never sees half a file); False if unchanged."""
+    path = Path(path)
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def _run(command: Sequence[str], stdin: str | None = None) -> None:
+    done = subprocess.run(list(command), input=stdin, capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        raise RuntimeError(f"{shlex.join(command)} exited {done.returncode}: {done.stderr.strip()[:300]}")
+
+
+class Action:
+    """Base class: ``apply(changes, active)``; ``name`` says what it is in reports."""
+
+    name = "action"
+
+    def apply(self, changes: list[Change], active: list[Ban]) -> None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name})"
+
+
+class BanListFile(Action):
+    """A plain list of banned addresses, one per line, rewritten atomically."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path, self.name = Path(path), f"ban list {path}"
+
+    def apply(self, changes: list[Change], active: list[Ban]) -> None:
+        write_atomically(self.path, "".join(f"{b.address}\n" for b in sorted(active, key=lambda b: b.address)))
+
+
+class NginxDeny(Action):
+    """An nginx include of ``deny ADDRESS;`` lines, and a reload command run when it changed.
+
+    Include it in a ``server`` or ``location`` block; nginx answers 403 to the banned.
+    """
+
+    def __init__(self, path: str | Path, reload: str | None = None) -> None:
+        self.path, self.reload = Path(path), shlex.split(reload) if reload else None
+        self.name = f"nginx include {path}"
+
+    def apply(self, changes: list[Change], active: list[Ban]) -> None:
+        lines = [f"deny {b.address};  # until {time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(b.until))}Z\n"
+                 for b in sorted(active, key=lambda b: b.address)]  # fmt: skip
+        if write_atomically(self.path, "# managed by nnscratch logs watch\n" + "".join(lines)) and self.reload:
+            _run(self.reload)
+
+
+class NftablesSet(Action):
+    """nftables sets with per-element timeouts (``banned4``/``banned6`` in table ``inet nnscratch``).
+
+    With ``apply`` the commands go to ``nft -f -`` (the table, the sets and an
+    input chain that drops their members are created first); without it they
+    are appended to ``script`` for the operator to review or feed to ``nft -f``.
+    """
+
+    def __init__(self, table: str = "nnscratch", apply: bool = False, script: str | Path | None = None) -> None:
+        self.table, self.do_apply, self.script = table, apply, Path(script) if script else None
+        self.name = f"nftables table inet {table}"
+        self._ready = False
+
+    def setup_commands(self) -> list[str]:
+        t = f"inet {self.table}"
+        return [f"add table {t}",
+                f"add set {t} banned4 {{ type ipv4_addr; flags timeout; }}",
+                f"add set {t} banned6 {{ type ipv6_addr; flags timeout; }}",
+                f"add chain {t} input {{ type filter hook input priority -10; policy accept; }}",
+                f"flush chain {t} input",
+                f"add rule {t} input ip saddr @banned4 drop",
+                f"add rule {t} input ip6 saddr @banned6 drop"]  # fmt: skip
+
+    def commands(self, changes: list[Change]) -> list[str]:
+        out = []
+        for c in changes:
+            family = "banned6" if ipaddress.ip_address(c.address).version == 6 else "banned4"
+            element = f"inet {self.table} {family} {{ {c.address}"
+            if c.event in ("ban", "extend"):
+                if c.event == "extend":
+                    out.append(f"delete element {element} }}")
+                out.append(f"add element {element} timeout {max(int(c.seconds), 1)}s }}")
+            else:
+                out.append(f"delete element {element} }}")
+        return out
+
+    def apply(self, changes: list[Change], active: list[Ban]) -> None:
+        commands = self.commands(changes)
+        if self.do_apply:
+            if not self._ready:
+                _run(["nft", "-f", "-"], "\n".join(self.setup_commands()) + "\n")
+                self._ready = True
+            for command in commands:  # one at a time: deleting an element that expired is not an error here
+                try:
+                    _run(["nft", "-f", "-"], command + "\n")
+                except RuntimeError:
+                    if not command.startswith("delete"):
+                        raise
+        elif self.script is not None and commands:
+            with self.script.open("a", encoding="utf-8") as f:
+                f.write("".join(f"{command}\n" for command in commands))
+
+
+class IpsetRestore(Action):
+    """A file in ``ipset restore`` format: the set, flushed, with every active ban and its remaining time."""
+
+    def __init__(self, path: str | Path, set_name: str = "nnscratch") -> None:
+        self.path, self.set_name, self.name = Path(path), set_name, f"ipset file {path}"
+
+    def apply(self, changes: list[Change], active: list[Ban]) -> None:
+        now = time.time()
+        lines = [f"create {self.set_name} hash:ip timeout 0 -exist\n", f"flush {self.set_name}\n"]
+        lines += [
+            f"add {self.set_name} {b.address} timeout {max(int(b.remaining(now)), 1)} -exist\n"
+            for b in sorted(active, key=lambda b: b.address)
+            if ipaddress.ip_address(b.address).version == 4
+        ]
+        write_atomically(self.path, "".join(lines))
+
+
+class Fail2ban(Action):
+    """``fail2ban-client set JAIL banip ADDRESS`` (and ``unbanip``) per change."""
+
+    def __init__(self, jail: str, client: str = "fail2ban-client") -> None:
+        self.jail, self.client, self.name = jail, client, f"fail2ban jail {jail}"
+
+    def apply(self, changes: list[Change], active: list[Ban]) -> None:
+        for c in changes:
+            if c.event == "ban":
+                _run([self.client, "set", self.jail, "banip", c.address])
+            elif c.event == "unban":
+                _run([self.client, "set", self.jail, "unbanip", c.address])
+
+
+class CrowdsecDecisions(Action):
+    """A decisions file that ``cscli decisions import -i FILE`` accepts: every active ban."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path, self.name = Path(path), f"CrowdSec decisions {path}"
+
+    def apply(self, changes: list[Change], active: list[Ban]) -> None:
+        now = time.time()
+        rows = [
+            {
+                "duration": f"{max(int(b.remaining(now)), 1)}s",
+                "reason": f"nnscratch: {b.reason}"[:200],
+                "scope": "ip",
+                "type": "ban",
+                "value": b.address,
+            }
+            for b in sorted(active, key=lambda b: b.address)
+        ]
+        write_atomically(self.path, json.dumps(rows, indent=1) + "\n")
+
+
+class CommandHook(Action):
+    """Any command, run per change with ``{event}``, ``{address}``, ``{seconds}`` and
+    ``{reason}`` filled in (each argument formatted on its own: no shell)."""
+
+    def __init__(self, template: str) -> None:
+        self.template, self.name = shlex.split(template), f"command {template}"
+
+    def apply(self, changes: list[Change], active: list[Ban]) -> None:
+        for c in changes:
+            values = {"event": c.event, "address": c.address, "seconds": str(int(c.seconds)), "reason": c.reason}
+            _run([part.format(**values) for part in self.template])
+
+
+class JsonEvents(Action):
+    """One JSON line per change (ban, unban, extend) on standard output or appended to a file."""
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path, self.name = path, f"events {path or 'stdout'}"
+
+    def apply(self, changes: list[Change], active: list[Ban]) -> None:
+        if not changes:
+            return
+        text = "".join(
+            json.dumps(
+                {
+                    "time": time.time(),
+                    "event": c.event,
+                    "address": c.address,
+                    "seconds": round(c.seconds, 1),
+                    "reason": c.reason,
+                }
+            )
+            + "\n"
+            for c in changes
+        )
+        if self.path in (None, "-"):
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(text)
+
+
+class Actions:
+    """Runs every action; a failure is reported and retried next time with what it missed."""
+
+    def __init__(self, actions: Sequence[Action], report: Callable[[str], Any] | None = None,
+                 retry_after: float = 2.0) -> None:  # fmt: skip
+        self.actions = list(actions)
+        self.report = report or (lambda message: print(message, file=sys.stderr, flush=True))
+        self.retry_after = retry_after
+        self.pending: dict[int, list[Change]] = {}
+        self.failed_at: dict[int, float] = {}
+        self.failures = 0
+
+    def __repr__(self) -> str:
+        return f"Actions({self.actions!r})"
+
+    def apply(self, changes: list[Change], active: list[Ban], force: bool = False) -> None:
+        now = time.monotonic()
+        for i, action in enumerate(self.actions):
+            todo = self.pending.get(i, []) + list(changes)
+            if i in self.failed_at and not force and now - self.failed_at[i] < self.retry_after:
+                self.pending[i] = todo
+                continue
+            if not todo and not force and i not in self.failed_at:
+                continue
+            try:
+                action.apply(todo, active)
+            except Exception as err:  # noqa: BLE001 - an action must never stop the watcher
+                self.failures += 1
+                self.pending[i], self.failed_at[i] = todo, now
+                self.report(f"error: {action.name} failed ({type(err).__name__}: {err}); will retry")
+            else:
+                self.pending.pop(i, None)
+                self.failed_at.pop(i, None)
+
+    def close(self) -> None:
+        for action in self.actions:
+            closer: Callable[[], None] | None = getattr(action, "close", None)
+            if closer is not None:
+                closer()

@@ -1,0 +1,238 @@
+"""Following live access logs, as ``tail -F`` does, without losing or repeating a line.
+
+``Follower`` reads one file: it starts at the end (or the start), waits for a
+file that does not exist yet, holds a partial last line until its newline
+arrives, and survives rotation both ways: by rename (the old file is still
+read for a few seconds after it goes quiet, because the server writes to it
+until it reopens its log) and by copy-truncate (the file shrinks below the
+offset: it is read again from the start). Its ``position`` (the
+file's device and inode, and the byte offset after the last complete line
+handed out) can be saved and given back after a restart; if the file was
+rotated meanwhile, the rotated file is found by its inode in the same folder
+and finished first. ``StdinFollower`` reads standard input without blocking.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import select
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, NamedTuple
+
+__all__ = ["Position", "Follower", "StdinFollower", "Backfill"]
+
+
+class Position(NamedTuple):
+    """Where reading stopped: the file's identity and the offset after the last whole line."""
+
+    device: int
+    inode: int
+    offset: int
+
+
+class _Reader:
+    """An open file with the partial line read from it so far."""
+
+    def __init__(self, handle: IO[bytes], offset: int, max_line: int) -> None:
+        self.handle, self.offset, self.max_line = handle, offset, max_line
+        self.partial = b""
+        self.quiet_since = time.monotonic()
+
+    def lines(self, at_end: bool = False) -> list[bytes]:
+        """Complete lines written since the last call (the partial line too when ``at_end``)."""
+        out: list[bytes] = []
+        while True:
+            block = self.handle.read(1 << 20)
+            if not block:
+                break
+            lines = (self.partial + block).split(b"\n")
+            self.partial = lines.pop()
+            for line in lines:
+                self.offset += len(line) + 1
+                out.append(line[: self.max_line] + b"\n")
+        if at_end and self.partial:
+            self.offset += len(self.partial)
+            out.append(self.partial[: self.max_line] + b"\n")
+            self.partial = b""
+        if out:
+            self.quiet_since = time.monotonic()
+        return out
+
+
+class Follower:
+    """One log file followed like ``tail -F``.
+
+    Parameters
+    ----------
+    path : path-like
+    from_start : bool
+        Start at the beginning of the file instead of its end (when there is no
+        saved position).
+    position : Position, optional
+        A saved position to resume from.
+    grace : float
+        Seconds a file renamed away is still read after it went quiet: a server
+        writes to it until it reopens its log (``nginx -s reopen``).
+    max_line : int
+        Longer lines are cut.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, from_start: bool = False, position: Position | None = None,
+                 grace: float = 5.0, max_line: int = 1 << 16) -> None:  # fmt: skip
+        self.path = Path(path)
+        self.from_start, self.grace, self.max_line = from_start, grace, max_line
+        self.current: _Reader | None = None
+        self.identity: tuple[int, int] | None = None
+        self.draining: list[_Reader] = []  # renamed-away files, still read for a while
+        self._resume = position
+
+    def __repr__(self) -> str:
+        offset = self.current.offset if self.current else 0
+        return f"Follower({str(self.path)!r}, offset={offset:,}, draining={len(self.draining)})"
+
+    @property
+    def position(self) -> Position | None:
+        """What to save to resume here later (None until the file has been opened)."""
+        return Position(*self.identity, self.current.offset) if self.identity and self.current else None
+
+    def _open(self) -> bool:
+        try:
+            handle = self.path.open("rb")
+        except FileNotFoundError:
+            self.from_start = True  # a file that appears later is new from its first byte
+            return False
+        stat = os.fstat(handle.fileno())
+        identity = (stat.st_dev, stat.st_ino)
+        resume, self._resume = self._resume, None
+        if resume is not None and (resume.device, resume.inode) != identity:
+            old = self._find(resume)
+            if old is not None:  # rotated while we were down: finish the old file first
+                old.seek(resume.offset)
+                self.draining.append(_Reader(old, resume.offset, self.max_line))
+            start = 0
+        elif resume is not None:
+            start = resume.offset if resume.offset <= stat.st_size else 0  # truncated meanwhile
+        else:
+            start = 0 if self.from_start or self.identity is not None else stat.st_size
+        handle.seek(start)
+        self.current, self.identity = _Reader(handle, start, self.max_line), identity
+        return True
+
+    def _find(self, position: Position) -> IO[bytes] | None:
+        """The file in the same folder with the saved identity (a rotated log), if any."""
+        for candidate in self.path.parent.iterdir():
+            try:
+                stat = candidate.stat()
+            except OSError:
+                continue
+            if (stat.st_dev, stat.st_ino) == (position.device, position.inode) and candidate.is_file():
+                return candidate.open("rb")
+        return None
+
+    def read(self) -> list[bytes]:
+        """Every complete line written since the last call (empty when nothing new)."""
+        out: list[bytes] = []
+        opened = self.current is not None or self._open()
+        now = time.monotonic()
+        for reader in list(self.draining):  # older files first
+            out += reader.lines()
+            if now - reader.quiet_since > self.grace:
+                out += reader.lines(at_end=True)
+                reader.handle.close()
+                self.draining.remove(reader)
+        if not opened:
+            return out
+        assert self.current is not None
+        out += self.current.lines()
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return out  # renamed away, the new file not there yet: keep reading the old one
+        if (stat.st_dev, stat.st_ino) != self.identity:  # rotated by rename: drain the old, open the new
+            self.draining.append(self.current)
+            self.current = None
+            if self._open():
+                out += self.current.lines()
+        elif stat.st_size < self.current.offset + len(self.current.partial):  # copy-truncate: from the start
+            self.current.handle.seek(0)
+            self.current.offset, self.current.partial = 0, b""
+            out += self.current.lines()
+        return out
+
+    def close(self) -> None:
+        for reader in [self.current, *self.draining]:
+            if reader is not None:
+                reader.handle.close()
+        self.current, self.draining = None, []
+
+
+class StdinFollower:
+    """Standard input, read without blocking; a partial line waits for its newline."""
+
+    path = Path("-")
+    position = None
+
+    def __init__(self) -> None:
+        self.partial = b""
+        self.closed = False
+
+    def read(self) -> list[bytes]:
+        if self.closed:
+            return []
+        fd = sys.stdin.fileno()
+        chunks = []
+        while select.select([fd], [], [], 0)[0]:
+            block = os.read(fd, 1 << 20)
+            if not block:
+                self.closed = True
+                break
+            chunks.append(block)
+        lines = (self.partial + b"".join(chunks)).split(b"\n")
+        self.partial = lines.pop()
+        if self.closed and self.partial:
+            lines.append(self.partial)
+            self.partial = b""
+        return [line + b"\n" for line in lines]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Backfill:
+    """A finished log read once from its start (gzip allowed), for ``--from-start`` on a
+    rotated file; it has no position to save (it is not followed)."""
+
+    position = None
+
+    def __init__(self, path: str | os.PathLike[str], chunk: int = 100_000) -> None:
+        self.path, self.chunk = Path(path), chunk
+        self._lines: Iterator[bytes] | None = None
+        self._handle: IO[bytes] | None = None
+
+    @staticmethod
+    def is_gzip(path: str | os.PathLike[str]) -> bool:
+        try:
+            with open(path, "rb") as probe:
+                return probe.read(2) == b"\x1f\x8b"
+        except OSError:
+            return False
+
+    def read(self) -> list[bytes]:
+        if self._handle is None:
+            self._handle = gzip.open(self.path, "rb") if self.is_gzip(self.path) else open(self.path, "rb")
+            self._lines = iter(self._handle)
+        assert self._lines is not None
+        out = []
+        for line in self._lines:
+            out.append(line if line.endswith(b"\n") else line + b"\n")
+            if len(out) >= self.chunk:
+                break
+        return out
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()

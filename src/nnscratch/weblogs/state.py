@@ -1,0 +1,123 @@
+"""The watcher's memory: bans, offences, file positions and recent decisions, in SQLite.
+
+One file (WAL mode, so ``nnscratch logs bans`` can read while the watcher
+writes). Each batch of lines is committed in one transaction together with the
+file positions after it and the bans it caused, so after ``kill -9`` a restart
+resumes exactly after the last committed line: nothing is counted twice or
+lost, and active bans come back with their remaining time.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .follow import Position
+
+__all__ = ["Ban", "Store"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS positions (path TEXT PRIMARY KEY, device INTEGER, inode INTEGER, offset INTEGER);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER);
+CREATE TABLE IF NOT EXISTS bans (address TEXT PRIMARY KEY, since REAL, until REAL, reason TEXT);
+CREATE TABLE IF NOT EXISTS offenders (address TEXT PRIMARY KEY, offenses INTEGER, last REAL);
+CREATE TABLE IF NOT EXISTS decisions (id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL, address TEXT,
+    action TEXT, probability REAL, requests INTEGER, reason TEXT, detail TEXT);
+CREATE INDEX IF NOT EXISTS decisions_address ON decisions (address);
+"""
+
+
+@dataclass
+class Ban:
+    """An active ban: wall-clock seconds since the epoch."""
+
+    address: str
+    since: float
+    until: float
+    reason: str
+
+    def remaining(self, now: float | None = None) -> float:
+        return max(self.until - (time.time() if now is None else now), 0.0)
+
+
+class Store:
+    """The SQLite state file of one watcher (created if missing)."""
+
+    def __init__(self, path: str | Path, keep_decisions: int = 10_000) -> None:
+        self.path, self.keep_decisions = Path(path), keep_decisions
+        self.db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- reading ------------------------------------------------------------
+    def positions(self) -> dict[str, Position]:
+        rows = self.db.execute("SELECT path, device, inode, offset FROM positions")
+        return {path: Position(device, inode, offset) for path, device, inode, offset in rows}
+
+    def counter(self, name: str) -> int:
+        row = self.db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def bans(self) -> list[Ban]:
+        rows = self.db.execute("SELECT address, since, until, reason FROM bans ORDER BY until")
+        return [Ban(*row) for row in rows]
+
+    def offenses(self, address: str) -> int:
+        row = self.db.execute("SELECT offenses FROM offenders WHERE address = ?", (address,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def decisions(self, address: str, limit: int = 5) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT time, action, probability, requests, reason, detail FROM decisions WHERE address = ? "
+            "ORDER BY id DESC LIMIT ?", (address, limit))  # fmt: skip
+        return [{"time": t, "action": a, "probability": p, "requests": n, "reason": r, "detail": json.loads(d or "{}")}
+                for t, a, p, n, r, d in rows]  # fmt: skip
+
+    # --- writing: one transaction per batch ----------------------------------
+    def commit(
+        self,
+        *,
+        positions: dict[str, Position] | None = None,
+        counters: dict[str, int] | None = None,
+        bans: Iterable[Ban] = (),
+        unbans: Iterable[str] = (),
+        decisions: Iterable[dict[str, Any]] = (),
+    ) -> None:
+        """Everything a batch changed, atomically: positions, counters (added), new bans
+        (their offence counts go up), lifted bans, and decisions."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for path, p in (positions or {}).items():
+                db.execute("INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?)", (path, p.device, p.inode, p.offset))
+            for name, add in (counters or {}).items():
+                db.execute("INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + ?",
+                           (name, add, add))  # fmt: skip
+            for ban in bans:
+                db.execute("INSERT OR REPLACE INTO bans VALUES (?, ?, ?, ?)",
+                           (ban.address, ban.since, ban.until, ban.reason))  # fmt: skip
+                db.execute("INSERT INTO offenders VALUES (?, 1, ?) ON CONFLICT(address) DO UPDATE SET "
+                           "offenses = offenses + 1, last = ?", (ban.address, ban.since, ban.since))  # fmt: skip
+            for address in unbans:
+                db.execute("DELETE FROM bans WHERE address = ?", (address,))
+            for d in decisions:
+                db.execute("INSERT INTO decisions (time, address, action, probability, requests, reason, detail) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?)", (d["time"], d["address"], d["action"], d.get("probability"),
+                           d.get("requests"), d.get("reason", ""), json.dumps(d.get("detail", {}))))  # fmt: skip
+            db.execute("DELETE FROM decisions WHERE id <= (SELECT MAX(id) FROM decisions) - ?", (self.keep_decisions,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise

@@ -1,0 +1,203 @@
+"""The live watcher's parts: following files, the state file, actions, and the watcher itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nnscratch.weblogs.actions import (
+    Action,
+    Actions,
+    BanListFile,
+    Change,
+    CommandHook,
+    CrowdsecDecisions,
+    Fail2ban,
+    IpsetRestore,
+    JsonEvents,
+    NftablesSet,
+    NginxDeny,
+)  # fmt: skip
+from nnscratch.weblogs.follow import Backfill, Follower, Position
+from nnscratch.weblogs.state import Ban, Store
+from nnscratch.weblogs.watch import Allowlist
+
+
+def test_follower_waits_for_the_file_and_for_whole_lines(tmp_path):
+    path = tmp_path / "access.log"
+    follower = Follower(path)
+    assert follower.read() == [] and follower.position is None
+    path.write_bytes(b"one\ntw")  # a file that appears later is read from its first byte
+    assert follower.read() == [b"one\n"]
+    with path.open("ab") as f:
+        f.write(b"o\nthree\n")
+    assert follower.read() == [b"two\n", b"three\n"]
+    assert follower.position.offset == path.stat().st_size
+    existing = Follower(path)  # an existing file is followed from its end
+    existing.read()
+    with path.open("ab") as f:
+        f.write(b"four\n")
+    assert existing.read() == [b"four\n"] and Follower(path, from_start=True).read()[0] == b"one\n"
+
+
+def test_follower_survives_rename_and_copytruncate_rotation(tmp_path):
+    path = tmp_path / "access.log"
+    path.write_bytes(b"a\n")
+    follower = Follower(path, from_start=True, grace=0.3)
+    assert follower.read() == [b"a\n"]
+    path.rename(tmp_path / "access.log.1")
+    with (tmp_path / "access.log.1").open("ab") as f:  # the server writes on until it reopens
+        f.write(b"b\n")
+    assert follower.read() == [b"b\n"]
+    path.write_bytes(b"c\n")
+    with (tmp_path / "access.log.1").open("ab") as f:
+        f.write(b"late\n")
+    assert sorted(follower.read()) == [b"c\n", b"late\n"]
+    time.sleep(0.4)
+    assert follower.read() == [] and not follower.draining  # the old file, quiet for the grace time, is let go
+    with path.open("ab") as f:
+        f.write(b"d\n")
+    assert follower.read() == [b"d\n"]
+    path.write_bytes(b"")  # copy-truncate
+    with path.open("ab") as f:
+        f.write(b"e\n")
+    assert follower.read() == [b"e\n"]
+
+
+def test_follower_resumes_from_a_saved_position_even_across_a_rotation(tmp_path):
+    path = tmp_path / "access.log"
+    path.write_bytes(b"1\n2\n")
+    first = Follower(path, from_start=True)
+    assert first.read() == [b"1\n", b"2\n"]
+    saved = first.position
+    first.close()
+    with path.open("ab") as f:
+        f.write(b"3\n")
+    again = Follower(path, position=saved)
+    assert again.read() == [b"3\n"]
+    saved = again.position
+    again.close()
+    with path.open("ab") as f:
+        f.write(b"4\n")
+    path.rename(tmp_path / "access.log.1")  # rotated while the watcher was down
+    path.write_bytes(b"5\n")
+    resumed = Follower(path, position=saved)
+    assert resumed.read() == [b"4\n", b"5\n"]  # nothing lost, nothing twice
+    assert isinstance(saved, Position)
+
+
+def test_backfill_reads_a_gzip_log_once(tmp_path):
+    import gzip
+
+    path = tmp_path / "old.log.gz"
+    path.write_bytes(gzip.compress(b"x\ny\nz"))
+    backfill = Backfill(path, chunk=2)
+    assert Backfill.is_gzip(path) and backfill.read() == [b"x\n", b"y\n"] and backfill.read() == [b"z\n"]
+    assert backfill.read() == []
+
+
+def test_store_commits_batches_atomically_and_counts_offences(tmp_path):
+    store = Store(tmp_path / "state.sqlite")
+    assert sqlite3.connect(tmp_path / "state.sqlite").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    now = time.time()
+    store.commit(positions={"/a.log": Position(1, 2, 30)}, counters={"lines": 5},
+                 bans=[Ban("8.8.8.8", now, now + 60, "P(bad)=0.99")],
+                 decisions=[{"time": now, "address": "8.8.8.8", "action": "ban", "detail": {"x": 1}}])  # fmt: skip
+    store.commit(counters={"lines": 7}, unbans=["8.8.8.8"])
+    store.commit(bans=[Ban("8.8.8.8", now, now + 120, "again")])
+    store.close()
+    again = Store(tmp_path / "state.sqlite")
+    assert again.positions() == {"/a.log": Position(1, 2, 30)} and again.counter("lines") == 12
+    assert [b.reason for b in again.bans()] == ["again"] and again.offenses("8.8.8.8") == 2
+    assert again.decisions("8.8.8.8")[0]["detail"] == {"x": 1}
+    with pytest.raises(KeyError):  # a batch that fails half-way leaves nothing behind
+        again.commit(counters={"lines": 1}, bans=[Ban("9.9.9.9", now, now + 1, "")], decisions=[{"address": "x"}])
+    assert again.counter("lines") == 12 and [b.address for b in again.bans()] == ["8.8.8.8"]
+
+
+def test_file_actions_write_what_their_tools_read(tmp_path):
+    now = time.time()
+    active = [
+        Ban("203.0.113.7", now, now + 300, "P(bad)=0.97 over 40 requests"),
+        Ban("2001:db8::1", now, now + 60, "x"),
+    ]
+    changes = [Change("ban", "203.0.113.7", 300, "P(bad)=0.97"), Change("unban", "192.0.2.1", 0, "expired")]
+    BanListFile(tmp_path / "ban.txt").apply(changes, active)
+    assert (tmp_path / "ban.txt").read_text() == "2001:db8::1\n203.0.113.7\n"
+    NginxDeny(tmp_path / "deny.conf").apply(changes, active)
+    deny = (tmp_path / "deny.conf").read_text().splitlines()
+    assert deny[1].startswith("deny 2001:db8::1;") and deny[2].startswith("deny 203.0.113.7;")
+    IpsetRestore(tmp_path / "ipset.txt").apply(changes, active)
+    ipset = (tmp_path / "ipset.txt").read_text().splitlines()
+    assert ipset[:2] == ["create nnscratch hash:ip timeout 0 -exist", "flush nnscratch"]
+    assert ipset[2].startswith("add nnscratch 203.0.113.7 timeout 29") and len(ipset) == 3  # IPv4 set only
+    CrowdsecDecisions(tmp_path / "decisions.json").apply(changes, active)
+    decisions = json.loads((tmp_path / "decisions.json").read_text())
+    assert {d["value"] for d in decisions} == {"203.0.113.7", "2001:db8::1"}
+    assert all(d["type"] == "ban" and d["scope"] == "ip" and d["duration"].endswith("s") for d in decisions)
+    nft = NftablesSet(script=tmp_path / "nft.txt")
+    nft.apply(changes, active)
+    assert (tmp_path / "nft.txt").read_text().splitlines() == [
+        "add element inet nnscratch banned4 { 203.0.113.7 timeout 300s }",
+        "delete element inet nnscratch banned4 { 192.0.2.1 }"]  # fmt: skip
+    JsonEvents(str(tmp_path / "events.jsonl")).apply(changes, active)
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [(e["event"], e["address"]) for e in events] == [("ban", "203.0.113.7"), ("unban", "192.0.2.1")]
+
+
+def test_command_actions_run_real_commands(tmp_path):
+    record = tmp_path / "calls.txt"
+    script = f"import sys; open({str(record)!r}, 'a').write(' '.join(sys.argv[1:]) + chr(10))"
+    hook = CommandHook(shlex.join([sys.executable, "-c", script, "{event}", "{address}", "{seconds}", "{reason}"]))
+    hook.apply([Change("ban", "203.0.113.7", 600, "P(bad)=0.9; rm -rf /")], [])
+    assert record.read_text() == "ban 203.0.113.7 600 P(bad)=0.9; rm -rf /\n"  # one argument: no shell
+    client = tmp_path / "fail2ban-client"
+    client.write_text(f"#!{sys.executable}\n{script}\n")
+    client.chmod(0o755)
+    Fail2ban("nginx-bots", client=str(client)).apply([Change("ban", "203.0.113.7", 600), Change("unban", "1.2.3.4", 0)],
+                                                      [])  # fmt: skip
+    assert record.read_text().splitlines()[1:] == ["set nginx-bots banip 203.0.113.7", "set nginx-bots unbanip 1.2.3.4"]
+
+
+def test_a_failing_action_is_retried_and_never_stops_the_others(tmp_path):
+    class Flaky(Action):
+        name = "flaky"
+
+        def __init__(self) -> None:
+            self.calls, self.got = 0, []
+
+        def apply(self, changes, active):
+            self.calls += 1
+            if self.calls == 1:
+                raise OSError("firewall busy")
+            self.got += changes
+
+    flaky, reports = Flaky(), []
+    actions = Actions([flaky, BanListFile(tmp_path / "ban.txt")], report=reports.append, retry_after=0.0)
+    now = time.time()
+    actions.apply([Change("ban", "203.0.113.7", 60)], [Ban("203.0.113.7", now, now + 60, "")])
+    assert (tmp_path / "ban.txt").read_text() == "203.0.113.7\n" and "flaky failed" in reports[0]
+    actions.apply([Change("unban", "203.0.113.7", 0)], [])
+    assert [c.event for c in flaky.got] == ["ban", "unban"] and actions.failures == 1
+
+
+def test_allowlist_never_bans_private_loopback_or_listed_addresses(tmp_path):
+    listed = tmp_path / "allow.txt"
+    listed.write_text("# office\n198.18.0.0/15\n8.8.4.4\n")
+    allow = Allowlist(listed)
+    assert allow.why_not("8.8.8.8") is None and allow.why_not("8.8.4.4") == "allowlisted"
+    assert "private" in allow.why_not("127.0.0.3") and "private" in allow.why_not("10.1.2.3")
+    assert allow.why_not("abc123session") == "not an IP address"
+    assert Allowlist(ban_private=True).why_not("127.0.0.3") is None
+    listed.write_text("not-an-address\n")
+    with pytest.raises(ValueError, match="not an address or CIDR"):
+        allow.reload()
+    os.environ.get("PATH")  # nothing else to clean up
+    assert Path(listed).exists()
