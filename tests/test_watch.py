@@ -201,3 +201,149 @@ def test_allowlist_never_bans_private_loopback_or_listed_addresses(tmp_path):
         allow.reload()
     os.environ.get("PATH")  # nothing else to clean up
     assert Path(listed).exists()
+
+
+# --- the watcher on real log lines -------------------------------------------------------------------------------
+
+SCANNER, HUMAN = "203.0.113.50", "198.51.100.20"
+BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
+
+
+@pytest.fixture(scope="module")
+def watch_model(logs, tmp_path_factory):
+    from nnscratch.weblogs.data import LabelledLines
+    from nnscratch.weblogs.labels import RuleLabeler
+    from nnscratch.weblogs.model import WebLogModel
+
+    data = LabelledLines.gather(bad=[str(logs / "scanner_w3af_2016-12-22.log")], unknown_agent="Firefox/",
+                                logs=[str(logs / "secrepo_access_2021-10-22.log"),
+                                      str(logs / "elastic_apache_2015-05-17_18.log")],
+                                rules=RuleLabeler(), gray_as="bad")  # fmt: skip
+    model, _, _ = WebLogModel.train(data, restarts=1, epochs=4)
+    path = tmp_path_factory.mktemp("watch") / "model.safetensors"
+    model.save(path)
+    return path
+
+
+def scanner_lines(logs: Path, n: int, host: str = SCANNER) -> list[str]:
+    """The w3af scan's requests as sent by ``host``."""
+    rows = [r for r in (logs / "scanner_w3af_2016-12-22.log").read_text().splitlines() if '"w3af.org"' in r]
+    return [host + r[r.index(" ") :] for r in rows[:n]]
+
+
+def human_lines(n: int, host: str = HUMAN, start: int = 0) -> list[str]:
+    """A person reading pages with their assets, a few seconds apart."""
+    out = []
+    for i in range(n):
+        t = start + i * 7
+        stamp = f"22/Dec/2016:{21 + t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d} +0300"
+        target = ["/", "/blog/post-{k}.html", "/css/site.css", "/js/app.js", "/img/photo{k}.jpg"][i % 5].format(k=i)
+        out.append(f'{host} - - [{stamp}] "GET {target} HTTP/1.1" 200 2048 "https://example.org/" "{BROWSER}"')
+    return out
+
+
+def make_watcher(model, log, state, tmp_path, **settings):
+    from nnscratch.weblogs.watch import Watcher
+
+    actions = Actions([BanListFile(tmp_path / "ban.txt"), JsonEvents(str(tmp_path / "events.jsonl"))],
+                      report=lambda message: None)  # fmt: skip
+    settings.setdefault("allowlist", Allowlist(ban_private=True))
+    watcher = Watcher(model, [str(log)], Store(state), actions, judge_every=0.0, report=lambda m: None, **settings)
+    watcher.restore()
+    return watcher
+
+
+def append(path: Path, lines: list[str]) -> None:
+    with path.open("a") as f:
+        f.write("".join(line + "\n" for line in lines))
+
+
+def test_watcher_bans_the_scanner_not_the_person_and_explains_why(watch_model, logs, tmp_path, capsys):
+    from nnscratch.cli import main
+
+    log, state = tmp_path / "access.log", tmp_path / "state.sqlite"
+    log.touch()
+    watcher = make_watcher(watch_model, log, state, tmp_path)
+    watcher.step()  # opens the (empty) log at its end
+    append(log, human_lines(40) + scanner_lines(logs, 60))
+    assert watcher.step() == 100
+    assert (tmp_path / "ban.txt").read_text() == SCANNER + "\n"
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [(e["event"], e["address"]) for e in events] == [("ban", SCANNER)] and events[0]["seconds"] == 600
+    watcher.store.close()
+    assert main(["logs", "why", SCANNER, "--state", str(state)]) == 0
+    out = capsys.readouterr().out
+    assert "ban  P(bad)=" in out and "pushed up by" in out and "w3af.org" in out
+    assert main(["logs", "bans", "--state", str(state)]) == 0 and SCANNER in capsys.readouterr().out
+    assert main(["logs", "why", HUMAN, "--state", str(state)]) == 1  # never judged bad enough to record
+
+
+def test_dry_run_decides_and_acts_on_nothing(watch_model, logs, tmp_path):
+    log = tmp_path / "access.log"
+    log.write_text("")
+    watcher = make_watcher(watch_model, log, tmp_path / "state.sqlite", tmp_path, dry_run=True)
+    watcher.step()
+    append(log, scanner_lines(logs, 60))
+    watcher.step()
+    assert not (tmp_path / "ban.txt").exists() and not watcher.bans
+    assert watcher.store.decisions(SCANNER)[0]["action"] == "dry-run: would ban"
+
+
+def test_bans_expire_and_repeat_offenders_stay_out_longer(watch_model, logs, tmp_path):
+    log = tmp_path / "access.log"
+    log.write_text("")
+    watcher = make_watcher(watch_model, log, tmp_path / "state.sqlite", tmp_path, ban_time=0.5, factor=4.0)
+    watcher.step()
+    scan = scanner_lines(logs, 400)
+    append(log, scan[:60])
+    watcher.step()
+    first = watcher.bans[SCANNER]
+    assert first.until - first.since == pytest.approx(0.5)
+    time.sleep(0.6)
+    watcher.step()
+    assert SCANNER not in watcher.bans and (tmp_path / "ban.txt").read_text() == ""
+    append(log, scan[60:120])
+    watcher.step()
+    second = watcher.bans[SCANNER]
+    assert second.until - second.since == pytest.approx(2.0) and watcher.store.offenses(SCANNER) == 2
+    events = [json.loads(line)["event"] for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert events == ["ban", "unban", "ban"]
+
+
+def test_allowlisted_and_private_clients_are_judged_but_never_banned(watch_model, logs, tmp_path):
+    log = tmp_path / "access.log"
+    log.write_text("")
+    allow = Allowlist(extra=["203.0.113.0/24"], ban_private=True)
+    watcher = make_watcher(watch_model, log, tmp_path / "state.sqlite", tmp_path, allowlist=allow)
+    watcher.step()
+    append(log, scanner_lines(logs, 60) + scanner_lines(logs, 60, host="10.9.8.7"))
+    watcher.step()
+    assert list(watcher.bans) == ["10.9.8.7"]  # --ban-private: the private one may go
+    assert watcher.store.decisions(SCANNER)[0]["action"] == "not banned: allowlisted"
+    private = make_watcher(watch_model, log, tmp_path / "other.sqlite", tmp_path, allowlist=Allowlist())
+    private.step()
+    append(log, scanner_lines(logs, 60, host="10.9.8.7"))
+    private.step()
+    assert not private.bans and "private" in private.store.decisions("10.9.8.7")[0]["action"]
+
+
+def test_a_restart_resumes_after_the_last_line_and_restores_bans(watch_model, logs, tmp_path):
+    log, state = tmp_path / "access.log", tmp_path / "state.sqlite"
+    lines = human_lines(30) + scanner_lines(logs, 60)
+    log.write_text("")
+    first = make_watcher(watch_model, log, state, tmp_path)
+    first.step()
+    append(log, lines[:50])
+    first.step()
+    append(log, lines[50:70])
+    first.step()
+    first.store.close()
+    (tmp_path / "ban.txt").unlink(missing_ok=True)
+    append(log, lines[70:])  # written while the watcher was down
+    second = make_watcher(watch_model, log, state, tmp_path)
+    second.step()
+    assert second.lines == len(lines) == second.store.counter("lines")
+    assert SCANNER in second.bans and (tmp_path / "ban.txt").read_text() == SCANNER + "\n"  # restored
+    second.store.commit(unbans=[SCANNER])  # as `nnscratch logs bans --unban` does
+    second.step()
+    assert SCANNER not in second.bans and (tmp_path / "ban.txt").read_text() == ""

@@ -34,7 +34,7 @@ AGENT_CLASSES = ("browser", "crawler", "monitor", "script", "attack-tool", "empt
 FEATURES = (
     "log_requests", "log_duration", "log_rate_per_minute", "gap_cv", "same_second_share", "share_4xx",
     "share_5xx", "distinct_path_share", "static_share", "post_share", "head_share", "other_method_share",
-    "flagged_share", "no_referrer_share", "malformed_share",
+    "flagged_share", "no_referrer_share", "malformed_share", "bad_line_share",
 ) + tuple(f"agent_{name}" for name in AGENT_CLASSES)  # fmt: skip
 
 
@@ -140,7 +140,7 @@ class ClientBook:
         values = [
             math.log1p(n), math.log1p(duration), math.log1p(n / (duration + 60.0) * 60.0), min(cv, 10.0),
             s.same / ngaps if ngaps else 0.0, s.e4 / n, s.e5 / n, len(s.paths) / n, s.static / n, s.post / n,
-            s.head / n, s.other / n, s.flagged / n, s.noref / n, s.malformed / n,
+            s.head / n, s.other / n, s.flagged / n, s.noref / n, s.malformed / n, s.bad_lines / n,
         ] + [agents[name] / total_agents for name in AGENT_CLASSES]  # fmt: skip
         return np.array(values, dtype=np.float64)
 
@@ -216,7 +216,9 @@ class ClientModel:
         if len(np.unique(y)) < 2:
             raise ValueError(f"Client training needs bad and not-bad clients; the labels hold only {np.unique(y)}.")
         mean, scale = X.mean(axis=0), X.std(axis=0)
-        scale = np.where(scale > 1e-9, scale, 1.0)
+        # A floor on the scale: a share that is nearly always 0 in training (an attack-tool user
+        # agent) would otherwise become a huge input and saturate the network in any direction.
+        scale = np.maximum(scale, 0.25)
         counts = np.bincount(y, minlength=2).astype(float)
         weights = (len(y) / (2 * counts))[y]
         network = Network.from_sizes([len(FEATURES), hidden, 2], "tanh", "softmax", optimizer=Adam(0.01),
