@@ -88,3 +88,19 @@ def _load_once(path: str) -> tuple:
     if path not in _CACHE:
         _CACHE[path] = load_mnist(path)
     return _CACHE[path]
+
+
+@pytest.fixture(scope="session")
+def watch_model(logs, tmp_path_factory):
+    from nnscratch.weblogs.data import LabelledLines
+    from nnscratch.weblogs.labels import RuleLabeler
+    from nnscratch.weblogs.model import WebLogModel
+
+    data = LabelledLines.gather(bad=[str(logs / "scanner_w3af_2016-12-22.log")], unknown_agent="Firefox/",
+                                logs=[str(logs / "secrepo_access_2021-10-22.log"),
+                                      str(logs / "elastic_apache_2015-05-17_18.log")],
+                                rules=RuleLabeler(), gray_as="bad")  # fmt: skip
+    model, _, _ = WebLogModel.train(data, restarts=1, epochs=4)
+    path = tmp_path_factory.mktemp("watch") / "model.safetensors"
+    model.save(path)
+    return path

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.watch_helpers import HUMAN, SCANNER, human_lines, scanner_lines
 
 from nnscratch.weblogs.actions import (
     Action,
@@ -205,42 +206,6 @@ def test_allowlist_never_bans_private_loopback_or_listed_addresses(tmp_path):
 
 # --- the watcher on real log lines -------------------------------------------------------------------------------
 
-SCANNER, HUMAN = "203.0.113.50", "198.51.100.20"
-BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
-
-
-@pytest.fixture(scope="module")
-def watch_model(logs, tmp_path_factory):
-    from nnscratch.weblogs.data import LabelledLines
-    from nnscratch.weblogs.labels import RuleLabeler
-    from nnscratch.weblogs.model import WebLogModel
-
-    data = LabelledLines.gather(bad=[str(logs / "scanner_w3af_2016-12-22.log")], unknown_agent="Firefox/",
-                                logs=[str(logs / "secrepo_access_2021-10-22.log"),
-                                      str(logs / "elastic_apache_2015-05-17_18.log")],
-                                rules=RuleLabeler(), gray_as="bad")  # fmt: skip
-    model, _, _ = WebLogModel.train(data, restarts=1, epochs=4)
-    path = tmp_path_factory.mktemp("watch") / "model.safetensors"
-    model.save(path)
-    return path
-
-
-def scanner_lines(logs: Path, n: int, host: str = SCANNER) -> list[str]:
-    """The w3af scan's requests as sent by ``host``."""
-    rows = [r for r in (logs / "scanner_w3af_2016-12-22.log").read_text().splitlines() if '"w3af.org"' in r]
-    return [host + r[r.index(" ") :] for r in rows[:n]]
-
-
-def human_lines(n: int, host: str = HUMAN, start: int = 0) -> list[str]:
-    """A person reading pages with their assets, a few seconds apart."""
-    out = []
-    for i in range(n):
-        t = start + i * 7
-        stamp = f"22/Dec/2016:{21 + t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d} +0300"
-        target = ["/", "/blog/post-{k}.html", "/css/site.css", "/js/app.js", "/img/photo{k}.jpg"][i % 5].format(k=i)
-        out.append(f'{host} - - [{stamp}] "GET {target} HTTP/1.1" 200 2048 "https://example.org/" "{BROWSER}"')
-    return out
-
 
 def make_watcher(model, log, state, tmp_path, **settings):
     from nnscratch.weblogs.watch import Watcher
@@ -347,3 +312,56 @@ def test_a_restart_resumes_after_the_last_line_and_restores_bans(watch_model, lo
     second.store.commit(unbans=[SCANNER])  # as `nnscratch logs bans --unban` does
     second.step()
     assert SCANNER not in second.bans and (tmp_path / "ban.txt").read_text() == ""
+
+
+def _watch_process(model, log, state, ban_list, *extra):
+    import subprocess
+
+    command = [sys.executable, "-m", "nnscratch", "logs", "watch", str(model), str(log), "--state", str(state),
+               "--ban-list", str(ban_list), "--ban-private", "--from-start", "--batch", "300", "--poll", "0.05",
+               "--status-every", "1000", *extra]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _lines_done(state: Path) -> int:
+    if not state.exists():
+        return 0
+    store = Store(state)
+    try:
+        return store.counter("lines")
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_kill_9_and_restart_count_every_line_once_and_restore_bans(watch_model, logs, tmp_path):
+    """Kill the watcher with SIGKILL at random moments while it works through a log, restart
+    it each time: in the end every line was counted exactly once, and the ban survives."""
+    import random
+    import signal
+
+    log, state, ban_list = tmp_path / "access.log", tmp_path / "state.sqlite", tmp_path / "ban.txt"
+    lines = (human_lines(300) + scanner_lines(logs, 1500)) * 12
+    log.write_text("".join(line + "\n" for line in lines))
+    rng = random.Random(4)
+    kills = 0
+    for fraction in sorted(rng.uniform(0.05, 0.9) for _ in range(6)):  # kill as the count passes each
+        proc = _watch_process(watch_model, log, state, ban_list)
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None and _lines_done(state) < fraction * len(lines):
+            time.sleep(rng.uniform(0.0, 0.05))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        kills += 1
+    proc = _watch_process(watch_model, log, state, ban_list)
+    deadline = time.time() + 60
+    while time.time() < deadline and _lines_done(state) < len(lines):
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    store = Store(state)
+    assert store.counter("lines") == len(lines) and kills == 6
+    assert [b.address for b in store.bans()] == [SCANNER] and ban_list.read_text() == SCANNER + "\n"
+    assert sum(d["action"] == "ban" for d in store.decisions(SCANNER, 100)) == 1  # banned once, never again

@@ -19,6 +19,7 @@ import os
 import select
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, NamedTuple
@@ -35,32 +36,46 @@ class Position(NamedTuple):
 
 
 class _Reader:
-    """An open file with the partial line read from it so far."""
+    """An open file: lines read ahead but not handed out yet, and the partial line after them.
+
+    ``offset`` is the byte after the last line handed out: what a restart resumes from.
+    """
 
     def __init__(self, handle: IO[bytes], offset: int, max_line: int) -> None:
         self.handle, self.offset, self.max_line = handle, offset, max_line
+        self.pending: deque[bytes] = deque()
         self.partial = b""
         self.quiet_since = time.monotonic()
 
-    def lines(self, at_end: bool = False) -> list[bytes]:
-        """Complete lines written since the last call (the partial line too when ``at_end``)."""
-        out: list[bytes] = []
-        while True:
+    def _fill(self, wanted: float) -> None:
+        while len(self.pending) < wanted:
             block = self.handle.read(1 << 20)
             if not block:
                 break
             lines = (self.partial + block).split(b"\n")
             self.partial = lines.pop()
-            for line in lines:
-                self.offset += len(line) + 1
-                out.append(line[: self.max_line] + b"\n")
-        if at_end and self.partial:
+            self.pending.extend(lines)
+
+    def lines(self, limit: float = float("inf"), at_end: bool = False) -> list[bytes]:
+        """Up to ``limit`` complete lines (the partial line too when ``at_end`` and nothing is left)."""
+        self._fill(limit)
+        out: list[bytes] = []
+        pending = self.pending
+        while pending and len(out) < limit:
+            line = pending.popleft()
+            self.offset += len(line) + 1
+            out.append(line[: self.max_line] + b"\n")
+        if at_end and not pending and self.partial and len(out) < limit:
             self.offset += len(self.partial)
             out.append(self.partial[: self.max_line] + b"\n")
             self.partial = b""
         if out:
             self.quiet_since = time.monotonic()
         return out
+
+    @property
+    def done(self) -> bool:
+        return not self.pending and not self.partial
 
 
 class Follower:
@@ -133,21 +148,24 @@ class Follower:
                 return candidate.open("rb")
         return None
 
-    def read(self) -> list[bytes]:
-        """Every complete line written since the last call (empty when nothing new)."""
+    def read(self, limit: float = float("inf")) -> list[bytes]:
+        """The complete lines written since the last call, at most ``limit`` (the rest comes next time)."""
         out: list[bytes] = []
         opened = self.current is not None or self._open()
         now = time.monotonic()
         for reader in list(self.draining):  # older files first
-            out += reader.lines()
-            if now - reader.quiet_since > self.grace:
-                out += reader.lines(at_end=True)
-                reader.handle.close()
-                self.draining.remove(reader)
-        if not opened:
+            out += reader.lines(limit - len(out))
+            if len(out) < limit and now - reader.quiet_since > self.grace:
+                out += reader.lines(limit - len(out), at_end=True)
+                if reader.done:
+                    reader.handle.close()
+                    self.draining.remove(reader)
+        if not opened or len(out) >= limit:
             return out
         assert self.current is not None
-        out += self.current.lines()
+        out += self.current.lines(limit - len(out))
+        if self.current.pending:  # more to hand out already: rotation can wait for the next call
+            return out
         try:
             stat = self.path.stat()
         except FileNotFoundError:
@@ -156,11 +174,11 @@ class Follower:
             self.draining.append(self.current)
             self.current = None
             if self._open():
-                out += self.current.lines()
-        elif stat.st_size < self.current.offset + len(self.current.partial):  # copy-truncate: from the start
+                out += self.current.lines(limit - len(out))
+        elif stat.st_size < self.current.handle.tell():  # copy-truncate: from the start
             self.current.handle.seek(0)
             self.current.offset, self.current.partial = 0, b""
-            out += self.current.lines()
+            out += self.current.lines(limit - len(out))
         return out
 
     def close(self) -> None:
@@ -178,25 +196,26 @@ class StdinFollower:
 
     def __init__(self) -> None:
         self.partial = b""
+        self.pending: deque[bytes] = deque()
         self.closed = False
 
-    def read(self) -> list[bytes]:
-        if self.closed:
-            return []
+    def read(self, limit: float = float("inf")) -> list[bytes]:
         fd = sys.stdin.fileno()
-        chunks = []
-        while select.select([fd], [], [], 0)[0]:
+        while not self.closed and len(self.pending) < limit and select.select([fd], [], [], 0)[0]:
             block = os.read(fd, 1 << 20)
             if not block:
                 self.closed = True
+                if self.partial:
+                    self.pending.append(self.partial)
+                    self.partial = b""
                 break
-            chunks.append(block)
-        lines = (self.partial + b"".join(chunks)).split(b"\n")
-        self.partial = lines.pop()
-        if self.closed and self.partial:
-            lines.append(self.partial)
-            self.partial = b""
-        return [line + b"\n" for line in lines]
+            lines = (self.partial + block).split(b"\n")
+            self.partial = lines.pop()
+            self.pending.extend(lines)
+        out = []
+        while self.pending and len(out) < limit:
+            out.append(self.pending.popleft() + b"\n")
+        return out
 
     def close(self) -> None:
         self.closed = True
@@ -221,7 +240,7 @@ class Backfill:
         except OSError:
             return False
 
-    def read(self) -> list[bytes]:
+    def read(self, limit: float = float("inf")) -> list[bytes]:
         if self._handle is None:
             self._handle = gzip.open(self.path, "rb") if self.is_gzip(self.path) else open(self.path, "rb")
             self._lines = iter(self._handle)
@@ -229,7 +248,7 @@ class Backfill:
         out = []
         for line in self._lines:
             out.append(line if line.endswith(b"\n") else line + b"\n")
-            if len(out) >= self.chunk:
+            if len(out) >= min(self.chunk, limit):
                 break
         return out
 

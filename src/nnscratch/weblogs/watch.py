@@ -82,6 +82,7 @@ class Watcher:
         allowlist: Allowlist | None = None, dry_run: bool = False, challenge: str | Path | None = None,
         challenge_threshold: float = 0.5, judge_every: float = 1.0, poll: float = 0.2, idle: float = 1800.0,
         max_clients: int = 200_000, status_every: float = 60.0, report: Callable[[str], Any] | None = None,
+        batch: int = 20_000,
     ) -> None:  # fmt: skip
         self.model_path, self.store, self.actions = Path(model_path), store, actions
         self.model = self._load_model()
@@ -93,7 +94,7 @@ class Watcher:
         ]  # fmt: skip
         self.ban_time, self.factor, self.max_ban_time = ban_time, factor, max_ban_time
         self.allowlist = allowlist or Allowlist()
-        self.dry_run, self.judge_every, self.poll = dry_run, judge_every, poll
+        self.dry_run, self.judge_every, self.poll, self.batch = dry_run, judge_every, poll, batch
         self.challenge, self.challenge_threshold = Path(challenge) if challenge else None, challenge_threshold
         self.book = ClientBook(idle=idle, max_clients=max_clients)
         self.examples: dict[str, list[str]] = {}
@@ -153,22 +154,23 @@ class Watcher:
         while not self.stopping and not (until is not None and until()):
             if self.step() == 0:
                 time.sleep(self.poll)
-        self.step()  # what arrived before the signal
+        self.step(final=True)  # what arrived before the signal, judged at once
         for follower in self.followers:
             follower.close()
 
-    def step(self) -> int:
-        """Read, label, judge, expire, commit, act. Returns the number of lines read."""
+    def step(self, final: bool = False) -> int:
+        """Read, label, judge (once a second, or now if ``final``), expire, commit, act.
+        Returns the number of lines read."""
         if self.reloading:
             self.reloading = False
             self._reload()
         batch: list[tuple[str, bytes]] = []
-        for follower in self.followers:
-            batch += [(str(follower.path), raw) for raw in follower.read()]
+        for follower in self.followers:  # at most ``batch`` lines a step: each step is committed
+            batch += [(str(follower.path), raw) for raw in follower.read(self.batch - len(batch))]
         self._label(batch)
         now = time.time()
         changes, decisions = [], []
-        if time.monotonic() - self._last_judge >= self.judge_every:
+        if final or time.monotonic() - self._last_judge >= self.judge_every:
             self._last_judge = time.monotonic()
             changes, decisions = self._judge(now)
         for address in [a for a, b in self.bans.items() if b.until <= now]:

@@ -1,0 +1,194 @@
+"""End to end against the real thing: nginx serves a site on 127.0.0.1 and writes its access log,
+a person browses from 127.0.0.2 and a scanner from 127.0.0.3, and ``nnscratch logs watch`` bans
+the scanner through an nginx include (then through an nftables set of its own). Traffic goes only
+to loopback addresses, bounded in count and time."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tests.watch_helpers import BROWSER, scanner_lines
+
+from nnscratch.weblogs.state import Store
+
+pytestmark = pytest.mark.slow
+
+
+def _need(tool: str) -> str:
+    path = shutil.which(tool) or (f"/usr/sbin/{tool}" if Path(f"/usr/sbin/{tool}").exists() else None)
+    if path is None:
+        message = f"{tool} is not installed (Debian package {'nftables' if tool == 'nft' else tool})"
+        if os.environ.get("CI"):
+            pytest.fail(message + "; .ci/run installs it")
+        pytest.skip(message)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def nginx(tmp_path):
+    binary = _need("nginx")
+    site = tmp_path / "site"
+    site.mkdir()
+    for name in ("index.html", "about.html", "news.html", "contact.html"):
+        (site / name).write_text(f"<html><link rel=stylesheet href=/style.css><script src=/app.js></script>{name}")
+    (site / "style.css").write_text("body { color: #333 }")
+    (site / "app.js").write_text("console.log(1)")
+    (tmp_path / "deny.conf").write_text("# empty\n")
+    port = _free_port()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"""
+user root;
+worker_processes 1;
+daemon off;
+pid {tmp_path}/nginx.pid;
+error_log {tmp_path}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log {tmp_path}/access.log combined;
+    client_body_temp_path {tmp_path}/tmp_body; proxy_temp_path {tmp_path}/tmp_proxy;
+    fastcgi_temp_path {tmp_path}/tmp_fcgi; uwsgi_temp_path {tmp_path}/tmp_uwsgi; scgi_temp_path {tmp_path}/tmp_scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        root {site};
+        include {tmp_path}/deny.conf;
+    }}
+}}
+""")
+    proc = subprocess.Popen([binary, "-c", str(conf), "-p", str(tmp_path)], stderr=subprocess.PIPE)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail(f"nginx did not start: {proc.stderr.read().decode()}")
+    control = [binary, "-c", str(conf), "-p", str(tmp_path)]
+    yield {"port": port, "dir": tmp_path, "control": control, "log": tmp_path / "access.log"}
+    proc.send_signal(signal.SIGQUIT)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def get(port: int, source: str, target: str, agent: str, referrer: str | None = None, timeout: float = 2.0) -> int:
+    """One request from the loopback address ``source``; the status, or 0 when nothing answered."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout, source_address=(source, 0))
+    headers = {"User-Agent": agent, **({"Referer": referrer} if referrer else {})}
+    try:
+        connection.request("GET", target, headers=headers)
+        return connection.getresponse().status
+    except OSError:
+        return 0
+    finally:
+        connection.close()
+
+
+def watch(model: Path, log: Path, state: Path, *actions: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "nnscratch", "logs", "watch", str(model), str(log), "--state", str(state),
+               "--ban-private", "--ban-time", "6", "--poll", "0.05", "--status-every", "1000", *actions]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def stop(proc: subprocess.Popen) -> str:
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    return err.decode()
+
+
+def scanner_targets(logs: Path, n: int) -> list[str]:
+    return [line.split('"')[1].split(" ")[1] for line in scanner_lines(logs, 400) if '"GET ' in line][:n]
+
+
+def test_nginx_bans_the_scanner_keeps_the_person_and_survives_rotation(nginx, watch_model, logs):
+    port, folder = nginx["port"], nginx["dir"]
+    watcher = watch(watch_model, nginx["log"], folder / "state.sqlite", "--nginx", str(folder / "deny.conf"),
+                    "--nginx-reload", " ".join([*nginx["control"], "-s", "reload"]),
+                    "--events", str(folder / "events.jsonl"))  # fmt: skip
+    time.sleep(1.5)  # the watcher opens the log at its end
+    pages = ["/index.html", "/about.html", "/news.html", "/contact.html"]
+    human: list[int] = []
+
+    def browse(k: int) -> None:
+        page = pages[k % len(pages)]
+        human.append(get(port, "127.0.0.2", page, BROWSER, f"http://127.0.0.1:{port}/"))
+        for asset in ("/style.css", "/app.js"):
+            human.append(get(port, "127.0.0.2", asset, BROWSER, f"http://127.0.0.1:{port}{page}"))
+
+    for k in range(4):
+        browse(k)
+        time.sleep(0.7)
+    start, banned_after, scanner = time.time(), None, []
+    for target in scanner_targets(logs, 300):  # at most 300 requests, 20 a second
+        status = get(port, "127.0.0.3", target, "w3af.org")
+        scanner.append(status)
+        if status == 403:
+            banned_after = time.time() - start
+            break
+        time.sleep(0.05)
+    assert banned_after is not None and banned_after < 15, scanner[-5:]
+    for k in range(4, 8):  # the person goes on browsing, and the log is rotated meanwhile
+        browse(k)
+        if k == 5:
+            os.rename(nginx["log"], folder / "access.log.1")
+            subprocess.run([*nginx["control"], "-s", "reopen"], check=True, timeout=10)
+        time.sleep(0.7)
+    assert set(human) == {200}, human
+    assert "deny 127.0.0.3;" in (folder / "deny.conf").read_text()
+    time.sleep(7.0)  # the 6-second ban runs out (a banned client that keeps knocking would be extended)
+    assert get(port, "127.0.0.3", "/index.html", "w3af.org") == 200
+    time.sleep(1.5)
+    stop(watcher)
+    written = sum(len(p.read_text().splitlines()) for p in (folder / "access.log.1", nginx["log"]))
+    store = Store(folder / "state.sqlite")
+    assert store.counter("lines") == written  # the rotation lost no line and repeated none
+    events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    assert [(e["event"], e["address"]) for e in events][:2] == [("ban", "127.0.0.3"), ("unban", "127.0.0.3")]
+    assert "127.0.0.2" not in {e["address"] for e in events}
+
+
+def test_nftables_set_drops_the_scanner(nginx, watch_model, logs):
+    nft = _need("nft")
+    probe = subprocess.run([nft, "list", "tables"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"nftables cannot run here: {probe.stderr.strip()}")
+    port, folder, table = nginx["port"], nginx["dir"], f"nnscratch_test_{os.getpid()}"
+    watcher = watch(watch_model, nginx["log"], folder / "nft.sqlite", "--nft", "--nft-apply", "--nft-table", table)
+    try:
+        time.sleep(1.5)
+        statuses = []
+        for target in scanner_targets(logs, 300):
+            status = get(port, "127.0.0.4", target, "w3af.org", timeout=1.0)
+            statuses.append(status)
+            if status == 0:  # dropped: nothing answers
+                break
+            time.sleep(0.05)
+        assert statuses[-1] == 0 and len(statuses) < 300, statuses[-5:]
+        listed = subprocess.run([nft, "list", "set", "inet", table, "banned4"], capture_output=True, text=True)
+        assert "127.0.0.4" in listed.stdout and "timeout" in listed.stdout
+        assert get(port, "127.0.0.2", "/index.html", BROWSER) == 200  # others still get through
+        stop(watcher)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+        subprocess.run([nft, "delete", "table", "inet", table], capture_output=True)
