@@ -365,3 +365,49 @@ def test_kill_9_and_restart_count_every_line_once_and_restore_bans(watch_model, 
     assert store.counter("lines") == len(lines) and kills == 6
     assert [b.address for b in store.bans()] == [SCANNER] and ban_list.read_text() == SCANNER + "\n"
     assert sum(d["action"] == "ban" for d in store.decisions(SCANNER, 100)) == 1  # banned once, never again
+
+
+def test_signals_stop_and_reload(watch_model, logs, tmp_path):
+    import signal
+
+    allow_file = tmp_path / "allow.txt"
+    allow_file.write_text("")
+    log = tmp_path / "access.log"
+    log.write_text("")
+    watcher = make_watcher(watch_model, log, tmp_path / "state.sqlite", tmp_path,
+                           allowlist=Allowlist(allow_file, ban_private=True))  # fmt: skip
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)}
+    try:
+        watcher.install_signals()
+        allow_file.write_text(SCANNER + "\n")
+        os.kill(os.getpid(), signal.SIGHUP)
+        watcher.step()
+        assert watcher.allowlist.why_not(SCANNER) == "allowlisted" and not watcher.reloading
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert watcher.stopping
+        append(log, scanner_lines(logs, 60))
+        watcher.run()  # returns at once: it was told to stop, and judges what it read first
+        assert watcher.lines == 60 and not watcher.bans
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def test_standard_input_is_followed(watch_model, logs, tmp_path):
+    import signal
+    import subprocess
+
+    state = tmp_path / "state.sqlite"
+    command = [sys.executable, "-m", "nnscratch", "logs", "watch", str(watch_model), "-", "--state", str(state),
+               "--ban-private", "--ban-list", str(tmp_path / "ban.txt"), "--poll", "0.05"]  # fmt: skip
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write("".join(line + "\n" for line in scanner_lines(logs, 60)).encode())
+    proc.stdin.close()
+    deadline = time.time() + 30
+    while time.time() < deadline and not (tmp_path / "ban.txt").exists():
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    proc.stdin = None  # already closed: communicate must not flush it
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    assert (tmp_path / "ban.txt").read_text() == SCANNER + "\n" and b"stopped after 60 lines" in err
