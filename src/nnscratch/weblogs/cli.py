@@ -285,7 +285,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         args.model, args.logs, store, a.Actions(chosen), from_start=args.from_start, ban_time=args.ban_time,
         factor=args.ban_factor, max_ban_time=args.max_ban_time, dry_run=args.dry_run, challenge=args.challenge,
         allowlist=Allowlist(args.allowlist, args.allow, ban_private=args.ban_private),
-        status_every=args.status_every, poll=args.poll, batch=args.batch,
+        status_every=args.status_every, poll=args.poll, batch=args.batch, max_clients=args.max_clients,
     )  # fmt: skip
     client_model = watcher.model.client_model
     if args.ban_threshold is not None:
@@ -531,6 +531,8 @@ def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
     p.add_argument("--status-every", type=positive_float, default=60.0, help="seconds between status lines")
     p.add_argument("--poll", type=positive_float, default=0.2, help="seconds between reads when idle")
     p.add_argument("--batch", type=positive_int, default=20_000, help="most lines a step reads (and commits)")
+    p.add_argument("--max-clients", type=positive_int, default=100_000,
+                   help="clients kept in memory (about 1.3 KB each); the longest-known leave first")
     p.set_defaults(func=cmd_watch)
 
     p = commands.add_parser("bans", help="list or lift a watcher's bans", description=cmd_bans.__doc__,

@@ -81,7 +81,7 @@ class Watcher:
         from_start: bool = False, ban_time: float = 600.0, factor: float = 2.0, max_ban_time: float = 7 * 86400.0,
         allowlist: Allowlist | None = None, dry_run: bool = False, challenge: str | Path | None = None,
         challenge_threshold: float = 0.5, judge_every: float = 1.0, poll: float = 0.2, idle: float = 1800.0,
-        max_clients: int = 200_000, status_every: float = 60.0, report: Callable[[str], Any] | None = None,
+        max_clients: int = 100_000, status_every: float = 60.0, report: Callable[[str], Any] | None = None,
         batch: int = 20_000,
     ) -> None:  # fmt: skip
         self.model_path, self.store, self.actions = Path(model_path), store, actions
