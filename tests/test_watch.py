@@ -411,3 +411,17 @@ def test_standard_input_is_followed(watch_model, logs, tmp_path):
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err.decode()
     assert (tmp_path / "ban.txt").read_text() == SCANNER + "\n" and b"stopped after 60 lines" in err
+
+
+def test_gray_clients_go_to_the_challenge_file(watch_model, logs, tmp_path):
+    log = tmp_path / "access.log"
+    log.write_text("")
+    challenge = tmp_path / "challenge.txt"
+    watcher = make_watcher(watch_model, log, tmp_path / "state.sqlite", tmp_path, challenge=challenge,
+                           challenge_threshold=0.5)  # fmt: skip
+    watcher.model.client_model.threshold = 0.999  # nobody is bad enough to ban: the scanner is gray
+    watcher.step()
+    append(log, scanner_lines(logs, 60) + human_lines(30))
+    watcher.step()
+    assert not watcher.bans and challenge.read_text() == SCANNER + "\n"
+    assert watcher.store.decisions(SCANNER)[0]["action"] == "challenge"
