@@ -531,8 +531,12 @@ def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
     p.add_argument("--status-every", type=positive_float, default=60.0, help="seconds between status lines")
     p.add_argument("--poll", type=positive_float, default=0.2, help="seconds between reads when idle")
     p.add_argument("--batch", type=positive_int, default=20_000, help="most lines a step reads (and commits)")
-    p.add_argument("--max-clients", type=positive_int, default=100_000,
-                   help="clients kept in memory (about 1.3 KB each); the longest-known leave first")
+    p.add_argument(
+        "--max-clients",
+        type=positive_int,
+        default=100_000,
+        help="clients kept in memory (about 1.3 KB each); the longest-known leave first",
+    )
     p.set_defaults(func=cmd_watch)
 
     p = commands.add_parser("bans", help="list or lift a watcher's bans", description=cmd_bans.__doc__,

@@ -34,7 +34,7 @@ AGENT_CLASSES = ("browser", "crawler", "monitor", "script", "attack-tool", "empt
 FEATURES = (
     "log_requests", "log_duration", "log_rate_per_minute", "gap_cv", "same_second_share", "share_4xx",
     "share_5xx", "distinct_path_share", "static_share", "post_share", "head_share", "other_method_share",
-    "flagged_share", "no_referrer_share", "malformed_share", "bad_line_share",
+    "flagged_share", "no_referrer_share", "malformed_share",
 ) + tuple(f"agent_{name}" for name in AGENT_CLASSES)  # fmt: skip
 
 
@@ -140,7 +140,7 @@ class ClientBook:
         values = [
             math.log1p(n), math.log1p(duration), math.log1p(n / (duration + 60.0) * 60.0), min(cv, 10.0),
             s.same / ngaps if ngaps else 0.0, s.e4 / n, s.e5 / n, len(s.paths) / n, s.static / n, s.post / n,
-            s.head / n, s.other / n, s.flagged / n, s.noref / n, s.malformed / n, s.bad_lines / n,
+            s.head / n, s.other / n, s.flagged / n, s.noref / n, s.malformed / n,
         ] + [agents[name] / total_agents for name in AGENT_CLASSES]  # fmt: skip
         return np.array(values, dtype=np.float64)
 

@@ -17,7 +17,6 @@ projection and the settings.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -126,24 +125,6 @@ class Prepared:
     clients: np.ndarray
     summaries: dict[str, ClientState]
 
-    def rows_of(self, keys: Sequence[str]) -> np.ndarray:
-        """Every line (labelled or not) of the clients ``keys``."""
-        wanted = set(keys)
-        return np.array([i for i, c in enumerate(self.clients) if c in wanted], dtype=np.int64)
-
-    def summaries_with(self, keys: Sequence[str], rows: np.ndarray, bad: np.ndarray) -> list[tuple[str, ClientState]]:
-        """The summaries of ``keys`` with their bad-line counts from a line model's verdicts
-        ``bad`` on ``rows`` (which must hold every line of those clients)."""
-        counts: dict[str, int] = {}
-        for client, flag in zip(self.clients[rows], bad, strict=True):
-            counts[client] = counts.get(client, 0) + int(flag)
-        out = []
-        for key in keys:
-            state = copy.copy(self.summaries[key])
-            state.bad_lines = counts.get(key, 0)
-            out.append((key, state))
-        return out
-
     def client_truth(self, rows: np.ndarray) -> dict[str, bool]:
         """Each client of ``rows`` that has labelled lines: is it bad (at least half its labelled lines bad)?"""
         bad: dict[str, list[int]] = {}
@@ -168,7 +149,7 @@ def prepare(featurizer: Featurizer, data: LabelledLines) -> Prepared:
         book = ClientBook(idle=float("inf"))
         for i in in_time_order(indices, lambda j: records[j].time, tiebreak=lambda j: records[j]):
             tokens[i], facts = featurizer.tokens_and_facts(records[i])
-            book.add(records[i], facts)  # bad-line counts come from a line model: ``summaries_with``
+            book.add(records[i], facts)
             clients[i] = f"{Path(name).name}|{client_of(records[i])}"
         summaries.update((f"{Path(name).name}|{client}", state) for client, state in book.drain())
     return Prepared(data, tokens, clients, summaries)  # type: ignore[arg-type]
@@ -304,52 +285,17 @@ class WebLogModel:
                              progress=progress)  # fmt: skip
         if result.best is None:
             raise RuntimeError("Every network failed to train:\n" + result.format_table())
-        model = cls(featurizer, result.best, classes, projection, None, line_threshold)
+        client_model = None
         if "bad" in classes:
             truth = prepared.client_truth(client_rows)
             if len(set(truth.values())) == 2:
                 keys = sorted(truth)
-                # The client model sees each client's share of lines the line model calls bad. On
-                # its own training lines the line model is too sure of itself, so those shares come
-                # from two more networks, each trained on the other half of the training clients.
-                rows, bad = model._out_of_fold_bad(prepared, keys, train, build, epochs, batch_size, seed)
-                summaries = prepared.summaries_with(keys, rows, bad)
-                model.client_model = ClientModel.fit(
-                    np.stack([ClientBook.features(state) for _, state in summaries]),
+                client_model = ClientModel.fit(
+                    np.stack([ClientBook.features(prepared.summaries[k]) for k in keys]),
                     np.array([truth[k] for k in keys], dtype=np.int64), seed=seed,
                     threshold=ban_threshold, min_requests=min_requests,
                 )  # fmt: skip
-        return model, result
-
-    def _out_of_fold_bad(self, prepared: Prepared, keys: Sequence[str], train: np.ndarray, build: Any,
-                         epochs: int, batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        """Bad-line verdicts on every line of the clients ``keys``, each from a network that
-        did not train on that client (two folds of clients; the line rows are ``train``'s)."""
-        labels = prepared.data.labels
-        fold = {k: j % 2 for j, k in enumerate(np.random.default_rng(seed).permutation(sorted(keys)))}
-        rows, flags = [], []
-        for k in (0, 1):
-            fit_rows = np.array([i for i in train if fold.get(prepared.clients[i], 1 - k) != k], dtype=np.int64)
-            held = self.featurizer.transform([prepared.tokens[i] for i in fit_rows])
-            y = np.array([self.classes.index(labels[i]) for i in fit_rows])
-            target = prepared.rows_of([c for c in keys if fold[c] == k])
-            if len(target) == 0:
-                continue
-            if len(np.unique(y)) < 2:  # this half holds one class: fall back to the full line model
-                network = self.network
-            else:
-                network = build({}, seed + 1 + k)
-                network.fit(self.inputs(held), y, epochs=epochs, batch_size=batch_size,
-                            sample_weight=_balanced(y, len(self.classes)))  # fmt: skip
-            X = self.featurizer.transform([prepared.tokens[i] for i in target])
-            rows.append(target)
-            flags.append(self.labels(network.predict(self.inputs(X))) == self.classes.index("bad"))
-        return np.concatenate(rows), np.concatenate(flags)
-
-    def line_bad(self, prepared: Prepared, rows: np.ndarray) -> np.ndarray:
-        """The line model's "bad" verdict on ``rows`` (all lines, labelled or not)."""
-        X = self.featurizer.transform([prepared.tokens[i] for i in rows])
-        return self.labels(self.network.predict(self.inputs(X))) == self.classes.index("bad")
+        return cls(featurizer, result.best, classes, projection, client_model, line_threshold), result
 
     def judge(self, prepared: Prepared, rows: np.ndarray) -> Judgement:
         """Line and client decisions on the labelled lines among ``rows``, whose tokens
@@ -367,9 +313,7 @@ class WebLogModel:
         client_truth = prepared.client_truth(rows) if self.client_model is not None else {}
         if client_truth:
             keys = sorted(client_truth)
-            every = prepared.rows_of(keys)
-            states = prepared.summaries_with(keys, every, self.line_bad(prepared, every))
-            verdicts = {v.client: v for v in self.client_model.verdicts(states)}
+            verdicts = {v.client: v for v in self.client_model.verdicts([(k, prepared.summaries[k]) for k in keys])}
         return Judgement(self.classes, truth, predicted, sources, prepared.clients[rows], client_truth, verdicts)
 
     def score(self, prepared: Prepared, rows: np.ndarray) -> Report:
