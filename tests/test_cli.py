@@ -76,6 +76,16 @@ def test_csv_train_predict_round_trip(tmp_path, capsys):
     expected = np.where(labels[:20] == "spam", 7, 3)
     assert np.mean(predicted == expected) >= 0.9
     assert all(abs(float(r["prob_3"]) + float(r["prob_7"]) - 1) < 1e-5 for r in rows)
+    # The same columns in another order are matched by name: the same predictions.
+    shuffled = tmp_path / "shuffled.csv"
+    shuffled.write_text("f3,f1,f2\n" + "\n".join(",".join(map(str, r[[2, 0, 1]])) for r in X[:20]))
+    assert main(["predict", str(model), str(shuffled), "-o", str(tmp_path / "pred2.csv")]) == 0
+    assert (tmp_path / "pred2.csv").read_text() == output.read_text()
+    renamed = tmp_path / "renamed.csv"
+    renamed.write_text("f1,f2,size\n" + "\n".join(",".join(map(str, r)) for r in X[:20]))
+    capsys.readouterr()
+    assert main(["predict", str(model), str(renamed)]) == 1
+    assert "Missing: ['f3']; not in the model: ['size']" in capsys.readouterr().err
 
 
 def test_regression_csv(tmp_path, capsys):

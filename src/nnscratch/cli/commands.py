@@ -14,7 +14,7 @@ import numpy as np
 
 from ..datasets import load_csv
 from ..io import load_bundle
-from .data import apply_preprocessing, labelled_data, parse_label
+from .data import apply_preprocessing, labelled_data, match_columns, parse_label
 from .train import CommandError, held_out_report
 
 
@@ -47,8 +47,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     """Predict labels and class probabilities for the rows of a CSV file."""
     net, meta = _load_model(args.model)
-    X, _, _ = load_csv(args.input, label=parse_label(args.drop_column) if args.drop_column is not None else None)
-    X = apply_preprocessing(X, meta)
+    X, _, names = load_csv(args.input, label=parse_label(args.drop_column) if args.drop_column is not None else None)
+    X = apply_preprocessing(match_columns(X, names, meta, args.input), meta)
     _check_width(net, X, args.input)
     out = net.predict(X)
     buffer = io.StringIO()

@@ -114,6 +114,27 @@ def prepare(data: str, *, task: str, test_size: float, seed: int, label: str | i
     return Prepared(name, X_train, y_train, X_test, y_test, meta)
 
 
+def match_columns(X: np.ndarray, names: list[str], meta: dict[str, Any], source: str) -> np.ndarray:
+    """The columns of ``X`` in the order the model was trained on, matched by name.
+
+    When both the file and the model have real column names (a header row), the
+    columns are taken by name, whatever their order in the file; names that
+    differ are an error naming them. Without a header, columns are positional.
+    """
+    expected = meta.get("feature_names")
+    synthetic = [f"x{i}" for i in range(len(names))]
+    if not expected or names == synthetic or expected == [f"x{i}" for i in range(len(expected))]:
+        return X
+    if names == expected:
+        return X
+    missing = [n for n in expected if n not in names]
+    extra = [n for n in names if n not in expected]
+    if missing or extra or len(set(names)) != len(names):
+        raise DataError(f"{source}: the columns do not match the model's. Missing: {missing or 'none'}; not in the "
+                        f"model: {extra or 'none'}. The model was trained on {expected}.")  # fmt: skip
+    return X[:, [names.index(n) for n in expected]]
+
+
 def labelled_data(data: str, meta: dict[str, Any], label: str | int) -> tuple[np.ndarray, np.ndarray]:
     """Held-out data for ``evaluate``: a named dataset's test part (the same split
     ``train`` made, when the model was trained on it), or a whole CSV file, with
@@ -129,7 +150,8 @@ def labelled_data(data: str, meta: dict[str, Any], label: str | int) -> tuple[np
     else:
         if not Path(data).is_file():
             raise DataError(f"{data!r} is neither a dataset name ({', '.join(NAMES)}) nor an existing CSV file.")
-        X, y, _ = load_csv(data, label=label)
+        X, y, names = load_csv(data, label=label)
+        X = match_columns(X, names, meta, data)
     X = apply_preprocessing(X, meta)
     classes = meta.get("classes")
     if classes is None:
