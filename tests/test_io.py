@@ -165,3 +165,28 @@ def test_saved_files_get_ordinary_permissions(trained, tmp_path):
         assert path.stat().st_mode & 0o777 == 0o640
     finally:
         os.umask(old)
+
+
+def test_a_flipped_byte_in_the_tensor_data_is_refused(trained, blobs, tmp_path):
+    path = tmp_path / "m.safetensors"
+    trained.save(path)
+    data = bytearray(path.read_bytes())
+    (n,) = struct.unpack("<Q", data[:8])
+    data[8 + n + 5] ^= 0x40  # one bit of one weight
+    path.write_bytes(bytes(data))
+    with pytest.raises(nn.ModelFileError, match="corrupted: its tensor data do not match the checksum"):
+        nn.load(path)
+
+
+def test_files_saved_before_checksums_still_load(trained, blobs, tmp_path):
+    path = tmp_path / "m.safetensors"
+    trained.save(path)
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    del header["__metadata__"]["tensor_sha256"]
+    new = json.dumps(header).encode()
+    new += b" " * ((8 - len(new) % 8) % 8)
+    path.write_bytes(struct.pack("<Q", len(new)) + new + data[8 + n :])
+    X, _ = blobs
+    assert np.array_equal(nn.load(path).predict(X), trained.predict(X))

@@ -6,7 +6,8 @@ A model file is data, never code. It holds:
 * optionally the optimizer state (``optimizer.W.m``, ...), so training resumes;
 * JSON metadata: a format marker and version, the architecture, loss,
   optimizer and training settings (``network.get_config()``), plus any extra
-  JSON the caller attaches (a vocabulary, class names).
+  JSON the caller attaches (a vocabulary, class names), and a SHA-256 of the
+  tensor data, checked at load (a flipped byte is an error, not a new weight).
 
 Loading parses the header itself, checks every name against the registries
 and every tensor's dtype and shape against the architecture, and only then
@@ -81,6 +82,7 @@ def save(
     metadata = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
+        "tensor_sha256": _checksum(tensors),
         "config": json.dumps(network.get_config()),
         "optimizer_state": json.dumps(optimizer_meta),
         "extra": json.dumps(extra or {}),
@@ -108,6 +110,18 @@ def _umask() -> int:
     mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
     os.umask(mask)
     return mask
+
+
+def _checksum(tensors: dict[str, np.ndarray]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        value = np.ascontiguousarray(tensors[name])
+        digest.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
 
 
 def _read_header(path: Path) -> tuple[dict[str, Any], bytes]:
@@ -200,6 +214,10 @@ def load_bundle(path: str | os.PathLike[str]) -> tuple[Network, dict[str, Any], 
         tensors = st_load(data)
     except Exception as err:  # safetensors raises its own error types
         raise ModelFileError(f"{path} could not be decoded: {err}") from None
+    expected = header["__metadata__"].get("tensor_sha256")  # absent in files saved before checksums
+    if expected is not None and _checksum(tensors) != expected:
+        raise ModelFileError(f"{path} is corrupted: its tensor data do not match the checksum saved with them "
+                             "(the file changed after it was written). Use a good copy or retrain.")  # fmt: skip
     for i, layer in enumerate(network.layers):
         for key, target in layer.params.items():
             name = f"layers.{i}.{key}"
