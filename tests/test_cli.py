@@ -124,6 +124,12 @@ def test_failures_exit_1_with_a_clear_message(tmp_path, capsys):
     bad.write_text("a,b\n1,oops\n")
     assert main(["predict", str(model), str(bad)]) == 1
     assert "'oops' is not a number" in capsys.readouterr().err
+    # A blow-up that stays finite (the loss 2.4 -> 1.7e32 -> ... with SGD at 1e9) is divergence too.
+    blown = tmp_path / "blown.safetensors"
+    assert main(["train", "digits", "--optimizer", "sgd", "--lr", "1e9", "--epochs", "3", "--quiet", "--no-plots",
+                 "--out", str(blown)]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert "Training diverged at epoch 1" in err and "stayed finite" in err and not blown.exists()
 
 
 def test_explain_named_example(capsys):

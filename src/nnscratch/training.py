@@ -25,7 +25,12 @@ from .data import batch_indices
 if TYPE_CHECKING:
     from .network import Network
 
-__all__ = ["fit", "TrainingDivergedError"]
+__all__ = ["fit", "TrainingDivergedError", "BLOW_UP"]
+
+# An epoch whose mean loss is this many times the first step's has blown up, even
+# if every number stayed finite (a learning rate of 1e9 can keep the loss finite
+# and useless): training stops as it does on an overflow.
+BLOW_UP = 1000.0
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -133,16 +138,26 @@ def fit(
     # Only callbacks that act after each step are called after each step.
     batch_callbacks = [cb for cb in all_callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
     step = 0
+    first_loss: float | None = None  # the very first step's loss: what a blow-up is measured against
+    sane = net._flat.copy()  # the weights after the last epoch whose loss had not blown up
     try:
         for epoch in range(epochs):
             try:
-                total_loss, correct, step = _run_epoch(net, X, y, w, size, shuffle, backup, batch_callbacks, step)
+                total_loss, correct, step, first = _run_epoch(net, X, y, w, size, shuffle, backup, batch_callbacks,
+                                                              step)  # fmt: skip
+                first_loss = first if first_loss is None else first_loss
+                if total_loss / n > BLOW_UP * max(first_loss, 1e-12):
+                    np.copyto(backup, sane)
+                    raise _StepDiverged(f"the loss rose from {first_loss:.4g} at the first step to "
+                                        f"{total_loss / n:.4g} and stayed finite: more than {BLOW_UP:g} times "
+                                        "its first value")  # fmt: skip
+                np.copyto(sane, net._flat)
             except _StepDiverged as err:
                 np.copyto(net._flat, backup)
                 history.stop_reason = "diverged"
                 raise TrainingDivergedError(
                     f"Training diverged at epoch {epoch + 1} ({err}); it stopped and the weights from "
-                    "before that step were restored. Try a lower learning rate, scaling the inputs "
+                    "before that step (or epoch) were restored. Try a lower learning rate, scaling the inputs "
                     "(e.g. to [0, 1] or zero mean and unit variance), or a smaller initialisation.",
                     history,
                 ) from None
@@ -181,8 +196,9 @@ def _run_epoch(
     step: int,
 ) -> tuple[float, float, int]:
     """One pass over the data. Returns the summed loss, the number of correct
-    predictions and the running step count."""
+    predictions, the running step count and the loss of the epoch's first step."""
     total_loss, correct = 0.0, 0.0
+    first = None
     caller_errstate = np.geterr()
     # Overflow or an invalid operation inside a step means the run has diverged:
     # raise at once, rather than warn and go on computing with inf and NaN. The
@@ -202,6 +218,7 @@ def _run_epoch(
             if not math.isfinite(loss):
                 raise _StepDiverged(f"loss = {loss}")
             total_loss += loss * xb.shape[0]
+            first = loss if first is None else first
             if net.is_classifier:
                 correct += net.count_correct(out, yb)
             step += 1
@@ -209,4 +226,4 @@ def _run_epoch(
                 with np.errstate(**caller_errstate):
                     for cb in batch_callbacks:
                         cb.on_batch_end(step, {"loss": loss})
-    return total_loss, correct, step
+    return total_loss, correct, step, first if first is not None else 0.0
