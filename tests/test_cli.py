@@ -199,3 +199,27 @@ def test_train_mnist_small_configuration(mnist, tmp_path, capsys):
     accuracy = float(re.search(r"Test accuracy: ([\d.]+)% on 10,000 held-out samples", out).group(1))
     assert accuracy >= 95.0
     assert (tmp_path / "mnist_plots" / "first_layer_weights.png").is_file()
+
+
+def test_output_is_checked_before_training_and_a_failed_save_falls_back(tmp_path, capsys, monkeypatch):
+    import nnscratch.cli.train as train_cli
+
+    assert main(["train", "digits", "--epochs", "1", "--quiet", "--no-plots", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr()
+    assert f"--out {tmp_path} is a folder" in err.err and "Test accuracy" not in err.out  # refused before training
+    real_save, calls = train_cli.save, []
+
+    def disk_full_once(net, path, **kwargs):
+        calls.append(path)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device", str(path))
+        return real_save(net, path, **kwargs)
+
+    monkeypatch.setattr(train_cli, "save", disk_full_once)
+    target = tmp_path / "m.safetensors"
+    assert main(["train", "digits", "--epochs", "1", "--quiet", "--no-plots", "--out", str(target)]) == 1
+    out = capsys.readouterr()
+    assert "No space left on device" in out.err and "saved the model to" in out.err
+    fallback = calls[1]
+    assert fallback.is_file() and not target.exists() and f"Model saved to {fallback}" in out.out
+    fallback.unlink()

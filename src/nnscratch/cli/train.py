@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -182,6 +184,35 @@ def _select(args: argparse.Namespace, data: Prepared, targets: np.ndarray, say: 
     return result.best, history
 
 
+def check_writable(out: Path) -> None:
+    """Refuse an output path that cannot be written, before any training: a folder, or a
+    place where no file can be created (read-only, missing permissions)."""
+    if out.is_dir():
+        raise CommandError(f"--out {out} is a folder; give a file name such as {out / 'model.safetensors'}.")
+    folder = out.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".nnscratch-write-test-"):
+            pass
+    except OSError as err:
+        raise CommandError(f"cannot write the model to {out}: {err.strerror or err} in {folder}. Choose another "
+                           "--out.") from None  # fmt: skip
+
+
+def save_or_fallback(net: Network, out: Path, meta: dict[str, Any]) -> Path:
+    """Save to ``out``; if that fails after all (the disk filled, the folder went away), save to
+    a file in the temporary folder and say where, so the trained model is not lost."""
+    try:
+        save(net, out, extra=meta)
+        return out
+    except OSError as err:
+        fallback = Path(tempfile.gettempdir()) / f"nnscratch-{out.stem}-{int(time.time())}.safetensors"
+        save(net, fallback, extra=meta)
+        print(f"error: could not save to {out} ({err.strerror or err}); saved the model to {fallback} instead",
+              file=sys.stderr)  # fmt: skip
+        return fallback
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a network on DATA, report held-out performance, save it and its plots."""
     data = prepare(
@@ -194,6 +225,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     net = build_network(args, data)
     out = Path(args.out or f"models/{data.name}.safetensors")
+    check_writable(out)  # before training, not after: a trained model must not be lost to a bad --out
     plots_dir = Path(args.plots or out.with_name(out.stem + "_plots"))
     say = (lambda *a: None) if args.quiet else print
     say(f"Training {net.layers} on {len(data.X_train):,} samples of {data.name} ({len(data.X_test):,} held out)")
@@ -218,7 +250,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     scores = held_out_report(net, data.X_test, data.y_test, data.meta["task"])
     meta = {**data.meta, "epochs_trained": len(history.epoch), "held_out": scores, "train_seconds": seconds,
             "history": history.history, "stop_reason": history.stop_reason}  # fmt: skip
-    save(net, out, extra=meta)
+    saved = save_or_fallback(net, out, meta)
+    fell_back, out = saved != out, saved
     interrupted = history.stop_reason == "interrupted"
     written = [] if args.no_plots else write_plots(net, history, data, plots_dir)
     metric = f"Test accuracy: {scores['accuracy']:.2%}" if "accuracy" in scores else f"Test RMSE: {scores['rmse']:.4g}"
@@ -230,7 +263,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"Interrupted: saved the model trained so far ({len(history.epoch)} complete epochs) to {out}")
         return 130
     print(f"Model saved to {out}" + (f"; plots in {plots_dir}/" if written else ""))
-    return 0
+    return 1 if fell_back else 0
 
 
 def add_train_parser(sub: Any, formatter: Any) -> None:
