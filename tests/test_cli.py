@@ -223,3 +223,14 @@ def test_output_is_checked_before_training_and_a_failed_save_falls_back(tmp_path
     fallback = calls[1]
     assert fallback.is_file() and not target.exists() and f"Model saved to {fallback}" in out.out
     fallback.unlink()
+
+
+def test_plots_of_an_earlier_run_do_not_linger(tmp_path, capsys):
+    plots = tmp_path / "plots"
+    assert main(["train", "moons", "--epochs", "2", "--quiet", "--out", str(tmp_path / "m.safetensors"),
+                 "--plots", str(plots)]) == 0  # fmt: skip
+    assert (plots / "decision_boundary.png").exists()
+    assert main(["train", "digits", "--epochs", "1", "--quiet", "--out", str(tmp_path / "m.safetensors"),
+                 "--plots", str(plots)]) == 0  # fmt: skip
+    names = sorted(p.name for p in plots.iterdir())
+    assert "decision_boundary.png" not in names and "first_layer_weights.png" in names

@@ -190,3 +190,19 @@ def test_files_saved_before_checksums_still_load(trained, blobs, tmp_path):
     path.write_bytes(struct.pack("<Q", len(new)) + new + data[8 + n :])
     X, _ = blobs
     assert np.array_equal(nn.load(path).predict(X), trained.predict(X))
+
+
+def test_temporaries_of_killed_saves_are_cleaned_on_the_next_save(trained, tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "m.safetensors"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftover = tmp_path / f".m.safetensors.{int(dead.stdout)}.abc123.tmp"  # a save killed mid-write
+    leftover.write_bytes(b"x" * 1000)
+    alive = tmp_path / f".m.safetensors.{os.getpid()}.def456.tmp"  # a save of this process, in progress
+    alive.write_bytes(b"y")
+    other = tmp_path / ".other.safetensors.1.ghi789.tmp"
+    other.write_bytes(b"z")
+    trained.save(path)
+    assert not leftover.exists() and alive.exists() and other.exists() and path.is_file()

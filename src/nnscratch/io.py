@@ -18,6 +18,7 @@ a crash mid-save leaves the old file (or none), never half of a new one.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import struct
@@ -90,7 +91,8 @@ def save(
     blob = st_save(tensors, metadata=metadata)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
@@ -104,6 +106,21 @@ def save(
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporary files that earlier saves of ``path`` left behind when they were killed
+    (``.NAME.PID.xxxx.tmp`` whose process no longer runs); a save in progress keeps its own."""
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid_text = leftover.name[len(path.name) + 2 :].split(".", 1)[0]
+        if not pid_text.isdigit():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            leftover.unlink(missing_ok=True)
+        except (PermissionError, OverflowError):
+            pass  # another user's process is alive (or the number is no process id): leave it
 
 
 def _umask() -> int:

@@ -48,6 +48,17 @@ def positive_float(text: str) -> float:
     return value
 
 
+def jobs_count(text: str) -> int:
+    """``--jobs``: a positive number of workers, or -1 for every core."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or -1, got {text!r}") from None
+    if value == 0 or value < -1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or -1 (all cores), got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser with every sub-command."""
     from nnscratch import __version__

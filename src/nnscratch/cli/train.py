@@ -91,7 +91,7 @@ def write_plots(net: Network, history: Any, data: Prepared, folder: Path) -> lis
     written = [folder / "history.png"]
     plots.plot_history(history, path=written[-1], title=f"training on {data.name}")
     if data.meta["task"] != "classification":
-        return written
+        return _drop_stale(folder, written)
     proba = net.predict(data.X_test)
     predicted = proba.argmax(axis=1)
     classes = data.meta["classes"]
@@ -111,6 +111,18 @@ def write_plots(net: Network, history: Any, data: Prepared, folder: Path) -> lis
         plots.plot_first_layer_weights(net, tuple(shape), path=written[-1])
         written.append(folder / "mistakes.png")
         plots.plot_mistakes(data.X_test, data.y_test, proba, tuple(shape), classes=classes, path=written[-1])
+    return _drop_stale(folder, written)
+
+
+PLOT_FILES = ("history.png", "confusion_matrix.png", "decision_boundary.png", "first_layer_weights.png",
+              "mistakes.png")  # fmt: skip
+
+
+def _drop_stale(folder: Path, written: list[Path]) -> list[Path]:
+    """Remove the plots an earlier run left that this run did not make (a moons boundary beside digits plots)."""
+    for name in PLOT_FILES:
+        if folder / name not in written:
+            (folder / name).unlink(missing_ok=True)
     return written
 
 
@@ -129,13 +141,17 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
             )
         parsed: list[Any] = []
         for text in values.split(","):
-            if key == "hidden":
-                parsed.append([int(v) for v in text.split("x") if v] if text.strip() != "none" else [])
-            elif key in ("activation", "optimizer"):
-                parsed.append(text)
-            else:
-                number = float(text)
-                parsed.append(int(number) if key in ("batch_size", "epochs") else number)
+            try:
+                if key == "hidden":
+                    parsed.append([int(v) for v in text.split("x") if v] if text.strip() != "none" else [])
+                elif key in ("activation", "optimizer"):
+                    parsed.append(text)
+                else:
+                    number = float(text)
+                    parsed.append(int(number) if key in ("batch_size", "epochs") else number)
+            except ValueError:
+                kind = "widths such as 64 or 32x32" if key == "hidden" else "numbers"
+                raise CommandError(f"--grid {key}: {text!r} is not valid; {key} takes {kind}. Got {item!r}.") from None
         space[key] = parsed
     return space
 
@@ -304,7 +320,7 @@ def add_train_parser(sub: Any, formatter: Any) -> None:
 
 
 def _add_training_options(p: Any) -> None:
-    from . import positive_float, positive_int
+    from . import jobs_count, positive_float, positive_int
 
     p.add_argument("data", help="dataset name (digits, mnist, moons, circles, xor) or a CSV file")
     p.add_argument("--hidden", type=positive_int, nargs="*", default=[64], help="hidden layer sizes (default: 64)")
@@ -333,5 +349,5 @@ def _add_training_options(p: Any) -> None:
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--restarts", type=positive_int, default=1, help="train K seeds (each grid point), keep the best")
-    p.add_argument("--jobs", type=int, default=1, help="parallel workers for restarts/search (-1: all cores)")
+    p.add_argument("--jobs", type=jobs_count, default=1, help="parallel workers for restarts/search (-1: all cores)")
     p.add_argument("--dask", metavar="ADDRESS", help="run restarts/search on a Dask scheduler, or 'local'")

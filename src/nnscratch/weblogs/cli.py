@@ -428,7 +428,7 @@ def _decision_options(p: argparse.ArgumentParser, defaults: bool) -> None:
 
 
 def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
-    from ..cli import positive_float, positive_int
+    from ..cli import jobs_count, positive_float, positive_int
 
     logs = sub.add_parser("logs", help="bot detection on web-server access logs", description=__doc__,
                           formatter_class=formatter, epilog=EPILOG)  # fmt: skip
@@ -463,7 +463,7 @@ def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
     p.add_argument("--epochs", type=positive_int, default=15)
     p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--restarts", type=positive_int, default=3, help="networks to train; the best on validation wins")
-    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--jobs", type=jobs_count, default=1, help="parallel workers for the restarts (-1: all cores)")
     p.add_argument("--dask", metavar="ADDRESS", help="train on a Dask scheduler, or 'local'")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
