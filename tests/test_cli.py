@@ -234,3 +234,28 @@ def test_plots_of_an_earlier_run_do_not_linger(tmp_path, capsys):
                  "--plots", str(plots)]) == 0  # fmt: skip
     names = sorted(p.name for p in plots.iterdir())
     assert "decision_boundary.png" not in names and "first_layer_weights.png" in names
+
+
+def test_tiny_data_class_names_and_real_valued_labels(tmp_path, capsys):
+    model = tmp_path / "xor.safetensors"
+    assert main(["train", "xor", "--epochs", "400", "--lr", "0.05", "--quiet", "--no-plots", "--out", str(model)]) == 0
+    captured = capsys.readouterr()
+    assert "training on all 4 rows and evaluating on the same rows" in captured.err
+    assert "Training accuracy" in captured.out and "nothing held out" in captured.out
+    assert main(["evaluate", str(model), "xor"]) == 0 and "samples: 4" in capsys.readouterr().out
+    wine = tmp_path / "wine.csv"
+    rows = [f"{1 + i % 5 * 0.1},{2 + i % 3 * 0.1},barolo" for i in range(10)]
+    rows += [f"{3 + i % 5 * 0.1},{4 + i % 3 * 0.1},grignolino" for i in range(10)]
+    wine.write_text("a,b,kind\n" + "\n".join(rows) + "\n")
+    wine_model = tmp_path / "wine.safetensors"
+    assert main(["train", str(wine), "--label", "kind", "--epochs", "80", "--quiet", "--no-plots",
+                 "--out", str(wine_model)]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["predict", str(wine_model), str(wine), "--drop-column", "kind"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "label,prob_barolo,prob_grignolino" and lines[1].startswith("barolo")
+    real = tmp_path / "real.csv"
+    real.write_text("a,y\n" + "\n".join(f"{i},{i * 0.9 + 0.05}" for i in range(20)) + "\n")
+    assert main(["train", str(real), "--quiet", "--no-plots"]) == 1
+    err = capsys.readouterr().err
+    assert "the labels are real numbers" in err and "--task regression" in err

@@ -208,7 +208,8 @@ def test_csv(tmp_path):
 @pytest.mark.parametrize(
     "text,kwargs,match",
     [
-        ("a,b\n1,x\n", {}, r"line 2, column 'b': 'x' is not a number"),
+        # a name in a feature column is an error (in the label column it is a class name: see below)
+        ("a,b\nx,1\n", {}, r"line 2, column 'a': 'x' is not a number"),
         ("a,b\n1,\n", {}, r"line 2, column 'b': missing value"),
         ("a,b\n1,NA\n", {}, "missing value"),
         ("a,b\n1,2\n3\n", {}, "line 3: 1 values, expected 2"),
@@ -223,3 +224,10 @@ def test_csv_errors(tmp_path, text, kwargs, match):
     path.write_text(text)
     with pytest.raises(CSVError, match=match):
         load_csv(path, **kwargs)
+
+
+def test_class_names_in_the_label_column(tmp_path):
+    path = tmp_path / "wine.csv"
+    path.write_text("alcohol,kind\n13.2,barolo\n12.1,grignolino\n")
+    X, y, names = load_csv(path, label="kind")
+    assert y.tolist() == ["barolo", "grignolino"] and names == ["alcohol"] and X.shape == (2, 1)

@@ -9,6 +9,7 @@ and ``predict``.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,12 +39,48 @@ class Prepared:
 
 
 def _encode_labels(y: np.ndarray, task: str) -> tuple[np.ndarray, list[Any] | None]:
+    """Class indices and the class list (names or numbers), or float targets for regression."""
     if task == "regression":
+        if y.dtype.kind in "US":
+            raise DataError(f"regression needs numbers, but the labels are names such as {y[0]!r}; "
+                            "leave out --task regression to classify them.")  # fmt: skip
         return y.astype(np.float32), None
+    if y.dtype.kind == "f" and not np.array_equal(y, np.round(y)):
+        examples = ", ".join(f"{v:g}" for v in np.unique(y)[:3])
+        raise DataError(f"the labels are real numbers ({examples}, ...), not classes: pass --task regression to "
+                        "predict them, or give class labels (integers or names).")  # fmt: skip
     classes, encoded = np.unique(y, return_inverse=True)
     if len(classes) < 2:
         raise DataError(f"classification needs at least 2 classes; the labels hold only {classes.tolist()}.")
     return encoded, classes.tolist()
+
+
+def _split(X: np.ndarray, y: np.ndarray, task: str, test_size: float, seed: int,
+           name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:  # fmt: skip
+    """Train and held-out parts, and how they were made.
+
+    ``test_size`` 0, or data too small to hold out a part with every class in
+    training (the 4 rows of XOR), trains on every row and evaluates on the same
+    rows, and says so: the score then measures fitting, not generalising.
+    """
+    if not 0.0 <= test_size < 1.0:
+        raise DataError(f"--test-size must be in [0, 1). Received {test_size}.")
+    stratify = y if task == "classification" else None
+    counts = np.unique(y, return_counts=True)[1] if stratify is not None else np.array([len(y)])
+    whole = test_size == 0.0 or len(y) * test_size < max(len(counts), 1) or counts.min() < 2
+    if not whole:
+        try:
+            X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=test_size, seed=seed,
+                                                                stratify=stratify)  # fmt: skip
+            return X_train, X_test, y_train, y_test, {"test_size": test_size, "seed": seed}
+        except ValueError:
+            whole = True
+    reason = "--test-size 0" if test_size == 0.0 else (
+        f"{len(y)} rows are too few to hold out {test_size:g} of them with every class in training"
+        + (f" ({int((counts < 2).sum())} class(es) have a single row)" if counts.min() < 2 else ""))  # fmt: skip
+    print(f"note: {name}: training on all {len(y)} rows and evaluating on the same rows ({reason}); the score "
+          "measures how well the data were fitted, not how well new data will be.", file=sys.stderr)  # fmt: skip
+    return X, X, y, y, {"test_size": 0.0, "seed": seed, "whole": True}
 
 
 def fit_scaler(X: np.ndarray) -> dict[str, list[float]]:
@@ -100,14 +137,10 @@ def prepare(data: str, *, task: str, test_size: float, seed: int, label: str | i
         X, y, names = load_csv(path, label=label)
         name = path.stem
     y, classes = _encode_labels(y, task)
-    stratify = y if task == "classification" else None
-    try:
-        X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=test_size, seed=seed, stratify=stratify)
-    except ValueError as err:
-        raise DataError(str(err)) from None
+    X_train, X_test, y_train, y_test, split = _split(X, y, task, test_size, seed, name)
     scaler = fit_scaler(X_train) if scale == "standard" or (scale == "auto" and not is_dataset_name(data)) else None
     meta = {"dataset": name, "task": task, "classes": classes, "feature_names": names, "scaler": scaler,
-            "split": {"test_size": test_size, "seed": seed}}  # fmt: skip
+            "split": split}  # fmt: skip
     if data in IMAGE_SHAPES:
         meta["image_shape"] = IMAGE_SHAPES[data]
     X_train, X_test = apply_preprocessing(X_train, meta), apply_preprocessing(X_test, meta)
@@ -144,7 +177,7 @@ def labelled_data(data: str, meta: dict[str, Any], label: str | int) -> tuple[np
     if is_dataset_name(data):
         X, y = load(data)
         split = meta.get("split") if meta.get("dataset") == data else None
-        if split:
+        if split and not split.get("whole"):  # the same held-out rows train kept aside
             stratify = y if meta.get("task") == "classification" else None
             _, X, _, y = train_test_split(X, y, test_size=split["test_size"], seed=split["seed"], stratify=stratify)
     else:

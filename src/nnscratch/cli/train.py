@@ -270,11 +270,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     fell_back, out = saved != out, saved
     interrupted = history.stop_reason == "interrupted"
     written = [] if args.no_plots else write_plots(net, history, data, plots_dir)
-    metric = f"Test accuracy: {scores['accuracy']:.2%}" if "accuracy" in scores else f"Test RMSE: {scores['rmse']:.4g}"
-    print(
-        f"{metric} on {len(data.X_test):,} held-out samples; {len(history.epoch)} epochs in {seconds:.1f} s; "
-        f"{net.n_params:,} parameters."
-    )
+    whole = data.meta.get("split", {}).get("whole", False)
+    part = "Training" if whole else "Test"
+    metric = (f"{part} accuracy: {scores['accuracy']:.2%}" if "accuracy" in scores
+              else f"{part} RMSE: {scores['rmse']:.4g}")  # fmt: skip
+    where = "samples it was trained on (nothing held out)" if whole else "held-out samples"
+    print(f"{metric} on {len(data.X_test):,} {where}; {len(history.epoch)} epochs in {seconds:.1f} s; "
+          f"{net.n_params:,} parameters.")  # fmt: skip
     if interrupted:
         print(f"Interrupted: saved the model trained so far ({len(history.epoch)} complete epochs) to {out}")
         return 130
@@ -341,7 +343,12 @@ def _add_training_options(p: Any) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--validation-split", type=float, default=0.0, help="fraction of training data for val_loss")
     p.add_argument("--early-stopping", type=positive_int, metavar="PATIENCE", help="stop when val_loss stalls")
-    p.add_argument("--test-size", type=float, default=0.2, help="held-out fraction (MNIST uses its test set)")
+    p.add_argument(
+        "--test-size",
+        type=float,
+        default=0.2,
+        help="held-out fraction; 0: train and evaluate on every row (MNIST: its test set)",
+    )
     p.add_argument("--label", default="-1", help="CSV label column, by name or index (default: last)")
     p.add_argument("--scale", default="auto", choices=["auto", "standard", "none"], help="auto: standardise CSVs")
     p.add_argument("--out", help="model file (default: models/DATA.safetensors)")

@@ -82,7 +82,8 @@ def load_csv(
     -------
     X : float32 (n, n_features)
     y : ndarray (n,) or None
-        Integers when every label is integral, else float32.
+        Integers when every label is integral, float32 for other numbers, and
+        strings when the label column holds names (``barolo``, ``spam``).
     feature_names : list of str
 
     Raises
@@ -112,7 +113,18 @@ def load_csv(
     names = header or [f"x{i}" for i in range(width)]
     if len(names) != width:
         raise CSVError(f"{path}: the header has {len(names)} columns but the first row has {width}.")
+    if label is None:
+        index = None
+    elif isinstance(label, str):
+        if label not in names:
+            raise CSVError(f"{path} has no column {label!r}. Columns: {', '.join(names)}.")
+        index = names.index(label)
+    else:
+        if not -width <= label < width:
+            raise CSVError(f"label column {label} is out of range for {width} columns.")
+        index = label % width
     values = np.empty((len(rows), width), dtype=np.float64)
+    label_cells: list[str] = []
     for r, row in enumerate(rows):
         if len(row) != width:
             raise CSVError(f"{path}, line {r + 1 + (header is not None)}: {len(row)} values, expected {width}.")
@@ -123,6 +135,10 @@ def load_csv(
                     f"{path}, line {r + 1 + (header is not None)}, column {names[c]!r}: missing value. "
                     "Fill or drop missing values first."
                 )
+            if c == index:
+                label_cells.append(cell)  # class names are fine in the label column
+                values[r, c] = 0.0
+                continue
             try:
                 values[r, c] = float(cell)
             except ValueError:
@@ -132,19 +148,16 @@ def load_csv(
                 ) from None
     if not np.isfinite(values).all():
         raise CSVError(f"{path} contains infinite values.")
-    if label is None:
+    if index is None:
         return values.astype(np.float32), None, names
-    if isinstance(label, str):
-        if label not in names:
-            raise CSVError(f"{path} has no column {label!r}. Columns: {', '.join(names)}.")
-        index = names.index(label)
-    else:
-        if not -width <= label < width:
-            raise CSVError(f"label column {label} is out of range for {width} columns.")
-        index = label % width
-    y = values[:, index]
     X = np.delete(values, index, axis=1)
-    y_out = y.astype(np.int64) if np.array_equal(y, np.round(y)) else y.astype(np.float32)
+    if all(_is_number(cell) for cell in label_cells):
+        y = np.array([float(cell) for cell in label_cells])
+        if not np.isfinite(y).all():
+            raise CSVError(f"{path} contains infinite values.")
+        y_out = y.astype(np.int64) if np.array_equal(y, np.round(y)) else y.astype(np.float32)
+    else:
+        y_out = np.array(label_cells)  # class names, e.g. "barolo"
     return X.astype(np.float32), y_out, [n for i, n in enumerate(names) if i != index]
 
 
