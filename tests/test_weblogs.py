@@ -184,6 +184,11 @@ def test_split_by_client_never_shares_a_client():
     seen = [{clients[i] for i in part} for part in parts]
     assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])
     assert sorted(np.concatenate(parts).tolist()) == list(range(2000))
+    assert [round(len(p) / 2000, 1) for p in parts] == [0.6, 0.2, 0.2]
+    # One client with 68% of the lines (a brute force) and 249 small ones: no part is left empty.
+    clients = ["big"] * 680 + [f"c{i % 249}" for i in range(320)]
+    parts = split_by_client(clients, ["almhuette"] * 1000, (0.6, 0.2, 0.2), seed=3)
+    assert min(len(p) for p in parts) > 50 and sum(len(p) for p in parts) == 1000
 
 
 def test_client_tally_bans_n_bad_within_x_minutes():

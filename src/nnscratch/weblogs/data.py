@@ -117,26 +117,27 @@ def split_by_client(
 ) -> list[np.ndarray]:
     """Row indices of each part; every client lands in exactly one part.
 
-    Within each group (a log file), clients are shuffled and dealt out so each
-    part gets about its fraction of that file's lines.
+    Within each group (a log file), clients come in a random order drawn from
+    ``seed``, and each goes to the part whose share of that file's lines is
+    furthest below its target: a client with most of a file's lines (a
+    brute-forcer with 68% of them) overfills one part, and the clients after it
+    still fill the others.
     """
     rng = np.random.default_rng(seed)
+    shares = np.asarray(fractions, dtype=float) / np.sum(fractions)
     parts: list[list[int]] = [[] for _ in fractions]
     by_group: dict[str, dict[str, list[int]]] = {}
     for i, (client, group) in enumerate(zip(clients, groups, strict=True)):
         by_group.setdefault(group, {}).setdefault(client, []).append(i)
-    targets = np.cumsum(fractions) / np.sum(fractions)
     for group in sorted(by_group):
         members = by_group[group]
         names = sorted(members)
-        order = rng.permutation(len(names))
+        order = [names[k] for k in rng.permutation(len(names))]
         total = sum(len(v) for v in members.values())
-        done = 0
-        for k in order:
-            rows = members[names[k]]
-            # the part whose share of this file is furthest below its target
-            filled = done / total
-            part = int(np.searchsorted(targets, filled, side="right"))
-            parts[min(part, len(parts) - 1)].extend(rows)
-            done += len(rows)
+        filled = np.zeros(len(parts))
+        for name in order:
+            rows = members[name]
+            part = int(np.argmax(shares * total - filled))
+            parts[part].extend(rows)
+            filled[part] += len(rows)
     return [np.array(sorted(p), dtype=np.int64) for p in parts]
