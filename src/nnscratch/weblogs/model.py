@@ -248,11 +248,12 @@ class WebLogModel:
                          for part in (train, val)]  # fmt: skip
         if len({labels[i] for i in request_level[0]}) >= 2 and len(request_level[1]):
             train, val = request_level
-        for name, part in (("training", train), ("validation", val)):
-            held = sorted({labels[i] for i in part}, key=list(classes).index)
-            if len(held) < 2:
-                raise ValueError(f"cannot train: the {name} lines hold only {held} (of {list(classes)}); "
-                                 "add sources with the other classes")  # fmt: skip
+        held = sorted({labels[i] for i in train}, key=list(classes).index)
+        if len(held) < 2:
+            raise ValueError(f"cannot train: the training lines hold only {held} (of {list(classes)}); "
+                             "add sources with the other classes")  # fmt: skip
+        if len(val) == 0:
+            raise ValueError("cannot train: no validation lines (every labelled client is in training)")
         featurizer.fit(tokens[i] for i in train)
         rows = np.concatenate([train, val])
         X = featurizer.transform([tokens[i] for i in rows])
