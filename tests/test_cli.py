@@ -259,3 +259,23 @@ def test_tiny_data_class_names_and_real_valued_labels(tmp_path, capsys):
     assert main(["train", str(real), "--quiet", "--no-plots"]) == 1
     err = capsys.readouterr().err
     assert "the labels are real numbers" in err and "--task regression" in err
+
+
+def test_every_option_says_what_it_does_and_its_default_once():
+    import argparse
+
+    from nnscratch.cli import build_parser
+
+    def walk(parser, name):
+        text = parser.format_help()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    yield from walk(sub, f"{name} {sub_name}")
+            elif action.option_strings and action.help is None:
+                yield f"{name} {action.option_strings[0]}: no help"
+        for line in text.splitlines():
+            if line.count("default") > 1:
+                yield f"{name}: default said twice in {line.strip()!r}"
+
+    assert list(walk(build_parser(), "nnscratch")) == []

@@ -326,21 +326,36 @@ def _add_training_options(p: Any) -> None:
 
     p.add_argument("data", help="dataset name (digits, mnist, moons, circles, xor) or a CSV file")
     p.add_argument("--hidden", type=positive_int, nargs="*", default=[64], help="hidden layer sizes (default: 64)")
-    p.add_argument("--activation", default="relu", choices=["relu", "leaky_relu", "tanh", "sigmoid", "identity"])
+    p.add_argument(
+        "--activation",
+        default="relu",
+        choices=["relu", "leaky_relu", "tanh", "sigmoid", "identity"],
+        help="hidden layers' activation",
+    )
     p.add_argument("--loss", choices=["cross_entropy", "mse", "quadratic"], help="default: cross_entropy, or mse")
-    p.add_argument("--task", choices=["classification", "regression"], default="classification")
-    p.add_argument("--optimizer", default="adam", choices=["sgd", "adagrad", "rmsprop", "adam", "adamw"])
+    p.add_argument(
+        "--task",
+        choices=["classification", "regression"],
+        default="classification",
+        help="classes, or numbers to predict",
+    )
+    p.add_argument(
+        "--optimizer", default="adam", choices=["sgd", "adagrad", "rmsprop", "adam", "adamw"], help="the update rule"
+    )
     p.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (default 1e-3)")
     p.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default 0)")
     p.add_argument(
-        "--lr-schedule", default="constant", choices=["constant", "cosine", "step", "exponential", "inverse_scaling"]
+        "--lr-schedule",
+        default="constant",
+        choices=["constant", "cosine", "step", "exponential", "inverse_scaling"],
+        help="how the learning rate changes over the epochs",
     )
-    p.add_argument("--epochs", type=positive_int, default=20)
-    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--epochs", type=positive_int, default=20, help="passes over the training data")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="samples per gradient step")
     p.add_argument("--l2", type=float, default=0.0, help="L2 on weights: adds l2/2 ||W||^2 to the loss")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout rate after each hidden layer")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights, shuffling and split")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="floating-point precision")
     p.add_argument("--validation-split", type=float, default=0.0, help="fraction of training data for val_loss")
     p.add_argument("--early-stopping", type=positive_int, metavar="PATIENCE", help="stop when val_loss stalls")
     p.add_argument(
@@ -353,7 +368,7 @@ def _add_training_options(p: Any) -> None:
     p.add_argument("--scale", default="auto", choices=["auto", "standard", "none"], help="auto: standardise CSVs")
     p.add_argument("--out", help="model file (default: models/DATA.safetensors)")
     p.add_argument("--plots", help="plots folder (default: beside the model)")
-    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-plots", action="store_true", help="write no plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--restarts", type=positive_int, default=1, help="train K seeds (each grid point), keep the best")
     p.add_argument("--jobs", type=jobs_count, default=1, help="parallel workers for restarts/search (-1: all cores)")

@@ -456,17 +456,17 @@ def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
     _decision_options(p, defaults=True)
     p.add_argument("-o", "--output", default="weblogs.safetensors", help="model file to write")
     p.add_argument("--hashing", type=positive_int, help="hash tokens into N columns instead of a vocabulary")
-    p.add_argument("--min-count", type=positive_int, default=2)
-    p.add_argument("--max-features", type=positive_int, default=50_000)
+    p.add_argument("--min-count", type=positive_int, default=2, help="tokens seen fewer times are dropped")
+    p.add_argument("--max-features", type=positive_int, default=50_000, help="the most frequent tokens kept")
     p.add_argument("--svd", type=positive_int, metavar="K", help="reduce the features to K truncated-SVD components")
     p.add_argument("--hidden", type=positive_int, help="hidden units (default: twice the inputs, at most 256)")
-    p.add_argument("--epochs", type=positive_int, default=15)
-    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--epochs", type=positive_int, default=15, help="passes over the training lines")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam's learning rate")
     p.add_argument("--restarts", type=positive_int, default=3, help="networks to train; the best on validation wins")
     p.add_argument("--jobs", type=jobs_count, default=1, help="parallel workers for the restarts (-1: all cores)")
     p.add_argument("--dask", metavar="ADDRESS", help="train on a Dask scheduler, or 'local'")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and the networks")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
     p = commands.add_parser("classify", help="label lines, judge clients, write the ban list",
@@ -474,7 +474,7 @@ def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
     p.add_argument("model")
     p.add_argument("logs", nargs="+", help="log files (gzip is fine), or - for standard input")
     p.add_argument("-o", "--output", help="per-line labels (default: standard output)")
-    p.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    p.add_argument("--format", choices=["csv", "jsonl"], default="csv", help="per-line output format")
     _decision_options(p, defaults=False)
     p.add_argument(
         "--ban-rule",
@@ -541,15 +541,15 @@ def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
 
     p = commands.add_parser("bans", help="list or lift a watcher's bans", description=cmd_bans.__doc__,
                             formatter_class=formatter, epilog=WATCH_EPILOG)  # fmt: skip
-    p.add_argument("--state", default="nnscratch-watch.sqlite")
-    p.add_argument("--unban", nargs="+", metavar="ADDRESS")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--state", default="nnscratch-watch.sqlite", help="the watcher's state file")
+    p.add_argument("--unban", nargs="+", metavar="ADDRESS", help="lift these bans")
+    p.add_argument("--json", action="store_true", help="list the bans as JSON")
     p.set_defaults(func=cmd_bans)
 
     p = commands.add_parser("why", help="explain a watcher's decisions about an address", description=cmd_why.__doc__,
                             formatter_class=formatter, epilog=WATCH_EPILOG)  # fmt: skip
     p.add_argument("address")
-    p.add_argument("--state", default="nnscratch-watch.sqlite")
+    p.add_argument("--state", default="nnscratch-watch.sqlite", help="the watcher's state file")
     p.add_argument("--last", type=positive_int, default=3, help="how many decisions to show")
     p.set_defaults(func=cmd_why)
 
@@ -559,9 +559,9 @@ def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
     p.add_argument("--root", metavar="DIR", help="folder the manifest's files are in (default: $NNSCRATCH_DATA/logs)")
     p.add_argument("--gray-as", choices=["gray", "bad", "drop"], help="default: the manifest's")
     _feature_options(p)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--epochs", type=positive_int, default=10)
-    p.add_argument("--restarts", type=positive_int, default=1)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="every run is repeated for each")
+    p.add_argument("--epochs", type=positive_int, default=10, help="line-model epochs per fit")
+    p.add_argument("--restarts", type=positive_int, default=1, help="line networks per fit; the best is kept")
     p.add_argument("--no-rename", action="store_true", help="skip the renamed-site runs")
     p.add_argument("--ablation", action="store_true", help="also run with each feature family changed")
     p.add_argument("--markdown", metavar="FILE", help="write the tables here too")
