@@ -279,3 +279,21 @@ def test_every_option_says_what_it_does_and_its_default_once():
                 yield f"{name}: default said twice in {line.strip()!r}"
 
     assert list(walk(build_parser(), "nnscratch")) == []
+
+
+def test_ctrl_c_during_the_save_finishes_it_and_says_where(tmp_path, capsys, monkeypatch):
+    import signal
+
+    import nnscratch.cli.train as train_cli
+
+    real_save = train_cli.save
+
+    def save_interrupted(net, path, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C while the file is written
+        return real_save(net, path, **kwargs)
+
+    monkeypatch.setattr(train_cli, "save", save_interrupted)
+    target = tmp_path / "m.safetensors"
+    assert main(["train", "digits", "--epochs", "1", "--quiet", "--no-plots", "--out", str(target)]) == 130
+    assert f"the save was finished first; the model is in {target}" in capsys.readouterr().err
+    assert target.is_file()

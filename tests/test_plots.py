@@ -27,16 +27,23 @@ def test_history(trained, tmp_path):
     _, history, _, _ = trained
     fig = plots.plot_history(history, path=tmp_path / "h.png", title="t")
     assert len(fig.axes) == 2
-    assert [line.get_label() for line in fig.axes[0].lines] == ["training", "validation"]
+    assert [line.get_label() for line in fig.axes[0].lines] == ["training loss", "validation loss"]
     assert fig.axes[0].get_xlabel() == "epoch" and fig.axes[1].get_ylabel() == "accuracy"
     assert _is_png(tmp_path / "h.png")
-    assert len(plots.plot_history([3.0, 2.0, 1.0], xlabel="iteration").axes) == 1
+    alone = plots.plot_history({"loss": [3.0, 2.0], "accuracy": [0.5, 0.7]}, xlabel="iteration")
+    assert alone.axes[1].get_ylabel() == "accuracy (on the training data)"  # no validation: say so
+    assert [t.get_text() for t in alone.axes[1].get_legend().get_texts()] == ["training accuracy"]
 
 
 def test_decision_boundaries(trained, tmp_path):
     net, _, X, y = trained
     fig = plots.plot_decision_boundary(net, X, y, path=tmp_path / "b.png", title="xor-ish")
     assert fig.axes[0].get_title() == "xor-ish" and _is_png(tmp_path / "b.png")
+    legend = fig.axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "class 0",
+        "class 1",
+    ] and "true class" in legend.get_title().get_text()
     grid = plots.plot_decision_boundaries({"a": net, "b": net.predict_labels, "c": net}, X, y, ncols=2,
                                           path=tmp_path / "g.png")  # fmt: skip
     assert sum(ax.get_visible() for ax in grid.axes) == 3 and _is_png(tmp_path / "g.png")
@@ -57,6 +64,9 @@ def test_first_layer_weights_and_mistakes(tmp_path):
     net = nn.Network.from_sizes([64, 10, 3], seed=0)
     fig = plots.plot_first_layer_weights(net, path=tmp_path / "w.png")
     assert sum(ax.get_visible() for ax in fig.axes) == 10 and _is_png(tmp_path / "w.png")
+    assert "all 10 units" in fig._suptitle.get_text()
+    wide = plots.plot_first_layer_weights(nn.Network.from_sizes([64, 100, 3], seed=0), max_units=16)
+    assert "16 of 100 units" in wide._suptitle.get_text()
     with pytest.raises(ValueError, match="does not hold"):
         plots.plot_first_layer_weights(net, (7, 7))
     rng = np.random.default_rng(1)

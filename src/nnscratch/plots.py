@@ -56,12 +56,12 @@ def plot_history(
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, metric in zip(axes, metrics, strict=True):
         epochs = np.arange(1, len(logs[metric]) + 1)
-        ax.plot(epochs, logs[metric], label="training", color="tab:blue")
+        ax.plot(epochs, logs[metric], label=f"training {metric}", color="tab:blue")
         if f"val_{metric}" in logs:
-            ax.plot(epochs, logs[f"val_{metric}"], label="validation", color="tab:orange")
-            ax.legend()
+            ax.plot(epochs, logs[f"val_{metric}"], label=f"validation {metric}", color="tab:orange")
+        ax.legend()
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(metric)
+        ax.set_ylabel(f"{metric} (on the training data)" if f"val_{metric}" not in logs else metric)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if metric == "loss" and log_loss:
             ax.set_yscale("log")
@@ -90,8 +90,16 @@ def _draw_boundary(ax: Any, model: Any, X: np.ndarray, y: np.ndarray, resolution
     xx, yy = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
     grid = np.c_[xx.ravel(), yy.ravel()].astype(np.float32 if X.dtype == np.float32 else np.float64)
     zz = np.asarray(_label_function(model)(grid)).reshape(xx.shape)
-    ax.contourf(xx, yy, zz, alpha=0.35, cmap="coolwarm", levels=np.arange(zz.max() + 2) - 0.5)
-    ax.scatter(X[:, 0], X[:, 1], c=y, cmap="coolwarm", edgecolors="k", linewidths=0.5, s=18)
+    y = np.asarray(y)
+    n_classes = int(max(zz.max(), y.max() if y.size else 0)) + 1
+    ax.contourf(xx, yy, zz, alpha=0.35, cmap="coolwarm", levels=np.arange(n_classes + 1) - 0.5,
+                vmin=0, vmax=max(n_classes - 1, 1))  # fmt: skip
+    points = ax.scatter(X[:, 0], X[:, 1], c=y, cmap="coolwarm", edgecolors="k", linewidths=0.5, s=18,
+                        vmin=0, vmax=max(n_classes - 1, 1))  # fmt: skip
+    handles, _ = points.legend_elements()  # one marker per class present, in its colour
+    present = np.unique(y).astype(int).tolist()
+    ax.legend(handles, [f"class {c}" for c in present], title="true class (points)\npredicted (shading)",
+              fontsize=7, title_fontsize=7, loc="best")  # fmt: skip
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
     if title:
@@ -186,7 +194,8 @@ def plot_first_layer_weights(
         limit = np.abs(w).max() or 1.0
         ax.imshow(w, cmap="RdBu_r", vmin=-limit, vmax=limit)
         ax.set_title(f"unit {k}", fontsize=7)
-    fig.suptitle(title or "first-layer weights (red positive, blue negative)")
+    shown = f"{units} of {W.shape[1]} units" if units < W.shape[1] else f"all {units} units"
+    fig.suptitle(title or f"first-layer weights, {shown} (red positive, blue negative)")
     return _finish(fig, path)
 
 

@@ -217,7 +217,26 @@ def check_writable(out: Path) -> None:
 
 def save_or_fallback(net: Network, out: Path, meta: dict[str, Any]) -> Path:
     """Save to ``out``; if that fails after all (the disk filled, the folder went away), save to
-    a file in the temporary folder and say where, so the trained model is not lost."""
+    a file in the temporary folder and say where, so the trained model is not lost. A Ctrl-C
+    during the save waits for it to finish, then says where the model is and stops."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return _save(net, out, meta)
+    interrupts: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupts.append(signum))
+    try:
+        saved = _save(net, out, meta)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupts:
+        print(f"Interrupted while saving: the save was finished first; the model is in {saved}", file=sys.stderr)
+        raise KeyboardInterrupt
+    return saved
+
+
+def _save(net: Network, out: Path, meta: dict[str, Any]) -> Path:
     try:
         save(net, out, extra=meta)
         return out
