@@ -206,7 +206,7 @@ def test_output_is_checked_before_training_and_a_failed_save_falls_back(tmp_path
 
     assert main(["train", "digits", "--epochs", "1", "--quiet", "--no-plots", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr()
-    assert f"--out {tmp_path} is a folder" in err.err and "Test accuracy" not in err.out  # refused before training
+    assert f"{tmp_path}: --out is a folder" in err.err and "Test accuracy" not in err.out  # refused before training
     real_save, calls = train_cli.save, []
 
     def disk_full_once(net, path, **kwargs):

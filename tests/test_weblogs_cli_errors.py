@@ -99,3 +99,9 @@ def test_lines_without_an_address_are_never_banned(model_file, tmp_path):
     classify(model, [str(log)], None, on_verdict=verdicts.append)
     assert [v.client for v in verdicts] == ["-"] and not verdict_rows(verdicts)
     assert verdicts[0].reason == "no client address"
+
+
+def test_logs_train_checks_its_output_before_training(secrepo, tmp_path, capsys):
+    assert main(["logs", "train", str(secrepo), "--rules", "-o", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert f"{tmp_path}: -o is a folder" in captured.err and "labels:" not in captured.out

@@ -10,6 +10,7 @@ still saves what it trained).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -57,6 +58,26 @@ def positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
     return value
+
+
+def check_writable(out: str | os.PathLike[str], option: str) -> None:
+    """Refuse an output file that cannot be written, before the work that produces it: a
+    folder, or a place where no file can be created. Raises OSError (one line from ``main``)."""
+    import errno
+    import tempfile
+    from pathlib import Path
+
+    out = Path(out)
+    if out.is_dir():
+        raise IsADirectoryError(errno.EISDIR, f"{option} is a folder; give a file name such as "
+                                f"{out / 'model.safetensors'}", str(out))  # fmt: skip
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".nnscratch-write-test-"):
+            pass
+    except OSError as err:
+        raise OSError(err.errno, f"cannot write {option} here ({err.strerror or err}); choose another {option}",
+                      str(out)) from None  # fmt: skip
 
 
 def jobs_count(text: str) -> int:

@@ -200,21 +200,6 @@ def _select(args: argparse.Namespace, data: Prepared, targets: np.ndarray, say: 
     return result.best, history
 
 
-def check_writable(out: Path) -> None:
-    """Refuse an output path that cannot be written, before any training: a folder, or a
-    place where no file can be created (read-only, missing permissions)."""
-    if out.is_dir():
-        raise CommandError(f"--out {out} is a folder; give a file name such as {out / 'model.safetensors'}.")
-    folder = out.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".nnscratch-write-test-"):
-            pass
-    except OSError as err:
-        raise CommandError(f"cannot write the model to {out}: {err.strerror or err} in {folder}. Choose another "
-                           "--out.") from None  # fmt: skip
-
-
 def save_or_fallback(net: Network, out: Path, meta: dict[str, Any]) -> Path:
     """Save to ``out``; if that fails after all (the disk filled, the folder went away), save to
     a file in the temporary folder and say where, so the trained model is not lost. A Ctrl-C
@@ -260,7 +245,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     net = build_network(args, data)
     out = Path(args.out or f"models/{data.name}.safetensors")
-    check_writable(out)  # before training, not after: a trained model must not be lost to a bad --out
+    from . import check_writable
+
+    check_writable(out, "--out")  # before training, not after: a trained model must not be lost to a bad --out
     plots_dir = Path(args.plots or out.with_name(out.stem + "_plots"))
     say = (lambda *a: None) if args.quiet else print
     say(f"Training {net.layers} on {len(data.X_train):,} samples of {data.name} ({len(data.X_test):,} held out)")

@@ -113,8 +113,10 @@ def _feature_settings(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train the line model (several networks, the best kept) and the client model on labelled logs
     (split by client), and report test metrics."""
+    from ..cli import check_writable
     from .model import WebLogModel
 
+    check_writable(args.output, "-o")  # before the work, so a trained model is never lost to a bad path
     data = _data(args)
     print(data.stats.summary())
     labelled = Counter(label for label in data.labels if label is not None)
