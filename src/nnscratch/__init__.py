@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from .activations import Activation, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .callbacks import Callback, EarlyStopping, History, ProgressBar
+from .export import export_onnx, to_sklearn
 from .gradcheck import GradCheckResult, gradcheck
 from .io import ModelFileError, load
 from .layers import Dense, Dropout, Layer
@@ -28,6 +29,8 @@ from .training import TrainingDivergedError
 __version__ = "0.1.0"
 
 __all__ = [
+    "export_onnx",
+    "to_sklearn",
     "Activation",
     "Identity",
     "LeakyReLU",

@@ -442,6 +442,13 @@ class Network:
         clone._bind_flat_buffers()  # deepcopy made the views independent arrays
         return clone
 
+    def to_sklearn(self, classes: list[Any] | None = None) -> Any:
+        """A fitted scikit-learn ``MLPClassifier``/``MLPRegressor`` with these weights; see
+        ``nnscratch.export.to_sklearn`` (needs the sklearn extra)."""
+        from .export import to_sklearn
+
+        return to_sklearn(self, classes)
+
     def save(self, path: Any, include_optimizer: bool = True) -> None:
         """Write a safetensors file; see ``nnscratch.io.save``."""
         from .io import save

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from .extras import require
+
 __all__ = [
     "plot_history",
     "plot_decision_boundary",
@@ -26,6 +28,7 @@ PathLike = str | os.PathLike[str] | None
 
 
 def _figure(width: float, height: float) -> Any:
+    require("matplotlib", "plots")
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), layout="constrained")

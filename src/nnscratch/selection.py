@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from .extras import require
 from .network import Network
 
 __all__ = ["Candidate", "SelectionResult", "grid", "random_search", "restarts", "build_from_config", "select_best"]
@@ -242,7 +243,7 @@ def select_best(
         ``best`` (the trained network), ``best_index``, ``table`` (one dict per
         candidate, in candidate order), ``format_table()``.
     """
-    import joblib
+    joblib = require("joblib", "parallel")
 
     if not candidates:
         raise ValueError("candidates is empty: pass at least one Candidate (see grid, random_search, restarts).")
@@ -307,6 +308,7 @@ def _dask_client(scheduler: str | None, n_jobs: int) -> tuple[Any, Any, bool]:
     """A client for ``scheduler``: ``(client, cluster or None, owned)``; an owned
     client (and a cluster we started) is closed when the search ends."""
     try:
+        require("distributed", "dask")
         from distributed import Client, LocalCluster
     except ImportError:
         raise ImportError("backend='dask' needs dask.distributed: pip install 'dask[distributed]'.") from None

@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser with every sub-command."""
     from nnscratch import __version__
 
-    from .commands import cmd_demo, cmd_evaluate, cmd_explain, cmd_info, cmd_predict
+    from .commands import cmd_demo, cmd_evaluate, cmd_explain, cmd_export, cmd_info, cmd_predict
     from .train import add_train_parser
 
     parser = _Parser(
@@ -151,6 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("model")
     info.set_defaults(func=cmd_info)
 
+    export = sub.add_parser(
+        "export",
+        help="write a model as ONNX",
+        description=cmd_export.__doc__,
+        formatter_class=_Formatter,
+        epilog="examples:\n  nnscratch export models/digits.safetensors -o digits.onnx\n",
+    )
+    export.add_argument("model")
+    export.add_argument("-o", "--output", help="the ONNX file (default: the model's name with .onnx)")
+    export.set_defaults(func=cmd_export)
+
     ex = sub.add_parser("explain", help="one backpropagation step, every number shown",
                         description=cmd_explain.__doc__, formatter_class=_Formatter, epilog="""examples:
   nnscratch explain chain
@@ -183,6 +194,7 @@ def _silence_stdout() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     from ..datasets import CSVError, DataFileError, DataNotFoundError
+    from ..extras import MissingExtraError
     from ..io import ModelFileError
     from .data import DataError
     from .train import CommandError
@@ -190,6 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except MissingExtraError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except (CommandError, DataError, CSVError, ModelFileError, DataFileError, DataNotFoundError,
             FileNotFoundError) as err:  # fmt: skip
         print(f"error: {err}", file=sys.stderr)

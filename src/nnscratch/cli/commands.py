@@ -69,6 +69,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a saved model as ONNX (or hand it to scikit-learn's MLP), with its input
+    standardisation and class names, for any ONNX runtime."""
+    from ..export import export_onnx
+
+    net, meta = _load_model(args.model)
+    if meta.get("kind") == "nnscratch.weblogs":
+        raise CommandError(f"{args.model} is a web-log model: its input is log lines, not numbers; only plain "
+                           "networks (nnscratch train) export to ONNX.")  # fmt: skip
+    out = Path(args.output or Path(args.model).with_suffix(".onnx"))
+    path = export_onnx(net, out, scaler=meta.get("scaler"), classes=meta.get("classes"),
+                       name=str(meta.get("dataset", "nnscratch")))  # fmt: skip
+    print(f"Wrote {path} (ONNX opset 13, input 'input' of shape (N, {net.n_inputs}), output 'output'"
+          + (", inputs standardised inside" if meta.get("scaler") else "") + ")")  # fmt: skip
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     """Show a saved model's architecture and what it was trained on."""
     net, meta = _load_model(args.model)

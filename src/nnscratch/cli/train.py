@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import Network, TrainingDivergedError
 from ..callbacks import EarlyStopping
+from ..extras import MissingExtraError
 from ..io import save
 from ..optimizers import get_optimizer
 from ..schedules import CosineDecay, ExponentialDecay, InverseScaling, StepDecay
@@ -275,7 +276,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     saved = save_or_fallback(net, out, meta)
     fell_back, out = saved != out, saved
     interrupted = history.stop_reason == "interrupted"
-    written = [] if args.no_plots else write_plots(net, history, data, plots_dir)
+    written = []
+    if not args.no_plots:
+        try:
+            written = write_plots(net, history, data, plots_dir)
+        except MissingExtraError as err:
+            print(f"note: no plots ({err}); --no-plots to skip them", file=sys.stderr)
     whole = data.meta.get("split", {}).get("whole", False)
     part = "Training" if whole else "Test"
     metric = (f"{part} accuracy: {scores['accuracy']:.2%}" if "accuracy" in scores

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..extras import require
+
 __all__ = ["classic_table", "load_xor", "load_moons", "load_circles", "load_digits", "load_csv", "CSVError"]
 
 CLASSIC_X = np.array([[0, 0, 1], [0, 1, 1], [1, 0, 1], [1, 1, 1]], dtype=np.float64)
@@ -42,6 +44,7 @@ def load_xor() -> tuple[np.ndarray, np.ndarray]:
 
 def load_moons(n_samples: int = 200, noise: float = 0.2, seed: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's two interleaving half-circles."""
+    require("sklearn", "datasets")
     from sklearn.datasets import make_moons
 
     X, y = make_moons(n_samples, noise=noise, random_state=seed)
@@ -50,6 +53,7 @@ def load_moons(n_samples: int = 200, noise: float = 0.2, seed: int | None = 0) -
 
 def load_circles(n_samples: int = 200, noise: float = 0.1, seed: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's two concentric circles (factor 0.5)."""
+    require("sklearn", "datasets")
     from sklearn.datasets import make_circles
 
     X, y = make_circles(n_samples, noise=noise, factor=0.5, random_state=seed)
@@ -58,6 +62,7 @@ def load_circles(n_samples: int = 200, noise: float = 0.1, seed: int | None = 0)
 
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's bundled 1,797 8x8 digits, scaled to [0, 1] (pixel / 16)."""
+    require("sklearn", "datasets")
     from sklearn.datasets import load_digits as sk_digits
 
     X, y = sk_digits(return_X_y=True)

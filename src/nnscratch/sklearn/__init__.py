@@ -21,7 +21,11 @@ scipy.sparse CSR/CSC inputs are used as they are, never densified.
 The shared training code is in ``_base``; one module per estimator.
 """
 
-from .classifier import NeuralNetClassifier
-from .regressor import NeuralNetRegressor
+from ..extras import require
+
+require("sklearn", "sklearn")  # before the modules below import it: one clear line if it is missing
+
+from .classifier import NeuralNetClassifier  # noqa: E402
+from .regressor import NeuralNetRegressor  # noqa: E402
 
 __all__ = ["NeuralNetClassifier", "NeuralNetRegressor"]

@@ -39,6 +39,7 @@ from urllib.parse import unquote
 
 import numpy as np
 
+from ..extras import require
 from .evidence import agent_class, is_static, path_shape, payload_evidence, query_shape, referrer_parts
 from .parse import LogRecord
 
@@ -405,7 +406,7 @@ class Featurizer:
 
     def matrix(self, column_lists: Sequence[np.ndarray]) -> Any:
         """A CSR matrix from per-line column arrays (see ``columns``)."""
-        import scipy.sparse as sp
+        sp = require("scipy.sparse", "weblogs")
 
         indptr = np.zeros(len(column_lists) + 1, dtype=np.int64)
         np.cumsum([len(c) for c in column_lists], out=indptr[1:])

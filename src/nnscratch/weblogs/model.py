@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .. import io as model_io
+from ..extras import require
 from ..network import Network
 from .clients import ClientBook, ClientModel, ClientState
 from .data import LabelledLines, split_by_client
@@ -79,6 +80,7 @@ def evaluate(
     classes: Sequence[str], y_true: Sequence[str], y_pred: Sequence[str], sections: dict[str, np.ndarray]
 ) -> Report:
     """Line metrics for each section (a boolean mask over the lines)."""
+    require("sklearn", "weblogs")
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     out = {}

@@ -1,0 +1,51 @@
+"""Optional parts and the extras that install them.
+
+``pip install nnscratch`` installs the engine: NumPy, safetensors (the model
+files) and tqdm (the progress bar of ``fit``). Everything else is an extra,
+imported only by the feature that needs it; without it, that feature fails
+with ``MissingExtraError`` naming the extra to install, never an ImportError
+from deep inside:
+
+============  ==========================================  =================================
+extra         installs                                    for
+============  ==========================================  =================================
+datasets      scikit-learn                                digits, moons, circles; CSV files
+plots         matplotlib                                  ``nnscratch.plots`` and CLI plots
+sklearn       scikit-learn                                ``nnscratch.sklearn``, ``to_sklearn``
+weblogs       scipy, scikit-learn                         ``nnscratch logs`` / ``weblogs``
+parallel      joblib                                      restarts and search in parallel
+dask          joblib, dask[distributed]                   the same on a Dask cluster
+onnx          onnx                                        ``export_onnx``, ``nnscratch export``
+all           every extra above
+============  ==========================================  =================================
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+__all__ = ["MissingExtraError", "require", "EXTRAS"]
+
+EXTRAS = {
+    "datasets": "scikit-learn", "plots": "matplotlib", "sklearn": "scikit-learn", "weblogs": "scipy, scikit-learn",
+    "parallel": "joblib", "dask": "joblib, dask[distributed]", "onnx": "onnx",
+}  # fmt: skip
+
+
+class MissingExtraError(ImportError):
+    """A feature needs an optional package that is not installed; says which extra installs it."""
+
+
+def require(module: str, extra: str) -> ModuleType:
+    """Import ``module`` or raise ``MissingExtraError`` naming the extra that installs it.
+
+    >>> require("numpy", "core").__name__
+    'numpy'
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        top = module.split(".")[0]
+        raise MissingExtraError(f"this needs {top}, which is not installed: pip install \"nnscratch[{extra}]\" "
+                                f"(or \"nnscratch[all]\")") from None  # fmt: skip

@@ -1,0 +1,54 @@
+"""The core alone: a fresh virtual environment with only ``pip install nnscratch`` (NumPy,
+safetensors, tqdm) loads, predicts and trains; features of missing extras say which to install."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCRIPT = r"""
+import importlib.util, subprocess, sys
+import numpy as np
+import nnscratch as nn
+for heavy in ("sklearn", "scipy", "matplotlib", "joblib", "onnx"):
+    assert importlib.util.find_spec(heavy) is None, heavy + " was installed with the core"
+X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
+y = np.array([0, 1, 1, 0])
+net = nn.Network([nn.Dense(2, 4, "tanh"), nn.Dense(4, 1, "sigmoid")], loss="binary_cross_entropy",
+                 optimizer=nn.SGD(0.5), seed=0)
+net.fit(X, y, epochs=2000, batch_size=None)
+net.save("xor.safetensors")
+same = nn.load("xor.safetensors")
+assert same.predict_labels(X).ravel().tolist() == [0, 1, 1, 0]
+assert np.array_equal(same.predict(X), net.predict(X))
+from nnscratch.extras import MissingExtraError
+try:
+    from nnscratch.datasets import load_digits
+    load_digits()
+except MissingExtraError as err:
+    assert 'pip install "nnscratch[datasets]"' in str(err), err
+else:
+    raise AssertionError("load_digits worked without scikit-learn")
+run = subprocess.run([sys.executable, "-m", "nnscratch", "train", "digits", "--quiet"], capture_output=True, text=True)
+assert run.returncode == 1 and run.stderr.count("\n") == 1 and "nnscratch[datasets]" in run.stderr, run.stderr
+print("core ok")
+"""
+
+
+@pytest.mark.slow
+def test_the_core_installs_and_works_alone(tmp_path):
+    env = tmp_path / "venv"
+    venv.create(env, with_pip=True)
+    python = env / "bin" / "python"
+    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(ROOT)], capture_output=True,
+                             text=True, timeout=600)  # fmt: skip
+    assert install.returncode == 0, install.stderr[-3000:]
+    run = subprocess.run([str(python), "-c", SCRIPT], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0 and "core ok" in run.stdout, run.stdout + run.stderr
+    assert sys.executable != str(python)
