@@ -326,3 +326,36 @@ def test_a_float32_run_holds_no_float64_anywhere(blobs):
 
     floats = [a for a in arrays(net) if a.dtype.kind == "f"]
     assert floats and {a.dtype for a in floats} == {np.dtype(np.float32)}
+
+
+def test_training_rows_are_neither_kept_after_fit_nor_pickled(blobs):
+    import pickle
+
+    X, y = blobs
+    net = nn.Network([nn.Dense(4, 16, "relu"), nn.Dropout(0.2), nn.Dense(16, 3, "softmax")], seed=0)
+    net.fit(X, y, epochs=2, batch_size=8)
+    assert net.layers[0].x is None and net.layers[0].activation.a is None and net.layers[1].mask is None
+    assert net.loss.__dict__.get("probs") is None
+    net.predict(X)  # inference caches its batch in the live object ...
+    blob = pickle.dumps(net)
+    assert X[:3].astype(np.float32).tobytes() not in blob  # ... but a pickle never carries it
+    again = pickle.loads(blob)
+    np.testing.assert_array_equal(again.predict(X), net.predict(X))
+    again.fit(X, y, epochs=1)  # and the unpickled network trains on
+    from nnscratch.sklearn import NeuralNetClassifier
+
+    clf = NeuralNetClassifier((64,), max_iter=5, random_state=0).fit(X, y)
+    assert len(pickle.dumps(clf)) < 40_000  # weights (4x64 + 64x3 + biases) and settings, no data rows
+
+
+def test_a_custom_initializer_is_never_rebuilt_as_zeros(tmp_path):
+    def small(rng, shape, dtype):
+        return rng.uniform(-0.1, 0.1, size=shape).astype(dtype)
+
+    net = nn.Network([nn.Dense(3, 4, "tanh", initializer=small), nn.Dense(4, 2, "softmax")], seed=0)
+    with pytest.raises(ValueError, match=r"layer\(s\) \[0\] were built with a custom initializer"):
+        nn.Network.from_config(net.get_config())
+    net.save(tmp_path / "m.safetensors")  # a saved network carries its weights: loading is fine
+    again = nn.load(tmp_path / "m.safetensors")
+    assert np.array_equal(again.layers[0].params["W"], net.layers[0].params["W"])
+    assert np.abs(again.layers[0].params["W"]).max() > 0

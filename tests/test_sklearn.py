@@ -236,3 +236,11 @@ def test_digits_accuracy_close_to_mlpclassifier():
             theirs.append(MLPClassifier(**settings).fit(Xa, ya).score(Xb, yb))
     # Measured means differ by a few tenths of a point; one point allows for seed noise on 450 test images.
     assert abs(np.mean(ours) - np.mean(theirs)) <= 0.01, (ours, theirs)
+
+
+def test_classifier_loss_is_checked_not_ignored():
+    X = np.random.default_rng(0).normal(size=(30, 3))
+    y = (X[:, 0] > 0).astype(int)
+    with pytest.raises(ValueError, match=r"takes its loss from the targets \(binary_cross_entropy here\).*'mse'"):
+        NeuralNetClassifier((4,), max_iter=2, loss="mse").fit(X, y)
+    NeuralNetClassifier((4,), max_iter=2, loss="binary_cross_entropy").fit(X, y)  # the one it would choose anyway

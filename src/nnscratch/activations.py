@@ -39,6 +39,16 @@ class Activation:
     """Base class: ``forward(z) -> a`` and ``backward(grad_a) -> grad_z``."""
 
     registry_name = "activation"
+    cache_names: tuple[str, ...] = ("a", "positive")  # what forward keeps for backward
+
+    def clear_cache(self) -> None:
+        """Forget what the last ``forward`` kept for ``backward``."""
+        for name in self.cache_names:
+            if name in self.__dict__:
+                setattr(self, name, None)
+
+    def __getstate__(self) -> dict:  # caches hold rows of data: never pickled
+        return {k: None if k in self.cache_names else v for k, v in self.__dict__.items()}
 
     def forward(self, z: np.ndarray) -> np.ndarray:
         """Apply the function to the pre-activation ``z`` of shape (n, units)."""

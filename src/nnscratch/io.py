@@ -224,7 +224,7 @@ def load_bundle(path: str | os.PathLike[str]) -> tuple[Network, dict[str, Any], 
     header, data = _read_header(path)
     meta = _decode_metadata(header, path)
     try:
-        network = Network.from_config(meta["config"])
+        network = Network.from_config(meta["config"], weights_follow=True)  # the tensors are set below
     except (KeyError, TypeError, ValueError) as err:
         raise ModelFileError(f"{path} describes a network this version cannot build: {err}") from None
     try:

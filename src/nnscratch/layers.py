@@ -36,6 +36,20 @@ class Layer:
     """Base class. Layers without parameters keep empty ``params``/``grads``."""
 
     registry_name = "layer"
+
+    # What ``forward`` keeps for ``backward``: released after training and never pickled
+    # (it holds rows of the data, which a saved or shipped object must not carry).
+    cache_names: tuple[str, ...] = ()
+
+    def clear_cache(self) -> None:
+        """Forget what the last ``forward`` kept for ``backward``."""
+        for name in self.cache_names:
+            if name in self.__dict__:
+                setattr(self, name, None)
+
+    def __getstate__(self) -> dict:
+        return {k: None if k in self.cache_names else v for k, v in self.__dict__.items()}
+
     n_in: int
     n_out: int
 
@@ -94,6 +108,12 @@ class Dense(Layer):
     >>> Dense(784, 30, "sigmoid")
     Dense(784 -> 30, sigmoid)
     """
+
+    cache_names = ("x",)
+
+    def clear_cache(self) -> None:
+        super().clear_cache()
+        self.activation.clear_cache()
 
     def __init__(
         self,
@@ -241,6 +261,8 @@ class Dropout(Layer):
     dropout stream). Set ``hold_mask = True`` to reuse the last mask, which
     gradient checks need.
     """
+
+    cache_names = ("mask",)
 
     def __init__(self, rate: float) -> None:
         super().__init__()

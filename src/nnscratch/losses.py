@@ -43,6 +43,16 @@ class Loss:
     registry_name = "loss"
     fused_activation: str | None = None  # output activation absorbed, if any
     is_classifier = False
+    cache_names: tuple[str, ...] = ("output", "target", "sample_weight", "diff", "probs")
+
+    def clear_cache(self) -> None:
+        """Forget what the last ``forward`` kept for ``backward``."""
+        for name in self.cache_names:
+            if name in self.__dict__:
+                setattr(self, name, None)
+
+    def __getstate__(self) -> dict:  # caches hold rows of data: never pickled
+        return {k: None if k in self.cache_names else v for k, v in self.__dict__.items()}
 
     def __init__(self, reduction: str = "mean") -> None:
         if reduction not in ("mean", "sum"):

@@ -412,9 +412,21 @@ class Network:
         }
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], dtype: str | None = None) -> Network:
-        """Rebuild an (untrained) network from ``get_config()`` output."""
+    def from_config(cls, config: dict[str, Any], dtype: str | None = None, weights_follow: bool = False) -> Network:
+        """Rebuild an (untrained) network from ``get_config()`` output.
+
+        A layer built with a custom (callable) initializer cannot record it in a
+        config: rebuilding it is refused, since its weights would silently be
+        zeros, unless ``weights_follow`` says the caller sets every weight next
+        (``nnscratch.load`` does).
+        """
         from .layers import LAYERS
+
+        custom = [i for i, c in enumerate(config["layers"]) if "initializer" in c and c["initializer"] is None]
+        if custom and not weights_follow:
+            raise ValueError(f"layer(s) {custom} were built with a custom initializer, which a config cannot "
+                             "record; rebuild them with that initializer, or load saved weights with "
+                             "nnscratch.load.")  # fmt: skip
         from .losses import LOSSES
         from .optimizers import OPTIMIZERS
 

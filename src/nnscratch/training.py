@@ -175,6 +175,9 @@ def fit(
     except KeyboardInterrupt:
         history.stop_reason = "interrupted"
     finally:
+        for layer in net.layers:  # what the last step kept for backward holds training rows
+            layer.clear_cache()
+        net.loss.clear_cache()
         for cb in all_callbacks:
             cb.on_train_end({"stop_reason": history.stop_reason})
     return history

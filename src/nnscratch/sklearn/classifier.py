@@ -40,7 +40,9 @@ class NeuralNetClassifier(ClassifierMixin, _BaseNeuralNet):
         Precision of the network. None follows ``X`` as scikit-learn does:
         float32 input trains in float32 (fast), anything else in float64.
     loss : None
-        Chosen from the targets (cross-entropy); present for symmetry.
+        Chosen from the targets: cross-entropy over a softmax, or binary
+        cross-entropy for two classes or multi-label targets. Any other value is
+        an error (it used to be accepted and ignored).
 
     Examples
     --------
@@ -114,6 +116,10 @@ class NeuralNetClassifier(ClassifierMixin, _BaseNeuralNet):
         return super()._sample_weights(targets, sample_weight)
 
     def _output(self) -> tuple[int, str, L.Loss]:
+        expected = "binary_cross_entropy" if self._multilabel or len(self.classes_) == 2 else "cross_entropy"
+        if self.loss not in (None, expected):
+            raise ValueError(f"NeuralNetClassifier takes its loss from the targets ({expected} here); leave loss "
+                             f"as None. Received loss={self.loss!r}.")  # fmt: skip
         if self._multilabel:
             return len(self.classes_), "sigmoid", L.BinaryCrossEntropy()
         if len(self.classes_) == 2:

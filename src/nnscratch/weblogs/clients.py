@@ -278,7 +278,7 @@ class ClientModel:
         """Rebuild from ``get_config()`` and ``arrays()`` as read back from a model file."""
         if list(config["features"]) != list(FEATURES):
             raise ValueError("the client model was trained on other client features; retrain it.")
-        network = Network.from_config(config["network"])
+        network = Network.from_config(config["network"], weights_follow=True)  # set just below
         for i, layer in enumerate(network.layers):
             for key, target in layer.params.items():
                 target[...] = arrays[f"client_layers.{i}.{key}"]
