@@ -91,13 +91,13 @@ def test_batch_indices_cover_every_row_once():
     assert slices[-1] == slice(20, 23)
 
 
-def test_validation_split_stratifies_labels_only():
-    from nnscratch.data import validation_split
+def test_stratified_split_stratifies_labels_only():
+    from nnscratch.data import stratified_split
 
     X = np.arange(40).reshape(20, 2)
     y = np.array([0] * 15 + [1] * 5)
-    _, _, _, y_val = validation_split(X, y, 0.4, seed=3)
+    _, _, _, y_val = stratified_split(X, y, 0.4, seed=3)
     assert sorted(y_val.tolist()) == [0] * 6 + [1] * 2
     targets = np.linspace(0, 1, 20)  # regression targets: a plain split
-    _, X_val, _, t_val = validation_split(X, targets, 0.25, seed=3)
+    _, X_val, _, t_val = stratified_split(X, targets, 0.25, seed=3)
     assert len(t_val) == 5 and np.array_equal(X_val[:, 0] // 2, np.round(t_val * 19))

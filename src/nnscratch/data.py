@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["batch_indices", "train_test_split", "validation_split"]
+__all__ = ["batch_indices", "train_test_split", "stratified_split"]
 
 
 def batch_indices(n: int, batch_size: int, rng: np.random.Generator | None = None) -> Iterator[np.ndarray | slice]:
@@ -79,16 +79,19 @@ def train_test_split(
     return out
 
 
-def validation_split(
+def stratified_split(
     X: Any, y: Any, fraction: float = 0.2, seed: int | None = None, stratify: bool = True
 ) -> tuple[Any, Any, Any, Any]:
     """``(X_train, X_val, y_train, y_val)``: hold out ``fraction`` for validation.
 
     Stratified by ``y`` when ``stratify`` is true and ``y`` holds class labels
     (a 1-D integer or string array); otherwise a plain seeded random split.
+    (``fit(validation_split=f)`` is different, as in Keras: it holds out the
+    *last* ``f`` of the rows. For a seeded, stratified hold-out, split with this
+    function and pass ``validation_data=(X_val, y_val)``.)
 
     >>> import numpy as np
-    >>> Xa, Xv, ya, yv = validation_split(np.arange(20).reshape(10, 2), np.array([0] * 5 + [1] * 5), 0.4, seed=0)
+    >>> Xa, Xv, ya, yv = stratified_split(np.arange(20).reshape(10, 2), np.array([0] * 5 + [1] * 5), 0.4, seed=0)
     >>> sorted(yv.tolist())
     [0, 0, 1, 1]
     """

@@ -82,7 +82,9 @@ def fit(
         Scored after every epoch as ``val_loss`` (and ``val_accuracy``).
     validation_split : float in [0, 1), default 0
         Hold out this last fraction of ``X``/``y`` (before shuffling) as
-        validation data. Ignored when ``validation_data`` is given.
+        validation data, as Keras does. Ignored when ``validation_data`` is
+        given. For a seeded, stratified hold-out use ``data.stratified_split``
+        and ``validation_data``.
     sample_weight : array-like of shape (n,), optional
     callbacks : list of Callback, optional
     verbose : int or bool, default 0
