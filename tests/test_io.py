@@ -116,6 +116,7 @@ def _rewrite_metadata(path, **changes):
     (n,) = struct.unpack("<Q", data[:8])
     header = json.loads(data[8 : 8 + n])
     header["__metadata__"].update(changes)
+    header["__metadata__"] = {k: v for k, v in header["__metadata__"].items() if v is not None}  # None: remove
     new = json.dumps(header).encode()
     new += b" " * ((8 - len(new) % 8) % 8)
     path.write_bytes(struct.pack("<Q", len(new)) + new + data[8 + n :])
@@ -181,13 +182,7 @@ def test_a_flipped_byte_in_the_tensor_data_is_refused(trained, blobs, tmp_path):
 def test_files_saved_before_checksums_still_load(trained, blobs, tmp_path):
     path = tmp_path / "m.safetensors"
     trained.save(path)
-    data = path.read_bytes()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + n])
-    del header["__metadata__"]["tensor_sha256"]
-    new = json.dumps(header).encode()
-    new += b" " * ((8 - len(new) % 8) % 8)
-    path.write_bytes(struct.pack("<Q", len(new)) + new + data[8 + n :])
+    _rewrite_metadata(path, tensor_sha256=None)
     X, _ = blobs
     assert np.array_equal(nn.load(path).predict(X), trained.predict(X))
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import functional as F
+from ._cache import Cached
 from ._registry import Registry
 
 __all__ = [
@@ -35,20 +36,11 @@ __all__ = [
 ACTIVATIONS = Registry("activation")
 
 
-class Activation:
+class Activation(Cached):
     """Base class: ``forward(z) -> a`` and ``backward(grad_a) -> grad_z``."""
 
     registry_name = "activation"
-    cache_names: tuple[str, ...] = ("a", "positive")  # what forward keeps for backward
-
-    def clear_cache(self) -> None:
-        """Forget what the last ``forward`` kept for ``backward``."""
-        for name in self.cache_names:
-            if name in self.__dict__:
-                setattr(self, name, None)
-
-    def __getstate__(self) -> dict:  # caches hold rows of data: never pickled
-        return {k: None if k in self.cache_names else v for k, v in self.__dict__.items()}
+    cache_names = ("a", "positive")  # what forward keeps for backward (see _cache)
 
     def forward(self, z: np.ndarray) -> np.ndarray:
         """Apply the function to the pre-activation ``z`` of shape (n, units)."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ._cache import Cached
 from ._registry import Registry
 from .activations import Activation, get_activation
 from .initializers import get_initializer
@@ -32,23 +33,10 @@ def _is_sparse(x: Any) -> bool:
     return not isinstance(x, np.ndarray) and hasattr(x, "tocsr") and hasattr(x, "format")
 
 
-class Layer:
+class Layer(Cached):
     """Base class. Layers without parameters keep empty ``params``/``grads``."""
 
     registry_name = "layer"
-
-    # What ``forward`` keeps for ``backward``: released after training and never pickled
-    # (it holds rows of the data, which a saved or shipped object must not carry).
-    cache_names: tuple[str, ...] = ()
-
-    def clear_cache(self) -> None:
-        """Forget what the last ``forward`` kept for ``backward``."""
-        for name in self.cache_names:
-            if name in self.__dict__:
-                setattr(self, name, None)
-
-    def __getstate__(self) -> dict:
-        return {k: None if k in self.cache_names else v for k, v in self.__dict__.items()}
 
     n_in: int
     n_out: int

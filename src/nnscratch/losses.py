@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import functional as F
+from ._cache import Cached
 from ._registry import Registry
 
 __all__ = [
@@ -37,22 +38,13 @@ __all__ = [
 LOSSES = Registry("loss")
 
 
-class Loss:
+class Loss(Cached):
     """Base class; subclasses define ``_per_sample`` and ``_grad``."""
 
     registry_name = "loss"
     fused_activation: str | None = None  # output activation absorbed, if any
     is_classifier = False
-    cache_names: tuple[str, ...] = ("output", "target", "sample_weight", "diff", "probs")
-
-    def clear_cache(self) -> None:
-        """Forget what the last ``forward`` kept for ``backward``."""
-        for name in self.cache_names:
-            if name in self.__dict__:
-                setattr(self, name, None)
-
-    def __getstate__(self) -> dict:  # caches hold rows of data: never pickled
-        return {k: None if k in self.cache_names else v for k, v in self.__dict__.items()}
+    cache_names = ("output", "target", "sample_weight", "diff", "probs")  # see _cache
 
     def __init__(self, reduction: str = "mean") -> None:
         if reduction not in ("mean", "sum"):

@@ -305,13 +305,18 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bans(args: argparse.Namespace) -> int:
-    """List the active bans of a watcher's state file, or lift one (the watcher lifts it within a second)."""
+def _existing_store(path: str) -> Any:
+    """The state file of a watcher that has run (never a new, empty one)."""
     from .state import Store
 
-    if not Path(args.state).is_file():
-        raise FileNotFoundError(2, "no such state file (start 'nnscratch logs watch --state FILE' first)", args.state)
-    store = Store(args.state)
+    if not Path(path).is_file():
+        raise FileNotFoundError(2, "no such state file (start 'nnscratch logs watch --state FILE' first)", path)
+    return Store(path)
+
+
+def cmd_bans(args: argparse.Namespace) -> int:
+    """List the active bans of a watcher's state file, or lift one (the watcher lifts it within a second)."""
+    store = _existing_store(args.state)
     try:
         if args.unban:
             known = {b.address for b in store.bans()}
@@ -336,11 +341,7 @@ def cmd_bans(args: argparse.Namespace) -> int:
 
 def cmd_why(args: argparse.Namespace) -> int:
     """Explain the watcher's latest decisions about one address: counts, score, what pushed it up, examples."""
-    from .state import Store
-
-    if not Path(args.state).is_file():
-        raise FileNotFoundError(2, "no such state file", args.state)
-    store = Store(args.state)
+    store = _existing_store(args.state)
     try:
         decisions = store.decisions(args.address, args.last)
     finally:
