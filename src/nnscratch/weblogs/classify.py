@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
@@ -253,8 +252,3 @@ def verdict_rows(verdicts: Iterable[Verdict]) -> list[dict[str, Any]]:
     """Banned clients as JSON-able rows, most certain first."""
     rows = [v.as_dict() for v in verdicts if v.ban]
     return sorted(rows, key=lambda r: (-r["probability"], -r["requests"], r["client"]))
-
-
-def write_ban_list(path: str | Path, verdicts: Iterable[Verdict]) -> None:
-    """One banned client per line."""
-    Path(path).write_text("".join(row["client"] + "\n" for row in verdict_rows(verdicts)), encoding="utf-8")

@@ -239,27 +239,20 @@ def crossval(
                 )
                 continue
             runs.append({"seed": seed, "protocol": "leave-one-source-out", "source": source.name, "renamed": False,
-                         **_line_result(_only_section(model.score(prepared, test)))})  # fmt: skip
+                         **_line_result(model.judge(prepared, test).report(pooled=True))})  # fmt: skip
             if rename:
                 if source.name not in renamed_cache:
                     renamed = LabelledLines(rename_site([data.records[i] for i in test], seed=1234),
                                             [data.labels[i] for i in test], [data.sources[i] for i in test],
                                             [data.files[i] for i in test], [data.numbers[i] for i in test])  # fmt: skip
                     renamed_cache[source.name] = prepare(Featurizer(**featurizer_settings), renamed)
-                report = model.score(renamed_cache[source.name], np.arange(len(test)))
+                report = model.judge(renamed_cache[source.name], np.arange(len(test))).report(pooled=True)
                 runs.append({"seed": seed, "protocol": "leave-one-source-out", "source": source.name,
-                             "renamed": True, **_line_result(_only_section(report))})  # fmt: skip
+                             "renamed": True, **_line_result(report)})  # fmt: skip
             if source.folds:
                 runs.append(_folds(prepared, names, source, seed, fit, progress))
     return {"runs": runs, "settings": {"featurizer": featurizer_settings, "fit": fit_settings, "gray_as": gray_as,
                                        "seeds": list(seeds)}}  # fmt: skip
-
-
-def _only_section(report: Report) -> Report:
-    """One section for all labelled lines, whatever their label source."""
-    if len(report.sections) > 1:
-        raise AssertionError("a source mixes ground truth and rule labels; score them separately")
-    return report
 
 
 def _folds(prepared: Prepared, names: np.ndarray, source: Source, seed: int, fit: Any,
@@ -274,7 +267,7 @@ def _folds(prepared: Prepared, names: np.ndarray, source: Source, seed: int, fit
         model = fit(np.concatenate([np.flatnonzero(names != source.name), inside[fold != k]]), seed)
         parts.append(model.judge(prepared, inside[fold == k]))
     return {"seed": seed, "protocol": f"{source.folds}-fold by client", "source": source.name, "renamed": False,
-            **_line_result(Judgement.pool(parts).report())}  # fmt: skip
+            **_line_result(Judgement.pool(parts).report(pooled=True))}  # fmt: skip
 
 
 FIGURES = (

@@ -159,8 +159,8 @@ def request_facts(record: LogRecord, tokens: Iterable[str]) -> RequestFacts:
 class Context:
     """Per-client sliding windows and site-relative evidence, as tokens.
 
-    Feed lines in time order (``in_time_order`` in ``classify`` does that for
-    every caller). For each line it looks at the client's requests in the last
+    Feed lines in time order (``parse.TimeOrder`` does that for training,
+    ``evaluate``, ``classify`` and the watcher alike). For each line it looks at the client's requests in the last
     ``window`` seconds, this one included, keeping running sums so that each
     request enters and leaves the window once (a flood costs O(1) per line).
     Site-relative evidence needs no labels: how many distinct clients have

@@ -178,11 +178,13 @@ class Judgement:
                    {k: v for p in parts for k, v in p.client_truth.items()},
                    {k: v for p in parts for k, v in p.verdicts.items()})  # fmt: skip
 
-    def report(self) -> Report:
+    def report(self, pooled: bool = False) -> Report:
         """Lines judged as an operator sees them: bad when the line model says so **or** the
-        client is banned (``Report.line_only`` has the line model alone), per label source;
-        and ban precision and recall over clients."""
-        sections = {"ground truth": np.char.startswith(self.sources, "truth"), "rule-labelled": self.sources == "rules"}
+        client is banned (``Report.line_only`` has the line model alone), per label source (or
+        in one section ``"all"`` when ``pooled``); and ban precision and recall over clients."""
+        truth = np.char.startswith(self.sources, "truth")
+        by_source = {"ground truth": truth, "rule-labelled": self.sources == "rules"}
+        sections = {"all": np.ones(len(self.truth), dtype=bool)} if pooled else by_source
         line_only = evaluate(self.classes, self.truth, self.predicted, sections)
         if not self.verdicts:
             return line_only
