@@ -155,11 +155,11 @@ def test_explain_matches_backprop_on_any_small_network():
         seed=3,
     )
     x, y = np.array([0.3, -1.2, 0.5, 2.0]), 2
-    before = net.get_flat_weights()
+    before = net.parameters.snapshot()
     step = explain(net, x, y, learning_rate=0.5)
-    assert np.array_equal(net.get_flat_weights(), before), "explain must not change the network by default"
-    # Same gradients as Network.backward on that one sample:
-    net.backward(net._loss_input(x.reshape(1, -1), training=True), np.array([y]))
+    assert np.array_equal(net.parameters.snapshot(), before), "explain must not change the network by default"
+    # Same gradients as Network.loss_and_grad on that one sample:
+    net.loss_and_grad(x.reshape(1, -1), np.array([y]))
     for layer, s in zip(net.layers, step.layers, strict=True):
         np.testing.assert_allclose(s.dC_dW, layer.grads["W"], rtol=1e-12)
         np.testing.assert_allclose(s.dC_db, layer.grads["b"], rtol=1e-12)
@@ -177,7 +177,7 @@ def test_explain_rejects_dropout_and_bad_rates():
     net = nn.Network([nn.Dense(2, 3), nn.Dropout(0.5), nn.Dense(3, 2, "softmax")])
     with pytest.raises(ValueError, match="Dense layers only"):
         explain(net, [1, 2], 0, 0.1)
-    with pytest.raises(ValueError, match="learning_rate must be a number > 0"):
+    with pytest.raises(ValueError, match="learning_rate must be a finite number > 0"):
         explain(nn.Network([nn.Dense(2, 2, "softmax")]), [1, 2], 0, 0)
 
 

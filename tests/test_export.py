@@ -81,20 +81,20 @@ def test_to_sklearn_gives_identical_predictions():
     y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 1)
     multi = nn.Network.from_sizes([4, 8, 8, 3], "tanh", seed=0)
     multi.fit(X, y, epochs=20)
-    clf = multi.to_sklearn(classes=["a", "b", "c"])
+    clf = nn.to_sklearn(multi, classes=["a", "b", "c"])
     np.testing.assert_allclose(clf.predict_proba(X), multi.predict(X), atol=1e-6)
     assert list(clf.predict(X[:5])) == [["a", "b", "c"][k] for k in multi.predict(X[:5]).argmax(axis=1)]
     binary = nn.Network([nn.Dense(4, 6, "relu"), nn.Dense(6, 1, "sigmoid")], loss="binary_cross_entropy", seed=0)
     binary.fit(X, (y > 0).astype(int), epochs=20)
-    np.testing.assert_allclose(binary.to_sklearn().predict_proba(X)[:, 1], binary.predict(X)[:, 0], atol=1e-6)
+    np.testing.assert_allclose(nn.to_sklearn(binary).predict_proba(X)[:, 1], binary.predict(X)[:, 0], atol=1e-6)
     reg = nn.Network([nn.Dense(4, 5, "sigmoid"), nn.Dense(5, 2, "identity")], loss="mse", seed=0)
-    np.testing.assert_allclose(reg.to_sklearn().predict(X), reg.predict(X), atol=1e-6)
+    np.testing.assert_allclose(nn.to_sklearn(reg).predict(X), reg.predict(X), atol=1e-6)
 
 
 def test_to_sklearn_names_what_it_cannot_express():
     mixed = nn.Network([nn.Dense(3, 4, "tanh"), nn.Dense(4, 4, "relu", bias=False), nn.Dense(4, 2, "softmax")])
     with pytest.raises(ValueError, match="different activations.*no bias.*two-unit softmax"):
-        mixed.to_sklearn()
+        nn.to_sklearn(mixed)
     leaky = nn.Network([nn.Dense(3, 4, "leaky_relu"), nn.Dense(4, 3, "softmax")])
     with pytest.raises(ValueError, match="'leaky_relu' is not among scikit-learn's"):
-        leaky.to_sklearn()
+        nn.to_sklearn(leaky)

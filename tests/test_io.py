@@ -44,7 +44,7 @@ def test_optimizer_state_resumes_training_exactly(trained, blobs, tmp_path):
     for net in (trained, loaded):
         net.layers[1].rng = np.random.default_rng(2)
         net.fit(X, y, epochs=2, batch_size=16)
-    assert np.array_equal(loaded.get_flat_weights(), trained.get_flat_weights())
+    assert np.array_equal(loaded.parameters.snapshot(), trained.parameters.snapshot())
 
 
 def test_without_optimizer_state(trained, tmp_path):

@@ -51,10 +51,10 @@ def test_same_seed_gives_bit_identical_weights(blobs):
     for _ in range(2):
         net = nn.Network.from_sizes([4, 8, 3], "relu", seed=42, dropout=0.2)
         net.fit(X, y, epochs=3, batch_size=7)
-        nets.append(net.get_flat_weights())
+        nets.append(net.parameters.snapshot())
     assert np.array_equal(nets[0], nets[1])
     other = nn.Network.from_sizes([4, 8, 3], "relu", seed=43, dropout=0.2)
-    assert not np.array_equal(nets[0], other.get_flat_weights())
+    assert not np.array_equal(nets[0], other.parameters.snapshot())
 
 
 def test_float32_by_default_and_float64_on_request(blobs):
@@ -62,7 +62,7 @@ def test_float32_by_default_and_float64_on_request(blobs):
     for dtype in ("float32", "float64"):
         net = nn.Network.from_sizes([4, 8, 3], "sigmoid", dtype=dtype, seed=0)
         net.fit(X, y, epochs=2, batch_size=16)
-        assert net._flat.dtype == dtype
+        assert net.parameters.values.dtype == dtype
         assert all(p.dtype == dtype for layer in net.layers for p in layer.params.values())
         assert all(s.dtype == dtype for st in net.optimizer.state.values() for s in st.values())
         assert net.predict(X).dtype == dtype
@@ -140,24 +140,24 @@ def test_early_stopping_restores_best_weights(blobs):
             self.weights = []
 
         def on_epoch_end(self, epoch, logs):
-            self.weights.append(self.network.get_flat_weights())
+            self.weights.append(self.network.parameters.snapshot())
 
     snap = Snapshot()
     h = net.fit(X, y, epochs=200, batch_size=4, validation_data=validation, callbacks=[stopper, snap])
     assert h.stop_reason == "early_stopping"
     # best epoch, then `patience` tolerated epochs, then the one that stops: indices up to best + patience + 1
     assert len(h.epoch) == stopper.best_epoch + stopper.patience + 2
-    assert np.array_equal(net.get_flat_weights(), snap.weights[stopper.best_epoch])
+    assert np.array_equal(net.parameters.snapshot(), snap.weights[stopper.best_epoch])
     assert min(h.history["val_loss"]) == h.history["val_loss"][stopper.best_epoch]
 
 
 def test_early_stopping_on_unknown_metric_fails_before_training(blobs):
     X, y = blobs
     net = nn.Network.from_sizes([4, 3], seed=0)
-    before = net.get_flat_weights()
+    before = net.parameters.snapshot()
     with pytest.raises(ValueError, match="val_loss.*Available: loss, accuracy"):
         net.fit(X, y, epochs=2, callbacks=[nn.EarlyStopping()])
-    assert np.array_equal(before, net.get_flat_weights())
+    assert np.array_equal(before, net.parameters.snapshot())
 
 
 def test_divergence_stops_restores_and_explains():
@@ -169,13 +169,13 @@ def test_divergence_stops_restores_and_explains():
 
     class Keep(nn.Callback):
         def on_batch_end(self, step, logs):
-            snapshots.append(self.network.get_flat_weights())
+            snapshots.append(self.network.parameters.snapshot())
 
     with pytest.raises(nn.TrainingDivergedError, match="lower learning rate.*scal") as info:
         net.fit(X, y, epochs=50, batch_size=8, callbacks=[Keep()])
     assert info.value.history.stop_reason == "diverged"
-    assert np.isfinite(net.get_flat_weights()).all()
-    assert np.array_equal(net.get_flat_weights(), snapshots[-1])
+    assert np.isfinite(net.parameters.snapshot()).all()
+    assert np.array_equal(net.parameters.snapshot(), snapshots[-1])
 
 
 def test_callbacks_run_under_the_callers_error_state(blobs):
@@ -208,7 +208,7 @@ def test_ctrl_c_keeps_model_and_completed_epochs(blobs):
     h = net.fit(X, y, epochs=10, batch_size=6, callbacks=[Interrupt()])
     assert h.stop_reason == "interrupted"
     assert len(h.history["loss"]) == 2
-    assert np.isfinite(net.get_flat_weights()).all()
+    assert np.isfinite(net.parameters.snapshot()).all()
     assert net.predict(X).shape == (60, 3)
 
 
@@ -222,12 +222,12 @@ def test_ctrl_c_between_steps_keeps_the_last_step(blobs):
     class Interrupt(nn.Callback):
         def on_batch_end(self, step, logs):
             if step == 25:
-                after["weights"] = self.network.get_flat_weights()
+                after["weights"] = self.network.parameters.snapshot()
                 raise KeyboardInterrupt
 
     net.fit(X, y, epochs=10, batch_size=6, callbacks=[Interrupt()])
     assert net.optimizer.iterations == 25
-    assert np.array_equal(net.get_flat_weights(), after["weights"])
+    assert np.array_equal(net.parameters.snapshot(), after["weights"])
 
 
 def test_ctrl_c_inside_the_update_restores_the_weights(blobs):
@@ -238,19 +238,19 @@ def test_ctrl_c_inside_the_update_restores_the_weights(blobs):
     step = net.optimizer.step
     calls = {"n": 0, "before": None}
 
-    def interrupted_step(params, grads):
+    def interrupted_step(params, grads, decay=None):
         calls["n"] += 1
         if calls["n"] == 7:
-            calls["before"] = net.get_flat_weights()
-            step(params, grads)
-            assert not np.array_equal(net.get_flat_weights(), calls["before"])
+            calls["before"] = net.parameters.snapshot()
+            step(params, grads, decay)
+            assert not np.array_equal(net.parameters.snapshot(), calls["before"])
             raise KeyboardInterrupt
-        step(params, grads)
+        step(params, grads, decay)
 
     net.optimizer.step = interrupted_step
     h = net.fit(X, y, epochs=3, batch_size=6)
     assert h.stop_reason == "interrupted"
-    assert np.array_equal(net.get_flat_weights(), calls["before"])
+    assert np.array_equal(net.parameters.snapshot(), calls["before"])
 
 
 def test_summary_and_repr():
@@ -293,7 +293,7 @@ def test_copy_is_independent_and_can_change_dtype(blobs):
     net = nn.Network.from_sizes([4, 8, 3], seed=0)
     clone = net.copy()
     clone.fit(X, y, epochs=1)
-    assert not np.array_equal(net.get_flat_weights(), clone.get_flat_weights())
+    assert not np.array_equal(net.parameters.snapshot(), clone.parameters.snapshot())
     wide = net.copy(dtype="float64")
     assert wide.dtype == np.float64
     np.testing.assert_allclose(wide.predict(X), net.predict(X), rtol=1e-5)

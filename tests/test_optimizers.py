@@ -62,12 +62,19 @@ def test_first_two_steps(name):
 
 def test_adamw_separates_biases_in_a_network():
     net = nn.Network.from_sizes([3, 4, 2], optimizer=nn.AdamW(0.1), seed=0)
-    assert set(net._opt_params) == {"W", "b"}
-    assert net._opt_params["b"].size == 6
+    net.fit(np.ones((4, 3)), np.array([0, 1, 0, 1]), epochs=1)
+    assert set(net.optimizer.state) == {"W", "b"}
+    assert net.optimizer.state["b"]["m"].size == 6
+    groups = net.parameters.groups(split=True)
+    assert groups.decay == {"W": True, "b": False}  # the network decides, not the optimizer
 
 
 def test_adamw_does_not_decay_biases():
-    got = two_steps(nn.AdamW(0.1, weight_decay=0.1), key="b")
+    opt, p = nn.AdamW(0.1, weight_decay=0.1), np.array([1.0, -2.0])
+    got = []
+    for _ in range(2):
+        opt.step({"b": p}, {"b": G.copy()}, decay={"b": False})
+        got.append(p.copy())
     np.testing.assert_allclose(got, [[0.9, -1.9], [0.8, -1.8]], atol=1e-7)
 
 

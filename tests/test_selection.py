@@ -39,7 +39,7 @@ def test_same_table_with_one_job_two_jobs_and_a_dask_cluster(digits):
     assert one.best_index == two.best_index == dask.best_index
     best_loss = min(r["val_loss"] for r in one.table)
     assert one.table[one.best_index]["val_loss"] == best_loss
-    np.testing.assert_array_equal(one.best.get_flat_weights(), dask.best.get_flat_weights())
+    np.testing.assert_array_equal(one.best.parameters.snapshot(), dask.best.parameters.snapshot())
     assert one.best.evaluate(X_val, y_val)["loss"] == pytest.approx(best_loss)
 
 

@@ -50,11 +50,11 @@ BAD_FIT = [
 @pytest.mark.parametrize("override,match", BAD_FIT)
 def test_bad_fit_inputs(net, override, match):
     kwargs = {"X": GOOD_X, "y": GOOD_Y, "epochs": 1, **override}
-    before = net.get_flat_weights()
+    before = net.parameters.snapshot()
     iterations = net.optimizer.iterations
     with pytest.raises(ValueError, match=match):
         net.fit(kwargs.pop("X"), kwargs.pop("y"), **kwargs)
-    assert np.array_equal(before, net.get_flat_weights())
+    assert np.array_equal(before, net.parameters.snapshot())
     assert net.optimizer.iterations == iterations
 
 

@@ -1,9 +1,10 @@
 """nnscratch: neural networks from scratch in NumPy.
 
 The engine (``functional``, ``activations``, ``layers``, ``losses``,
-``initializers``, ``optimizers``, ``network``, ``training``) imports only
-NumPy. Everything else (datasets, plots, the CLI, the scikit-learn adapter)
-is built on it.
+``initializers``, ``optimizers``, ``parameters``, ``network``, ``training``,
+``inference``) imports only NumPy (``io`` adds safetensors). Everything else
+(datasets, plots, explain, the CLI, the scikit-learn adapter, the web-log
+application) is built on it and never imported by it.
 
 >>> import nnscratch as nn
 >>> net = nn.Network.from_sizes([2, 4, 1], "tanh", "sigmoid",
@@ -18,11 +19,12 @@ from .activations import Activation, Identity, LeakyReLU, ReLU, Sigmoid, Softmax
 from .callbacks import Callback, EarlyStopping, History, ProgressBar
 from .export import export_onnx, to_sklearn
 from .gradcheck import GradCheckResult, gradcheck
-from .io import ModelFileError, load
+from .io import ModelFileError
 from .layers import Dense, Dropout, Layer
 from .losses import BinaryCrossEntropy, CrossEntropy, Loss, MeanSquaredError, Quadratic
-from .network import Network
+from .network import Network, load
 from .optimizers import SGD, AdaGrad, Adam, AdamW, Optimizer, RMSProp
+from .parameters import Parameters
 from .schedules import Constant, CosineDecay, ExponentialDecay, InverseScaling, Schedule, StepDecay
 from .training import TrainingDivergedError
 
@@ -55,6 +57,7 @@ __all__ = [
     "MeanSquaredError",
     "Quadratic",
     "Network",
+    "Parameters",
     "SGD",
     "AdaGrad",
     "Adam",

@@ -30,6 +30,10 @@ class Registry:
 
         return decorator
 
+    def alias(self, name: str, target: str) -> None:
+        """Make ``name`` another name for the already registered ``target``."""
+        self._items[name] = self._items[target]
+
     def names(self) -> list[str]:
         """All registered names, sorted."""
         return sorted(self._items)

@@ -1,6 +1,11 @@
 """Checks at the public boundary: every bad input gets an error that names the
 argument, what was expected and what was received. Nothing here mutates a
 network, so a rejected call leaves it exactly as it was.
+
+This is the one home of argument checks and a leaf module: it imports only
+NumPy, so every other module (engine, tools, CLI) can use it without cycles.
+What depends on a loss (class labels or rows of targets) is asked of the loss
+(``Loss.check_targets``), which builds it from the helpers here.
 """
 
 from __future__ import annotations
@@ -9,8 +14,27 @@ from typing import Any
 
 import numpy as np
 
-from .layers import _is_sparse
-from .losses import BinaryCrossEntropy, CrossEntropy, Loss
+__all__ = [
+    "is_sparse",
+    "check_positive_int",
+    "check_count",
+    "check_fraction",
+    "check_number",
+    "check_choice",
+    "check_X",
+    "check_finite",
+    "all_finite",
+    "numeric_targets",
+    "class_indices",
+    "target_rows",
+    "check_sample_weight",
+]
+
+
+def is_sparse(x: Any) -> bool:
+    """True for scipy.sparse matrices and arrays (they carry a ``format``); the
+    engine never imports SciPy, it only needs to know not to call dense-only code."""
+    return not isinstance(x, np.ndarray) and hasattr(x, "tocsr") and hasattr(x, "format")
 
 
 def check_positive_int(name: str, value: Any, allow_none: bool = False) -> int | None:
@@ -23,6 +47,13 @@ def check_positive_int(name: str, value: Any, allow_none: bool = False) -> int |
     return int(value)
 
 
+def check_count(name: str, value: Any) -> int:
+    """``value`` as an int >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0. Received {name}={value!r}.")
+    return int(value)
+
+
 def check_fraction(name: str, value: Any) -> float:
     """``value`` as a float in [0, 1)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
@@ -30,11 +61,37 @@ def check_fraction(name: str, value: Any) -> float:
     return float(value)
 
 
+def check_number(name: str, value: Any, low: float = -np.inf, high: float = np.inf, *,
+                 low_open: bool = False, high_open: bool = True) -> float:  # fmt: skip
+    """``value`` as a finite float in the interval from ``low`` to ``high``
+    (closed at ``low`` and open at ``high`` unless told otherwise)."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+    if ok:
+        value = float(value)
+        ok = bool(np.isfinite(value)) and (low < value if low_open else low <= value)
+        ok = ok and (value < high if high_open else value <= high)
+    if not ok:
+        if high == np.inf:
+            rule = f"be a finite number {'>' if low_open else '>='} {low:g}"
+        else:
+            rule = f"lie in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must {rule}. Received {name}={value!r}.")
+    return value
+
+
+def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> Any:
+    """``value`` if it is one of ``choices``."""
+    if value not in choices:
+        options = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}"
+        raise ValueError(f"{name} must be {options}. Received {name}={value!r}.")
+    return value
+
+
 def check_X(X: Any, n_features: int, dtype: np.dtype, name: str = "X", finite: bool = True) -> Any:
     """Return ``X`` as a 2-D array of ``dtype`` (a sparse matrix stays sparse),
     checked to be finite unless ``finite=False`` (for callers that prove it
     more cheaply themselves; see ``Network.predict``)."""
-    if _is_sparse(X):
+    if is_sparse(X):
         if X.ndim != 2:
             raise ValueError(f"{name} must be 2-D (n_samples, n_features). Received shape {X.shape}.")
         if X.format != "csr":  # mini-batches take rows: CSR slices them cheaply
@@ -90,8 +147,12 @@ def all_finite(a: np.ndarray) -> bool:
     return bool(np.isfinite(total)) or bool(np.isfinite(a).all())
 
 
-def check_targets(y: Any, n_samples: int, n_outputs: int, loss: Loss, dtype: np.dtype, name: str = "y") -> np.ndarray:
-    """Return targets in the form ``loss`` expects, after checking every value."""
+def numeric_targets(y: Any, n_samples: int, name: str = "y") -> np.ndarray:
+    """``y`` as a finite numeric array with one entry (or row) per sample.
+
+    What else a target must be (class indices, one column per output unit,
+    values in [0, 1]) depends on the loss: ``Loss.check_targets`` asks for it.
+    """
     y = np.asarray(y)
     if not (np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_):
         raise ValueError(
@@ -105,34 +166,39 @@ def check_targets(y: Any, n_samples: int, n_outputs: int, loss: Loss, dtype: np.
         )
     if not np.isfinite(y).all():
         raise ValueError(f"{name} contains NaN or infinite values.")
-    if isinstance(loss, CrossEntropy) and loss.targets == "index":
-        if y.ndim != 1:
-            raise ValueError(
-                f"{name} must be 1-D integer class labels for CrossEntropy(targets='index'). "
-                f"Received shape {y.shape}. For one-hot rows use CrossEntropy(targets='onehot')."
-            )
-        labels = y.astype(np.intp)
-        if not np.array_equal(labels, y):
-            raise ValueError(
-                f"{name} must hold integer class labels. Received non-integer values, e.g. {y[labels != y][0]!r}."
-            )
-        if labels.min() < 0 or labels.max() >= n_outputs:
-            raise ValueError(
-                f"{name} holds labels from {labels.min()} to {labels.max()} but the output layer has "
-                f"{n_outputs} units, so labels must lie in [0, {n_outputs - 1}]."
-            )
-        return labels
+    return y
+
+
+def class_indices(y: np.ndarray, n_classes: int, name: str = "y", hint: str = "") -> np.ndarray:
+    """``y`` (from ``numeric_targets``) as 1-D integer labels in ``[0, n_classes)``."""
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D integer class labels. Received shape {y.shape}.{hint}")
+    labels = y.astype(np.intp)
+    if not np.array_equal(labels, y):
+        raise ValueError(
+            f"{name} must hold integer class labels. Received non-integer values, e.g. {y[labels != y][0]!r}."
+        )
+    if labels.min() < 0 or labels.max() >= n_classes:
+        raise ValueError(
+            f"{name} holds labels from {labels.min()} to {labels.max()} but the output layer has "
+            f"{n_classes} units, so labels must lie in [0, {n_classes - 1}]."
+        )
+    return labels
+
+
+def target_rows(y: np.ndarray, n_outputs: int, dtype: np.dtype, name: str = "y", unit_interval: str = "") -> np.ndarray:
+    """``y`` (from ``numeric_targets``) as rows of ``n_outputs`` values in ``dtype``
+    (a 1-D ``y`` is one column when there is one output); with ``unit_interval``
+    set to the loss's name, every value must also lie in [0, 1]."""
     if y.ndim == 1 and n_outputs == 1:
         y = y.reshape(-1, 1)
     if y.ndim != 2 or y.shape[1] != n_outputs:
         raise ValueError(
-            f"{name} must have shape ({n_samples}, {n_outputs}) to match the {n_outputs} output units. "
+            f"{name} must have shape ({y.shape[0]}, {n_outputs}) to match the {n_outputs} output units. "
             f"Received shape {y.shape}."
         )
-    if isinstance(loss, (BinaryCrossEntropy, CrossEntropy)) and (y.min() < 0 or y.max() > 1):
-        raise ValueError(
-            f"{name} for {type(loss).__name__} must lie in [0, 1]. Received values from {y.min()} to {y.max()}."
-        )
+    if unit_interval and (y.min() < 0 or y.max() > 1):
+        raise ValueError(f"{name} for {unit_interval} must lie in [0, 1]. Received values from {y.min()} to {y.max()}.")
     return np.ascontiguousarray(y, dtype=dtype)
 
 

@@ -5,10 +5,13 @@ pre-activation ``z`` and returns ``a``. ``forward`` caches what ``backward``
 needs; ``backward(grad_a)`` returns ``dC/dz``. Where the derivative is cheaper
 from the output than from the input (sigmoid, tanh, softmax) we cache ``a``.
 
-No backward needs ``z`` itself, so ``forward`` may compute ``a`` in the memory
-of ``z``, and ``backward`` in the memory of ``grad_a``: ``Dense`` hands both
-over as fresh arrays it no longer needs. That saves an allocation and a pass
-per layer on large batches. Pass copies if you call them on arrays you keep.
+Neither method touches its argument unless asked: ``forward(z, out=z)``
+computes ``a`` in the memory of ``z`` and ``backward(grad_a, out=grad_a)``
+computes ``dC/dz`` in the memory of ``grad_a``. No backward needs ``z``
+itself, so ``Dense`` does exactly that with the fresh arrays it owns, which
+saves an allocation and a pass per layer on large batches. Called without
+``out``, both return new arrays, and ``backward`` gives the same answer however
+often it is called.
 """
 
 from __future__ import annotations
@@ -42,12 +45,19 @@ class Activation(Cached):
     registry_name = "activation"
     cache_names = ("a", "positive")  # what forward keeps for backward (see _cache)
 
-    def forward(self, z: np.ndarray) -> np.ndarray:
-        """Apply the function to the pre-activation ``z`` of shape (n, units)."""
+    def forward(self, z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Apply the function to the pre-activation ``z`` of shape (n, units).
+
+        ``out`` : where to write ``a``; pass ``out=z`` to overwrite ``z`` (the
+        result is cached for ``backward``, so do not change it afterwards).
+        """
         raise NotImplementedError
 
-    def backward(self, grad_a: np.ndarray) -> np.ndarray:
-        """Return ``dC/dz`` given ``dC/da``, using what ``forward`` cached."""
+    def backward(self, grad_a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Return ``dC/dz`` given ``dC/da``, using what ``forward`` cached.
+
+        ``out`` : where to write the result; ``out=grad_a`` overwrites ``grad_a``.
+        """
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
@@ -68,51 +78,53 @@ class Activation(Cached):
 class Identity(Activation):
     """``a = z``; ``da/dz = 1``."""
 
-    def forward(self, z: np.ndarray) -> np.ndarray:
-        return z
+    def forward(self, z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if out is None:
+            return z.copy()
+        if out is not z:
+            np.copyto(out, z)
+        return out
 
-    def backward(self, grad_a: np.ndarray) -> np.ndarray:
-        return grad_a
+    def backward(self, grad_a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        return self.forward(grad_a, out)
 
 
 @ACTIVATIONS.register("sigmoid")
 class Sigmoid(Activation):
     """``a = 1 / (1 + exp(-z))``; ``da/dz = a (1 - a)``."""
 
-    def forward(self, z: np.ndarray) -> np.ndarray:
-        self.a = F.sigmoid(z, out=z)
+    def forward(self, z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        self.a = F.sigmoid(z, out=out)
         return self.a
 
-    def backward(self, grad_a: np.ndarray) -> np.ndarray:
-        grad_a *= self.a
-        grad_a *= 1.0 - self.a
-        return grad_a
+    def backward(self, grad_a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        grad_z = np.multiply(grad_a, self.a, out=out)
+        grad_z *= 1.0 - self.a
+        return grad_z
 
 
 @ACTIVATIONS.register("tanh")
 class Tanh(Activation):
     """``a = tanh(z)``; ``da/dz = 1 - a**2``."""
 
-    def forward(self, z: np.ndarray) -> np.ndarray:
-        self.a = F.tanh(z, out=z)
+    def forward(self, z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        self.a = F.tanh(z, out=out)
         return self.a
 
-    def backward(self, grad_a: np.ndarray) -> np.ndarray:
-        grad_a *= 1.0 - self.a * self.a
-        return grad_a
+    def backward(self, grad_a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        return np.multiply(grad_a, 1.0 - self.a * self.a, out=out)
 
 
 @ACTIVATIONS.register("relu")
 class ReLU(Activation):
     """``a = max(z, 0)``; ``da/dz = 1`` where ``z > 0``, else 0 (0 at the kink)."""
 
-    def forward(self, z: np.ndarray) -> np.ndarray:
-        self.a = np.maximum(z, 0.0, out=z)
+    def forward(self, z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        self.a = np.maximum(z, 0.0, out=out)
         return self.a
 
-    def backward(self, grad_a: np.ndarray) -> np.ndarray:
-        grad_a *= self.a > 0
-        return grad_a
+    def backward(self, grad_a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        return np.multiply(grad_a, self.a > 0, out=out)
 
 
 @ACTIVATIONS.register("leaky_relu")
@@ -125,12 +137,20 @@ class LeakyReLU(Activation):
             raise ValueError(f"alpha must lie in [0, 1). Received alpha={alpha!r}.")
         self.alpha = float(alpha)
 
-    def forward(self, z: np.ndarray) -> np.ndarray:
+    def forward(self, z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         self.positive = z > 0
-        return np.where(self.positive, z, self.alpha * z)
+        return self._scale(z, out)
 
-    def backward(self, grad_a: np.ndarray) -> np.ndarray:
-        return np.where(self.positive, grad_a, self.alpha * grad_a)
+    def backward(self, grad_a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        return self._scale(grad_a, out)
+
+    def _scale(self, x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        """``x`` where the forward input was positive, ``alpha * x`` elsewhere."""
+        result = np.where(self.positive, x, self.alpha * x)
+        if out is None:
+            return result
+        np.copyto(out, result)
+        return out
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.registry_name, "alpha": self.alpha}
@@ -148,13 +168,16 @@ class Softmax(Activation):
     network skips this and uses the fused ``softmax(z) - onehot(y)`` instead.
     """
 
-    def forward(self, z: np.ndarray) -> np.ndarray:
-        self.a = F.softmax(z, out=z)
+    def forward(self, z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        self.a = F.softmax(z, out=out)
         return self.a
 
-    def backward(self, grad_a: np.ndarray) -> np.ndarray:
+    def backward(self, grad_a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         a = self.a
-        return a * (grad_a - np.sum(grad_a * a, axis=1, keepdims=True))
+        inner = np.sum(grad_a * a, axis=1, keepdims=True)
+        grad_z = np.subtract(grad_a, inner, out=out)
+        grad_z *= a
+        return grad_z
 
 
 def get_activation(spec: str | Activation | None) -> Activation:

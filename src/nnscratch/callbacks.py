@@ -9,12 +9,11 @@ nnscratch that writes to the terminal, and only when asked (``verbose``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .network import Network
+from ._validation import check_choice, check_count, check_number
 
 __all__ = ["Callback", "History", "EarlyStopping", "ProgressBar"]
 
@@ -22,9 +21,9 @@ __all__ = ["Callback", "History", "EarlyStopping", "ProgressBar"]
 class Callback:
     """Base class: override the hooks you need."""
 
-    network: Network
+    network: Any
 
-    def set_network(self, network: Network) -> None:
+    def set_network(self, network: Any) -> None:
         self.network = network
 
     def on_train_begin(self, info: dict[str, Any]) -> None:
@@ -86,13 +85,10 @@ class EarlyStopping(Callback):
         mode: str = "auto",
         restore_best_weights: bool = False,
     ) -> None:
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be an integer >= 0. Received patience={patience!r}.")
-        if not isinstance(min_delta, (int, float)) or min_delta < 0:
-            raise ValueError(f"min_delta must be a number >= 0. Received min_delta={min_delta!r}.")
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(f"mode must be 'auto', 'min' or 'max'. Received mode={mode!r}.")
-        self.monitor, self.patience, self.min_delta = monitor, patience, float(min_delta)
+        self.patience = check_count("patience", patience)
+        self.min_delta = check_number("min_delta", min_delta, 0.0)
+        check_choice("mode", mode, ("auto", "min", "max"))
+        self.monitor = monitor
         self.restore_best_weights = restore_best_weights
         self.mode = mode if mode != "auto" else ("max" if "acc" in monitor else "min")
         self.stopped_epoch: int | None = None
@@ -117,7 +113,7 @@ class EarlyStopping(Callback):
         if self._improved(value):
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best_weights:
-                self.best_weights = self.network.get_flat_weights()
+                self.best_weights = self.network.parameters.snapshot()
             return
         self.wait += 1
         if self.wait > self.patience:
@@ -126,7 +122,7 @@ class EarlyStopping(Callback):
 
     def on_train_end(self, logs: dict[str, Any]) -> None:
         if self.restore_best_weights and self.best_weights is not None:
-            self.network.set_flat_weights(self.best_weights)
+            self.network.parameters.restore(self.best_weights)
 
     def __repr__(self) -> str:
         return f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience}, min_delta={self.min_delta:g})"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._validation import check_targets, check_X
+from ._validation import check_number, check_X
 from .layers import Dense
 
 if TYPE_CHECKING:
@@ -125,39 +125,37 @@ def explain(network: Network, x: Any, y: Any, learning_rate: float, apply: bool 
     """
     if not all(isinstance(layer, Dense) for layer in network.layers):
         raise ValueError("explain works on networks of Dense layers only (remove Dropout for the worked step).")
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
-        raise ValueError(f"learning_rate must be a number > 0. Received learning_rate={learning_rate!r}.")
+    learning_rate = check_number("learning_rate", learning_rate, 0.0, low_open=True)
     net = network if apply else network.copy()
     x = check_X(np.asarray(x, dtype=float).reshape(1, -1), net.n_inputs, net.dtype, name="x")
     y_arr = np.asarray(y)
-    y = check_targets(y_arr.reshape(1, *y_arr.shape[y_arr.ndim == 2 :]) if y_arr.ndim else y_arr.reshape(1), 1,
-                      net.n_outputs, net.loss, net.dtype, name="y")  # fmt: skip
+    y = net.loss.check_targets(y_arr.reshape(1, *y_arr.shape[y_arr.ndim == 2 :]) if y_arr.ndim else y_arr.reshape(1),
+                               1, net.n_outputs, net.dtype, name="y")  # fmt: skip
 
+    # The standard pass, one public method at a time (Network.loss_and_grad
+    # calls the same ones); none of them changes its argument, so every
+    # intermediate can be kept as it is.
     steps: list[LayerStep] = []
     h = x
     for i, layer in enumerate(net.layers):
         z = layer.forward_linear(h)
-        a = layer.activation.forward(z.copy())  # forward may reuse z's memory; keep z to show it
+        a = layer.activation.forward(z)
         steps.append(LayerStep(i, repr(layer.activation), h, z, a, None))
         h = a
-    fused = net._fused
-    loss_input = steps[-1].z if fused else steps[-1].a
-    cost = net.loss.forward(loss_input, y) + net.penalty()
+    cost = net.loss.forward(steps[-1].z if net.fused else steps[-1].a, y) + net.penalty()
     grad = net.loss.backward()
     for i in range(len(net.layers) - 1, -1, -1):
         layer, step = net.layers[i], steps[i]
-        if i == len(net.layers) - 1 and fused:
-            step.dC_dz = grad.copy()
+        if i == len(net.layers) - 1 and net.fused:
+            step.dC_dz = grad  # the fused gradient output - target
         else:
-            step.dC_da = grad.copy()
-            layer.activation.forward(step.z.copy())  # restore this layer's cache for its backward
-            step.dC_dz = layer.activation.backward(grad.copy())
-        layer.x = step.a_in
-        step.dC_da_in = layer.backward_linear(step.dC_dz.copy(), need_input_grad=True)
-        step.dC_dW = layer.grads["W"].copy()
-        step.dC_db = layer.grads["b"].copy() if layer.bias else None
+            step.dC_da = grad
+            step.dC_dz = layer.activation.backward(grad)
         step.W = layer.params["W"].copy()
         step.b = layer.params["b"].copy() if layer.bias else None
+        step.dC_da_in = layer.backward_linear(step.dC_dz, need_input_grad=True)
+        step.dC_dW = layer.grads["W"].copy()
+        step.dC_db = layer.grads["b"].copy() if layer.bias else None
         grad = step.dC_da_in
     for layer, step in zip(net.layers, steps, strict=True):
         layer.params["W"] -= learning_rate * step.dC_dW
@@ -165,7 +163,7 @@ def explain(network: Network, x: Any, y: Any, learning_rate: float, apply: bool 
         if layer.bias:
             layer.params["b"] -= learning_rate * step.dC_db
             step.b_updated = layer.params["b"].copy()
-    output_updated = net.forward(x.copy())
-    cost_updated = net.loss.forward(net._loss_input(x, training=False), y) + net.penalty()
+    output_updated = net.forward(x)
+    cost_updated = net.loss.forward(net.forward(x, loss_input=True), y) + net.penalty()
     return Explanation(x[0], np.asarray(y), float(learning_rate), repr(net.loss), steps, float(cost),
                        float(cost_updated), output_updated[0])  # fmt: skip

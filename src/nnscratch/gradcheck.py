@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._validation import check_sample_weight, check_targets, check_X
+from ._validation import check_sample_weight, check_X
 from .layers import Dropout
 
 if TYPE_CHECKING:
@@ -90,18 +90,18 @@ def gradcheck(
     """
     net = network.copy(dtype="float64")
     X = check_X(X, net.n_inputs, net.dtype)
-    y = check_targets(y, X.shape[0], net.n_outputs, net.loss, net.dtype)
+    y = net.loss.check_targets(y, X.shape[0], net.n_outputs, net.dtype)
     w = check_sample_weight(sample_weight, X.shape[0], net.dtype)
     dropouts = [layer for layer in net.layers if isinstance(layer, Dropout)]
     for layer in dropouts:
         layer.hold_mask, layer.mask = True, None
 
     def cost() -> float:
-        return net.loss.forward(net._loss_input(X, training=True), y, w) + net.penalty()
+        return net.loss.forward(net.forward(X, training=True, loss_input=True), y, w) + net.penalty()
 
-    net.backward(net._loss_input(X, training=True), y, w)
-    analytic = net._flat_grad.copy()
-    flat = net._flat
+    net.loss_and_grad(X, y, w)
+    analytic = net.parameters.grads.copy()
+    flat = net.parameters.values
     indices = np.arange(flat.size)
     if max_params is not None and flat.size > max_params:
         indices = np.random.default_rng(seed).choice(flat.size, max_params, replace=False)

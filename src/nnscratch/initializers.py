@@ -93,8 +93,8 @@ def he_normal(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype)
 
 
 # Aliases users will type.
-INITIALIZERS._items["xavier_uniform"] = glorot_uniform
-INITIALIZERS._items["xavier_normal"] = glorot_normal
+INITIALIZERS.alias("xavier_uniform", "glorot_uniform")
+INITIALIZERS.alias("xavier_normal", "glorot_normal")
 
 
 def get_initializer(spec: str | Initializer) -> Initializer:

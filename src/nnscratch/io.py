@@ -11,7 +11,10 @@ A model file is data, never code. It holds:
 
 Loading parses the header itself, checks every name against the registries
 and every tensor's dtype and shape against the architecture, and only then
-builds the network. Nothing is ever unpickled. Writes go to a temporary file
+builds the network. Nothing is ever unpickled. This module reads and writes
+files through a network's public state (``get_config()``, ``state_dict()``)
+and never imports the network: ``nnscratch.load`` (``network.load``) builds
+one from what ``read_model`` returns. Writes go to a temporary file
 in the same folder, flushed to disk and atomically renamed over the target, so
 a crash mid-save leaves the old file (or none), never half of a new one.
 """
@@ -24,17 +27,16 @@ import os
 import struct
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .network import Network
-
-__all__ = ["save", "load", "load_bundle", "read_metadata", "ModelFileError", "FORMAT_VERSION"]
+__all__ = ["save", "read_model", "read_metadata", "check_parameters", "ModelFileError", "FORMAT_VERSION"]
 
 FORMAT = "nnscratch"
-FORMAT_VERSION = 1
+# 2: Adam's moments are stored as in the paper (version 1 kept them divided by
+# 1 - beta; read_model converts).
+FORMAT_VERSION = 2
 _DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64}
 
 
@@ -43,7 +45,7 @@ class ModelFileError(ValueError):
 
 
 def save(
-    network: Network,
+    network: Any,
     path: str | os.PathLike[str],
     include_optimizer: bool = True,
     extra: dict[str, Any] | None = None,
@@ -54,6 +56,7 @@ def save(
     Parameters
     ----------
     network : Network
+        Read through ``get_config()`` and ``state_dict()`` only.
     path : path-like
     include_optimizer : bool, default True
         Also store the optimizer's state and step count, so ``fit`` can resume.
@@ -66,20 +69,16 @@ def save(
     """
     from safetensors.numpy import save as st_save
 
-    tensors: dict[str, np.ndarray] = {}
-    for i, layer in enumerate(network.layers):
-        for key, value in layer.params.items():
-            tensors[f"layers.{i}.{key}"] = np.ascontiguousarray(value)
+    state = network.state_dict(include_optimizer)
+    tensors = {name: np.ascontiguousarray(value) for name, value in state["parameters"].items()}
     for name, value in (arrays or {}).items():
         tensors[f"extra.{name}"] = np.ascontiguousarray(value)
     optimizer_meta = None
-    if include_optimizer:
-        opt = network.optimizer
-        for group, state in opt.state.items():
-            for name, value in state.items():
-                if not name.startswith("_"):
-                    tensors[f"optimizer.{group}.{name}"] = np.ascontiguousarray(value)
-        optimizer_meta = {"iterations": opt.iterations}
+    if state["optimizer"] is not None:
+        for group, slots in state["optimizer"]["state"].items():
+            for name, value in slots.items():
+                tensors[f"optimizer.{group}.{name}"] = np.ascontiguousarray(value)
+        optimizer_meta = {"iterations": state["optimizer"]["iterations"]}
     metadata = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
@@ -200,8 +199,12 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     return _decode_metadata(header, Path(path))
 
 
-def load(path: str | os.PathLike[str]) -> Network:
-    """Rebuild a network saved by ``save``; it predicts bit-identically.
+def read_model(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
+    """``(metadata, state, arrays)`` from one read of a model file: the metadata as
+    ``read_metadata`` gives it, the state in the form ``Network.state_dict()``
+    has (``parameters`` by name; ``optimizer`` or None), and the arrays stored
+    with ``save(..., arrays=...)``. The checksum is verified; files of an older
+    format version are converted.
 
     Raises
     ------
@@ -209,24 +212,11 @@ def load(path: str | os.PathLike[str]) -> Network:
         If the file is missing, truncated, corrupted, not an nnscratch model,
         or written by a newer format version.
     """
-    return load_bundle(path)[0]
-
-
-def load_bundle(path: str | os.PathLike[str]) -> tuple[Network, dict[str, Any], dict[str, np.ndarray]]:
-    """``(network, metadata, arrays)`` from one read of the file: the network as
-    ``load`` gives it, the metadata as ``read_metadata`` does, and the arrays
-    stored with ``save(..., arrays=...)``, by name."""
     from safetensors.numpy import load as st_load
-
-    from .network import Network
 
     path = Path(path)
     header, data = _read_header(path)
     meta = _decode_metadata(header, path)
-    try:
-        network = Network.from_config(meta["config"], weights_follow=True)  # the tensors are set below
-    except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(f"{path} describes a network this version cannot build: {err}") from None
     try:
         tensors = st_load(data)
     except Exception as err:  # safetensors raises its own error types
@@ -235,29 +225,38 @@ def load_bundle(path: str | os.PathLike[str]) -> tuple[Network, dict[str, Any], 
     if expected is not None and _checksum(tensors) != expected:
         raise ModelFileError(f"{path} is corrupted: its tensor data do not match the checksum saved with them "
                              "(the file changed after it was written). Use a good copy or retrain.")  # fmt: skip
-    for i, layer in enumerate(network.layers):
-        for key, target in layer.params.items():
-            name = f"layers.{i}.{key}"
-            if name not in tensors:
-                raise ModelFileError(f"{path} is missing the tensor {name!r}.")
-            if tensors[name].shape != target.shape or tensors[name].dtype != target.dtype:
-                raise ModelFileError(
-                    f"{path}: tensor {name!r} has shape {tensors[name].shape} {tensors[name].dtype}, "
-                    f"expected {target.shape} {target.dtype}."
-                )
-            target[...] = tensors[name]
-    if not np.isfinite(network._flat).all():
-        raise ModelFileError(f"{path} holds NaN or infinite weights.")
-    state = meta["optimizer_state"]
-    if state:
-        opt = network.optimizer
-        opt.iterations = int(state["iterations"])
+    parameters = {name: value for name, value in tensors.items() if name.startswith("layers.")}
+    optimizer = None
+    if meta["optimizer_state"]:
+        groups: dict[str, dict[str, np.ndarray]] = {}
         for name, value in tensors.items():
             if name.startswith("optimizer."):
                 _, group, slot = name.split(".", 2)
-                opt.state.setdefault(group, {})[slot] = value.copy()
-        for group, slots in opt.state.items():  # scratch buffers are not saved
-            for slot in opt._state_names:
-                slots.setdefault(slot, np.zeros_like(network._opt_params[group]))
+                groups.setdefault(group, {})[slot] = value.copy()
+        optimizer = {"iterations": int(meta["optimizer_state"]["iterations"]), "state": groups}
+        if meta["format_version"] < 2:
+            _upgrade_adam_moments(meta["config"].get("optimizer", {}), groups)
     arrays = {name[len("extra.") :]: value for name, value in tensors.items() if name.startswith("extra.")}
-    return network, meta, arrays
+    return meta, {"parameters": parameters, "optimizer": optimizer}, arrays
+
+
+def _upgrade_adam_moments(config: dict[str, Any], groups: dict[str, dict[str, np.ndarray]]) -> None:
+    """Format 1 stored Adam's moments divided by ``1 - beta``; multiply them back."""
+    if config.get("name") not in ("adam", "adamw"):
+        return
+    for slots in groups.values():
+        slots["m"] = slots["m"] * (1.0 - config["beta1"])
+        slots["v"] = slots["v"] * (1.0 - config["beta2"])
+
+
+def check_parameters(path: Any, saved: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> None:
+    """Every parameter the architecture ``expected`` (name to array) is in ``saved``
+    with the same shape and dtype, else a ``ModelFileError`` naming it."""
+    for name, target in expected.items():
+        if name not in saved:
+            raise ModelFileError(f"{path} is missing the tensor {name!r}.")
+        if saved[name].shape != target.shape or saved[name].dtype != target.dtype:
+            raise ModelFileError(
+                f"{path}: tensor {name!r} has shape {saved[name].shape} {saved[name].dtype}, "
+                f"expected {target.shape} {target.dtype}."
+            )

@@ -19,18 +19,13 @@ import numpy as np
 
 from ._cache import Cached
 from ._registry import Registry
-from .activations import Activation, get_activation
+from ._validation import check_number, check_positive_int, is_sparse
+from .activations import ACTIVATIONS, Activation, get_activation
 from .initializers import get_initializer
 
 __all__ = ["Layer", "Dense", "Dropout", "LAYERS"]
 
 LAYERS = Registry("layer")
-
-
-def _is_sparse(x: Any) -> bool:
-    # scipy.sparse matrices and arrays carry a ``format`` string; the engine
-    # never imports SciPy, it only needs to know not to call dense-only code.
-    return not isinstance(x, np.ndarray) and hasattr(x, "tocsr") and hasattr(x, "format")
 
 
 class Layer(Cached):
@@ -55,7 +50,18 @@ class Layer(Cached):
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         raise NotImplementedError
 
-    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+    def backward(
+        self, grad_output: np.ndarray, need_input_grad: bool = True, overwrite: bool = False
+    ) -> np.ndarray | None:
+        """Store parameter gradients in ``grads`` and return ``dC/d(input)``.
+
+        ``need_input_grad=False`` skips the input gradient and returns None: the
+        network passes it for the first layer with parameters, whose input is
+        the data (or needs no gradient). ``overwrite=True`` lets the layer
+        compute in the memory of ``grad_output`` (the network passes arrays it
+        no longer needs); otherwise ``grad_output`` is left alone and calling
+        ``backward`` twice gives the same result.
+        """
         raise NotImplementedError
 
     def penalty(self) -> float:
@@ -118,20 +124,14 @@ class Dense(Layer):
         l1: float = 0.0,
     ) -> None:
         super().__init__()
-        for name, value in (("n_in", n_in), ("n_out", n_out)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer. Received {name}={value!r}.")
-        for name, value in (("l2", l2), ("l1", l1)):
-            if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0. Received {name}={value!r}.")
-        self.n_in, self.n_out = int(n_in), int(n_out)
+        self.n_in, self.n_out = check_positive_int("n_in", n_in), check_positive_int("n_out", n_out)
         self.activation = get_activation(activation)
         self.bias = bool(bias)
         self.initializer = get_initializer(initializer)
         self.bias_initializer = get_initializer(bias_initializer)
         self._initializer_name = initializer if isinstance(initializer, str) else None
         self._bias_initializer_name = bias_initializer if isinstance(bias_initializer, str) else None
-        self.l2, self.l1 = float(l2), float(l1)
+        self.l2, self.l1 = check_number("l2", l2, 0.0), check_number("l1", l1, 0.0)
         self._initial = {"W": self._check_given("weights", weights, (self.n_in, self.n_out))}
         if biases is not None and not self.bias:
             raise ValueError("biases were given but bias=False. Drop biases= or set bias=True.")
@@ -166,7 +166,8 @@ class Dense(Layer):
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
 
     def forward_linear(self, x: np.ndarray) -> np.ndarray:
-        """The pre-activation ``z = x @ W + b``; caches ``x`` for the weight gradient."""
+        """The pre-activation ``z = x @ W + b`` (a new array); caches ``x`` for the
+        weight gradient."""
         self.x = x
         z = x @ self.params["W"]
         if self.bias:
@@ -175,7 +176,8 @@ class Dense(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """``activation(x @ W + b)`` for ``x`` of shape (n, n_in)."""
-        return self.activation.forward(self.forward_linear(x))
+        z = self.forward_linear(x)
+        return self.activation.forward(z, out=z)  # z is ours alone: a takes its memory
 
     def backward_linear(self, grad_z: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         """Given ``dC/dz``: store ``dC/dW = x^T dC/dz`` (+ penalty terms) and
@@ -185,7 +187,7 @@ class Dense(Layer):
         as it is for the first layer, whose input is the data.
         """
         W = self.params["W"]
-        if _is_sparse(self.x):
+        if is_sparse(self.x):
             self.grads["W"][...] = self.x.T @ grad_z
         else:
             np.matmul(self.x.T, grad_z, out=self.grads["W"])
@@ -197,9 +199,13 @@ class Dense(Layer):
             grad_z.sum(axis=0, out=self.grads["b"])
         return grad_z @ W.T if need_input_grad else None
 
-    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
-        """Backpropagate ``dC/da`` through the activation, then the affine map."""
-        return self.backward_linear(self.activation.backward(grad_output), need_input_grad)
+    def backward(
+        self, grad_output: np.ndarray, need_input_grad: bool = True, overwrite: bool = False
+    ) -> np.ndarray | None:
+        """Backpropagate ``dC/da`` through the activation, then the affine map
+        (see ``Layer.backward`` for the two flags)."""
+        grad_z = self.activation.backward(grad_output, out=grad_output if overwrite else None)
+        return self.backward_linear(grad_z, need_input_grad)
 
     def penalty(self) -> float:
         """``l2/2 * ||W||^2 + l1 * sum|W|`` (zero when both are zero)."""
@@ -226,8 +232,6 @@ class Dense(Layer):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Dense:
-        from .activations import ACTIVATIONS
-
         config = dict(config)
         config.pop("name", None)
         config["activation"] = ACTIVATIONS.from_config(config["activation"])
@@ -254,9 +258,7 @@ class Dropout(Layer):
 
     def __init__(self, rate: float) -> None:
         super().__init__()
-        if not (isinstance(rate, (int, float)) and 0.0 <= rate < 1.0):
-            raise ValueError(f"rate must lie in [0, 1). Received rate={rate!r}.")
-        self.rate = float(rate)
+        self.rate = check_number("rate", rate, 0.0, 1.0)
         self.hold_mask = False
         self.mask: np.ndarray | None = None
         self.rng = np.random.default_rng(0)
@@ -274,10 +276,14 @@ class Dropout(Layer):
             self.mask = keep.astype(x.dtype) * (1.0 / (1.0 - self.rate))
         return x * self.mask
 
-    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+    def backward(
+        self, grad_output: np.ndarray, need_input_grad: bool = True, overwrite: bool = False
+    ) -> np.ndarray | None:
         if not need_input_grad:
             return None
-        return grad_output if self.mask is None else grad_output * self.mask
+        if self.mask is None:
+            return grad_output if overwrite else grad_output.copy()
+        return np.multiply(grad_output, self.mask, out=grad_output if overwrite else None)
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.registry_name, "rate": self.rate}

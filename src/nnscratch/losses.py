@@ -1,7 +1,8 @@
 """Loss functions: a per-sample cost, reduced over the batch by mean or sum.
 
 ``forward(output, target, sample_weight)`` returns the scalar loss and caches
-what ``backward()`` needs; ``backward()`` returns ``dC/d(output)``.
+what ``backward()`` needs; ``backward()`` returns ``dC/d(output)`` as a new
+array (calling it twice gives the same answer).
 
 The cross-entropies take **logits** ``z`` (the last layer's pre-activation),
 not probabilities: computing ``log_softmax(z)`` directly is stable where
@@ -9,6 +10,11 @@ not probabilities: computing ``log_softmax(z)`` directly is stable where
 form ``softmax(z) - onehot(y)`` (resp. ``sigmoid(z) - y``). ``fused_activation``
 names the output activation a loss absorbs; the network then skips that
 activation's own backward.
+
+A loss also owns what its targets mean: ``check_targets`` turns user input
+into the form it computes with (class indices or rows), and the classification
+losses turn outputs into probabilities and labels and count correct
+predictions, so no other module needs to know which loss it holds.
 
 Reduction with per-sample weights ``w``: ``"sum"`` is ``sum(w * l)`` and
 ``"mean"`` is ``sum(w * l) / sum(w)`` (plain mean when no weights), so weights
@@ -24,6 +30,7 @@ import numpy as np
 from . import functional as F
 from ._cache import Cached
 from ._registry import Registry
+from ._validation import check_choice, class_indices, numeric_targets, target_rows
 
 __all__ = [
     "Loss",
@@ -31,6 +38,7 @@ __all__ = [
     "MeanSquaredError",
     "BinaryCrossEntropy",
     "CrossEntropy",
+    "ClassificationLoss",
     "get_loss",
     "LOSSES",
 ]
@@ -44,12 +52,27 @@ class Loss(Cached):
     registry_name = "loss"
     fused_activation: str | None = None  # output activation absorbed, if any
     is_classifier = False
-    cache_names = ("output", "target", "sample_weight", "diff", "probs")  # see _cache
+    cache_names = ("output", "target", "sample_weight", "probs")  # see _cache
 
     def __init__(self, reduction: str = "mean") -> None:
-        if reduction not in ("mean", "sum"):
-            raise ValueError(f"reduction must be 'mean' or 'sum'. Received reduction={reduction!r}.")
-        self.reduction = reduction
+        self.reduction = check_choice("reduction", reduction, ("mean", "sum"))
+
+    # --- what the network and the user hand over ---------------------------
+    def check_targets(self, y: Any, n_samples: int, n_outputs: int, dtype: np.dtype, name: str = "y") -> np.ndarray:
+        """``y`` in the form this loss computes with: rows of ``n_outputs`` values."""
+        return target_rows(numeric_targets(y, n_samples, name), n_outputs, dtype, name)
+
+    def absorbs(self, activation: Any) -> bool:
+        """True when the loss takes the logits and applies ``activation`` itself."""
+        return self.fused_activation is not None and activation.registry_name == self.fused_activation
+
+    def check_output(self, activation: Any, n_outputs: int) -> None:
+        """Refuse an output layer this loss cannot work with (a Network calls this)."""
+        if self.fused_activation is not None and activation.registry_name not in (self.fused_activation, "identity"):
+            raise ValueError(
+                f"{type(self).__name__} works from logits, so the output activation must be "
+                f"{self.fused_activation!r} or 'identity'. Received {activation!r}."
+            )
 
     def _scale(self, n: int, sample_weight: np.ndarray | None, dtype: np.dtype) -> np.ndarray | float:
         """Per-sample factor that turns per-sample gradients into the reduced one."""
@@ -74,9 +97,9 @@ class Loss(Cached):
         return self.reduce(self.per_sample(output, target), sample_weight)
 
     def backward(self) -> np.ndarray:
-        """``dC/d(output)`` for the last ``forward``, shape (n, k)."""
+        """``dC/d(output)`` for the last ``forward``, shape (n, k): a new array each call."""
         scale = self._scale(self.output.shape[0], self.sample_weight, self.output.dtype)
-        grad = self._grad(self.output, self.target)
+        grad = self._grad(self.output, self.target)  # a new array: scaling it in place is safe
         grad *= scale
         return grad
 
@@ -85,6 +108,7 @@ class Loss(Cached):
         raise NotImplementedError
 
     def _grad(self, output: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """The per-sample gradient, unscaled, as a new array."""
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
@@ -100,11 +124,11 @@ class Quadratic(Loss):
     """``0.5 * ||a - y||^2`` per sample (Nielsen's quadratic cost); gradient ``a - y``."""
 
     def per_sample(self, output: np.ndarray, target: np.ndarray) -> np.ndarray:
-        self.diff = d = output - target  # kept: the gradient is this same difference
+        d = output - target
         return 0.5 * (d * d).sum(axis=1)
 
     def _grad(self, output: np.ndarray, target: np.ndarray) -> np.ndarray:
-        return self.diff
+        return output - target
 
 
 @LOSSES.register("mse")
@@ -119,8 +143,32 @@ class MeanSquaredError(Loss):
         return (output - target) * (2.0 / output.shape[1])
 
 
+class ClassificationLoss(Loss):
+    """A loss whose outputs are class scores: it turns them into probabilities
+    and labels and counts correct predictions. Subclasses say how."""
+
+    is_classifier = True
+
+    def probabilities(self, output: np.ndarray, logits: bool) -> np.ndarray:
+        """Class probabilities from a network's ``output`` (its logits when ``logits``)."""
+        raise NotImplementedError
+
+    def labels(self, output: np.ndarray, logits: bool) -> np.ndarray:
+        """Integer labels from a network's ``output`` (its logits when ``logits``)."""
+        raise NotImplementedError
+
+    def count_correct(self, output: np.ndarray, y: np.ndarray, logits: bool) -> int:
+        """Correct predictions among ``output`` (logits when ``logits``) for targets
+        ``y`` as ``check_targets`` returned them."""
+        raise NotImplementedError
+
+    def count_predictions(self, y: np.ndarray) -> int:
+        """How many predictions ``count_correct`` judges for targets ``y``."""
+        return int(y.shape[0])
+
+
 @LOSSES.register("binary_cross_entropy")
-class BinaryCrossEntropy(Loss):
+class BinaryCrossEntropy(ClassificationLoss):
     """Sum over outputs of ``-y log sigmoid(z) - (1 - y) log(1 - sigmoid(z))``,
     from logits ``z``: ``softplus(z) - y z``. Fused gradient ``sigmoid(z) - y``.
 
@@ -128,7 +176,30 @@ class BinaryCrossEntropy(Loss):
     """
 
     fused_activation = "sigmoid"
-    is_classifier = True
+
+    def check_targets(self, y: Any, n_samples: int, n_outputs: int, dtype: np.dtype, name: str = "y") -> np.ndarray:
+        """0/1 (or probability) rows, one column per sigmoid unit."""
+        return target_rows(numeric_targets(y, n_samples, name), n_outputs, dtype, name, type(self).__name__)
+
+    def probabilities(self, output: np.ndarray, logits: bool) -> np.ndarray:
+        """One probability per unit; for a single unit the two columns ``[1 - p, p]``."""
+        p = F.sigmoid(output) if logits else output
+        return np.hstack([1.0 - p, p]) if p.shape[1] == 1 else p
+
+    def labels(self, output: np.ndarray, logits: bool) -> np.ndarray:
+        """One unit: class 1 where ``p > 0.5`` (shape (n,)); several units (multi-label):
+        ``p >= 0.5`` for each (shape (n, k))."""
+        p = F.sigmoid(output) if logits else output
+        if p.shape[1] == 1:
+            return (p[:, 0] > 0.5).astype(np.intp)
+        return (p >= 0.5).astype(np.intp)
+
+    def count_correct(self, output: np.ndarray, y: np.ndarray, logits: bool) -> int:
+        """Every unit is a yes/no prediction: ``z > 0`` (or ``p > 0.5``) against ``y >= 0.5``."""
+        return int(np.count_nonzero((output > (0.0 if logits else 0.5)) == (y >= 0.5)))
+
+    def count_predictions(self, y: np.ndarray) -> int:
+        return int(y.size)
 
     def per_sample(self, output: np.ndarray, target: np.ndarray) -> np.ndarray:
         return np.sum(F.softplus(output) - target * output, axis=1)
@@ -140,7 +211,7 @@ class BinaryCrossEntropy(Loss):
 
 
 @LOSSES.register("cross_entropy")
-class CrossEntropy(Loss):
+class CrossEntropy(ClassificationLoss):
     """Categorical cross-entropy ``-log softmax(z)[y]`` from logits ``z``.
 
     The gradient is the fused ``softmax(z) - onehot(y)``.
@@ -154,13 +225,38 @@ class CrossEntropy(Loss):
     """
 
     fused_activation = "softmax"
-    is_classifier = True
 
     def __init__(self, reduction: str = "mean", targets: str = "index") -> None:
         super().__init__(reduction)
-        if targets not in ("index", "onehot"):
-            raise ValueError(f"targets must be 'index' or 'onehot'. Received targets={targets!r}.")
-        self.targets = targets
+        self.targets = check_choice("targets", targets, ("index", "onehot"))
+
+    def check_targets(self, y: Any, n_samples: int, n_outputs: int, dtype: np.dtype, name: str = "y") -> np.ndarray:
+        """Class indices of shape (n,) (``targets="index"``) or one-hot rows (n, k) in [0, 1]."""
+        y = numeric_targets(y, n_samples, name)
+        if self.targets == "index":
+            hint = " For one-hot rows use CrossEntropy(targets='onehot')." if y.ndim != 1 else ""
+            return class_indices(y, n_outputs, name, hint)
+        return target_rows(y, n_outputs, dtype, name, type(self).__name__)
+
+    def check_output(self, activation: Any, n_outputs: int) -> None:
+        super().check_output(activation, n_outputs)
+        if n_outputs < 2:
+            raise ValueError(
+                "CrossEntropy needs at least 2 output units. For two classes use 2 softmax units, "
+                "or 1 sigmoid unit with loss='binary_cross_entropy'."
+            )
+
+    def probabilities(self, output: np.ndarray, logits: bool) -> np.ndarray:
+        """Softmax rows, shape (n, k)."""
+        return F.softmax(output) if logits else output
+
+    def labels(self, output: np.ndarray, logits: bool) -> np.ndarray:
+        """The most probable class (softmax keeps the order of the logits), shape (n,)."""
+        return np.argmax(output, axis=1)
+
+    def count_correct(self, output: np.ndarray, y: np.ndarray, logits: bool) -> int:
+        labels = y if y.ndim == 1 else np.argmax(y, axis=1)
+        return int(np.count_nonzero(np.argmax(output, axis=1) == labels))
 
     def per_sample(self, output: np.ndarray, target: np.ndarray) -> np.ndarray:
         # log softmax(z) = shifted - log(sum(exp(shifted))), where shifted is z
@@ -173,7 +269,7 @@ class CrossEntropy(Loss):
         return np.einsum("ij,ij->i", target, log_total - shifted)
 
     def _grad(self, output: np.ndarray, target: np.ndarray) -> np.ndarray:
-        grad = self.probs
+        grad = self.probs.copy()  # softmax(z), kept by per_sample; the cache stays as it was
         if self.targets == "index":
             grad[np.arange(grad.shape[0]), target] -= 1.0
         else:

@@ -1,26 +1,28 @@
-"""Gradient-descent optimizers, from plain SGD up to Adam.
+"""Gradient-descent optimizers, sorted in order of increasing complexity:
+SGD (with momentum and Nesterov momentum), AdaGrad, RMSProp, Adam, AdamW.
 
 An optimizer owns its state (velocities, moment estimates), keyed by the names
-of the parameters it is given, and updates those parameters **in place**:
+of the parameter groups it is given, and updates the parameters **in place**:
 
-    optimizer.step(params, grads)   # two dicts with the same keys
+    optimizer.step(values, grads, decay)   # dicts with the same keys
 
-The network hands it one flat buffer holding every parameter (key
-``"params"``), so an update is a handful of NumPy calls however many layers
-there are; an optimizer that treats biases differently (``AdamW``) sets
-``separate_biases`` and gets weights (``"W"``) and biases (``"b"``) apart.
-Every update below is written with ``out=`` to avoid temporaries; the comment
-on each line gives the maths.
+``decay`` says which groups take weight decay (the network's ``Parameters``
+decides: weights yes, biases no); only ``AdamW`` reads it. The network hands
+over its whole flat buffer as one group, so an update is a handful of NumPy
+calls however many layers there are. Each update is written as in its paper,
+one line of maths per comment; ``out=`` and a scratch buffer (``_scratch``,
+never saved) avoid temporaries. ``state_dict()`` / ``load_state_dict()`` carry
+the state and the step count, so training can resume from a file.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from ._registry import Registry
+from ._validation import check_number
 from .schedules import SCHEDULES, Schedule, get_schedule
 
 __all__ = ["Optimizer", "SGD", "AdaGrad", "RMSProp", "Adam", "AdamW", "get_optimizer", "OPTIMIZERS"]
@@ -28,46 +30,75 @@ __all__ = ["Optimizer", "SGD", "AdaGrad", "RMSProp", "Adam", "AdamW", "get_optim
 OPTIMIZERS = Registry("optimizer")
 
 
-def _in_range(name: str, value: Any, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value < high):
-        raise ValueError(f"{name} must lie in [{low}, {high}). Received {name}={value!r}.")
-    return float(value)
-
-
 class Optimizer:
-    """Base class. ``learning_rate`` is a positive number or a ``Schedule``."""
+    """Base class. ``learning_rate`` is a positive number or a ``Schedule``.
+
+    Attributes
+    ----------
+    slots : tuple of str
+        The per-group state this optimizer keeps (``state[group][slot]``).
+    decoupled_weight_decay : bool
+        True when the optimizer needs the weights and biases as separate groups.
+    """
 
     registry_name = "optimizer"
-    _state_names: tuple[str, ...] = ()
+    slots: tuple[str, ...] = ()
+    decoupled_weight_decay = False
 
     def __init__(self, learning_rate: float | Schedule = 0.01) -> None:
         self.schedule = get_schedule(learning_rate)
         self.iterations = 0
         self.state: dict[str, dict[str, np.ndarray]] = {}
+        self._scratch: dict[str, np.ndarray] = {}
 
     @property
     def learning_rate(self) -> float:
         """The rate the next step will use."""
         return self.schedule(self.iterations + 1)
 
-    separate_biases = False  # True: the network passes weights "W" and biases "b" apart
-
-    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
-        """Update every array in ``params`` in place from ``grads`` (same keys)."""
+    def step(
+        self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray], decay: dict[str, bool] | None = None
+    ) -> None:
+        """Update every array in ``params`` in place from ``grads`` (same keys);
+        ``decay[key]`` (default True) says whether that group takes weight decay."""
         self.iterations += 1
         lr = self.schedule(self.iterations)
         for key, p in params.items():
             if key not in self.state:
-                self.state[key] = {n: np.zeros_like(p) for n in self._state_names}
-            self._update(key, p, grads[key], self.state[key], lr)
+                self.state[key] = {n: np.zeros_like(p) for n in self.slots}
+            if key not in self._scratch or self._scratch[key].shape != p.shape:
+                self._scratch[key] = np.empty_like(p)
+            self._update(p, grads[key], self.state[key], self._scratch[key], lr, True if decay is None else decay[key])
 
-    def _update(self, key: str, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], lr: float) -> None:
+    def _update(self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float,
+                decay: bool) -> None:  # fmt: skip
+        """One group's update: parameters ``p``, gradient ``g``, state ``s``, a scratch buffer ``tmp``."""
         raise NotImplementedError
 
     def reset(self) -> None:
         """Forget all state, as if freshly constructed."""
         self.iterations = 0
         self.state = {}
+        self._scratch = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"iterations": t, "state": {group: {slot: array}}}`` (copies)."""
+        return {"iterations": self.iterations,
+                "state": {g: {k: v.copy() for k, v in slots.items()} for g, slots in self.state.items()}}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from ``state_dict()`` output. Every group must hold every slot."""
+        groups = state["state"]
+        for group, slots in groups.items():
+            missing = set(self.slots) - set(slots)
+            if missing:
+                raise ValueError(f"optimizer state for {group!r} lacks {sorted(missing)}; {self!r} keeps {self.slots}")
+        self.iterations = int(state["iterations"])
+        self.state = {g: {k: np.array(slots[k]) for k in self.slots} for g, slots in groups.items()}
+        self._scratch = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_scratch": {}}
 
     def _hyper(self) -> dict[str, Any]:
         return {}
@@ -98,24 +129,27 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate: float | Schedule = 0.01, momentum: float = 0.0, nesterov: bool = False) -> None:
         super().__init__(learning_rate)
-        self.momentum = _in_range("momentum", momentum, 0.0, 1.0)
+        self.momentum = check_number("momentum", momentum, 0.0, 1.0)
         if nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0.")
         self.nesterov = bool(nesterov)
-        self._state_names = ("velocity",) if self.momentum else ("_tmp",)
+        self.slots = ("velocity",) if self.momentum else ()
 
-    def _update(self, key: str, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], lr: float) -> None:
+    def _update(self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float,
+                decay: bool) -> None:  # fmt: skip
+        step = np.multiply(g, lr, out=tmp)  # lr g
         if not self.momentum:
-            np.multiply(g, lr, out=s["_tmp"])
-            p -= s["_tmp"]  # p = p - lr g
+            p -= step  # p = p - lr g
             return
         v = s["velocity"]
-        v *= self.momentum  # v = mu v
-        v -= lr * g  # v = mu v - lr g
+        v *= self.momentum
+        v -= step  # v = mu v - lr g
         if self.nesterov:
-            p += self.momentum * v - lr * g
+            np.multiply(v, self.momentum, out=tmp)  # (lr g is in v now; tmp is free)
+            tmp -= g * lr
+            p += tmp  # p = p + mu v - lr g
         else:
-            p += v
+            p += v  # p = p + v
 
     def _hyper(self) -> dict[str, Any]:
         return {"momentum": self.momentum, "nesterov": self.nesterov}
@@ -125,18 +159,19 @@ class SGD(Optimizer):
 class AdaGrad(Optimizer):
     """``G += g^2; p -= lr g / (sqrt(G) + eps)`` (Duchi et al., 2011)."""
 
-    _state_names = ("sum_sq", "_tmp")
+    slots = ("sum_sq",)
 
     def __init__(self, learning_rate: float | Schedule = 0.01, eps: float = 1e-8) -> None:
         super().__init__(learning_rate)
-        self.eps = _in_range("eps", eps, 0.0, 1.0)
+        self.eps = check_number("eps", eps, 0.0, 1.0)
 
-    def _update(self, key: str, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], lr: float) -> None:
-        G, tmp = s["sum_sq"], s["_tmp"]
+    def _update(self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float,
+                decay: bool) -> None:  # fmt: skip
+        G = s["sum_sq"]
         np.multiply(g, g, out=tmp)
         G += tmp  # G = G + g^2
         np.sqrt(G, out=tmp)
-        tmp += self.eps
+        tmp += self.eps  # sqrt(G) + eps
         np.divide(g, tmp, out=tmp)
         tmp *= lr
         p -= tmp  # p = p - lr g / (sqrt(G) + eps)
@@ -149,21 +184,22 @@ class AdaGrad(Optimizer):
 class RMSProp(Optimizer):
     """``E = rho E + (1 - rho) g^2; p -= lr g / (sqrt(E) + eps)`` (Hinton, 2012)."""
 
-    _state_names = ("mean_sq", "_tmp")
+    slots = ("mean_sq",)
 
     def __init__(self, learning_rate: float | Schedule = 0.001, rho: float = 0.9, eps: float = 1e-8) -> None:
         super().__init__(learning_rate)
-        self.rho = _in_range("rho", rho, 0.0, 1.0)
-        self.eps = _in_range("eps", eps, 0.0, 1.0)
+        self.rho = check_number("rho", rho, 0.0, 1.0)
+        self.eps = check_number("eps", eps, 0.0, 1.0)
 
-    def _update(self, key: str, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], lr: float) -> None:
-        E, tmp = s["mean_sq"], s["_tmp"]
+    def _update(self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float,
+                decay: bool) -> None:  # fmt: skip
+        E = s["mean_sq"]
         E *= self.rho
         np.multiply(g, g, out=tmp)
         tmp *= 1.0 - self.rho
         E += tmp  # E = rho E + (1 - rho) g^2
         np.sqrt(E, out=tmp)
-        tmp += self.eps
+        tmp += self.eps  # sqrt(E) + eps
         np.divide(g, tmp, out=tmp)
         tmp *= lr
         p -= tmp  # p = p - lr g / (sqrt(E) + eps)
@@ -174,51 +210,42 @@ class RMSProp(Optimizer):
 
 @OPTIMIZERS.register("adam")
 class Adam(Optimizer):
-    """Adam (Kingma & Ba, 2015)::
+    """Adam (Kingma & Ba, 2015), Algorithm 1 of the paper, line by line, with
+    the reordering the paper itself gives for efficiency (end of its section 2):
+    both bias corrections fold into the step size ``lr_t``.
 
-        m = b1 m + (1 - b1) g            # first-moment estimate
-        v = b2 v + (1 - b2) g^2          # second-moment estimate
-        p -= lr * m_hat / (sqrt(v_hat) + eps),  m_hat = m / (1 - b1^t),  v_hat = v / (1 - b2^t)
-
-    The state is kept rescaled, ``m' = m / (1 - b1)`` and ``v' = v / (1 - b2)``,
-    which turns both moment updates into ``m' = b1 m' + g`` and
-    ``v' = b2 v' + g^2`` and lets every constant fold into two scalars. That is
-    10 passes over the parameters per step instead of 13; the arithmetic is the
-    same update. ``moments()`` returns the textbook ``m`` and ``v``.
+    ``m`` and ``v`` in ``state`` are the paper's biased moment estimates.
     """
 
-    _state_names = ("m", "v", "_tmp")
+    slots = ("m", "v")
 
     def __init__(
         self, learning_rate: float | Schedule = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
     ) -> None:
         super().__init__(learning_rate)
-        self.beta1 = _in_range("beta1", beta1, 0.0, 1.0)
-        self.beta2 = _in_range("beta2", beta2, 0.0, 1.0)
-        self.eps = _in_range("eps", eps, 0.0, 1.0)
+        self.beta1 = check_number("beta1", beta1, 0.0, 1.0)
+        self.beta2 = check_number("beta2", beta2, 0.0, 1.0)
+        self.eps = check_number("eps", eps, 0.0, 1.0)
 
-    def _update(self, key: str, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], lr: float) -> None:
-        m, v, tmp = s["m"], s["v"], s["_tmp"]
-        b1, b2, t = self.beta1, self.beta2, self.iterations
+    def _update(self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float,
+                decay: bool) -> None:  # fmt: skip
+        m, v, t = s["m"], s["v"], self.iterations
+        b1, b2 = self.beta1, self.beta2
         m *= b1
-        m += g  # m' = b1 m' + g
+        np.multiply(g, 1.0 - b1, out=tmp)
+        m += tmp  # m = b1 m + (1 - b1) g                 first-moment estimate
         v *= b2
         np.multiply(g, g, out=tmp)
-        v += tmp  # v' = b2 v' + g^2
-        # With m = (1 - b1) m', sqrt(v) = sqrt(1 - b2) sqrt(v'), c1 = 1 - b1^t, c2 = sqrt(1 - b2^t):
-        #   lr * (m / c1) / (sqrt(v) / c2 + eps) = step * m' / (sqrt(v') + eps')
-        # with step = lr (1 - b1) c2 / (c1 sqrt(1 - b2)) and eps' = eps c2 / sqrt(1 - b2).
-        c1, c2, root = 1.0 - b1**t, math.sqrt(1.0 - b2**t), math.sqrt(1.0 - b2)
+        tmp *= 1.0 - b2
+        v += tmp  # v = b2 v + (1 - b2) g^2               second-moment estimate
+        # lr m_hat / (sqrt(v_hat) + eps) with m_hat = m / c1, v_hat = v / c2, c = 1 - beta^t,
+        # is lr_t m / (sqrt(v) + eps sqrt(c2)) with lr_t = lr sqrt(c2) / c1: no pass divides v or m.
+        root_c2 = (1.0 - b2**t) ** 0.5
         np.sqrt(v, out=tmp)
-        tmp += self.eps * c2 / root
+        tmp += self.eps * root_c2  # sqrt(v) + eps sqrt(c2)
         np.divide(m, tmp, out=tmp)
-        tmp *= lr * (1.0 - b1) * c2 / (c1 * root)
-        p -= tmp
-
-    def moments(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """The textbook first and second moment estimates ``(m, v)`` for ``key``."""
-        s = self.state[key]
-        return (1.0 - self.beta1) * s["m"], (1.0 - self.beta2) * s["v"]
+        tmp *= lr * root_c2 / (1.0 - b1**t)
+        p -= tmp  # p = p - lr m_hat / (sqrt(v_hat) + eps)
 
     def _hyper(self) -> dict[str, Any]:
         return {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
@@ -227,10 +254,10 @@ class Adam(Optimizer):
 @OPTIMIZERS.register("adamw")
 class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter, 2019):
-    ``p -= lr * weight_decay * p`` before the Adam step. Biases (key ``"b"``)
-    are not decayed."""
+    ``p -= lr * weight_decay * p`` before the Adam step, on the groups whose
+    ``decay`` is True (the network decays weights, never biases)."""
 
-    separate_biases = True
+    decoupled_weight_decay = True
 
     def __init__(
         self,
@@ -241,12 +268,13 @@ class AdamW(Adam):
         weight_decay: float = 0.01,
     ) -> None:
         super().__init__(learning_rate, beta1, beta2, eps)
-        self.weight_decay = _in_range("weight_decay", weight_decay, 0.0, 1.0)
+        self.weight_decay = check_number("weight_decay", weight_decay, 0.0, 1.0)
 
-    def _update(self, key: str, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], lr: float) -> None:
-        if key != "b" and self.weight_decay:
-            p *= 1.0 - lr * self.weight_decay
-        super()._update(key, p, g, s, lr)
+    def _update(self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float,
+                decay: bool) -> None:  # fmt: skip
+        if decay and self.weight_decay:
+            p *= 1.0 - lr * self.weight_decay  # p = p - lr wd p
+        super()._update(p, g, s, tmp, lr, decay)
 
     def _hyper(self) -> dict[str, Any]:
         return {**super()._hyper(), "weight_decay": self.weight_decay}

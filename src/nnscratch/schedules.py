@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 from ._registry import Registry
+from ._validation import check_number, check_positive_int
 
 __all__ = [
     "Schedule",
@@ -24,9 +25,7 @@ SCHEDULES = Registry("schedule")
 
 
 def _positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0. Received {name}={value!r}.")
-    return float(value)
+    return check_number(name, value, 0.0, low_open=True)
 
 
 class Schedule:
@@ -62,9 +61,7 @@ class StepDecay(Schedule):
 
     def __init__(self, initial: float, step_size: int, gamma: float = 0.1) -> None:
         super().__init__(initial)
-        if not isinstance(step_size, int) or step_size < 1:
-            raise ValueError(f"step_size must be a positive integer. Received step_size={step_size!r}.")
-        self.step_size = step_size
+        self.step_size = check_positive_int("step_size", step_size)
         self.gamma = _positive("gamma", gamma)
 
     def __call__(self, t: int) -> float:
@@ -78,9 +75,7 @@ class ExponentialDecay(Schedule):
     def __init__(self, initial: float, decay_rate: float, decay_steps: int = 1) -> None:
         super().__init__(initial)
         self.decay_rate = _positive("decay_rate", decay_rate)
-        if not isinstance(decay_steps, int) or decay_steps < 1:
-            raise ValueError(f"decay_steps must be a positive integer. Received decay_steps={decay_steps!r}.")
-        self.decay_steps = decay_steps
+        self.decay_steps = check_positive_int("decay_steps", decay_steps)
 
     def __call__(self, t: int) -> float:
         return self.initial * self.decay_rate ** ((t - 1) / self.decay_steps)
@@ -105,12 +100,8 @@ class CosineDecay(Schedule):
 
     def __init__(self, initial: float, decay_steps: int, minimum: float = 0.0) -> None:
         super().__init__(initial)
-        if not isinstance(decay_steps, int) or decay_steps < 1:
-            raise ValueError(f"decay_steps must be a positive integer. Received decay_steps={decay_steps!r}.")
-        if not (isinstance(minimum, (int, float)) and 0 <= minimum <= initial):
-            raise ValueError(f"minimum must lie in [0, initial]. Received minimum={minimum!r}.")
-        self.decay_steps = decay_steps
-        self.minimum = float(minimum)
+        self.decay_steps = check_positive_int("decay_steps", decay_steps)
+        self.minimum = check_number("minimum", minimum, 0.0, self.initial, high_open=False)
 
     def __call__(self, t: int) -> float:
         progress = min(t - 1, self.decay_steps) / self.decay_steps

@@ -8,22 +8,24 @@ through an update, can be undone exactly. A Ctrl-C between steps undoes
 nothing: the last step stands, consistent with the optimizer's state. (One
 that lands inside the optimizer's update restores the weights, but Adam's
 moment estimates may already include that step's gradient.)
+
+Written against the network's public surface: ``train_step``,
+``parameters.snapshot()``/``restore()``, the loss's ``check_targets`` and
+``count_correct``, and ``inference.evaluate`` for validation data.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from ._validation import check_fraction, check_positive_int, check_sample_weight, check_targets, check_X
+from . import inference
+from ._validation import check_fraction, check_positive_int, check_sample_weight, check_X
 from .callbacks import Callback, History, ProgressBar
 from .data import batch_indices
-
-if TYPE_CHECKING:
-    from .network import Network
 
 __all__ = ["fit", "TrainingDivergedError", "BLOW_UP"]
 
@@ -41,19 +43,19 @@ class TrainingDivergedError(FloatingPointError):
         self.history = history
 
 
-def _prepare_validation(net: Network, data: Any) -> tuple[Any, np.ndarray, Any] | None:
+def _prepare_validation(net: Any, data: Any) -> tuple[Any, np.ndarray, Any] | None:
     if data is None:
         return None
     if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
         raise ValueError("validation_data must be a tuple (X_val, y_val) or (X_val, y_val, sample_weight_val).")
     Xv = check_X(data[0], net.n_inputs, net.dtype, name="X_val")
-    yv = check_targets(data[1], Xv.shape[0], net.n_outputs, net.loss, net.dtype, name="y_val")
+    yv = net.loss.check_targets(data[1], Xv.shape[0], net.n_outputs, net.dtype, name="y_val")
     wv = check_sample_weight(data[2], Xv.shape[0], net.dtype) if len(data) == 3 else None
     return Xv, yv, wv
 
 
 def fit(
-    net: Network,
+    net: Any,
     X: Any,
     y: Any,
     *,
@@ -106,7 +108,7 @@ def fit(
     batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
     validation_split = check_fraction("validation_split", validation_split)
     X = check_X(X, net.n_inputs, net.dtype)
-    y = check_targets(y, X.shape[0], net.n_outputs, net.loss, net.dtype)
+    y = net.loss.check_targets(y, X.shape[0], net.n_outputs, net.dtype)
     w = check_sample_weight(sample_weight, X.shape[0], net.dtype)
     validation = _prepare_validation(net, validation_data)
     if validation is None and validation_split:
@@ -132,8 +134,8 @@ def fit(
     for cb in all_callbacks:
         cb.set_network(net)
     net.stop_training = False
-    backup = net._flat.copy()
-    per_output = net.is_classifier and y.ndim == 2 and net.loss.fused_activation == "sigmoid"
+    params = net.parameters
+    backup = params.snapshot()
     info = {"epochs": epochs, "steps_per_epoch": steps, "metrics": metrics}
     for cb in all_callbacks:
         cb.on_train_begin(info)
@@ -141,7 +143,7 @@ def fit(
     batch_callbacks = [cb for cb in all_callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
     step = 0
     first_loss: float | None = None  # the very first step's loss: what a blow-up is measured against
-    sane = net._flat.copy()  # the weights after the last epoch whose loss had not blown up
+    sane = params.snapshot()  # the weights after the last epoch whose loss had not blown up
     try:
         for epoch in range(epochs):
             try:
@@ -153,9 +155,9 @@ def fit(
                     raise _StepDiverged(f"the loss rose from {first_loss:.4g} at the first step to "
                                         f"{total_loss / n:.4g} and stayed finite: more than {BLOW_UP:g} times "
                                         "its first value")  # fmt: skip
-                np.copyto(sane, net._flat)
+                np.copyto(sane, params.values)
             except _StepDiverged as err:
-                np.copyto(net._flat, backup)
+                params.restore(backup)
                 history.stop_reason = "diverged"
                 raise TrainingDivergedError(
                     f"Training diverged at epoch {epoch + 1} ({err}); it stopped and the weights from "
@@ -165,9 +167,9 @@ def fit(
                 ) from None
             logs = {"loss": total_loss / n}
             if net.is_classifier:
-                logs["accuracy"] = correct / (y.size if per_output else n)
+                logs["accuracy"] = correct / net.loss.count_predictions(y)
             if validation is not None:
-                scores = net.evaluate(*validation)
+                scores = inference.evaluate(net, *validation)
                 logs.update({f"val_{k}": v for k, v in scores.items()})
             for cb in all_callbacks:
                 cb.on_epoch_end(epoch, logs)
@@ -190,7 +192,7 @@ class _StepDiverged(Exception):
 
 
 def _run_epoch(
-    net: Network,
+    net: Any,
     X: Any,
     y: np.ndarray,
     w: np.ndarray | None,
@@ -204,6 +206,7 @@ def _run_epoch(
     predictions, the running step count and the loss of the epoch's first step."""
     total_loss, correct = 0.0, 0.0
     first = None
+    params, logits = net.parameters, net.fused or net.outputs_logits
     caller_errstate = np.geterr()
     # Overflow or an invalid operation inside a step means the run has diverged:
     # raise at once, rather than warn and go on computing with inf and NaN. The
@@ -212,20 +215,20 @@ def _run_epoch(
     with np.errstate(over="raise", invalid="raise", divide="raise"):
         for rows in batch_indices(X.shape[0], size, net.rng if shuffle else None):
             xb, yb, wb = X[rows], y[rows], (None if w is None else w[rows])
-            np.copyto(backup, net._flat)  # to undo a step that fails half-way
+            np.copyto(backup, params.values)  # to undo a step that fails half-way
             try:
                 loss, out = net.train_step(xb, yb, wb)
             except FloatingPointError as err:
                 raise _StepDiverged(str(err)) from err
             except KeyboardInterrupt:
-                np.copyto(net._flat, backup)  # the interrupt may have cut the update in half
+                params.restore(backup)  # the interrupt may have cut the update in half
                 raise
             if not math.isfinite(loss):
                 raise _StepDiverged(f"loss = {loss}")
             total_loss += loss * xb.shape[0]
             first = loss if first is None else first
             if net.is_classifier:
-                correct += net.count_correct(out, yb)
+                correct += net.loss.count_correct(out, yb, logits)
             step += 1
             if batch_callbacks:
                 with np.errstate(**caller_errstate):

@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from .args import positive_float, positive_int
+
 __all__ = ["main", "build_parser"]
 
 
@@ -34,61 +36,10 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
         default = action.default
         if ("default" in text or default is None or default is False or default is argparse.SUPPRESS
                 or action.option_strings == []
-                or isinstance(action, argparse._HelpAction)):  # fmt: skip
+                or action.dest == "help"):  # fmt: skip
             return text
         shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
         return f"{text} (default: {shown})".strip()
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
-def check_writable(out: str | os.PathLike[str], option: str) -> None:
-    """Refuse an output file that cannot be written, before the work that produces it: a
-    folder, or a place where no file can be created. Raises OSError (one line from ``main``)."""
-    import errno
-    import tempfile
-    from pathlib import Path
-
-    out = Path(out)
-    if out.is_dir():
-        raise IsADirectoryError(errno.EISDIR, f"{option} is a folder; give a file name such as "
-                                f"{out / 'model.safetensors'}", str(out))  # fmt: skip
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".nnscratch-write-test-"):
-            pass
-    except OSError as err:
-        raise OSError(err.errno, f"cannot write {option} here ({err.strerror or err}); choose another {option}",
-                      str(out)) from None  # fmt: skip
-
-
-def jobs_count(text: str) -> int:
-    """``--jobs``: a positive number of workers, or -1 for every core."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or -1, got {text!r}") from None
-    if value == 0 or value < -1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or -1 (all cores), got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,7 +133,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _silence_stdout() -> None:
     """Point standard output at /dev/null, so that flushing it at exit raises nothing more."""
-    import os
 
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..datasets import load_csv
-from ..io import load_bundle
+from ..network import load_bundle
 from .data import apply_preprocessing, labelled_data, match_columns, parse_label
 from .train import CommandError, held_out_report
 

@@ -246,7 +246,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     net = build_network(args, data)
     out = Path(args.out or f"models/{data.name}.safetensors")
-    from . import check_writable
+    from .args import check_writable
 
     check_writable(out, "--out")  # before training, not after: a trained model must not be lost to a bad --out
     plots_dir = Path(args.plots or out.with_name(out.stem + "_plots"))
@@ -334,7 +334,7 @@ def add_train_parser(sub: Any, formatter: Any) -> None:
 
 
 def _add_training_options(p: Any) -> None:
-    from . import jobs_count, positive_float, positive_int
+    from .args import jobs_count, positive_float, positive_int
 
     p.add_argument("data", help="dataset name (digits, mnist, moons, circles, xor) or a CSV file")
     p.add_argument("--hidden", type=positive_int, nargs="*", default=[64], help="hidden layer sizes (default: 64)")

@@ -10,14 +10,14 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_consistent_length, check_is_fitted, validate_data
 
 from .. import losses as L
 from ..network import Network
 from ..optimizers import get_optimizer
 
 
-class _BaseNeuralNet(BaseEstimator):
+class BaseNeuralNet(BaseEstimator):
     """Shared training loop; subclasses define the output layer and the targets."""
 
     def __init__(
@@ -137,7 +137,10 @@ class _BaseNeuralNet(BaseEstimator):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32],
                              multi_output=True, reset=first, y_numeric=numeric_y)  # fmt: skip
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+            sample_weight = check_array(sample_weight, ensure_2d=False, dtype=np.float64, input_name="sample_weight")
+            if sample_weight.ndim != 1:
+                raise ValueError(f"sample_weight must be 1-D. Received shape {sample_weight.shape}.")
+            check_consistent_length(X, sample_weight)
         targets = self._prepare_targets(y, first, classes)
         weights = self._sample_weights(targets, sample_weight)
         batch = self._check_params(X.shape[0])
@@ -173,7 +176,7 @@ class _BaseNeuralNet(BaseEstimator):
                 self.validation_scores_.append(score)
                 improved = score > self.best_validation_score_ + self.tol
                 if score > self.best_validation_score_:
-                    self.best_validation_score_, best_weights = score, net.get_flat_weights()
+                    self.best_validation_score_, best_weights = score, net.parameters.snapshot()
             else:
                 improved = loss < self.best_loss_ - self.tol
             self.best_loss_ = min(self.best_loss_, loss)
@@ -191,7 +194,7 @@ class _BaseNeuralNet(BaseEstimator):
                     stacklevel=3,
                 )
         if best_weights is not None:
-            net.set_flat_weights(best_weights)
+            net.parameters.restore(best_weights)
         return self
 
     def _sample_weights(self, targets: np.ndarray, sample_weight: np.ndarray | None) -> np.ndarray | None:

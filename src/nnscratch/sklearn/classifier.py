@@ -13,10 +13,10 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 
 from .. import losses as L
-from ._base import _BaseNeuralNet
+from ._base import BaseNeuralNet
 
 
-class NeuralNetClassifier(ClassifierMixin, _BaseNeuralNet):
+class NeuralNetClassifier(ClassifierMixin, BaseNeuralNet):
     """A feed-forward neural network classifier (binary, multiclass or multilabel).
 
     Any labels (strings, non-contiguous integers) are mapped through

@@ -9,10 +9,10 @@ from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 
 from .. import losses as L
-from ._base import _BaseNeuralNet
+from ._base import BaseNeuralNet
 
 
-class NeuralNetRegressor(RegressorMixin, _BaseNeuralNet):
+class NeuralNetRegressor(RegressorMixin, BaseNeuralNet):
     """A feed-forward neural network regressor (single- or multi-output), trained
     on the mean squared error. Parameters as in ``NeuralNetClassifier``, less
     ``class_weight``; ``loss`` may be ``"mse"`` (default) or ``"quadratic"``.

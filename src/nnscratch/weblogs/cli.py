@@ -113,7 +113,7 @@ def _feature_settings(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train the line model (several networks, the best kept) and the client model on labelled logs
     (split by client), and report test metrics."""
-    from ..cli import check_writable
+    from ..cli.args import check_writable
     from .model import WebLogModel
 
     check_writable(args.output, "-o")  # before the work, so a trained model is never lost to a bad path
@@ -405,7 +405,7 @@ def _feature_options(p: argparse.ArgumentParser) -> None:
 
 
 def _decision_options(p: argparse.ArgumentParser, defaults: bool) -> None:
-    from ..cli import positive_int
+    from ..cli.args import positive_int
 
     def probability(text: str) -> float:
         value = float(text)
@@ -431,7 +431,7 @@ def _decision_options(p: argparse.ArgumentParser, defaults: bool) -> None:
 
 
 def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
-    from ..cli import jobs_count, positive_float, positive_int
+    from ..cli.args import jobs_count, positive_float, positive_int
 
     logs = sub.add_parser("logs", help="bot detection on web-server access logs", description=__doc__,
                           formatter_class=formatter, epilog=EPILOG)  # fmt: skip

@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import io as model_io
 from ..extras import require
-from ..network import Network
+from ..network import Network, load_bundle
 from .clients import ClientBook, ClientModel, ClientState
 from .data import LabelledLines, split_by_client
 from .features import Featurizer, client_of
@@ -385,7 +385,7 @@ class WebLogModel:
 
     @classmethod
     def load(cls, path: str | Path) -> WebLogModel:
-        network, metadata, arrays = model_io.load_bundle(path)
+        network, metadata, arrays = load_bundle(path)
         meta = metadata["extra"]
         if meta.get("kind") != "nnscratch.weblogs":
             raise model_io.ModelFileError(f"{path} is an nnscratch model but not a web-log model.")

@@ -1,0 +1,91 @@
+"""Compare two source trees of nnscratch epoch by epoch, interleaved.
+
+    python -m benchmarks.versions --before /path/to/old/src --configs A B C D --rounds 6
+
+Each tree runs in its own worker process (its ``src`` first on ``sys.path``),
+which loads the data once and then, on request, trains one epoch of a config
+(``fit(epochs=1)``, timed from the start of training as in ``benchmarks.run``)
+or predicts 60,000 rows (D). The rounds alternate the two workers, and starting
+first alternates too, so a slow spell of a shared machine hits both alike.
+Each ratio is this tree's time over the other's from the same round; the
+report gives the median and the range. A refactor that keeps speed gives
+ratios around 1.0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from statistics import median
+
+REPO = Path(__file__).resolve().parents[1]
+
+WORKER = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1]); sys.path.insert(1, sys.argv[2])
+import numpy as np
+from benchmarks.run import CONFIGS, load_data, nnscratch_trainer, build_network
+X, y, _, _, _ = load_data(None)
+trainers = {}
+for line in sys.stdin:
+    name = line.strip()
+    if name == "D":
+        if "D" not in trainers:
+            net = build_network(CONFIGS["A"]); net.predict(X[:1000]); trainers["D"] = net
+        start = time.perf_counter(); trainers["D"].predict(X); seconds = time.perf_counter() - start
+    else:
+        if name not in trainers:
+            trainers[name] = nnscratch_trainer(CONFIGS[name], X, y)[0]
+            trainers[name]()  # warm-up epoch
+        seconds = trainers[name]()
+    print(json.dumps({"config": name, "seconds": seconds, "module": __import__("nnscratch").__file__}), flush=True)
+"""
+
+
+def _worker(src: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", WORKER, str(src), str(REPO)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _ask(worker: subprocess.Popen, config: str) -> float:
+    worker.stdin.write(config + "\n")
+    worker.stdin.flush()
+    return json.loads(worker.stdout.readline())["seconds"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--before", required=True, type=Path, help="the other tree's src folder")
+    parser.add_argument("--after", type=Path, default=REPO / "src", help="this tree's src folder")
+    parser.add_argument("--configs", nargs="+", default=["A", "B", "C", "D"])
+    parser.add_argument("--rounds", type=int, default=6)
+    args = parser.parse_args(argv)
+    before, after = _worker(args.before), _worker(args.after)
+    results = {}
+    try:
+        for config in args.configs:
+            ratios, times = [], {"before": [], "after": []}
+            for r in range(args.rounds):
+                order = [("before", before), ("after", after)][:: 1 if r % 2 == 0 else -1]
+                got = {label: _ask(worker, config) for label, worker in order}
+                times["before"].append(got["before"])
+                times["after"].append(got["after"])
+                ratios.append(got["after"] / got["before"])
+            results[config] = {"after_over_before": median(ratios), "low": min(ratios), "high": max(ratios),
+                               "before_s": median(times["before"]), "after_s": median(times["after"])}  # fmt: skip
+            row = results[config]
+            print(f"{config}: after/before {row['after_over_before']:.3f} ({row['low']:.3f}-{row['high']:.3f}), "
+                  f"median {row['before_s']:.3f} s -> {row['after_s']:.3f} s", flush=True)  # fmt: skip
+    finally:
+        for worker in (before, after):
+            worker.stdin.close()
+            worker.wait()
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

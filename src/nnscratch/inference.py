@@ -1,0 +1,103 @@
+"""Prediction and evaluation in bounded memory: ``predict``, ``predict_proba``,
+``predict_labels`` and ``evaluate`` (``Network`` methods of the same names
+hand over to these).
+
+Rows go through the network in chunks of ``batch_size`` (8,192 by default), so
+scoring a million rows never holds a million rows of every hidden layer. What
+outputs mean (probabilities, labels, what counts as correct) is the loss's
+business (``ClassificationLoss``); this module only walks the chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ._validation import all_finite, check_finite, check_positive_int, check_sample_weight, check_X, is_sparse
+from .layers import Dense
+
+__all__ = ["predict", "predict_proba", "predict_labels", "evaluate", "chunks", "CHUNK"]
+
+CHUNK = 8192  # rows per inference chunk: bounded memory, BLAS-friendly sizes
+
+
+def chunks(X: Any, batch_size: int | None = None) -> Iterator[tuple[int, Any]]:
+    """``(start, X[start:start + size])`` over the rows of ``X``."""
+    size = check_positive_int("batch_size", batch_size, allow_none=True) or CHUNK
+    for start in range(0, X.shape[0], size):
+        yield start, X[start : start + size]
+
+
+def predict(net: Any, X: Any, batch_size: int | None = None) -> np.ndarray:
+    """Outputs after the output activation, shape (n, n_outputs).
+
+    X must be finite; for dense input that is proven at a fraction of the cost
+    of reading X: a NaN or inf anywhere in a row makes every value of that
+    row's first pre-activation ``x @ W + b`` NaN or inf, so checking ``z``
+    (n x width) proves X (n x n_inputs) finite. Only a non-finite ``z`` sends
+    us to X (an error that counts the bad values) or, if X is fine, to NumPy's
+    own overflow warning.
+    """
+    first = net.layers[0]
+    by_first_layer = isinstance(first, Dense) and not is_sparse(X)
+    X = check_X(X, net.n_inputs, net.dtype, finite=not by_first_layer)
+    out = np.empty((X.shape[0], net.n_outputs), dtype=net.dtype)
+    for start, chunk in chunks(X, batch_size):
+        if by_first_layer:
+            with np.errstate(over="ignore", invalid="ignore"):  # a non-finite z is examined next
+                z = first.forward_linear(chunk)
+            if not all_finite(z):
+                check_finite(X)  # NaN or inf in X: a ValueError that counts them
+                z = first.forward_linear(chunk)  # X is finite but z overflowed: warn as NumPy would
+            h = net.forward(first.activation.forward(z, out=z), start=1)
+        else:
+            h = net.forward(chunk)
+        out[start : start + chunk.shape[0]] = h
+    return out
+
+
+def _require_classifier(net: Any, what: str) -> None:
+    if not net.is_classifier:
+        raise ValueError(
+            f"{what} needs a classification loss (cross_entropy or binary_cross_entropy); this network "
+            f"uses {net.loss!r}. Use predict() for its raw outputs."
+        )
+
+
+def predict_proba(net: Any, X: Any, batch_size: int | None = None) -> np.ndarray:
+    """Class probabilities: softmax rows (n, k); for one sigmoid unit, (n, 2)
+    columns ``[1 - p, p]``; for several sigmoid units, one probability each."""
+    _require_classifier(net, "predict_proba")
+    return net.loss.probabilities(predict(net, X, batch_size), logits=net.outputs_logits)
+
+
+def predict_labels(net: Any, X: Any, batch_size: int | None = None) -> np.ndarray:
+    """Integer labels: argmax for softmax, ``p > 0.5`` for one sigmoid unit,
+    ``p >= 0.5`` per unit for several."""
+    _require_classifier(net, "predict_labels")
+    return net.loss.labels(predict(net, X, batch_size), logits=net.outputs_logits)
+
+
+def evaluate(net: Any, X: Any, y: Any, sample_weight: Any = None, batch_size: int | None = None) -> dict[str, float]:
+    """``{"loss": ..., "accuracy": ...}`` (accuracy for classifiers only).
+
+    The loss includes the regularisation penalty, as in training.
+    """
+    X = check_X(X, net.n_inputs, net.dtype)
+    y = net.loss.check_targets(y, X.shape[0], net.n_outputs, net.dtype)
+    w = check_sample_weight(sample_weight, X.shape[0], net.dtype)
+    per_sample = np.empty(X.shape[0], dtype=np.float64)
+    correct = 0
+    logits = net.fused or net.outputs_logits
+    for start, chunk in chunks(X, batch_size):
+        stop = start + chunk.shape[0]
+        out = net.forward(chunk, loss_input=True)
+        per_sample[start:stop] = net.loss.per_sample(out, y[start:stop])
+        if net.is_classifier:
+            correct += net.loss.count_correct(out, y[start:stop], logits)
+    metrics = {"loss": net.loss.reduce(per_sample, w) + net.penalty()}
+    if net.is_classifier:
+        metrics["accuracy"] = correct / net.loss.count_predictions(y)
+    return metrics

@@ -1,0 +1,177 @@
+"""The package's shape, checked from its source: no import cycles (lazy imports
+inside functions count; ``if TYPE_CHECKING:`` blocks do not run and do not),
+the engine imports only NumPy and itself, and no module reaches into another's
+private names.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import nnscratch
+
+ROOT = Path(nnscratch.__file__).parent
+ENGINE = {
+    *("functional", "activations", "layers", "losses", "initializers", "optimizers", "schedules", "parameters"),
+    *("network", "training", "inference", "callbacks", "data", "io", "_validation", "_cache", "_registry"),
+}
+# Names that begin with "_" but are public API of what they belong to.
+PUBLIC_UNDERSCORE = {"_replace", "_make", "_fields", "_asdict"}  # namedtuple's API
+# scikit-learn keeps a fitted MLPClassifier's label encoder in a private attribute;
+# export.to_sklearn must set it to hand back a fitted estimator (documented there).
+FOREIGN_PRIVATE = {("export", "_label_binarizer")}
+
+
+def _modules() -> dict[str, ast.Module]:
+    found = {}
+    for path in ROOT.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(p for p in parts if p != "__init__") or "__init__"
+        found[name] = ast.parse(path.read_text(), str(path))
+    return found
+
+
+MODULES = _modules()
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _walk(tree: ast.AST):
+    """Every node except those inside ``if TYPE_CHECKING:`` blocks."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            continue
+        yield node
+        yield from _walk(node)
+
+
+def _package(module: str) -> list[str]:
+    is_package = (ROOT / Path(*module.split(".")) / "__init__.py").is_file() if module != "__init__" else True
+    parts = [] if module == "__init__" else module.split(".")
+    return parts if is_package else parts[:-1]
+
+
+def _imports(module: str) -> set[str]:
+    """The nnscratch modules ``module`` imports, anywhere in its code."""
+    out = set()
+    for node in _walk(MODULES[module]):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("nnscratch."):
+                    out.add(alias.name[len("nnscratch.") :])
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                if node.module and node.module.startswith("nnscratch"):
+                    base = node.module.split(".")[1:]
+                else:
+                    continue
+            else:
+                package = _package(module)
+                base = package[: len(package) - (node.level - 1)] + (node.module.split(".") if node.module else [])
+            for alias in node.names:
+                sub = ".".join([*base, alias.name])
+                out.add(sub if sub in MODULES else (".".join(base) or "__init__"))
+    return {m for m in out if m != module}
+
+
+def _cycles() -> list[list[str]]:
+    graph = {m: _imports(m) for m in MODULES}
+    cycles, state, stack = [], {}, []
+
+    def visit(m: str) -> None:
+        state[m] = "open"
+        stack.append(m)
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == "open":
+                cycles.append(stack[stack.index(n) :] + [n])
+            elif n not in state:
+                visit(n)
+        stack.pop()
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+    return cycles
+
+
+def test_there_are_no_import_cycles():
+    assert _cycles() == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    # A test that cannot fail proves nothing: plant a cycle and see it found.
+    MODULES["_planted"] = ast.parse("from . import network")
+    original = MODULES["network"]
+    MODULES["network"] = ast.parse(ast.unparse(original) + "\nfrom . import _planted\n")
+    try:
+        assert any("_planted" in cycle for cycle in _cycles())
+    finally:
+        MODULES["network"] = original
+        del MODULES["_planted"]
+
+
+@pytest.mark.parametrize("module", sorted(ENGINE))
+def test_the_engine_imports_only_numpy_and_itself(module):
+    outside = set()
+    for node in _walk(MODULES[module]):
+        if isinstance(node, ast.Import):
+            outside |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            outside.add(node.module.split(".")[0])
+    allowed = {"numpy", "__future__", "typing", "collections", "dataclasses", "math", "copy", "os", "json",
+               "struct", "tempfile", "glob", "pathlib", "hashlib", "sys", "time"}  # fmt: skip
+    if module == "io":
+        allowed.add("safetensors")  # the model file format
+    if module == "callbacks":
+        allowed.add("tqdm")  # the progress bar
+    assert outside <= allowed, f"{module} imports {sorted(outside - allowed)}"
+    assert _imports(module) <= ENGINE, f"{module} imports {sorted(_imports(module) - ENGINE)} from outside the engine"
+
+
+def _private_uses(module: str) -> list[str]:
+    found = []
+    for node in _walk(MODULES[module]):
+        if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            found += [f"import {a.name}" for a in node.names if a.name.startswith("_") and a.name != "__version__"]
+        dunder = node.attr.startswith("__") and node.attr.endswith("__") if isinstance(node, ast.Attribute) else False
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not dunder
+            and node.attr not in PUBLIC_UNDERSCORE
+        ):
+            owner = node.value
+            if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+                continue
+            if isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name) and owner.func.id == "super":
+                continue
+            if (module, node.attr) in FOREIGN_PRIVATE:
+                continue
+            found.append(f"{ast.unparse(owner)}.{node.attr}")
+    return found
+
+
+def test_no_module_uses_another_modules_private_names():
+    uses = {m: _private_uses(m) for m in sorted(MODULES)}
+    assert {m: u for m, u in uses.items() if u} == {}
+
+
+def test_the_private_name_finder_finds_one():
+    assert _private_uses_of("x = net._flat\nfrom .layers import _helper\n") == ["import _helper", "net._flat"]
+
+
+def _private_uses_of(source: str) -> list[str]:
+    MODULES["_probe"] = ast.parse(source)
+    try:
+        return sorted(_private_uses("_probe"))
+    finally:
+        del MODULES["_probe"]
