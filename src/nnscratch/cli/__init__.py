@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser with every sub-command."""
     from nnscratch import __version__
 
-    from .commands import cmd_demo, cmd_evaluate, cmd_explain, cmd_export, cmd_info, cmd_predict
+    from .commands import cmd_demo, cmd_evaluate, cmd_explain, cmd_export, cmd_info, cmd_playground, cmd_predict
     from .train import add_train_parser
 
     parser = _Parser(
@@ -124,6 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--target", type=float, nargs="+", help="its target (class index, or values)")
     ex.add_argument("--lr", type=positive_float, default=0.1, help="learning rate of the step")
     ex.set_defaults(func=cmd_explain)
+
+    play = sub.add_parser("playground", help="watch a network learn in your browser (needs the playground extra)",
+                          description=cmd_playground.__doc__, formatter_class=_Formatter, epilog="""examples:
+  nnscratch playground
+  nnscratch playground --port 8000 --no-browser
+""")  # fmt: skip
+    play.add_argument("--host", default="127.0.0.1", help="address to listen on; anything but loopback is announced")
+    play.add_argument("--port", type=int, default=0, help="port to listen on; 0 picks a free one")
+    play.add_argument("--no-browser", action="store_true", help="print the address only, do not open a browser")
+    play.add_argument("--max-rate", type=positive_float, default=20.0, help="page updates per second at most")
+    play.set_defaults(func=cmd_playground)
 
     from ..weblogs.cli import add_logs_parser
 

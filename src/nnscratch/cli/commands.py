@@ -162,3 +162,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     print(f"Model saved to {Path(args.out).resolve()}")
     return 130 if interrupted else 0
+
+
+def cmd_playground(args: argparse.Namespace) -> int:
+    """Start the playground: a page in your browser where a network on the real engine
+    learns 2-D data live (datasets, features, layers, optimizers, every neuron's map, one
+    backpropagation step explained). Listens on 127.0.0.1 and a free port by default."""
+    from ..playground.server import serve
+
+    if not 0 <= args.port <= 65535:
+        raise CommandError(f"--port must be 0 to 65535; received {args.port}")
+    serve(args.host, args.port, open_browser=not args.no_browser, max_rate=min(args.max_rate, 60.0))
+    return 0
