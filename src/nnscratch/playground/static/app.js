@@ -164,7 +164,8 @@ function syncControls() {
   }
   $("show_test").checked = page.show_test;
   $("discretize").checked = page.discretize;
-  $("layer-count").textContent = settings.layers.length;
+  const n = settings.layers.length;
+  $("layers-title").textContent = `${n} hidden layer${n === 1 ? "" : "s"}`;
   $("problem").textContent = data ? data.problem : (REGRESSION.has(settings.dataset) ? "regression" : "classification");
 }
 
