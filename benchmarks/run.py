@@ -106,10 +106,12 @@ def build_network(cfg: dict[str, Any], seed: int = 0) -> Any:
     )
 
 
-def nnscratch_trainer(cfg: dict[str, Any], X: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
+def nnscratch_trainer(cfg: dict[str, Any], X: np.ndarray, y: np.ndarray, blas_threads: str = "auto") -> tuple[Any, Any]:
     """One ``fit(epochs=1)`` per call, timed from the start of training to the
-    end of the epoch (the input checks ``fit`` makes first are not counted)."""
+    end of the epoch (the input checks ``fit`` makes first are not counted).
+    ``blas_threads`` is the thread policy for this contender (``nnscratch.threads``)."""
     import nnscratch as nn
+    from nnscratch import threads
 
     net = build_network(cfg)
     targets = y if cfg["loss"] == "cross_entropy" else nn.functional.one_hot(y, cfg["sizes"][-1])
@@ -124,7 +126,11 @@ def nnscratch_trainer(cfg: dict[str, Any], X: np.ndarray, y: np.ndarray) -> tupl
 
     def epoch() -> float:
         stamps.clear()
-        net.fit(X, targets, epochs=1, batch_size=cfg["batch_size"], callbacks=[Clock()])
+        threads.set_blas_threads(blas_threads)
+        try:
+            net.fit(X, targets, epochs=1, batch_size=cfg["batch_size"], callbacks=[Clock()])
+        finally:
+            threads.set_blas_threads(None)
         return stamps[1] - stamps[0]
 
     return epoch, net
@@ -210,6 +216,26 @@ def median(values: list[float]) -> float:
     return float(np.median(values))
 
 
+class Busy:
+    """``count`` processes spinning on a core each while the block runs: other work
+    sharing the machine, as a notebook, a build or a second training would."""
+
+    def __init__(self, count: int) -> None:
+        self.count, self.processes = count, []
+
+    def __enter__(self) -> Busy:
+        code = "while True: pass"
+        self.processes = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(self.count)]
+        if self.count:
+            time.sleep(0.3)  # let them reach the run queue
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for process in self.processes:
+            process.kill()
+            process.wait()
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     X, y, X_test, y_test, source = load_data(args.rows)
     n = X.shape[0]
@@ -230,6 +256,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         contenders: dict[str, tuple[Any, Any]] = {}
         epoch, net = nnscratch_trainer(cfg, X, y)
         contenders["nnscratch"] = (epoch, lambda data, net=net: net.predict(data).argmax(axis=1))
+        if args.busy:  # the thread policy's effect: the same engine with BLAS left on all threads
+            contenders["nnscratch_all_threads"] = (nnscratch_trainer(cfg, X, y, blas_threads="off")[0], None)
         if has_torch:
             contenders["torch"] = competitors.torch_trainer(cfg, X, y, threads)
         if name == "A":
@@ -239,12 +267,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         limit_epoch, limit = matmul_limit(cfg, n)
         contenders["limit"] = (limit_epoch, None)
         times: dict[str, list[float]] = {who: [] for who in contenders}
+        busy: dict[str, list[float]] = {who: [] for who in contenders}
         total = args.warmup + (args.epochs or TIMED_ROUNDS[name])
         for round_ in range(total):  # interleaved: one epoch each, round after round
             print(f"[{name}] round {round_ + 1}/{total}: {', '.join(contenders)}", file=sys.stderr)
             for who, (run_epoch, _) in contenders.items():
                 times[who].append(run_epoch())
+            if args.busy:  # then the same round again with busy processes beside it
+                with Busy(args.busy):
+                    for who, (run_epoch, _) in contenders.items():
+                        busy[who].append(run_epoch())
         row: dict[str, Any] = {"config": cfg, "epochs_timed": total - args.warmup, "epoch_seconds": times}
+        if args.busy:
+            row["busy_processes"] = args.busy
+            row["busy_epoch_seconds"] = busy
+            for who in contenders:
+                quiet, loaded = times[who][args.warmup :], busy[who][args.warmup :]
+                pairs = [b / a for a, b in zip(quiet, loaded, strict=True)]
+                row[f"{who}_busy_s"] = median(loaded)
+                row[f"{who}_busy_over_quiet"] = median(pairs)
+                row[f"{who}_busy_over_quiet_range"] = [min(pairs), max(pairs)]
+            for who in contenders:
+                if who != "nnscratch":
+                    pairs = [a / b for a, b in zip(busy["nnscratch"][args.warmup :], busy[who][args.warmup :],
+                                                   strict=True)]  # fmt: skip
+                    row[f"busy_ratio_vs_{who}"] = median(pairs)
+                    row[f"busy_ratio_vs_{who}_range"] = [min(pairs), max(pairs)]
         ours = times["nnscratch"][args.warmup :]
         for who, (_, predict) in contenders.items():
             row[f"{who}_s"] = median(times[who][args.warmup :])
@@ -369,6 +417,31 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def contention_table(results: dict[str, Any]) -> str:
+    """Quiet and contended ratios side by side (contention mode)."""
+    header = ["config", "nnscratch quiet s", "busy s", "busy / quiet", "all BLAS threads: busy / quiet",
+              "PyTorch busy / quiet", "vs PyTorch quiet", "vs PyTorch busy", "scikit-learn busy / quiet"]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+
+    def ratio(row: dict[str, Any], key: str) -> str:
+        if key not in row:
+            return ""
+        low, high = row[f"{key}_range"]
+        return f"{row[key]:.2f} ({low:.2f}-{high:.2f})"
+
+    for name in ("A", "B", "C"):
+        r = results.get(name)
+        if not r or "busy_processes" not in r:
+            continue
+        cells = [
+            name, f"{r['nnscratch_s']:.3f}", f"{r['nnscratch_busy_s']:.3f}", ratio(r, "nnscratch_busy_over_quiet"),
+            ratio(r, "nnscratch_all_threads_busy_over_quiet"), ratio(r, "torch_busy_over_quiet"),
+            ratio(r, "ratio_vs_torch"), ratio(r, "busy_ratio_vs_torch"), ratio(r, "sklearn_busy_over_quiet"),
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -387,10 +460,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-naive", action="store_true", help="skip the slow per-sample loop in B")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        help="also run every round with this many busy processes beside it (contention mode)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args(argv)
     results = run(args)
     print(table(results))
+    if args.busy:
+        print()
+        print(contention_table(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"\nJSON written to {args.out}", file=sys.stderr)

@@ -17,6 +17,7 @@ ROOT = Path(nnscratch.__file__).parent
 ENGINE = {
     *("functional", "activations", "layers", "losses", "initializers", "optimizers", "schedules", "parameters"),
     *("network", "training", "inference", "callbacks", "data", "io", "_validation", "_cache", "_registry"),
+    "threads",
 }
 # Names that begin with "_" but are public API of what they belong to.
 PUBLIC_UNDERSCORE = {"_replace", "_make", "_fields", "_asdict"}  # namedtuple's API
@@ -133,6 +134,8 @@ def test_the_engine_imports_only_numpy_and_itself(module):
         allowed.add("safetensors")  # the model file format
     if module == "callbacks":
         allowed.add("tqdm")  # the progress bar
+    if module == "threads":
+        allowed |= {"threadpoolctl", "contextlib", "functools"}  # limits BLAS threads (a core dependency)
     assert outside <= allowed, f"{module} imports {sorted(outside - allowed)}"
     assert _imports(module) <= ENGINE, f"{module} imports {sorted(_imports(module) - ENGINE)} from outside the engine"
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from . import threads
 from ._validation import all_finite, check_finite, check_positive_int, check_sample_weight, check_X, is_sparse
 from .layers import Dense
 
@@ -44,6 +45,14 @@ def predict(net: Any, X: Any, batch_size: int | None = None) -> np.ndarray:
     by_first_layer = isinstance(first, Dense) and not is_sparse(X)
     X = check_X(X, net.n_inputs, net.dtype, finite=not by_first_layer)
     out = np.empty((X.shape[0], net.n_outputs), dtype=net.dtype)
+    rows = min(X.shape[0], check_positive_int("batch_size", batch_size, allow_none=True) or CHUNK)
+    with threads.limited(threads.largest_product(net.layers, rows)):
+        _predict_chunks(net, X, batch_size, by_first_layer, out)
+    return out
+
+
+def _predict_chunks(net: Any, X: Any, batch_size: int | None, by_first_layer: bool, out: np.ndarray) -> None:
+    first = net.layers[0]
     for start, chunk in chunks(X, batch_size):
         if by_first_layer:
             with np.errstate(over="ignore", invalid="ignore"):  # a non-finite z is examined next
@@ -55,7 +64,6 @@ def predict(net: Any, X: Any, batch_size: int | None = None) -> np.ndarray:
         else:
             h = net.forward(chunk)
         out[start : start + chunk.shape[0]] = h
-    return out
 
 
 def _require_classifier(net: Any, what: str) -> None:

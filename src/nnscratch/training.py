@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from . import inference
+from . import inference, threads
 from ._validation import check_fraction, check_positive_int, check_sample_weight, check_X
 from .callbacks import Callback, History, ProgressBar
 from .data import batch_indices
@@ -144,46 +144,48 @@ def fit(
     step = 0
     first_loss: float | None = None  # the very first step's loss: what a blow-up is measured against
     sane = params.snapshot()  # the weights after the last epoch whose loss had not blown up
-    try:
-        for epoch in range(epochs):
-            try:
-                total_loss, correct, step, first = _run_epoch(net, X, y, w, size, shuffle, backup, batch_callbacks,
-                                                              step)  # fmt: skip
-                first_loss = first if first_loss is None else first_loss
-                if total_loss / n > BLOW_UP * max(first_loss, 1e-12):
-                    np.copyto(backup, sane)
-                    raise _StepDiverged(f"the loss rose from {first_loss:.4g} at the first step to "
-                                        f"{total_loss / n:.4g} and stayed finite: more than {BLOW_UP:g} times "
-                                        "its first value")  # fmt: skip
-                np.copyto(sane, params.values)
-            except _StepDiverged as err:
-                params.restore(backup)
-                history.stop_reason = "diverged"
-                raise TrainingDivergedError(
-                    f"Training diverged at epoch {epoch + 1} ({err}); it stopped and the weights from "
-                    "before that step (or epoch) were restored. Try a lower learning rate, scaling the inputs "
-                    "(e.g. to [0, 1] or zero mean and unit variance), or a smaller initialisation.",
-                    history,
-                ) from None
-            logs = {"loss": total_loss / n}
-            if net.is_classifier:
-                logs["accuracy"] = correct / net.loss.count_predictions(y)
-            if validation is not None:
-                scores = inference.evaluate(net, *validation)
-                logs.update({f"val_{k}": v for k, v in scores.items()})
+    # One BLAS thread for small products, all for large ones: see nnscratch.threads.
+    with threads.limited(threads.largest_product(net.layers, size)):
+        try:
+            for epoch in range(epochs):
+                try:
+                    total_loss, correct, step, first = _run_epoch(net, X, y, w, size, shuffle, backup, batch_callbacks,
+                                                                  step)  # fmt: skip
+                    first_loss = first if first_loss is None else first_loss
+                    if total_loss / n > BLOW_UP * max(first_loss, 1e-12):
+                        np.copyto(backup, sane)
+                        raise _StepDiverged(f"the loss rose from {first_loss:.4g} at the first step to "
+                                            f"{total_loss / n:.4g} and stayed finite: more than {BLOW_UP:g} times "
+                                            "its first value")  # fmt: skip
+                    np.copyto(sane, params.values)
+                except _StepDiverged as err:
+                    params.restore(backup)
+                    history.stop_reason = "diverged"
+                    raise TrainingDivergedError(
+                        f"Training diverged at epoch {epoch + 1} ({err}); it stopped and the weights from "
+                        "before that step (or epoch) were restored. Try a lower learning rate, scaling the inputs "
+                        "(e.g. to [0, 1] or zero mean and unit variance), or a smaller initialisation.",
+                        history,
+                    ) from None
+                logs = {"loss": total_loss / n}
+                if net.is_classifier:
+                    logs["accuracy"] = correct / net.loss.count_predictions(y)
+                if validation is not None:
+                    scores = inference.evaluate(net, *validation)
+                    logs.update({f"val_{k}": v for k, v in scores.items()})
+                for cb in all_callbacks:
+                    cb.on_epoch_end(epoch, logs)
+                if net.stop_training:
+                    history.stop_reason = "early_stopping"
+                    break
+        except KeyboardInterrupt:
+            history.stop_reason = "interrupted"
+        finally:
+            for layer in net.layers:  # what the last step kept for backward holds training rows
+                layer.clear_cache()
+            net.loss.clear_cache()
             for cb in all_callbacks:
-                cb.on_epoch_end(epoch, logs)
-            if net.stop_training:
-                history.stop_reason = "early_stopping"
-                break
-    except KeyboardInterrupt:
-        history.stop_reason = "interrupted"
-    finally:
-        for layer in net.layers:  # what the last step kept for backward holds training rows
-            layer.clear_cache()
-        net.loss.clear_cache()
-        for cb in all_callbacks:
-            cb.on_train_end({"stop_reason": history.stop_reason})
+                cb.on_train_end({"stop_reason": history.stop_reason})
     return history
 
 
