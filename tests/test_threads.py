@@ -61,3 +61,38 @@ def test_fit_runs_small_products_on_one_thread_and_restores_the_setting():
     seen.clear()
     net.fit(X, y, epochs=1, batch_size=16, callbacks=[Probe()])
     assert seen == [before]
+
+
+def test_large_products_are_measured_each_epoch_and_the_faster_kept(monkeypatch):
+    monkeypatch.setattr(threads, "THRESHOLD", 1000)  # make a small network "large"
+    net = nn.Network.from_sizes([20, 64, 3], seed=0)
+    X, y = np.random.default_rng(0).normal(size=(640, 20)), np.arange(640) % 3
+    tuners = []
+    original = threads.Tuner
+
+    def spy(multiply_adds):
+        tuners.append(original(multiply_adds, probe=3))
+        return tuners[-1]
+
+    monkeypatch.setattr(threads, "Tuner", spy)
+    before = _blas_threads()
+    net.fit(X, y, epochs=3, batch_size=32)
+    assert tuners[0].active and len(tuners[0].chosen) == 3 and set(tuners[0].chosen) <= {"one", "all"}
+    assert _blas_threads() == before  # closed: the library is as it was
+    threads.set_blas_threads("off")
+    net.fit(X, y, epochs=1, batch_size=32)
+    assert not tuners[-1].active and tuners[-1].chosen == []
+
+
+def test_the_tuner_keeps_the_faster_setting():
+    tuner = threads.Tuner(10**9, probe=3)
+    if not tuner.active:
+        pytest.skip("no BLAS library that threadpoolctl can limit")
+    timings = {"all": 2.0, "one": 1.0}
+    for i in range(12):
+        tuner.before_step(i)
+        phase = "all" if i < 3 else "one" if i < 6 else None
+        if phase:
+            tuner.after_step(i, timings[phase])
+    tuner.close()
+    assert tuner.chosen == ["one"]

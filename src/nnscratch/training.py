@@ -17,6 +17,7 @@ Written against the network's public surface: ``train_step``,
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -144,13 +145,15 @@ def fit(
     step = 0
     first_loss: float | None = None  # the very first step's loss: what a blow-up is measured against
     sane = params.snapshot()  # the weights after the last epoch whose loss had not blown up
-    # One BLAS thread for small products, all for large ones: see nnscratch.threads.
-    with threads.limited(threads.largest_product(net.layers, size)):
+    # One BLAS thread for small products; for large ones, measured each epoch: see nnscratch.threads.
+    largest = threads.largest_product(net.layers, size)
+    tuner = threads.Tuner(largest)
+    with threads.limited(largest):
         try:
             for epoch in range(epochs):
                 try:
                     total_loss, correct, step, first = _run_epoch(net, X, y, w, size, shuffle, backup, batch_callbacks,
-                                                                  step)  # fmt: skip
+                                                                  step, tuner)  # fmt: skip
                     first_loss = first if first_loss is None else first_loss
                     if total_loss / n > BLOW_UP * max(first_loss, 1e-12):
                         np.copyto(backup, sane)
@@ -181,6 +184,7 @@ def fit(
         except KeyboardInterrupt:
             history.stop_reason = "interrupted"
         finally:
+            tuner.close()
             for layer in net.layers:  # what the last step kept for backward holds training rows
                 layer.clear_cache()
             net.loss.clear_cache()
@@ -203,9 +207,11 @@ def _run_epoch(
     backup: np.ndarray,
     batch_callbacks: list[Callback],
     step: int,
+    tuner: threads.Tuner,
 ) -> tuple[float, float, int]:
     """One pass over the data. Returns the summed loss, the number of correct
-    predictions, the running step count and the loss of the epoch's first step."""
+    predictions, the running step count and the loss of the epoch's first step.
+    ``tuner`` picks the BLAS threads for large products (see ``nnscratch.threads``)."""
     total_loss, correct = 0.0, 0.0
     first = None
     params, logits = net.parameters, net.fused or net.outputs_logits
@@ -215,9 +221,11 @@ def _run_epoch(
     # error state is set once per epoch (setting it costs as much as ten small
     # NumPy calls); callbacks run under the caller's own.
     with np.errstate(over="raise", invalid="raise", divide="raise"):
-        for rows in batch_indices(X.shape[0], size, net.rng if shuffle else None):
+        for i, rows in enumerate(batch_indices(X.shape[0], size, net.rng if shuffle else None)):
             xb, yb, wb = X[rows], y[rows], (None if w is None else w[rows])
             np.copyto(backup, params.values)  # to undo a step that fails half-way
+            tuner.before_step(i)
+            started = time.perf_counter()
             try:
                 loss, out = net.train_step(xb, yb, wb)
             except FloatingPointError as err:
@@ -225,6 +233,7 @@ def _run_epoch(
             except KeyboardInterrupt:
                 params.restore(backup)  # the interrupt may have cut the update in half
                 raise
+            tuner.after_step(i, time.perf_counter() - started)
             if not math.isfinite(loss):
                 raise _StepDiverged(f"loss = {loss}")
             total_loss += loss * xb.shape[0]
