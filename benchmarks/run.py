@@ -106,12 +106,14 @@ def build_network(cfg: dict[str, Any], seed: int = 0) -> Any:
     )
 
 
-def nnscratch_trainer(cfg: dict[str, Any], X: np.ndarray, y: np.ndarray, blas_threads: str = "auto") -> tuple[Any, Any]:
+def nnscratch_trainer(cfg: dict[str, Any], X: np.ndarray, y: np.ndarray, blas_threads: str = "auto",
+                      kernels_on: bool | None = None) -> tuple[Any, Any]:  # fmt: skip
     """One ``fit(epochs=1)`` per call, timed from the start of training to the
     end of the epoch (the input checks ``fit`` makes first are not counted).
-    ``blas_threads`` is the thread policy for this contender (``nnscratch.threads``)."""
+    ``blas_threads`` is the thread policy for this contender (``nnscratch.threads``),
+    ``kernels_on`` whether the fused optimizer kernels run (None: the default)."""
     import nnscratch as nn
-    from nnscratch import threads
+    from nnscratch import kernels, threads
 
     net = build_network(cfg)
     targets = y if cfg["loss"] == "cross_entropy" else nn.functional.one_hot(y, cfg["sizes"][-1])
@@ -127,10 +129,12 @@ def nnscratch_trainer(cfg: dict[str, Any], X: np.ndarray, y: np.ndarray, blas_th
     def epoch() -> float:
         stamps.clear()
         threads.set_blas_threads(blas_threads)
+        kernels.use_kernels(kernels_on)
         try:
             net.fit(X, targets, epochs=1, batch_size=cfg["batch_size"], callbacks=[Clock()])
         finally:
             threads.set_blas_threads(None)
+            kernels.use_kernels(None)
         return stamps[1] - stamps[0]
 
     return epoch, net
@@ -256,6 +260,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         contenders: dict[str, tuple[Any, Any]] = {}
         epoch, net = nnscratch_trainer(cfg, X, y)
         contenders["nnscratch"] = (epoch, lambda data, net=net: net.predict(data).argmax(axis=1))
+        from nnscratch import kernels
+
+        if kernels.available():  # the accelerator's effect: the same engine on NumPy alone
+            contenders["nnscratch_numpy"] = (nnscratch_trainer(cfg, X, y, kernels_on=False)[0], None)
         if args.busy:  # the thread policy's effect: the same engine with BLAS left on all threads
             contenders["nnscratch_all_threads"] = (nnscratch_trainer(cfg, X, y, blas_threads="off")[0], None)
         if has_torch:
@@ -417,9 +425,18 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _inverse(row: dict[str, Any], key: str) -> str:
+    """The other contender's time over nnscratch's (how much slower it is)."""
+    if key not in row:
+        return ""
+    low, high = row[f"{key}_range"]
+    return f"{1 / row[key]:.2f} ({1 / high:.2f}-{1 / low:.2f})"
+
+
 def contention_table(results: dict[str, Any]) -> str:
     """Quiet and contended ratios side by side (contention mode)."""
-    header = ["config", "nnscratch quiet s", "busy s", "busy / quiet", "all BLAS threads: busy / quiet",
+    header = ["config", "nnscratch quiet s", "busy s", "busy / quiet", "NumPy only: vs accelerated, quiet",
+              "NumPy only: busy / quiet", "all BLAS threads: busy / quiet",
               "PyTorch busy / quiet", "vs PyTorch quiet", "vs PyTorch busy", "scikit-learn busy / quiet"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
 
@@ -435,6 +452,7 @@ def contention_table(results: dict[str, Any]) -> str:
             continue
         cells = [
             name, f"{r['nnscratch_s']:.3f}", f"{r['nnscratch_busy_s']:.3f}", ratio(r, "nnscratch_busy_over_quiet"),
+            _inverse(r, "ratio_vs_nnscratch_numpy"), ratio(r, "nnscratch_numpy_busy_over_quiet"),
             ratio(r, "nnscratch_all_threads_busy_over_quiet"), ratio(r, "torch_busy_over_quiet"),
             ratio(r, "ratio_vs_torch"), ratio(r, "busy_ratio_vs_torch"), ratio(r, "sklearn_busy_over_quiet"),
         ]  # fmt: skip

@@ -18,6 +18,7 @@ ENGINE = {
     *("functional", "activations", "layers", "losses", "initializers", "optimizers", "schedules", "parameters"),
     *("network", "training", "inference", "callbacks", "data", "io", "_validation", "_cache", "_registry"),
     "threads",
+    "kernels",
 }
 # Names that begin with "_" but are public API of what they belong to.
 PUBLIC_UNDERSCORE = {"_replace", "_make", "_fields", "_asdict"}  # namedtuple's API
@@ -128,12 +129,14 @@ def test_the_engine_imports_only_numpy_and_itself(module):
             outside |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             outside.add(node.module.split(".")[0])
-    allowed = {"numpy", "__future__", "typing", "collections", "dataclasses", "math", "copy", "os", "json",
+    allowed = {"numpy", "__future__", "typing", "collections", "dataclasses", "math", "copy", "os", "json", "functools",
                "struct", "tempfile", "glob", "pathlib", "hashlib", "sys", "time"}  # fmt: skip
     if module == "io":
         allowed.add("safetensors")  # the model file format
     if module == "callbacks":
         allowed.add("tqdm")  # the progress bar
+    if module == "kernels":
+        allowed.add("numba")  # the optional accelerator, imported only when installed
     if module == "threads":
         allowed |= {"threadpoolctl", "contextlib", "functools"}  # limits BLAS threads (a core dependency)
     assert outside <= allowed, f"{module} imports {sorted(outside - allowed)}"

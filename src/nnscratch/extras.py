@@ -30,7 +30,7 @@ __all__ = ["MissingExtraError", "require", "EXTRAS"]
 EXTRAS = {
     "datasets": "scikit-learn", "plots": "matplotlib", "sklearn": "scikit-learn", "weblogs": "scipy, scikit-learn",
     "parallel": "joblib", "dask": "joblib, dask[distributed]", "onnx": "onnx",
-    "playground": "starlette, uvicorn",
+    "playground": "starlette, uvicorn", "fast": "numba",
 }  # fmt: skip
 
 

@@ -11,8 +11,11 @@ decides: weights yes, biases no); only ``AdamW`` reads it. The network hands
 over its whole flat buffer as one group, so an update is a handful of NumPy
 calls however many layers there are. Each update is written as in its paper,
 one line of maths per comment; ``out=`` and a scratch buffer (``_scratch``,
-never saved) avoid temporaries. ``state_dict()`` / ``load_state_dict()`` carry
-the state and the step count, so training can resume from a file.
+never saved) avoid temporaries. That NumPy code is the reference; with the
+``fast`` extra (numba) each update runs as one compiled loop with the same
+arithmetic instead (``nnscratch.kernels``; the tests hold the two together).
+``state_dict()`` / ``load_state_dict()`` carry the state and the step count,
+so training can resume from a file.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from . import kernels
 from ._registry import Registry
 from ._validation import check_number
 from .schedules import SCHEDULES, Schedule, get_schedule
@@ -137,6 +141,8 @@ class SGD(Optimizer):
 
     def _update(self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float,
                 decay: bool) -> None:  # fmt: skip
+        if self.momentum and _fused("momentum", p, g, s["velocity"], self.momentum, lr, self.nesterov):
+            return
         step = np.multiply(g, lr, out=tmp)  # lr g
         if not self.momentum:
             p -= step  # p = p - lr g
@@ -168,6 +174,8 @@ class AdaGrad(Optimizer):
     def _update(self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float,
                 decay: bool) -> None:  # fmt: skip
         G = s["sum_sq"]
+        if _fused("adagrad", p, g, G, lr, self.eps):
+            return
         np.multiply(g, g, out=tmp)
         G += tmp  # G = G + g^2
         np.sqrt(G, out=tmp)
@@ -194,6 +202,8 @@ class RMSProp(Optimizer):
     def _update(self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float,
                 decay: bool) -> None:  # fmt: skip
         E = s["mean_sq"]
+        if _fused("rmsprop", p, g, E, self.rho, 1.0 - self.rho, lr, self.eps):
+            return
         E *= self.rho
         np.multiply(g, g, out=tmp)
         tmp *= 1.0 - self.rho
@@ -231,6 +241,10 @@ class Adam(Optimizer):
                 decay: bool) -> None:  # fmt: skip
         m, v, t = s["m"], s["v"], self.iterations
         b1, b2 = self.beta1, self.beta2
+        root_c2 = (1.0 - b2**t) ** 0.5
+        lr_t, eps_t = lr * root_c2 / (1.0 - b1**t), self.eps * root_c2  # see the last lines below
+        if _fused("adam", p, g, m, v, b1, 1.0 - b1, b2, 1.0 - b2, lr_t, eps_t):
+            return
         m *= b1
         np.multiply(g, 1.0 - b1, out=tmp)
         m += tmp  # m = b1 m + (1 - b1) g                 first-moment estimate
@@ -239,12 +253,12 @@ class Adam(Optimizer):
         tmp *= 1.0 - b2
         v += tmp  # v = b2 v + (1 - b2) g^2               second-moment estimate
         # lr m_hat / (sqrt(v_hat) + eps) with m_hat = m / c1, v_hat = v / c2, c = 1 - beta^t,
-        # is lr_t m / (sqrt(v) + eps sqrt(c2)) with lr_t = lr sqrt(c2) / c1: no pass divides v or m.
-        root_c2 = (1.0 - b2**t) ** 0.5
+        # is lr_t m / (sqrt(v) + eps_t) with lr_t = lr sqrt(c2) / c1 and eps_t = eps sqrt(c2):
+        # no pass divides v or m.
         np.sqrt(v, out=tmp)
-        tmp += self.eps * root_c2  # sqrt(v) + eps sqrt(c2)
+        tmp += eps_t  # sqrt(v) + eps sqrt(c2)
         np.divide(m, tmp, out=tmp)
-        tmp *= lr * root_c2 / (1.0 - b1**t)
+        tmp *= lr_t
         p -= tmp  # p = p - lr m_hat / (sqrt(v_hat) + eps)
 
     def _hyper(self) -> dict[str, Any]:
@@ -278,6 +292,20 @@ class AdamW(Adam):
 
     def _hyper(self) -> dict[str, Any]:
         return {**super()._hyper(), "weight_decay": self.weight_decay}
+
+
+def _fused(name: str, p: np.ndarray, g: np.ndarray, *state_and_scalars: Any) -> bool:
+    """Run the compiled kernel ``name`` (``nnscratch.kernels``) when it is on and the
+    arrays are contiguous; True if it ran. Scalars are cast to the parameters' dtype,
+    as NumPy casts them in the reference code."""
+    compiled = kernels.fused()
+    arrays = [a for a in state_and_scalars if isinstance(a, np.ndarray)]
+    views = kernels.flat(p, g, *arrays) if compiled is not None else None
+    if views is None:
+        return False
+    scalars = [a if isinstance(a, bool) else p.dtype.type(a) for a in state_and_scalars[len(arrays) :]]
+    getattr(compiled, name)(*views, *scalars)
+    return True
 
 
 def get_optimizer(spec: str | Optimizer, **kwargs: Any) -> Optimizer:
