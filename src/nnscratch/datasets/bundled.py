@@ -110,7 +110,7 @@ def load_csv(
             delimiter = ","
     rows = [row for row in csv.reader(text.splitlines(), delimiter=delimiter) if row]
     header = None
-    if any(not _is_number(cell) for cell in rows[0]):
+    if any(not is_number(cell) for cell in rows[0]):
         header, rows = [c.strip() for c in rows[0]], rows[1:]
     if not rows:
         raise CSVError(f"{path} has a header but no data rows.")
@@ -156,7 +156,7 @@ def load_csv(
     if index is None:
         return values.astype(np.float32), None, names
     X = np.delete(values, index, axis=1)
-    if all(_is_number(cell) for cell in label_cells):
+    if all(is_number(cell) for cell in label_cells):
         y = np.array([float(cell) for cell in label_cells])
         if not np.isfinite(y).all():
             raise CSVError(f"{path} contains infinite values.")
@@ -166,7 +166,8 @@ def load_csv(
     return X.astype(np.float32), y_out, [n for i, n in enumerate(names) if i != index]
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
+    """True when ``float(text)`` reads it (a CSV cell that is a number)."""
     try:
         float(text)
     except ValueError:

@@ -14,6 +14,8 @@ import math
 
 import numpy as np
 
+from ..datasets.bundled import is_number
+
 __all__ = ["GENERATORS", "REGRESSION", "generate", "read_csv", "DataError", "MAX_CSV_BYTES", "MAX_ROWS", "MAX_CLASSES"]
 
 MAX_CSV_BYTES = 1_000_000
@@ -108,13 +110,13 @@ def read_csv(text: str) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
     if len(text.encode()) > MAX_CSV_BYTES:
         raise DataError(f"the CSV is {len(text.encode()):,} bytes; the playground takes up to {MAX_CSV_BYTES:,}")
     rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
-    if rows and not _is_number(rows[0][0]):
+    if rows and not is_number(rows[0][0]):
         rows = rows[1:]  # a header
     if len(rows) < 4:
         raise DataError(f"the CSV has {len(rows)} data rows; it needs at least 4 rows of x1,x2,target")
     if len(rows) > MAX_ROWS:
         raise DataError(f"the CSV has {len(rows):,} rows; the playground takes up to {MAX_ROWS:,}")
-    bad = [i + 1 for i, r in enumerate(rows) if len(r) != 3 or not (_is_number(r[0]) and _is_number(r[1]))]
+    bad = [i + 1 for i, r in enumerate(rows) if len(r) != 3 or not (is_number(r[0]) and is_number(r[1]))]
     if bad:
         raise DataError(f"row(s) {bad[:5]} are not x1,x2,target with numbers for x1 and x2 "
                         f"(e.g. {rows[bad[0] - 1]!r})")  # fmt: skip
@@ -122,7 +124,7 @@ def read_csv(text: str) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
     if not np.isfinite(X).all():
         raise DataError("x1 and x2 must be finite numbers (no nan or inf)")
     targets = [r[2].strip() for r in rows]
-    numeric = all(_is_number(t) for t in targets)
+    numeric = all(is_number(t) for t in targets)
     values = np.array([float(t) for t in targets]) if numeric else None
     if numeric and not np.isfinite(values).all():
         raise DataError("the target column must be finite numbers (no nan or inf)")
@@ -141,11 +143,3 @@ def read_csv(text: str) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
     centre = (X.max(axis=0) + X.min(axis=0)) / 2
     half = np.maximum((X.max(axis=0) - X.min(axis=0)) / 2, 1e-12)
     return (X - centre) / half * (RANGE * 0.9), y, problem, classes
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
