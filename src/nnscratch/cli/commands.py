@@ -165,9 +165,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_playground(args: argparse.Namespace) -> int:
-    """Start the playground: a page in your browser where a network on the real engine
-    learns 2-D data live (datasets, features, layers, optimizers, every neuron's map, one
-    backpropagation step explained). Listens on 127.0.0.1 and a free port by default."""
+    """Watch a network on the real engine learn 2-D data live in your browser (127.0.0.1, a free port)."""
     from ..playground.server import serve
 
     if not 0 <= args.port <= 65535:
