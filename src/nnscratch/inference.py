@@ -45,15 +45,15 @@ def predict(net: Any, X: Any, batch_size: int | None = None) -> np.ndarray:
     by_first_layer = isinstance(first, Dense) and not is_sparse(X)
     X = check_X(X, net.n_inputs, net.dtype, finite=not by_first_layer)
     out = np.empty((X.shape[0], net.n_outputs), dtype=net.dtype)
-    rows = min(X.shape[0], check_positive_int("batch_size", batch_size, allow_none=True) or CHUNK)
-    with threads.limited(threads.largest_product(net.layers, rows)):
-        _predict_chunks(net, X, batch_size, by_first_layer, out)
+    size = check_positive_int("batch_size", batch_size, allow_none=True) or CHUNK
+    with threads.limited(threads.largest_product(net.layers, min(X.shape[0], size))):
+        _predict_chunks(net, X, size, by_first_layer, out)
     return out
 
 
-def _predict_chunks(net: Any, X: Any, batch_size: int | None, by_first_layer: bool, out: np.ndarray) -> None:
+def _predict_chunks(net: Any, X: Any, size: int, by_first_layer: bool, out: np.ndarray) -> None:
     first = net.layers[0]
-    for start, chunk in chunks(X, batch_size):
+    for start, chunk in chunks(X, size):
         if by_first_layer:
             with np.errstate(over="ignore", invalid="ignore"):  # a non-finite z is examined next
                 z = first.forward_linear(chunk)
