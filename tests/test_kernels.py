@@ -81,3 +81,33 @@ def test_asking_for_the_kernels_without_numba_names_the_extra(monkeypatch):
     with pytest.raises(ModuleNotFoundError, match=r"nnscratch\[fast\]"):
         kernels.use_kernels(True)
     assert kernels.fused() is None and not kernels.available()
+
+
+@pytest.mark.parametrize("on", [False, True])
+def test_an_overflowing_update_is_reported_as_numpy_would(on):
+    if on:
+        _numba_or_fail()
+    kernels.use_kernels(on)
+    opt = nn.SGD(3e38, momentum=0.9, nesterov=True)  # -0.9 * 3e38 - 3e38 overflows float32
+    p, g = np.ones(8, np.float32), np.ones(8, np.float32)
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError, match="overflow"):
+        opt.step({"W": p}, {"W": g})
+    with np.errstate(over="warn"), pytest.warns(RuntimeWarning, match="overflow"):
+        opt.step({"W": np.ones(8, np.float32)}, {"W": g})
+
+
+@pytest.mark.parametrize("on", [False, True])
+def test_a_step_that_overflows_in_the_update_is_undone(on):
+    # The update itself (not the forward pass) overflows: the fit must stop and hand
+    # back the weights from before that step, finite, with either path.
+    if on:
+        _numba_or_fail()
+    kernels.use_kernels(on)
+    net = nn.Network.from_sizes([4, 8, 3], optimizer=nn.SGD(3e38, momentum=0.9, nesterov=True), seed=0,
+                                dtype="float32")  # fmt: skip
+    X, y = np.random.default_rng(0).normal(size=(64, 4)), np.arange(64) % 3
+    before = net.parameters.snapshot()
+    with pytest.raises(nn.TrainingDivergedError, match="overflow"):
+        net.fit(X, y, epochs=2, batch_size=8)
+    assert net.parameters.all_finite()
+    np.testing.assert_array_equal(net.parameters.values, before)

@@ -69,39 +69,57 @@ def _compiled() -> Any:
     # what lets the loops vectorise. No fastmath: the arithmetic stays exactly as written.
     jit = numba.njit(cache=True, error_model="numpy", nogil=True)
 
+    # Each update returns True when every new parameter is finite: NumPy's error
+    # state cannot see inside a compiled loop, so the caller reports an overflow.
     @jit
     def adam(p, g, m, v, b1, c1, b2, c2, lr_t, eps_t):
+        finite = True
         for i in range(p.size):
             gi = g[i]
             mi = m[i] * b1 + gi * c1  # m = b1 m + (1 - b1) g
             vi = v[i] * b2 + gi * gi * c2  # v = b2 v + (1 - b2) g^2
             m[i] = mi
             v[i] = vi
-            p[i] -= mi / (np.sqrt(vi) + eps_t) * lr_t  # p = p - lr_t m / (sqrt(v) + eps_t)
+            pi = p[i] - mi / (np.sqrt(vi) + eps_t) * lr_t  # p = p - lr_t m / (sqrt(v) + eps_t)
+            p[i] = pi
+            finite &= abs(pi) < np.inf  # False for inf and NaN
+        return finite
 
     @jit
     def rmsprop(p, g, s, rho, c, lr, eps):
+        finite = True
         for i in range(p.size):
             gi = g[i]
             si = s[i] * rho + gi * gi * c  # E = rho E + (1 - rho) g^2
             s[i] = si
-            p[i] -= gi / (np.sqrt(si) + eps) * lr
+            pi = p[i] - gi / (np.sqrt(si) + eps) * lr
+            p[i] = pi
+            finite &= abs(pi) < np.inf
+        return finite
 
     @jit
     def adagrad(p, g, s, lr, eps):
+        finite = True
         for i in range(p.size):
             gi = g[i]
             si = s[i] + gi * gi  # G = G + g^2
             s[i] = si
-            p[i] -= gi / (np.sqrt(si) + eps) * lr
+            pi = p[i] - gi / (np.sqrt(si) + eps) * lr
+            p[i] = pi
+            finite &= abs(pi) < np.inf
+        return finite
 
     @jit
     def momentum(p, g, v, mu, lr, nesterov):
+        finite = True
         for i in range(p.size):
             step = g[i] * lr
             vi = v[i] * mu - step  # v = mu v - lr g
             v[i] = vi
-            p[i] += vi * mu - step if nesterov else vi
+            pi = p[i] + (vi * mu - step if nesterov else vi)
+            p[i] = pi
+            finite &= abs(pi) < np.inf
+        return finite
 
     return type("Kernels", (), {"adam": staticmethod(adam), "rmsprop": staticmethod(rmsprop),
                                 "adagrad": staticmethod(adagrad), "momentum": staticmethod(momentum)})  # fmt: skip

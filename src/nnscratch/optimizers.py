@@ -20,6 +20,7 @@ so training can resume from a file.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -304,7 +305,15 @@ def _fused(name: str, p: np.ndarray, g: np.ndarray, *state_and_scalars: Any) -> 
     if views is None:
         return False
     scalars = [a if isinstance(a, bool) else p.dtype.type(a) for a in state_and_scalars[len(arrays) :]]
-    getattr(compiled, name)(*views, *scalars)
+    if not getattr(compiled, name)(*views, *scalars):
+        # The NumPy reference would have met the overflow under the caller's error
+        # state (the training loop raises, to undo the step); report it the same way.
+        message = f"overflow encountered in the fused {name} update (a parameter became NaN or infinite)"
+        mode = np.geterr()["over"]
+        if mode == "raise":
+            raise FloatingPointError(message)
+        if mode != "ignore":
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
     return True
 
 
