@@ -130,7 +130,7 @@ def test_the_engine_imports_only_numpy_and_itself(module):
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             outside.add(node.module.split(".")[0])
     allowed = {"numpy", "__future__", "typing", "collections", "dataclasses", "math", "copy", "os", "json", "functools",
-               "struct", "tempfile", "glob", "pathlib", "hashlib", "sys", "time"}  # fmt: skip
+               "struct", "tempfile", "glob", "pathlib", "hashlib", "sys", "time", "warnings"}  # fmt: skip
     if module == "io":
         allowed.add("safetensors")  # the model file format
     if module == "callbacks":

@@ -359,3 +359,28 @@ def test_a_custom_initializer_is_never_rebuilt_as_zeros(tmp_path):
     again = nn.load(tmp_path / "m.safetensors")
     assert np.array_equal(again.layers[0].params["W"], net.layers[0].params["W"])
     assert np.abs(again.layers[0].params["W"]).max() > 0
+
+
+def test_x_in_another_dtype_or_layout_is_converted_batch_by_batch_never_copied_whole():
+    # A float64 or Fortran-ordered X trains and predicts exactly as its float32
+    # C-ordered copy does, and fit/predict never hold a converted copy of all of X.
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    X64 = rng.normal(size=(4000, 200))
+    y = rng.integers(0, 3, 4000)
+    nets = {}
+    for name, X in {"f32": np.ascontiguousarray(X64, dtype=np.float32), "f64": X64,
+                    "fortran": np.asfortranarray(X64)}.items():  # fmt: skip
+        net = nn.Network.from_sizes([200, 16, 3], seed=0, dtype="float32")
+        nn.Network.from_sizes([200, 16, 3], dtype="float32").fit(X[:64], y[:64])  # compiles any kernels first
+        tracemalloc.start()
+        net.fit(X, y, epochs=2, batch_size=64, validation_data=(X[:500], y[:500]))
+        predicted = net.predict(X, batch_size=500)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < X.shape[0] * X.shape[1] * 4 / 2, f"{name}: a copy of X was made ({peak} bytes at peak)"
+        nets[name] = (net.parameters.values.copy(), predicted)
+    for name in ("f64", "fortran"):
+        np.testing.assert_array_equal(nets[name][0], nets["f32"][0])
+        np.testing.assert_array_equal(nets[name][1], nets["f32"][1])

@@ -87,10 +87,17 @@ def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> Any:
     return value
 
 
-def check_X(X: Any, n_features: int, dtype: np.dtype, name: str = "X", finite: bool = True) -> Any:
-    """Return ``X`` as a 2-D array of ``dtype`` (a sparse matrix stays sparse),
+def check_X(X: Any, n_features: int, dtype: np.dtype, name: str = "X", finite: bool = True,
+            convert: bool = True) -> Any:  # fmt: skip
+    """Return ``X`` as a 2-D array of ``dtype`` (a sparse matrix stays sparse, as CSR),
     checked to be finite unless ``finite=False`` (for callers that prove it
-    more cheaply themselves; see ``Network.predict``)."""
+    more cheaply themselves; see ``Network.predict``).
+
+    With ``convert=False`` a dense ``X`` is checked as it is and returned without
+    a copy, in its own dtype and layout: for callers that convert the rows they
+    use as they use them (``data.take_rows``), so that a float64 ``X`` is never
+    copied whole into a float32 one, once per call.
+    """
     if is_sparse(X):
         if X.ndim != 2:
             raise ValueError(f"{name} must be 2-D (n_samples, n_features). Received shape {X.shape}.")
@@ -112,7 +119,7 @@ def check_X(X: Any, n_features: int, dtype: np.dtype, name: str = "X", finite: b
         if arr.ndim != 2:
             hint = " Use X.reshape(-1, 1) for a single feature." if arr.ndim == 1 else ""
             raise ValueError(f"{name} must be 2-D (n_samples, n_features). Received shape {arr.shape}.{hint}")
-        X = data = np.ascontiguousarray(arr, dtype=dtype)
+        X = data = np.ascontiguousarray(arr, dtype=dtype) if convert else arr
     if X.shape[0] == 0:
         raise ValueError(f"{name} is empty: it has 0 samples. Pass at least one row.")
     if X.shape[1] != n_features:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["batch_indices", "train_test_split", "stratified_split"]
+__all__ = ["batch_indices", "take_rows", "train_test_split", "stratified_split"]
 
 
 def batch_indices(n: int, batch_size: int, rng: np.random.Generator | None = None) -> Iterator[np.ndarray | slice]:
@@ -23,6 +23,23 @@ def batch_indices(n: int, batch_size: int, rng: np.random.Generator | None = Non
     order = rng.permutation(n)
     for start in range(0, n, batch_size):
         yield order[start : start + batch_size]
+
+
+def take_rows(X: Any, rows: np.ndarray | slice, dtype: np.dtype) -> Any:
+    """The rows ``rows`` (an index array or a slice) of ``X`` as a C-contiguous
+    array of ``dtype``, ready for a matrix product; a sparse ``X`` gives CSR rows.
+
+    Converting a mini-batch as it is taken costs a pass over those rows only;
+    converting all of ``X`` first would cost a copy of ``X`` on every call.
+    A slice of an array that is already right is a view, not a copy.
+    """
+    if isinstance(X, np.ndarray) and X.flags.c_contiguous and not isinstance(rows, slice):
+        part = np.take(X, rows, axis=0)  # the same gather as X[rows], a little faster
+    else:
+        part = X[rows]  # a view for a slice; CSR rows for a sparse matrix
+    if isinstance(part, np.ndarray):
+        return np.ascontiguousarray(part, dtype=dtype)  # no copy when it already is
+    return part if part.dtype == dtype else part.astype(dtype)
 
 
 def train_test_split(

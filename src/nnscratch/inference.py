@@ -17,6 +17,7 @@ import numpy as np
 
 from . import threads
 from ._validation import all_finite, check_finite, check_positive_int, check_sample_weight, check_X, is_sparse
+from .data import take_rows
 from .layers import Dense
 
 __all__ = ["predict", "predict_proba", "predict_labels", "evaluate", "chunks", "CHUNK"]
@@ -24,11 +25,13 @@ __all__ = ["predict", "predict_proba", "predict_labels", "evaluate", "chunks", "
 CHUNK = 8192  # rows per inference chunk: bounded memory, BLAS-friendly sizes
 
 
-def chunks(X: Any, batch_size: int | None = None) -> Iterator[tuple[int, Any]]:
-    """``(start, X[start:start + size])`` over the rows of ``X``."""
+def chunks(X: Any, batch_size: int | None = None, dtype: Any = None) -> Iterator[tuple[int, Any]]:
+    """``(start, X[start:start + size])`` over the rows of ``X``, each chunk
+    converted to ``dtype`` (C-contiguous) when one is given."""
     size = check_positive_int("batch_size", batch_size, allow_none=True) or CHUNK
     for start in range(0, X.shape[0], size):
-        yield start, X[start : start + size]
+        rows = slice(start, start + size)
+        yield start, X[rows] if dtype is None else take_rows(X, rows, dtype)
 
 
 def predict(net: Any, X: Any, batch_size: int | None = None) -> np.ndarray:
@@ -43,7 +46,7 @@ def predict(net: Any, X: Any, batch_size: int | None = None) -> np.ndarray:
     """
     first = net.layers[0]
     by_first_layer = isinstance(first, Dense) and not is_sparse(X)
-    X = check_X(X, net.n_inputs, net.dtype, finite=not by_first_layer)
+    X = check_X(X, net.n_inputs, net.dtype, finite=not by_first_layer, convert=False)
     out = np.empty((X.shape[0], net.n_outputs), dtype=net.dtype)
     size = check_positive_int("batch_size", batch_size, allow_none=True) or CHUNK
     with threads.limited(threads.largest_product(net.layers, min(X.shape[0], size))):
@@ -53,7 +56,7 @@ def predict(net: Any, X: Any, batch_size: int | None = None) -> np.ndarray:
 
 def _predict_chunks(net: Any, X: Any, size: int, by_first_layer: bool, out: np.ndarray) -> None:
     first = net.layers[0]
-    for start, chunk in chunks(X, size):
+    for start, chunk in chunks(X, size, net.dtype):
         if by_first_layer:
             with np.errstate(over="ignore", invalid="ignore"):  # a non-finite z is examined next
                 z = first.forward_linear(chunk)
@@ -93,13 +96,13 @@ def evaluate(net: Any, X: Any, y: Any, sample_weight: Any = None, batch_size: in
 
     The loss includes the regularisation penalty, as in training.
     """
-    X = check_X(X, net.n_inputs, net.dtype)
+    X = check_X(X, net.n_inputs, net.dtype, convert=False)
     y = net.loss.check_targets(y, X.shape[0], net.n_outputs, net.dtype)
     w = check_sample_weight(sample_weight, X.shape[0], net.dtype)
     per_sample = np.empty(X.shape[0], dtype=np.float64)
     correct = 0
     logits = net.fused or net.outputs_logits
-    for start, chunk in chunks(X, batch_size):
+    for start, chunk in chunks(X, batch_size, net.dtype):
         stop = start + chunk.shape[0]
         out = net.forward(chunk, loss_input=True)
         per_sample[start:stop] = net.loss.per_sample(out, y[start:stop])

@@ -26,7 +26,7 @@ import numpy as np
 from . import inference, threads
 from ._validation import check_fraction, check_positive_int, check_sample_weight, check_X
 from .callbacks import Callback, History, ProgressBar
-from .data import batch_indices
+from .data import batch_indices, take_rows
 
 __all__ = ["fit", "TrainingDivergedError", "BLOW_UP"]
 
@@ -49,7 +49,7 @@ def _prepare_validation(net: Any, data: Any) -> tuple[Any, np.ndarray, Any] | No
         return None
     if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
         raise ValueError("validation_data must be a tuple (X_val, y_val) or (X_val, y_val, sample_weight_val).")
-    Xv = check_X(data[0], net.n_inputs, net.dtype, name="X_val")
+    Xv = check_X(data[0], net.n_inputs, net.dtype, name="X_val", convert=False)
     yv = net.loss.check_targets(data[1], Xv.shape[0], net.n_outputs, net.dtype, name="y_val")
     wv = check_sample_weight(data[2], Xv.shape[0], net.dtype) if len(data) == 3 else None
     return Xv, yv, wv
@@ -108,7 +108,7 @@ def fit(
     epochs = check_positive_int("epochs", epochs)
     batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
     validation_split = check_fraction("validation_split", validation_split)
-    X = check_X(X, net.n_inputs, net.dtype)
+    X = check_X(X, net.n_inputs, net.dtype, convert=False)  # each mini-batch is converted as it is taken
     y = net.loss.check_targets(y, X.shape[0], net.n_outputs, net.dtype)
     w = check_sample_weight(sample_weight, X.shape[0], net.dtype)
     validation = _prepare_validation(net, validation_data)
@@ -222,7 +222,7 @@ def _run_epoch(
     # NumPy calls); callbacks run under the caller's own.
     with np.errstate(over="raise", invalid="raise", divide="raise"):
         for i, rows in enumerate(batch_indices(X.shape[0], size, net.rng if shuffle else None)):
-            xb, yb, wb = X[rows], y[rows], (None if w is None else w[rows])
+            xb, yb, wb = take_rows(X, rows, net.dtype), y[rows], (None if w is None else w[rows])
             np.copyto(backup, params.values)  # to undo a step that fails half-way
             tuner.before_step(i)
             started = time.perf_counter()
