@@ -111,3 +111,67 @@ def test_a_step_that_overflows_in_the_update_is_undone(on):
         net.fit(X, y, epochs=2, batch_size=8)
     assert net.parameters.all_finite()
     np.testing.assert_array_equal(net.parameters.values, before)
+
+
+def _activation_passes(name: str, dtype, on: bool) -> list[np.ndarray]:
+    kernels.use_kernels(on)
+    rng = np.random.default_rng(3)
+    z = rng.normal(scale=3, size=(33, 17)).astype(dtype)
+    z[0, :3] = [np.nan, 0.0, -0.0]  # NaN propagates; the kink at 0
+    b = rng.normal(size=17).astype(dtype)
+    g = rng.normal(size=(33, 17)).astype(dtype)
+    act = nn.activations.get_activation(name)
+    a = act.forward_with_bias(z.copy(), b).copy()
+    fresh = act.backward(g)
+    again = act.backward(g)  # no out=: g untouched, the same answer twice
+    in_place = act.backward(g.copy(), out=g.copy())
+    return [a, fresh, again, in_place]
+
+
+@pytest.fixture
+def used(monkeypatch):
+    """The names of the compiled kernels called while the test runs."""
+    names: list[str] = []
+    compiled = kernels._compiled()
+
+    class Spy:
+        def __getattr__(self, name):
+            names.append(name)
+            return getattr(compiled, name)
+
+    monkeypatch.setattr(kernels, "_compiled", lambda: Spy() if compiled is not None else None)
+    return names
+
+
+FUSED_PASSES = {"relu": ["bias_relu", "relu_backward"], "sigmoid": ["sigmoid_backward"],
+                "tanh": ["tanh_backward"], "leaky_relu": [], "identity": []}  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(FUSED_PASSES))
+def test_fused_activation_passes_are_bit_identical_to_numpy(name, dtype, used):
+    # Only exactly rounded arithmetic is fused (+ - * /), so the accelerated
+    # bias + activation and activation backward give NumPy's bits, NaN included.
+    # (exp and tanh stay NumPy's: numba's differ in the last bit.)
+    _numba_or_fail()
+    reference = _activation_passes(name, dtype, on=False)
+    assert used == []
+    fast = _activation_passes(name, dtype, on=True)
+    assert sorted(set(used)) == FUSED_PASSES[name]
+    for want, got in zip(reference, fast, strict=True):
+        np.testing.assert_array_equal(got, want)
+        assert got.dtype == dtype
+
+
+def test_a_fit_with_every_fused_pass_gives_numpys_weights_bit_for_bit():
+    _numba_or_fail()
+    rng = np.random.default_rng(4)
+    X, y = rng.normal(size=(256, 12)).astype(np.float32), rng.integers(0, 3, 256)
+    weights = []
+    for on in (False, True):
+        kernels.use_kernels(on)
+        net = nn.Network([nn.Dense(12, 16, "relu"), nn.Dense(16, 8, "tanh"), nn.Dense(8, 3, "softmax")],
+                         optimizer=nn.Adam(0.01), seed=0, dtype="float32")  # fmt: skip
+        net.fit(X, y, epochs=2, batch_size=32)
+        weights.append(net.parameters.values.copy())
+    np.testing.assert_array_equal(weights[1], weights[0])

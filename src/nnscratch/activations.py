@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import functional as F
+from . import kernels
 from ._cache import Cached
 from ._registry import Registry
 
@@ -52,6 +53,18 @@ class Activation(Cached):
         result is cached for ``backward``, so do not change it afterwards).
         """
         raise NotImplementedError
+
+    def forward_with_bias(self, z: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+        """``forward(z + bias)`` computed in the memory of ``z`` (which must be the
+        caller's own array, as it is for ``Dense``); ``bias`` of shape (units,) or None.
+
+        The reference is two passes, the addition and ``forward``. ReLU, sigmoid
+        and tanh override this with one compiled pass when the accelerator is on
+        (``nnscratch.kernels``).
+        """
+        if bias is not None:
+            z += bias
+        return self.forward(z, out=z)
 
     def backward(self, grad_a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Return ``dC/dz`` given ``dC/da``, using what ``forward`` cached.
@@ -98,6 +111,8 @@ class Sigmoid(Activation):
         return self.a
 
     def backward(self, grad_a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if (fast := _ready(grad_a, self.a, out)) is not None:
+            return _flat_kernel(fast.sigmoid_backward, grad_a, self.a, out, 1)
         grad_z = np.multiply(grad_a, self.a, out=out)
         grad_z *= 1.0 - self.a
         return grad_z
@@ -112,6 +127,8 @@ class Tanh(Activation):
         return self.a
 
     def backward(self, grad_a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if (fast := _ready(grad_a, self.a, out)) is not None:
+            return _flat_kernel(fast.tanh_backward, grad_a, self.a, out, 1)
         return np.multiply(grad_a, 1.0 - self.a * self.a, out=out)
 
 
@@ -124,7 +141,16 @@ class ReLU(Activation):
         return self.a
 
     def backward(self, grad_a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if (fast := _ready(grad_a, self.a, out)) is not None:
+            return _flat_kernel(fast.relu_backward, grad_a, self.a, out, 0, 1)
         return np.multiply(grad_a, self.a > 0, out=out)
+
+    def forward_with_bias(self, z: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+        if bias is None or (fast := kernels.ready(z, bias)) is None:
+            return super().forward_with_bias(z, bias)
+        fast.bias_relu(z, bias, z.dtype.type(0))
+        self.a = z
+        return z
 
 
 @ACTIVATIONS.register("leaky_relu")
@@ -178,6 +204,21 @@ class Softmax(Activation):
         grad_z = np.subtract(grad_a, inner, out=out)
         grad_z *= a
         return grad_z
+
+
+def _ready(grad_a: np.ndarray, a: np.ndarray, out: np.ndarray | None) -> Any:
+    """The compiled kernels for a backward pass over ``grad_a`` and the cached ``a``, or None."""
+    if grad_a.shape != a.shape or (out is not None and out.shape != a.shape):
+        return None
+    return kernels.ready(grad_a, a) if out is None else kernels.ready(grad_a, a, out)
+
+
+def _flat_kernel(kernel: Any, grad_a: np.ndarray, a: np.ndarray, out: np.ndarray | None, *constants: int) -> np.ndarray:
+    """Run an elementwise backward ``kernel`` over the flat arrays, into ``out`` (new if None);
+    ``constants`` in the arrays' dtype."""
+    out = np.empty_like(grad_a) if out is None else out
+    kernel(grad_a.reshape(-1), a.reshape(-1), out.reshape(-1), *(grad_a.dtype.type(c) for c in constants))
+    return out
 
 
 def get_activation(spec: str | Activation | None) -> Activation:

@@ -1,21 +1,31 @@
-"""Fused optimizer updates: the optional accelerator (``pip install "nnscratch[fast]"``).
+"""Fused elementwise passes: the optional accelerator (``pip install "nnscratch[fast]"``).
 
 NumPy cannot fuse elementwise work: Adam's update is 12 passes over the
 parameters (``optimizers.Adam._update``, written as in the paper, is the
-reference and the default). With numba installed, each update here is one
-compiled loop that the compiler vectorises: the same arithmetic in the same
-order, on the array's own dtype, so the results match the NumPy path (the
-tests compare both, for every optimizer, in float32 and float64). Measured on
-this project's 2-core machine, one Adam step: 101,770 parameters (MNIST
-784-128-10) 125-150 us in NumPy, 24-30 us here; 1,863,690 parameters
-(784-1024-1024-10) 3.5-3.8 ms against 0.8-1.0 ms. The loops run on one thread
-(no thread pool to fight other work for the cores).
+reference and the default), and a ReLU layer adds its bias in one pass,
+applies ``max(z, 0)`` in a second and, going back, builds a mask in a third
+and multiplies in a fourth. With numba installed, each of these is one
+compiled loop that the compiler vectorises: the optimizer updates, a Dense
+layer's bias + ReLU, and the backward pass of ReLU, sigmoid and tanh.
 
-numexpr was measured too and is slower than NumPy here (three evaluations per
-Adam step, each casting the float32 arrays: 720-780 us on 101,770 parameters),
-so numba it is. ``NNSCRATCH_KERNELS=numpy`` (or ``use_kernels(False)``) turns
-the accelerator off; the first call of each kernel compiles it (about a
-second, cached on disk afterwards).
+Only arithmetic that IEEE 754 rounds exactly (+, -, *, /, sqrt) is fused, in
+the reference's order and on the array's own dtype, so the results are NumPy's
+bit for bit (the tests compare both paths, in float32 and float64, and over a
+whole fit). ``exp`` and ``tanh`` stay NumPy's: numba's differ in the last bit,
+which over thousands of steps would change the classics' printed numbers.
+
+Measured on this project's 2-core machine, one Adam step: 101,770 parameters
+(MNIST 784-128-10) 125-150 us in NumPy, 30-35 us here; 1,863,690 parameters
+(784-1024-1024-10) 3.5-3.8 ms against 0.9-1.4 ms. The loops run on one
+thread (no thread pool to fight other work for the cores). numexpr was
+measured too and is slower than NumPy here (three evaluations per Adam step,
+each casting the float32 arrays: 720-780 us on 101,770 parameters), so numba
+it is. A numba gather of the mini-batch rows measured no faster than
+``np.take`` (25-35 ms an MNIST epoch either way), so there is none.
+
+``NNSCRATCH_KERNELS=numpy`` (or ``use_kernels(False)``) turns the accelerator
+off; the first call of each kernel compiles it (about a second, cached on disk
+afterwards).
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["fused", "use_kernels", "available", "flat"]
+__all__ = ["fused", "use_kernels", "available", "flat", "ready"]
 
 _wanted: bool | None = None  # use_kernels(); None: NNSCRATCH_KERNELS, else on when numba is installed
 
@@ -57,6 +67,22 @@ def flat(*arrays: np.ndarray) -> list[np.ndarray] | None:
     if not all(a.flags.c_contiguous for a in arrays):
         return None
     return [a.reshape(-1) for a in arrays]
+
+
+def ready(*arrays: np.ndarray) -> Any:
+    """The compiled kernels when they are on and every array is C-contiguous,
+    float32 or float64, all of one dtype; else None (the caller then runs its
+    NumPy reference)."""
+    compiled = fused()
+    if compiled is None:
+        return None
+    dtype = arrays[0].dtype
+    if dtype not in _FLOATS or not all(a.dtype == dtype and a.flags.c_contiguous for a in arrays):
+        return None
+    return compiled
+
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 @lru_cache(maxsize=1)
@@ -121,5 +147,36 @@ def _compiled() -> Any:
             finite &= abs(pi) < np.inf
         return finite
 
-    return type("Kernels", (), {"adam": staticmethod(adam), "rmsprop": staticmethod(rmsprop),
-                                "adagrad": staticmethod(adagrad), "momentum": staticmethod(momentum)})  # fmt: skip
+    # --- a Dense layer's bias and activation in one pass (activations.py has the
+    # NumPy reference of each, one pass per operation): z (n, k) becomes a in place.
+    # Constants arrive as scalars of z's dtype (zero, one), so that float32 stays
+    # float32 throughout, as in NumPy.
+    @jit
+    def bias_relu(z, b, zero):
+        for i in range(z.shape[0]):
+            for j in range(z.shape[1]):
+                v = z[i, j] + b[j]
+                z[i, j] = v if not v < zero else zero  # np.maximum(z + b, 0); NaN stays NaN
+
+    # --- dC/dz from dC/da and the cached output a, into out (flat arrays) --------
+    @jit
+    def relu_backward(g, a, out, zero, one):
+        for i in range(g.size):
+            out[i] = g[i] * (one if a[i] > zero else zero)  # g (a > 0): 0 at the kink
+
+    @jit
+    def sigmoid_backward(g, a, out, one):
+        for i in range(g.size):
+            ai = a[i]
+            out[i] = g[i] * ai * (one - ai)  # g a (1 - a)
+
+    @jit
+    def tanh_backward(g, a, out, one):
+        for i in range(g.size):
+            ai = a[i]
+            out[i] = g[i] * (one - ai * ai)  # g (1 - a^2)
+
+    names = ("adam", "rmsprop", "adagrad", "momentum", "bias_relu", "relu_backward", "sigmoid_backward",
+             "tanh_backward")  # fmt: skip
+    found = locals()
+    return type("Kernels", (), {name: staticmethod(found[name]) for name in names})

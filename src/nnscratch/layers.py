@@ -165,19 +165,21 @@ class Dense(Layer):
             self.params["b"] = np.array(b, dtype=dtype)
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
 
-    def forward_linear(self, x: np.ndarray) -> np.ndarray:
-        """The pre-activation ``z = x @ W + b`` (a new array); caches ``x`` for the
-        weight gradient."""
+    def forward_linear(self, x: np.ndarray, add_bias: bool = True) -> np.ndarray:
+        """The pre-activation ``z = x @ W + b`` (a new array; without ``b`` when
+        ``add_bias`` is False); caches ``x`` for the weight gradient."""
         self.x = x
         z = x @ self.params["W"]
-        if self.bias:
+        if self.bias and add_bias:
             z += self.params["b"]
         return z
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """``activation(x @ W + b)`` for ``x`` of shape (n, n_in)."""
-        z = self.forward_linear(x)
-        return self.activation.forward(z, out=z)  # z is ours alone: a takes its memory
+        z = self.forward_linear(x, add_bias=False)
+        # z is ours alone: a takes its memory, and the activation adds b (one pass
+        # with the accelerator, see Activation.forward_with_bias)
+        return self.activation.forward_with_bias(z, self.params.get("b"))
 
     def backward_linear(self, grad_z: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         """Given ``dC/dz``: store ``dC/dW = x^T dC/dz`` (+ penalty terms) and
