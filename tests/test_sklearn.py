@@ -244,3 +244,11 @@ def test_classifier_loss_is_checked_not_ignored():
     with pytest.raises(ValueError, match=r"takes its loss from the targets \(binary_cross_entropy here\).*'mse'"):
         NeuralNetClassifier((4,), max_iter=2, loss="mse").fit(X, y)
     NeuralNetClassifier((4,), max_iter=2, loss="binary_cross_entropy").fit(X, y)  # the one it would choose anyway
+
+
+def test_a_continuous_target_is_refused_with_its_kind_and_the_fix():
+    X, y = np.random.default_rng(0).normal(size=(20, 3)), np.linspace(0, 1, 20)
+    with pytest.raises(ValueError, match="Unknown label type: 'continuous'.*NeuralNetRegressor"):
+        NeuralNetClassifier(max_iter=1).fit(X, y)
+    with pytest.raises(ValueError, match="Unknown label type: 'continuous'"):
+        NeuralNetClassifier().partial_fit(X, y, classes=[0, 1])

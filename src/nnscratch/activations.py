@@ -112,7 +112,7 @@ class Sigmoid(Activation):
 
     def backward(self, grad_a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if (fast := _ready(grad_a, self.a, out)) is not None:
-            return _flat_kernel(fast.sigmoid_backward, grad_a, self.a, out, 1)
+            return _backward_kernel(fast.sigmoid_backward, grad_a, self.a, out, kernels.ONE[self.a.dtype])
         grad_z = np.multiply(grad_a, self.a, out=out)
         grad_z *= 1.0 - self.a
         return grad_z
@@ -128,7 +128,7 @@ class Tanh(Activation):
 
     def backward(self, grad_a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if (fast := _ready(grad_a, self.a, out)) is not None:
-            return _flat_kernel(fast.tanh_backward, grad_a, self.a, out, 1)
+            return _backward_kernel(fast.tanh_backward, grad_a, self.a, out, kernels.ONE[self.a.dtype])
         return np.multiply(grad_a, 1.0 - self.a * self.a, out=out)
 
 
@@ -142,13 +142,13 @@ class ReLU(Activation):
 
     def backward(self, grad_a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if (fast := _ready(grad_a, self.a, out)) is not None:
-            return _flat_kernel(fast.relu_backward, grad_a, self.a, out, 0, 1)
+            return _backward_kernel(fast.relu_backward, grad_a, self.a, out)
         return np.multiply(grad_a, self.a > 0, out=out)
 
     def forward_with_bias(self, z: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
         if bias is None or (fast := kernels.ready(z, bias)) is None:
             return super().forward_with_bias(z, bias)
-        fast.bias_relu(z, bias, z.dtype.type(0))
+        fast.bias_relu(z, bias)
         self.a = z
         return z
 
@@ -213,11 +213,10 @@ def _ready(grad_a: np.ndarray, a: np.ndarray, out: np.ndarray | None) -> Any:
     return kernels.ready(grad_a, a) if out is None else kernels.ready(grad_a, a, out)
 
 
-def _flat_kernel(kernel: Any, grad_a: np.ndarray, a: np.ndarray, out: np.ndarray | None, *constants: int) -> np.ndarray:
-    """Run an elementwise backward ``kernel`` over the flat arrays, into ``out`` (new if None);
-    ``constants`` in the arrays' dtype."""
+def _backward_kernel(kernel: Any, grad_a: np.ndarray, a: np.ndarray, out: np.ndarray | None, *one: Any) -> np.ndarray:
+    """Run a compiled backward ``kernel`` into ``out`` (a new array if None)."""
     out = np.empty_like(grad_a) if out is None else out
-    kernel(grad_a.reshape(-1), a.reshape(-1), out.reshape(-1), *(grad_a.dtype.type(c) for c in constants))
+    kernel(grad_a, a, out, *one)
     return out
 
 

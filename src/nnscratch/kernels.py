@@ -36,17 +36,18 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["fused", "use_kernels", "available", "flat", "ready"]
+__all__ = ["fused", "use_kernels", "available", "flat", "ready", "ONE"]
 
-_wanted: bool | None = None  # use_kernels(); None: NNSCRATCH_KERNELS, else on when numba is installed
+_UNSET: Any = object()
+_active: Any = _UNSET  # the kernels in use (None: off); resolved at first use, see fused()
 
 
 def use_kernels(on: bool | None) -> None:
     """Turn the fused kernels on or off (None: back to ``NNSCRATCH_KERNELS``, else on when available)."""
-    global _wanted
+    global _active
     if on and _compiled() is None:
         raise ModuleNotFoundError('the fused kernels need numba: pip install "nnscratch[fast]"')
-    _wanted = on
+    _active = _UNSET if on is None else (_compiled() if on else None)
 
 
 def available() -> bool:
@@ -55,10 +56,13 @@ def available() -> bool:
 
 
 def fused() -> Any:
-    """The compiled kernels (``adam``, ``rmsprop``, ``adagrad``, ``momentum``) when they
-    are on, else None: the caller then runs its NumPy reference."""
-    on = _wanted if _wanted is not None else os.environ.get("NNSCRATCH_KERNELS", "numba") != "numpy"
-    return _compiled() if on else None
+    """The compiled kernels when they are on, else None: the caller then runs its
+    NumPy reference. ``NNSCRATCH_KERNELS`` is read at the first call (and again
+    after ``use_kernels(None)``): this is asked several times a training step."""
+    global _active
+    if _active is _UNSET:
+        _active = _compiled() if os.environ.get("NNSCRATCH_KERNELS", "numba") != "numpy" else None
+    return _active
 
 
 def flat(*arrays: np.ndarray) -> list[np.ndarray] | None:
@@ -74,15 +78,16 @@ def ready(*arrays: np.ndarray) -> Any:
     float32 or float64, all of one dtype; else None (the caller then runs its
     NumPy reference)."""
     compiled = fused()
-    if compiled is None:
+    if compiled is None or arrays[0].dtype not in ONE:
         return None
     dtype = arrays[0].dtype
-    if dtype not in _FLOATS or not all(a.dtype == dtype and a.flags.c_contiguous for a in arrays):
-        return None
+    for a in arrays:
+        if a.dtype != dtype or not a.flags.c_contiguous:
+            return None
     return compiled
 
 
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+ONE = {np.dtype(np.float32): np.float32(1), np.dtype(np.float64): np.float64(1)}  # 1 in each dtype kernels take
 
 
 @lru_cache(maxsize=1)
@@ -148,30 +153,32 @@ def _compiled() -> Any:
         return finite
 
     # --- a Dense layer's bias and activation in one pass (activations.py has the
-    # NumPy reference of each, one pass per operation): z (n, k) becomes a in place.
-    # Constants arrive as scalars of z's dtype (zero, one), so that float32 stays
-    # float32 throughout, as in NumPy.
+    # NumPy reference, one pass per operation): z (n, k) becomes a in place.
     @jit
-    def bias_relu(z, b, zero):
+    def bias_relu(z, b):
         for i in range(z.shape[0]):
             for j in range(z.shape[1]):
                 v = z[i, j] + b[j]
-                z[i, j] = v if not v < zero else zero  # np.maximum(z + b, 0); NaN stays NaN
+                z[i, j] = v if not v < 0 else 0  # np.maximum(z + b, 0); NaN stays NaN
 
-    # --- dC/dz from dC/da and the cached output a, into out (flat arrays) --------
+    # --- dC/dz from dC/da and the cached output a, into out (all one shape) ------
+    # ``one`` is 1 in the arrays' dtype, so that float32 arithmetic stays float32.
     @jit
-    def relu_backward(g, a, out, zero, one):
+    def relu_backward(g, a, out):
+        g, a, out = g.reshape(g.size), a.reshape(a.size), out.reshape(out.size)
         for i in range(g.size):
-            out[i] = g[i] * (one if a[i] > zero else zero)  # g (a > 0): 0 at the kink
+            out[i] = g[i] if a[i] > 0 else g[i] * 0  # g (a > 0): 0 at the kink, NaN stays NaN
 
     @jit
     def sigmoid_backward(g, a, out, one):
+        g, a, out = g.reshape(g.size), a.reshape(a.size), out.reshape(out.size)
         for i in range(g.size):
             ai = a[i]
             out[i] = g[i] * ai * (one - ai)  # g a (1 - a)
 
     @jit
     def tanh_backward(g, a, out, one):
+        g, a, out = g.reshape(g.size), a.reshape(a.size), out.reshape(out.size)
         for i in range(g.size):
             ai = a[i]
             out[i] = g[i] * (one - ai * ai)  # g (1 - a^2)

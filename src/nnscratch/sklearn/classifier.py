@@ -10,10 +10,14 @@ from sklearn.base import ClassifierMixin
 from sklearn.exceptions import DataConversionWarning
 from sklearn.metrics import accuracy_score
 from sklearn.utils.class_weight import compute_sample_weight
-from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.multiclass import type_of_target
 
 from .. import losses as L
 from ._base import BaseNeuralNet
+
+# The target kinds scikit-learn's check_classification_targets accepts.
+CLASSIFICATION_TARGETS = ("binary", "multiclass", "multiclass-multioutput", "multilabel-indicator",
+                          "multilabel-sequences")  # fmt: skip
 
 
 class NeuralNetClassifier(ClassifierMixin, BaseNeuralNet):
@@ -77,8 +81,10 @@ class NeuralNetClassifier(ClassifierMixin, BaseNeuralNet):
             warnings.warn("A column-vector y was passed when a 1d array was expected; it was raveled.",
                           DataConversionWarning, stacklevel=4)  # fmt: skip
             y = y.ravel()
-        check_classification_targets(y)
-        kind = type_of_target(y)
+        kind = type_of_target(y, input_name="y")  # once: it scans y, and partial_fit runs per batch
+        if kind not in CLASSIFICATION_TARGETS:  # as check_classification_targets, without a second scan
+            raise ValueError(f"Unknown label type: {kind!r}. A classifier needs discrete classes; for a "
+                             "continuous target use NeuralNetRegressor.")  # fmt: skip
         if first:
             self._multilabel = kind == "multilabel-indicator"
             if self._multilabel:
