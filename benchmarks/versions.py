@@ -1,11 +1,14 @@
 """Compare two source trees of nnscratch epoch by epoch, interleaved.
 
-    python -m benchmarks.versions --before /path/to/old/src --configs A B C D --rounds 6
+    python -m benchmarks.versions --before /path/to/old/src --configs A B C D A64 P --rounds 6
 
 Each tree runs in its own worker process (its ``src`` first on ``sys.path``),
 which loads the data once and then, on request, trains one epoch of a config
 (``fit(epochs=1)``, timed from the start of training as in ``benchmarks.run``)
-or predicts 60,000 rows (D). The rounds alternate the two workers, and starting
+or predicts 60,000 rows (D); ``A64`` times one whole ``fit(epochs=1)`` call of
+the A network on float64 MNIST (the input checks and conversion included) and
+``P`` 50 ``partial_fit`` calls of one 128-row batch each through the
+scikit-learn adapter: the per-call overhead. The rounds alternate the two workers, and starting
 first alternates too, so a slow spell of a shared machine hits both alike.
 Each ratio is this tree's time over the other's from the same round; the
 report gives the median and the range. A refactor that keeps speed gives
@@ -36,6 +39,21 @@ for line in sys.stdin:
         if "D" not in trainers:
             net = build_network(CONFIGS["A"]); net.predict(X[:1000]); trainers["D"] = net
         start = time.perf_counter(); trainers["D"].predict(X); seconds = time.perf_counter() - start
+    elif name == "A64":  # one whole fit(epochs=1) call, input checks included, on float64 X
+        if "A64" not in trainers:
+            trainers["A64"] = (build_network(CONFIGS["A"]), X.astype(np.float64))
+            trainers["A64"][0].fit(trainers["A64"][1], y, epochs=1, batch_size=128)
+        net, X64 = trainers["A64"]
+        start = time.perf_counter(); net.fit(X64, y, epochs=1, batch_size=128); seconds = time.perf_counter() - start
+    elif name == "P":  # 50 partial_fit calls of one 128-row batch each (scikit-learn adapter)
+        from nnscratch.sklearn import NeuralNetClassifier
+        if "P" not in trainers:
+            trainers["P"] = NeuralNetClassifier(hidden_layer_sizes=(128,), batch_size=128)
+            trainers["P"].partial_fit(X[:128], y[:128], classes=np.arange(10))
+        start = time.perf_counter()
+        for i in range(50):
+            trainers["P"].partial_fit(X[128 * i : 128 * (i + 1)], y[128 * i : 128 * (i + 1)])
+        seconds = time.perf_counter() - start
     else:
         if name not in trainers:
             trainers[name] = nnscratch_trainer(CONFIGS[name], X, y)[0]

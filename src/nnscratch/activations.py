@@ -214,9 +214,13 @@ def _ready(grad_a: np.ndarray, a: np.ndarray, out: np.ndarray | None) -> Any:
 
 
 def _backward_kernel(kernel: Any, grad_a: np.ndarray, a: np.ndarray, out: np.ndarray | None, *one: Any) -> np.ndarray:
-    """Run a compiled backward ``kernel`` into ``out`` (a new array if None)."""
-    out = np.empty_like(grad_a) if out is None else out
-    kernel(grad_a, a, out, *one)
+    """Run a compiled backward ``kernel`` (it works in place) on ``out``, which first
+    receives ``grad_a`` unless it is ``grad_a``; a new array if ``out`` is None."""
+    if out is None:
+        out = grad_a.copy()
+    elif out is not grad_a:
+        np.copyto(out, grad_a)
+    kernel(out, a, *one)
     return out
 
 

@@ -34,11 +34,11 @@ def take_rows(X: Any, rows: np.ndarray | slice, dtype: np.dtype) -> Any:
     A slice of an array that is already right is a view, not a copy.
     """
     if isinstance(X, np.ndarray) and X.flags.c_contiguous and not isinstance(rows, slice):
-        part = np.take(X, rows, axis=0)  # the same gather as X[rows], a little faster
+        part = np.take(X, rows, axis=0)  # the same gather as X[rows], a little faster; C-contiguous
     else:
         part = X[rows]  # a view for a slice; CSR rows for a sparse matrix
-    if isinstance(part, np.ndarray):
-        return np.ascontiguousarray(part, dtype=dtype)  # no copy when it already is
+        if isinstance(part, np.ndarray) and not part.flags.c_contiguous:
+            return np.ascontiguousarray(part, dtype=dtype)
     return part if part.dtype == dtype else part.astype(dtype)
 
 

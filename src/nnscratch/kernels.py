@@ -161,27 +161,29 @@ def _compiled() -> Any:
                 v = z[i, j] + b[j]
                 z[i, j] = v if not v < 0 else 0  # np.maximum(z + b, 0); NaN stays NaN
 
-    # --- dC/dz from dC/da and the cached output a, into out (all one shape) ------
-    # ``one`` is 1 in the arrays' dtype, so that float32 arithmetic stays float32.
+    # --- dC/dz from dC/da and the cached output a, in place in g (one shape) -----
+    # In place, because a loop that writes a second array which might be g
+    # itself is not vectorised. ``one`` is 1 in the arrays' dtype, so that
+    # float32 arithmetic stays float32.
     @jit
-    def relu_backward(g, a, out):
-        g, a, out = g.reshape(g.size), a.reshape(a.size), out.reshape(out.size)
+    def relu_backward(g, a):
+        g, a = g.reshape(g.size), a.reshape(a.size)
         for i in range(g.size):
-            out[i] = g[i] if a[i] > 0 else g[i] * 0  # g (a > 0): 0 at the kink, NaN stays NaN
+            g[i] = g[i] if a[i] > 0 else g[i] * 0  # g (a > 0): 0 at the kink, NaN stays NaN
 
     @jit
-    def sigmoid_backward(g, a, out, one):
-        g, a, out = g.reshape(g.size), a.reshape(a.size), out.reshape(out.size)
+    def sigmoid_backward(g, a, one):
+        g, a = g.reshape(g.size), a.reshape(a.size)
         for i in range(g.size):
             ai = a[i]
-            out[i] = g[i] * ai * (one - ai)  # g a (1 - a)
+            g[i] = g[i] * ai * (one - ai)  # g a (1 - a)
 
     @jit
-    def tanh_backward(g, a, out, one):
-        g, a, out = g.reshape(g.size), a.reshape(a.size), out.reshape(out.size)
+    def tanh_backward(g, a, one):
+        g, a = g.reshape(g.size), a.reshape(a.size)
         for i in range(g.size):
             ai = a[i]
-            out[i] = g[i] * (one - ai * ai)  # g (1 - a^2)
+            g[i] = g[i] * (one - ai * ai)  # g (1 - a^2)
 
     names = ("adam", "rmsprop", "adagrad", "momentum", "bias_relu", "relu_backward", "sigmoid_backward",
              "tanh_backward")  # fmt: skip
