@@ -3,11 +3,13 @@
 A BLAS library splits every product across its threads, and its threads wait
 for one another by spinning. On a quiet machine a second thread can help only
 large products (784-1024-1024 at batch 256); for MNIST-sized ones (batch 128 x
-784 x 128) one thread is as fast as two. On a machine where anything else runs
-(a notebook, a build, a second training) a waiting thread loses its core and
-the product waits for it: an MNIST epoch (784-128-10, Adam, batch 128)
-measured 0.8-0.9 s on one thread and 2.0-4.5 s on two beside one busy
-process. So by default (``"auto"``) ``fit`` and ``predict`` limit BLAS to one
+784 x 128) it is 1.6x faster back to back, but in a training loop its spinning
+between products slows the rest of the step more than that: an MNIST epoch
+(784-128-10, Adam, batch 128) measured 0.39 s on one thread and 0.64 s on two
+on a quiet 2-core machine. On a machine where anything else runs (a notebook,
+a build, a second training) a waiting thread loses its core and the product
+waits for it: the same epoch took 0.8-0.9 s on one thread and 2.0-4.5 s on two
+beside one busy process. So by default (``"auto"``) ``fit`` and ``predict`` limit BLAS to one
 thread whenever the largest product of a step has fewer than ``THRESHOLD``
 multiply-adds. For larger
 products neither choice is right everywhere (two threads win on a quiet machine,
