@@ -149,7 +149,8 @@ def used(monkeypatch):
     return names
 
 
-FUSED_PASSES = {"relu": ["bias_relu", "relu_backward"], "sigmoid": ["sigmoid_backward"],
+FUSED_PASSES = {"relu": ["bias_relu", "relu_backward"],
+                "sigmoid": ["one_over_one_plus", "sigmoid_backward", "sigmoid_exponent"],
                 "tanh": ["tanh_backward"], "leaky_relu": [], "identity": []}  # fmt: skip
 
 

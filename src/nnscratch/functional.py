@@ -77,6 +77,11 @@ _EXP_LIMIT = {
 }
 
 
+def exp_limit(dtype: np.dtype) -> float:
+    """The largest exponent ``sigmoid`` hands to ``exp`` in ``dtype`` (see ``sigmoid``)."""
+    return _EXP_LIMIT[np.dtype(dtype).char]
+
+
 def log_sigmoid(x: np.ndarray) -> np.ndarray:
     """``log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|))``, stable for any ``x``.
 

@@ -141,6 +141,15 @@ def _compiled() -> Any:
         return finite
 
     @jit
+    def sgd(p, g, lr):
+        finite = True
+        for i in range(p.size):
+            pi = p[i] - g[i] * lr  # p = p - lr g
+            p[i] = pi
+            finite &= abs(pi) < np.inf
+        return finite
+
+    @jit
     def momentum(p, g, v, mu, lr, nesterov):
         finite = True
         for i in range(p.size):
@@ -160,6 +169,21 @@ def _compiled() -> Any:
             for j in range(z.shape[1]):
                 v = z[i, j] + b[j]
                 z[i, j] = v if not v < 0 else 0  # np.maximum(z + b, 0); NaN stays NaN
+
+    # sigmoid's arithmetic around NumPy's own exp (functional.sigmoid, five passes):
+    # t = min(-(z + b), limit) before, a = 1 / (exp(t) + 1) after.
+    @jit
+    def sigmoid_exponent(z, b, limit):
+        for i in range(z.shape[0]):
+            for j in range(z.shape[1]):
+                t = -(z[i, j] + b[j])
+                z[i, j] = limit if t > limit else t  # np.minimum(t, limit); NaN stays NaN
+
+    @jit
+    def one_over_one_plus(t, one):
+        t = t.reshape(t.size)
+        for i in range(t.size):
+            t[i] = one / (t[i] + one)
 
     # --- dC/dz from dC/da and the cached output a, in place in g (one shape) -----
     # In place, because a loop that writes a second array which might be g
@@ -185,7 +209,7 @@ def _compiled() -> Any:
             ai = a[i]
             g[i] = g[i] * (one - ai * ai)  # g (1 - a^2)
 
-    names = ("adam", "rmsprop", "adagrad", "momentum", "bias_relu", "relu_backward", "sigmoid_backward",
-             "tanh_backward")  # fmt: skip
+    names = ("adam", "rmsprop", "adagrad", "sgd", "momentum", "bias_relu", "sigmoid_exponent", "one_over_one_plus",
+             "relu_backward", "sigmoid_backward", "tanh_backward")  # fmt: skip
     found = locals()
     return type("Kernels", (), {name: staticmethod(found[name]) for name in names})

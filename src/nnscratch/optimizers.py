@@ -144,6 +144,8 @@ class SGD(Optimizer):
                 decay: bool) -> None:  # fmt: skip
         if self.momentum and _fused("momentum", p, g, s["velocity"], self.momentum, lr, self.nesterov):
             return
+        if not self.momentum and _fused("sgd", p, g, lr):
+            return
         step = np.multiply(g, lr, out=tmp)  # lr g
         if not self.momentum:
             p -= step  # p = p - lr g
