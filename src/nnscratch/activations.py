@@ -58,9 +58,9 @@ class Activation(Cached):
         """``forward(z + bias)`` computed in the memory of ``z`` (which must be the
         caller's own array, as it is for ``Dense``); ``bias`` of shape (units,) or None.
 
-        The reference is two passes, the addition and ``forward``. ReLU, sigmoid
-        and tanh override this with one compiled pass when the accelerator is on
-        (``nnscratch.kernels``).
+        The reference is the addition, then ``forward``. When the accelerator is
+        on (``nnscratch.kernels``), ReLU overrides this with one compiled pass,
+        and sigmoid with its arithmetic compiled around NumPy's own ``exp``.
         """
         if bias is not None:
             z += bias
