@@ -16,8 +16,20 @@ SCRIPT = r"""
 import importlib.util, subprocess, sys
 import numpy as np
 import nnscratch as nn
-for heavy in ("sklearn", "scipy", "matplotlib", "joblib", "onnx"):
+for heavy in ("sklearn", "scipy", "matplotlib", "joblib", "onnx", "numba"):
     assert importlib.util.find_spec(heavy) is None, heavy + " was installed with the core"
+from nnscratch import kernels
+assert not kernels.available() and kernels.fused() is None  # the NumPy reference path, the accelerator absent
+try:
+    kernels.use_kernels(True)
+except ModuleNotFoundError as err:
+    assert 'pip install "nnscratch[fast]"' in str(err), err
+else:
+    raise AssertionError("use_kernels(True) worked without numba")
+rng = np.random.default_rng(0)
+Xr, yr = rng.normal(size=(200, 5)), rng.integers(0, 3, 200)
+relu_net = nn.Network.from_sizes([5, 16, 3], "relu", optimizer=nn.Adam(0.01), seed=0)
+assert relu_net.fit(Xr, yr, epochs=20, batch_size=32).history["accuracy"][-1] > 0.5
 X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
 y = np.array([0, 1, 1, 0])
 net = nn.Network([nn.Dense(2, 4, "tanh"), nn.Dense(4, 1, "sigmoid")], loss="binary_cross_entropy",
