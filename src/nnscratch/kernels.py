@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["fused", "use_kernels", "available", "flat", "ready", "ONE"]
+__all__ = ["fused", "use_kernels", "available", "ready", "ONE"]
 
 _UNSET: Any = object()
 _active: Any = _UNSET  # the kernels in use (None: off); resolved at first use, see fused()
@@ -64,14 +64,6 @@ def fused() -> Any:
     if _active is _UNSET:
         _active = _compiled() if os.environ.get("NNSCRATCH_KERNELS", "numba") != "numpy" else None
     return _active
-
-
-def flat(*arrays: np.ndarray) -> list[np.ndarray] | None:
-    """The arrays as 1-D views for a kernel, or None when one is not contiguous
-    (the caller then runs its NumPy reference)."""
-    if not all(a.flags.c_contiguous for a in arrays):
-        return None
-    return [a.reshape(-1) for a in arrays]
 
 
 def ready(*arrays: np.ndarray) -> Any:
@@ -122,19 +114,7 @@ def _compiled() -> Any:
         finite = True
         for i in range(p.size):
             gi = g[i]
-            si = s[i] * rho + gi * gi * c  # E = rho E + (1 - rho) g^2
-            s[i] = si
-            pi = p[i] - gi / (np.sqrt(si) + eps) * lr
-            p[i] = pi
-            finite &= abs(pi) < np.inf
-        return finite
-
-    @jit
-    def adagrad(p, g, s, lr, eps):
-        finite = True
-        for i in range(p.size):
-            gi = g[i]
-            si = s[i] + gi * gi  # G = G + g^2
+            si = s[i] * rho + gi * gi * c  # E = rho E + (1 - rho) g^2 (AdaGrad: rho = c = 1)
             s[i] = si
             pi = p[i] - gi / (np.sqrt(si) + eps) * lr
             p[i] = pi
@@ -210,7 +190,7 @@ def _compiled() -> Any:
             ai = a[i]
             g[i] = g[i] * (one - ai * ai)  # g (1 - a^2)
 
-    names = ("adam", "rmsprop", "adagrad", "sgd", "momentum", "bias_relu", "sigmoid_exponent", "one_over_one_plus",
+    names = ("adam", "rmsprop", "sgd", "momentum", "bias_relu", "sigmoid_exponent", "one_over_one_plus",
              "relu_backward", "sigmoid_backward", "tanh_backward")  # fmt: skip
     found = locals()
     return type("Kernels", (), {name: staticmethod(found[name]) for name in names})

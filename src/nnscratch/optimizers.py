@@ -177,7 +177,7 @@ class AdaGrad(Optimizer):
     def _update(self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float,
                 decay: bool) -> None:  # fmt: skip
         G = s["sum_sq"]
-        if _fused("adagrad", p, g, G, lr, self.eps):
+        if _fused("rmsprop", p, g, G, 1.0, 1.0, lr, self.eps):  # G = 1 G + 1 g^2: the same bits as G += g^2
             return
         np.multiply(g, g, out=tmp)
         G += tmp  # G = G + g^2
@@ -299,13 +299,13 @@ class AdamW(Adam):
 
 def _fused(name: str, p: np.ndarray, g: np.ndarray, *state_and_scalars: Any) -> bool:
     """Run the compiled kernel ``name`` (``nnscratch.kernels``) when it is on and the
-    arrays are contiguous; True if it ran. Scalars are cast to the parameters' dtype,
+    arrays suit it (``kernels.ready``); True if it ran. Scalars are cast to the parameters' dtype,
     as NumPy casts them in the reference code."""
-    compiled = kernels.fused()
     arrays = [a for a in state_and_scalars if isinstance(a, np.ndarray)]
-    views = kernels.flat(p, g, *arrays) if compiled is not None else None
-    if views is None:
+    compiled = kernels.ready(p, g, *arrays)
+    if compiled is None:
         return False
+    views = [a.reshape(-1) for a in (p, g, *arrays)]  # the update loops run over flat views
     scalars = [a if isinstance(a, bool) else p.dtype.type(a) for a in state_and_scalars[len(arrays) :]]
     if not getattr(compiled, name)(*views, *scalars):
         # The NumPy reference would have met the overflow under the caller's error
