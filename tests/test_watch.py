@@ -195,7 +195,7 @@ def test_allowlist_never_bans_private_loopback_or_listed_addresses(tmp_path):
     allow = Allowlist(listed)
     assert allow.why_not("8.8.8.8") is None and allow.why_not("8.8.4.4") == "allowlisted"
     assert "private" in allow.why_not("127.0.0.3") and "private" in allow.why_not("10.1.2.3")
-    assert allow.why_not("abc123session") == "not an IP address"
+    assert allow.why_not("abc123session") is None  # a session id: banned by id, address actions skip it
     assert Allowlist(ban_private=True).why_not("127.0.0.3") is None
     listed.write_text("not-an-address\n")
     with pytest.raises(ValueError, match="not an address or CIDR"):
@@ -213,7 +213,7 @@ def make_watcher(model, log, state, tmp_path, **settings):
     actions = Actions([BanListFile(tmp_path / "ban.txt"), JsonEvents(str(tmp_path / "events.jsonl"))],
                       report=lambda message: None)  # fmt: skip
     settings.setdefault("allowlist", Allowlist(ban_private=True))
-    watcher = Watcher(model, [str(log)], Store(state), actions, judge_every=0.0, report=lambda m: None, **settings)
+    watcher = Watcher(model, [str(log)], Store(state), actions, report=lambda m: None, **settings)
     watcher.restore()
     return watcher
 

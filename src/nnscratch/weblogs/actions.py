@@ -29,7 +29,7 @@ from .state import Ban
 
 __all__ = [
     "Change", "Action", "Actions", "BanListFile", "NginxDeny", "NftablesSet", "IpsetRestore", "Fail2ban",
-    "CrowdsecDecisions", "CommandHook", "JsonEvents",
+    "CrowdsecDecisions", "CommandHook", "JsonEvents", "is_address",
 ]  # fmt: skip
 
 
@@ -70,10 +70,22 @@ def _run(command: Sequence[str], stdin: str | None = None) -> None:
         raise RuntimeError(f"{shlex.join(command)} exited {done.returncode}: {done.stderr.strip()[:300]}")
 
 
+def is_address(client: str) -> bool:
+    """Whether a client key is an IP address (not a session id from a log without addresses)."""
+    try:
+        ipaddress.ip_address(client)
+    except ValueError:
+        return False
+    return True
+
+
 class Action:
-    """Base class: ``apply(changes, active)``; ``name`` says what it is in reports."""
+    """Base class: ``apply(changes, active)``; ``name`` says what it is in reports.
+    ``addresses_only``: the action acts on IP addresses, so ``Actions`` hands it no
+    session clients (a log without addresses bans by session id, see ``client_of``)."""
 
     name = "action"
+    addresses_only = True
 
     def apply(self, changes: list[Change], active: list[Ban]) -> None:
         raise NotImplementedError
@@ -218,6 +230,8 @@ class CommandHook(Action):
     """Any command, run per change with ``{event}``, ``{address}``, ``{seconds}`` and
     ``{reason}`` filled in (each argument formatted on its own: no shell)."""
 
+    addresses_only = False  # the command gets whatever the client key is
+
     def __init__(self, template: str) -> None:
         self.template, self.name = shlex.split(template), f"command {template}"
 
@@ -229,6 +243,8 @@ class CommandHook(Action):
 
 class JsonEvents(Action):
     """One JSON line per change (ban, unban, extend) on standard output or appended to a file."""
+
+    addresses_only = False
 
     def __init__(self, path: str | None = None) -> None:
         self.path, self.name = path, f"events {path or 'stdout'}"
@@ -268,21 +284,36 @@ class Actions:
         self.pending: dict[int, list[Change]] = {}
         self.failed_at: dict[int, float] = {}
         self.failures = 0
+        self.skipped_sessions = False
 
     def __repr__(self) -> str:
         return f"Actions({self.actions!r})"
 
     def apply(self, changes: list[Change], active: list[Ban], force: bool = False) -> None:
         now = time.monotonic()
+        sessions = [c for c in changes if not is_address(c.address)]
+        if sessions and not self.skipped_sessions and any(a.addresses_only for a in self.actions):
+            self.skipped_sessions = True
+            names = ", ".join(a.name for a in self.actions if a.addresses_only)
+            self.report(
+                f"note: {sessions[0].address!r} is a session id, not an address (the log has none): "
+                f"{names} act on addresses and skip session clients; --exec and --events get them"
+            )
+        by_address = [c for c in changes if is_address(c.address)] if sessions else list(changes)
+        active_addresses = [b for b in active if is_address(b.address)]
         for i, action in enumerate(self.actions):
-            todo = self.pending.get(i, []) + list(changes)
+            if action.addresses_only:
+                mine, active_here = by_address, active_addresses
+            else:
+                mine, active_here = list(changes), active
+            todo = self.pending.get(i, []) + mine
             if i in self.failed_at and not force and now - self.failed_at[i] < self.retry_after:
                 self.pending[i] = todo
                 continue
             if not todo and not force and i not in self.failed_at:
                 continue
             try:
-                action.apply(todo, active)
+                action.apply(todo, active_here)
             except Exception as err:  # noqa: BLE001 - an action must never stop the watcher
                 self.failures += 1
                 self.pending[i], self.failed_at[i] = todo, now

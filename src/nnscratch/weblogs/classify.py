@@ -1,11 +1,13 @@
 """Applying a trained model to logs of any size: per-line labels and client verdicts.
 
-``classify`` streams each log in time order (the order ``parse.in_time_order``
-gives training and ``evaluate``), labels every line with the line model, keeps
-every client's evidence in a ``ClientBook`` and judges each client with the
-model's client model when it goes idle or the log ends. One worker process
-runs that whole pipeline on the next chunk while this process writes the
-previous one.
+``classify`` replays each log through the decision procedure that the live
+watcher runs (``decision.Decider``): lines in time order, each labelled by the
+line model, each client ruled on at the end of every log-second in which it made
+requests. A client is banned if any of those rulings bans it, and its
+``Verdict`` says at which request, at what log time and with what P(bad); the
+verdict is handed out when the client has been idle for ``idle`` seconds of log
+time, or at the end of its file. One worker process runs that whole pipeline on
+the next chunk while this process writes the previous one.
 
 ``ClientTally`` is the classic rule, "N bad lines within X minutes", kept as an
 option (``--ban-rule count``): it bans browsers that make many similar
@@ -17,14 +19,15 @@ from __future__ import annotations
 import json
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timezone
 from typing import IO, Any
 
 import numpy as np
 
-from .clients import ClientBook, ClientState, Verdict
-from .features import client_of
+from .clients import Ruling, Verdict
+from .decision import IDLE, SLACK, Decider, Decisions
 from .model import WebLogModel
-from .parse import LogRecord, ParseStats, TimeOrder, parse_stream
+from .parse import LogRecord, ParseStats, client_of, parse_stream
 
 __all__ = ["ClientTally", "classify"]
 
@@ -73,17 +76,42 @@ class ClientTally:
         return out
 
 
+class _Outcome:
+    """One client's record over a classify run: requests, bad lines, when it was seen,
+    the highest P(bad) any ruling gave it and the first ruling that banned it."""
+
+    __slots__ = ("requests", "bad_lines", "first", "last", "peak", "ban")
+
+    def __init__(self, now: float) -> None:
+        self.requests = self.bad_lines = 0
+        self.first = self.last = now
+        self.peak: float | None = None
+        self.ban: Ruling | None = None
+
+    def verdict(self, client: str, min_requests: int) -> Verdict:
+        ban = self.ban
+        if client == "-":
+            reason = "no client address"
+        elif ban is not None:
+            when = datetime.fromtimestamp(ban.time, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+            reason = f"P(bad)={ban.probability:.2f} at request {ban.request} ({when}); {self.requests} in all"
+        elif self.peak is not None:
+            reason = f"P(bad) at most {self.peak:.2f} over {self.requests} requests"
+        else:
+            reason = f"only {self.requests} request(s), fewer than {min_requests}"
+        return Verdict(client, ban.probability if ban else self.peak, self.requests, self.bad_lines, self.first,
+                       self.last, ban is not None, reason, ban.request if ban else None,
+                       ban.time if ban else None)  # fmt: skip
+
+
 class _Pipeline:
-    """Order, featurise, predict and judge: everything ``classify`` does to a line but
-    parsing and writing it. It runs here, or whole in one worker process (its state, the
-    context and the client book, must see every line, in order)."""
+    """The decision procedure (``decision.Decider``) over one file at a time, and each
+    client's outcome: everything ``classify`` does to a line but parsing and writing it.
+    It runs here, or whole in one worker process (its state must see every line, in order)."""
 
     def __init__(self, model: WebLogModel, slack: float, idle: float, judge: bool) -> None:
-        self.model, self.judge = model, judge and model.client_model is not None
-        self.book = ClientBook(idle=idle)
-        # Same-second lines in a fixed order (the record itself): the order training and
-        # ``evaluate`` see through ``in_time_order``.
-        self.order = TimeOrder(lambda item: item[2].time, slack, tiebreak=lambda item: item[2])
+        self.decider = Decider(model, slack=slack, idle=idle, judge=judge)
+        self.outcomes: dict[str, _Outcome] = {}
         self.fresh = True
 
     def feed(self, chunk: list[tuple[str, int, LogRecord]], end: bool) -> tuple:
@@ -91,37 +119,44 @@ class _Pipeline:
         that came out, in time order, as ``(source, number, client, time)``, their
         probabilities and label indices, the verdicts of clients that finished, and the
         feature-cache hits and lookups."""
-        model = self.model
-        featurizer = model.featurizer
-        if self.fresh:  # each file starts with a fresh context
-            featurizer.reset_context()
+        decider = self.decider
+        featurizer = decider.model.featurizer
+        if self.fresh:  # each file is a log of its own
+            decider.reset()
             self.fresh = False
         hits, lookups = featurizer.cache_hits, featurizer.cache_lookups
-        for item in chunk:
-            self.order.push(item)
-        lines = self.order.ready(end)
+        decided = decider.feed((((source, number), record) for source, number, record in chunk), end)
+        rows = [(source, number, client_of(record), record.time) for (source, number), record in decided.items]
         verdicts: list[Verdict] = []
-        rows: list[tuple[str, int, str, float]] = []
-        proba = winners = None
-        if lines:
-            columns, facts = zip(*(featurizer.columns(record) for _, _, record in lines), strict=True)
-            proba = model.network.predict(model.inputs(featurizer.matrix(columns)))
-            winners = model.labels(proba)
-            bad = model.classes.index("bad") if "bad" in model.classes else -1
-            for (source, number, record), fact, w in zip(lines, facts, winners.tolist(), strict=True):
-                rows.append((source, number, client_of(record), record.time))
-                self.book.add(record, fact, w == bad)
-            now = lines[-1][2].time
-            verdicts += self._verdicts(list(self.book.finished(now)))
-            if featurizer.context is not None:
-                featurizer.context.forget_idle(now)
+        if decider.judge:
+            verdicts = self._outcomes(decided, rows, end)
         if end:
-            verdicts += self._verdicts(list(self.book.drain()))
             self.fresh = True
-        return rows, proba, winners, verdicts, (featurizer.cache_hits - hits, featurizer.cache_lookups - lookups)
+        return (rows, decided.proba, decided.labels, verdicts,
+                (featurizer.cache_hits - hits, featurizer.cache_lookups - lookups))  # fmt: skip
 
-    def _verdicts(self, clients: list[tuple[str, ClientState]]) -> list[Verdict]:
-        return self.model.client_model.verdicts(clients) if self.judge and clients else []
+    def _outcomes(self, decided: Decisions, rows: list[tuple[str, int, str, float]], end: bool) -> list[Verdict]:
+        model, outcomes = self.decider.model, self.outcomes
+        bad = model.classes.index("bad") if "bad" in model.classes else -1
+        for (_, _, client, when), label in zip(rows, decided.labels.tolist() if rows else (), strict=True):
+            o = outcomes.get(client)
+            if o is None:
+                o = outcomes[client] = _Outcome(when)
+            o.requests += 1
+            o.bad_lines += label == bad
+            o.first, o.last = min(o.first, when), max(o.last, when)
+        for ruling in decided.rulings:
+            o = outcomes[ruling.client]
+            o.peak = ruling.probability if o.peak is None else max(o.peak, ruling.probability)
+            if ruling.ban and o.ban is None:
+                o.ban = ruling
+        if end:
+            list(self.decider.drain())  # the file's evidence is no longer needed
+            done = list(outcomes)
+        else:
+            done = [client for client, _ in self.decider.finished(rows[-1][3])] if rows else []
+        minimum = model.client_model.min_requests
+        return [outcomes.pop(c).verdict(c, minimum) for c in done if c in outcomes]
 
 
 _WORKER: dict[str, _Pipeline] = {}
@@ -151,7 +186,7 @@ def _chunks(paths: Iterable[str], size: int, stats: ParseStats) -> Iterator[tupl
 def classify(
     model: WebLogModel, paths: Iterable[str], out: IO[str] | None, fmt: str = "csv", *,
     on_verdict: Callable[[Verdict], None] | None = None, tally: ClientTally | None = None, chunk: int = 20_000,
-    stats: ParseStats | None = None, workers: int | None = None, slack: float = 300.0, idle: float = 1800.0,
+    stats: ParseStats | None = None, workers: int | None = None, slack: float = SLACK, idle: float = IDLE,
 ) -> tuple[int, Counter]:  # fmt: skip
     """Label every line of ``paths``; write one row per line to ``out`` (CSV or JSON lines);
     judge every client. Returns (lines, counts of line labels).
@@ -249,6 +284,10 @@ def classify(
 
 
 def verdict_rows(verdicts: Iterable[Verdict]) -> list[dict[str, Any]]:
-    """Banned clients as JSON-able rows, most certain first."""
-    rows = [v.as_dict() for v in verdicts if v.ban]
-    return sorted(rows, key=lambda r: (-r["probability"], -r["requests"], r["client"]))
+    """Banned clients as JSON-able rows, most certain first; a client that came back after
+    going idle and was banned again is listed once, with its first ban."""
+    first: dict[str, dict[str, Any]] = {}
+    for v in verdicts:
+        if v.ban and (v.client not in first or v.ban_time < first[v.client]["ban_time"]):
+            first[v.client] = v.as_dict()
+    return sorted(first.values(), key=lambda r: (-r["probability"], -r["requests"], r["client"]))

@@ -209,7 +209,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if "gray" not in model.classes and "gray" in data.labels:
         raise ValueError(f"the labels include gray lines, but {args.model} has no gray class (it was trained with "
                          "--gray-as bad or drop): pass the same --gray-as here.")  # fmt: skip
-    print(model.score(prepare(model.featurizer, data), np.arange(len(data.records))).format())
+    print(model.report(prepare(model.featurizer, data), np.arange(len(data.records))).format())
     return 0
 
 
@@ -354,9 +354,12 @@ def cmd_why(args: argparse.Namespace) -> int:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["time"]))
         p = "-" if d["probability"] is None else f"{d['probability']:.3f}"
         print(f"{when}  {d['action']}  P(bad)={p}  {d['requests']} requests  ({d['reason']})")
+        if detail.get("log_time") is not None:
+            at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(detail["log_time"]))
+            print(f"  judged at request {detail['request']} of the visit, log time {at}")
         if detail.get("first_seen"):
             span = detail["last_seen"] - detail["first_seen"]
-            bad = detail.get("bad_lines", 0)
+            bad = detail.get("bad_lines") or 0
             print(f"  window: {span:,.0f} s of log time, {bad} line(s) the line model called bad")
         for name, value, change in detail.get("pushed_up", []):
             print(f"  pushed up by {name} = {value:.3g} (P(bad) falls by {change:.3f} at the training average)")

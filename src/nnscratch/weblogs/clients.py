@@ -19,16 +19,19 @@ import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..network import Network
 from .evidence import agent_class
 from .features import RequestFacts
-from .parse import LogRecord
+from .parse import LogRecord, client_of
 
-__all__ = ["ClientBook", "ClientState", "ClientModel", "Verdict", "FEATURES", "AGENT_CLASSES"]
+__all__ = [
+    "ClientBook", "ClientState", "ClientModel", "JudgementPoints", "Snapshot", "Ruling", "Verdict", "FEATURES",
+    "AGENT_CLASSES", "IDLE",
+]  # fmt: skip
 
 AGENT_CLASSES = ("browser", "crawler", "monitor", "script", "attack-tool", "empty", "malformed")
 FEATURES = (
@@ -36,6 +39,8 @@ FEATURES = (
     "share_5xx", "distinct_path_share", "static_share", "post_share", "head_share", "other_method_share",
     "flagged_share", "no_referrer_share", "malformed_share",
 ) + tuple(f"agent_{name}" for name in AGENT_CLASSES)  # fmt: skip
+
+IDLE = 1800.0  # seconds of log time after which a client's next request starts a new visit
 
 
 class ClientState:
@@ -66,7 +71,7 @@ class ClientBook:
     8 user agents are kept per client.
     """
 
-    def __init__(self, idle: float = 1800.0, max_paths: int = 1000, max_clients: int | None = None) -> None:
+    def __init__(self, idle: float = IDLE, max_paths: int = 1000, max_clients: int | None = None) -> None:
         self.idle, self.max_paths, self.max_clients = float(idle), max_paths, max_clients
         self.clients: dict[str, ClientState] = {}
 
@@ -76,11 +81,14 @@ class ClientBook:
     def __len__(self) -> int:
         return len(self.clients)
 
-    def add(self, record: LogRecord, facts: RequestFacts, bad_line: bool = False) -> None:
-        client = record.session if record.session != "-" else record.host  # as client_of
+    def add(self, record: LogRecord, facts: RequestFacts, bad_line: bool = False) -> ClientState:
+        """Add one line to its client's evidence; returns the client's state. A client idle
+        for more than ``idle`` seconds of log time starts a new visit here, whether or not
+        ``finished`` has forgotten it yet, so the evidence depends on the log alone."""
+        client = client_of(record)
         now = record.time
         s = self.clients.get(client)
-        if s is None:
+        if s is None or now - s.last > self.idle:
             s = self.clients[client] = ClientState(now)
         else:
             gap = now - s.last if now > s.last else 0.0
@@ -125,6 +133,7 @@ class ClientBook:
             agents[agent] += 1
         elif len(agents) < 8:
             agents[agent] = 1
+        return s
 
     @staticmethod
     def features(s: ClientState) -> np.ndarray:
@@ -163,6 +172,68 @@ class ClientBook:
             yield client, self.clients.pop(client)
 
 
+class Snapshot(NamedTuple):
+    """A client's evidence at one judgement: its request count in this visit, the log time
+    of its latest request, and its summary (``ClientBook.features``)."""
+
+    client: str
+    request: int
+    time: float
+    features: np.ndarray
+
+
+class Ruling(NamedTuple):
+    """The client model's answer to one ``Snapshot`` (whose features it keeps, to explain it)."""
+
+    client: str
+    request: int
+    time: float
+    probability: float
+    ban: bool
+    features: np.ndarray
+
+
+class JudgementPoints:
+    """When a client is judged: at the end of every log-second in which it made requests.
+
+    Feed lines in time order with ``add``; when a line opens a new second (or
+    goes back to an earlier one, a late line), the clients of the second that
+    ended are judged: ``add`` returns their ``Snapshot``s, taken before this
+    line is added. ``flush()`` closes the current second (the end of a log, or
+    of what a live log holds so far). Clients with fewer than ``minimum``
+    requests, and ``"-"`` (nobody), are not judged. The points depend only on
+    the lines' time stamps and order, so a file replayed by ``classify``,
+    ``evaluate`` or ``crossval`` is judged exactly where the live watcher
+    judges it.
+    """
+
+    def __init__(self, book: ClientBook, minimum: int = 1) -> None:
+        self.book, self.minimum = book, int(minimum)
+        self.second: float | None = None
+        self.touched: dict[str, None] = {}  # an ordered set: judged in order of first request
+
+    def __repr__(self) -> str:
+        return f"JudgementPoints(second={self.second}, clients waiting={len(self.touched)}, minimum={self.minimum})"
+
+    def add(self, record: LogRecord, facts: RequestFacts, bad_line: bool = False) -> list[Snapshot]:
+        second = math.floor(record.time)
+        out = self.flush() if second != self.second else []
+        self.second = second
+        self.book.add(record, facts, bad_line)
+        self.touched[client_of(record)] = None
+        return out
+
+    def flush(self) -> list[Snapshot]:
+        """Snapshots of the clients that made requests in the current second."""
+        clients, out = self.book.clients, []
+        for client in self.touched:
+            s = clients.get(client)
+            if s is not None and s.n >= self.minimum and client != "-":
+                out.append(Snapshot(client, s.n, s.last, ClientBook.features(s)))
+        self.touched = {}
+        return out
+
+
 @dataclass
 class Verdict:
     """What was decided about one client."""
@@ -175,6 +246,8 @@ class Verdict:
     last_seen: float
     ban: bool
     reason: str
+    ban_request: int | None = None  # the judgement that banned: the client's request number ...
+    ban_time: float | None = None  # ... and the log time of its latest request then
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -231,10 +304,23 @@ class ClientModel:
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
         return self.network.predict((X - self.mean) / self.scale)[:, 1]
 
+    def bans(self, probability: float, requests: int) -> bool:
+        """The ban rule, the one place it is written: P(bad) reaches ``threshold`` and the
+        client made at least ``min_requests`` requests."""
+        return probability >= self.threshold and requests >= self.min_requests
+
+    def rulings(self, snapshots: Sequence[Snapshot]) -> list[Ruling]:
+        """One ``Ruling`` per ``Snapshot``, every probability in one pass of the network."""
+        if not snapshots:
+            return []
+        p = self.probability(np.stack([s.features for s in snapshots])).tolist()
+        return [Ruling(s.client, s.request, s.time, q, s.client != "-" and self.bans(q, s.request), s.features)
+                for s, q in zip(snapshots, p, strict=True)]  # fmt: skip
+
     def verdicts(self, clients: Sequence[tuple[str, ClientState]]) -> list[Verdict]:
-        """One ``Verdict`` per ``(client, state)`` from a ``ClientBook``. Clients with fewer
-        than ``min_requests`` requests cannot be banned, so their probability is not
-        computed (``None``): most clients of a busy site come once or twice."""
+        """One ``Verdict`` per ``(client, state)`` from a ``ClientBook``, judged once on that
+        state. Clients with fewer than ``min_requests`` requests cannot be banned, so their
+        probability is not computed (``None``): most clients of a busy site come once or twice."""
         enough = [(c, s) for c, s in clients if s.n >= self.min_requests and c != "-"]
         p = self.probability(np.stack([ClientBook.features(s) for _, s in enough])).tolist() if enough else []
         probabilities = dict(zip((c for c, _ in enough), p, strict=True))
@@ -247,14 +333,15 @@ class ClientModel:
                 out.append(Verdict(client, None, s.n, s.bad_lines, s.first, s.last, False,
                                    f"only {s.n} request(s), fewer than {self.min_requests}"))  # fmt: skip
             else:
-                out.append(Verdict(client, prob, s.n, s.bad_lines, s.first, s.last, prob >= self.threshold,
+                out.append(Verdict(client, prob, s.n, s.bad_lines, s.first, s.last, self.bans(prob, s.n),
                                    f"P(bad)={prob:.2f} over {s.n} requests"))  # fmt: skip
         return out
 
-    def contributions(self, state: ClientState, top: int = 5) -> list[tuple[str, float, float]]:
+    def contributions(self, x: np.ndarray | ClientState, top: int = 5) -> list[tuple[str, float, float]]:
         """What pushed a client's P(bad) up: ``(feature, value, change)`` for the ``top``
-        features whose replacement by the training average lowers P(bad) most."""
-        x = ClientBook.features(state)
+        features whose replacement by the training average lowers P(bad) most. ``x``: a
+        client's summary (a ``Snapshot``'s features) or its ``ClientState``."""
+        x = ClientBook.features(x) if isinstance(x, ClientState) else np.asarray(x, dtype=np.float64)
         base = self.probability(x)[0]
         trials = np.repeat(x[None, :], len(FEATURES), axis=0)
         trials[np.arange(len(FEATURES)), np.arange(len(FEATURES))] = self.mean

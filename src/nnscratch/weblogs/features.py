@@ -41,18 +41,13 @@ import numpy as np
 
 from ..extras import require
 from .evidence import agent_class, is_static, path_shape, payload_evidence, query_shape, referrer_parts
-from .parse import LogRecord
+from .parse import LogRecord, client_of
 
 __all__ = ["client_of", "request_tokens", "RequestFacts", "Context", "Featurizer", "AGENT_MODES"]
 
 AGENT_MODES = ("class", "tokens", "off")
 _PRODUCT = re.compile(r"([A-Za-z][\w.+-]*)/([\w.+-]+)")
 _PARENS = re.compile(r"\(([^)]*)\)")
-
-
-def client_of(record: LogRecord) -> str:
-    """The client a line belongs to: the session id where the log has one, else the address."""
-    return record.session if record.session != "-" else record.host
 
 
 def _bucket(value: float, edges: Sequence[float]) -> str:
@@ -203,7 +198,9 @@ class Context:
         now, status = record.time, record.status
         client = client_of(record)
         state = self.clients.get(client)
-        if state is None:
+        # A client with nothing left in its window starts afresh here, exactly as if
+        # ``forget_idle`` had dropped it: when memory is freed never changes a token.
+        if state is None or state["queue"][-1][0] < now - self.window:
             if len(self._first_clients) < 20:
                 self._first_clients.add(client)
             state = self.clients[client] = {"queue": deque(), "paths": Counter(), "gap2": 0.0,
@@ -267,7 +264,8 @@ class Context:
         return ["site:warm"] + _SITE_CLIENTS(len(clients)) + _SITE_FAILS(entry[2] / entry[1])
 
     def forget_idle(self, now: float) -> None:
-        """Drop clients with nothing in the window (keeps memory flat on long streams)."""
+        """Drop clients with nothing in the window (keeps memory flat on long streams; a
+        client that comes back starts afresh either way, see ``tokens``)."""
         idle = [c for c, state in self.clients.items() if state["queue"][-1][0] < now - self.window]
         for client in idle:
             del self.clients[client]

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
-from .parse import LogRecord
+from .parse import LogRecord, client_of
 
 __all__ = ["CLASSES", "RuleLabeler", "read_label_file", "normalise_label"]
 
@@ -184,7 +184,7 @@ class RuleLabeler:
                 r = records[i]
                 if not pick(r):
                     continue
-                queue = windows.setdefault(r.session if r.session != "-" else r.host, deque())
+                queue = windows.setdefault(client_of(r), deque())
                 queue.append(i)
                 while records[queue[0]].time < r.time - self.window:
                     queue.popleft()

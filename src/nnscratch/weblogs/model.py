@@ -28,11 +28,11 @@ import numpy as np
 from .. import io as model_io
 from ..extras import require
 from ..network import Network, load_bundle
-from .clients import ClientBook, ClientModel, ClientState
+from .clients import IDLE, ClientBook, ClientModel, ClientState, JudgementPoints, Ruling, Snapshot, Verdict
 from .data import LabelledLines, split_by_client
-from .features import Featurizer, client_of
+from .features import Featurizer, RequestFacts, client_of
 from .labels import CLASSES
-from .parse import LogRecord, in_time_order
+from .parse import SLACK, LogRecord, in_time_order
 
 __all__ = ["WebLogModel", "Report", "Judgement", "Prepared", "prepare", "evaluate", "FEATURE_VERSION"]
 
@@ -116,16 +116,21 @@ def client_metrics(truth: Sequence[bool], banned: Sequence[bool]) -> dict[str, A
 
 @dataclass
 class Prepared:
-    """What a fit does not change: every line's tokens and facts, its client, and client summaries.
+    """What a fit does not change: every line's tokens and facts, its client, client
+    summaries and the client's evidence at each judgement.
 
     ``clients[i]`` is ``"file|client"`` for line ``i``; ``summaries`` maps that
-    key to the client's ``ClientBook`` state over the whole file.
+    key to the client's ``ClientBook`` state over the whole file (what the client
+    model learns from); ``snapshots`` maps it to the client's evidence at every
+    judgement point of the decision procedure (``clients.JudgementPoints``, the
+    watcher's), in order: what ``judge`` rules on.
     """
 
     data: LabelledLines
     tokens: list[list[str]]
     clients: np.ndarray
     summaries: dict[str, ClientState]
+    snapshots: dict[str, list[Snapshot]]
 
     def client_truth(self, rows: np.ndarray) -> dict[str, bool]:
         """Each client of ``rows`` that has labelled lines: is it bad (at least half its labelled lines bad)?"""
@@ -138,23 +143,33 @@ class Prepared:
 
 
 def prepare(featurizer: Featurizer, data: LabelledLines) -> Prepared:
-    """Tokens of every line (context in time order, afresh for each file) and client summaries."""
+    """Tokens of every line (context in time order, afresh for each file), client summaries,
+    and each client's evidence at every judgement point, replayed as the decision procedure
+    replays a file (``decision``: the same order, the same judgement points)."""
     records = data.records
     tokens: list[list[str] | None] = [None] * len(records)
     clients = np.empty(len(records), dtype=object)
     summaries: dict[str, ClientState] = {}
+    snapshots: dict[str, list[Snapshot]] = {}
     by_file: dict[str, list[int]] = {}
     for i, name in enumerate(data.files):
         by_file.setdefault(name, []).append(i)
     for name, indices in by_file.items():
         featurizer.reset_context()
         book = ClientBook(idle=float("inf"))
-        for i in in_time_order(indices, lambda j: records[j].time, tiebreak=lambda j: records[j]):
+        points = JudgementPoints(ClientBook(idle=IDLE))
+        prefix = Path(name).name + "|"
+        taken: list[Snapshot] = []
+        for i in in_time_order(indices, lambda j: records[j].time, SLACK, tiebreak=lambda j: records[j]):
             tokens[i], facts = featurizer.tokens_and_facts(records[i])
             book.add(records[i], facts)
-            clients[i] = f"{Path(name).name}|{client_of(records[i])}"
-        summaries.update((f"{Path(name).name}|{client}", state) for client, state in book.drain())
-    return Prepared(data, tokens, clients, summaries)  # type: ignore[arg-type]
+            taken += points.add(records[i], facts)
+            clients[i] = prefix + client_of(records[i])
+        taken += points.flush()
+        for snapshot in taken:
+            snapshots.setdefault(prefix + snapshot.client, []).append(snapshot)
+        summaries.update((prefix + client, state) for client, state in book.drain())
+    return Prepared(data, tokens, clients, summaries, snapshots)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -307,21 +322,41 @@ class WebLogModel:
         ``prepared`` holds (made by a featurizer with this model's settings)."""
         rows = np.asarray([i for i in rows if prepared.data.labels[i] is not None], dtype=np.int64)
         X = self.featurizer.transform([prepared.tokens[i] for i in rows])
-        predicted = np.array(self.classes)[self.labels(self.network.predict(self.inputs(X)))]
+        predicted = np.array(self.classes)[self.predict_rows(X)[1]]
         truth = np.array([prepared.data.labels[i] for i in rows])
         unknown = sorted(set(truth) - set(self.classes))
         if unknown:
             raise ValueError(f"the labels include {[str(u) for u in unknown]}, which the model does not know "
                              f"(it has {self.classes}).")  # fmt: skip
         sources = np.array([prepared.data.sources[i] for i in rows], dtype=str)
-        verdicts = {}
         client_truth = prepared.client_truth(rows) if self.client_model is not None else {}
-        if client_truth:
-            keys = sorted(client_truth)
-            verdicts = {v.client: v for v in self.client_model.verdicts([(k, prepared.summaries[k]) for k in keys])}
+        verdicts = self.client_verdicts(prepared, sorted(client_truth)) if client_truth else {}
         return Judgement(self.classes, truth, predicted, sources, prepared.clients[rows], client_truth, verdicts)
 
-    def score(self, prepared: Prepared, rows: np.ndarray) -> Report:
+    def client_verdicts(self, prepared: Prepared, keys: Sequence[str]) -> dict[str, Verdict]:
+        """Each client's ``Verdict`` the watcher's way: ruled on at every judgement point of
+        its file, banned by the first ruling that bans it (``prepared.snapshots``)."""
+        cm = self.client_model
+        judged = [(k, s) for k in keys for s in prepared.snapshots.get(k, []) if s.request >= cm.min_requests]
+        rulings: dict[str, list[Ruling]] = {}
+        for (key, _), ruling in zip(judged, cm.rulings([s for _, s in judged]), strict=True):
+            rulings.setdefault(key, []).append(ruling)
+        out = {}
+        for key in keys:
+            summary, mine = prepared.summaries[key], rulings.get(key, [])
+            ban = next((r for r in mine if r.ban), None)
+            if ban is not None:
+                reason, p = f"P(bad)={ban.probability:.2f} at request {ban.request}", ban.probability
+            elif mine:
+                p = max(r.probability for r in mine)
+                reason = f"P(bad) at most {p:.2f} over {summary.n} requests"
+            else:
+                p, reason = None, f"only {summary.n} request(s), fewer than {cm.min_requests}"
+            out[key] = Verdict(key, p, summary.n, summary.bad_lines, summary.first, summary.last, ban is not None,
+                               reason, ban.request if ban else None, ban.time if ban else None)  # fmt: skip
+        return out
+
+    def report(self, prepared: Prepared, rows: np.ndarray) -> Report:
         """Metrics on ``rows`` (see ``judge`` and ``Judgement.report``)."""
         return self.judge(prepared, rows).report()
 
@@ -356,7 +391,7 @@ class WebLogModel:
                              )  # fmt: skip
         start = time.perf_counter()
         model, result = cls.fit(prepared, train, val, featurizer=featurizer, classes=classes, seed=seed, **settings)
-        report = model.score(prepared, test)
+        report = model.report(prepared, test)
         info = {
             "lines": {"train": len(train), "validation": len(val), "test": len(test)},
             "clients": {name: len(set(prepared.clients[part])) for name, part in
@@ -368,11 +403,23 @@ class WebLogModel:
         return model, report, info
 
     # --- use -------------------------------------------------------------------
+    def score(self, records: Sequence[LogRecord]) -> tuple[np.ndarray, np.ndarray, list[RequestFacts]]:
+        """The one scoring path for lines: class probabilities ``(n, len(classes))``, label
+        indices (``labels``) and each request's facts (what client evidence needs), for
+        records given in time order; the context (client windows, site evidence) carries
+        over between calls."""
+        columns, facts = zip(*map(self.featurizer.columns, records), strict=True) if records else ((), ())
+        proba, labels = self.predict_rows(self.featurizer.matrix(columns))
+        return proba, labels, list(facts)
+
+    def predict_rows(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities and label indices of feature rows ``X`` (the featurizer's CSR)."""
+        proba = self.network.predict(self.inputs(X))
+        return proba, self.labels(proba)
+
     def predict_proba(self, records: Sequence[LogRecord]) -> np.ndarray:
-        """Class probabilities (n, len(classes)) of records given in time order; the context
-        (client windows, site evidence) carries over between calls."""
-        featurizer = self.featurizer
-        return self.network.predict(self.inputs(featurizer.matrix([featurizer.columns(r)[0] for r in records])))
+        """Class probabilities (n, len(classes)) of records given in time order (see ``score``)."""
+        return self.score(records)[0]
 
     def save(self, path: str | Path) -> Path:
         extra = {"kind": "nnscratch.weblogs", "feature_version": FEATURE_VERSION, "classes": self.classes,

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 __all__ = [
-    "LogRecord", "Malformed", "UnreadableLog", "parse_line", "read_lines", "ParseStats", "parse_stream",
-    "in_time_order", "TimeOrder",
+    "LogRecord", "Malformed", "UnreadableLog", "client_of", "parse_line", "read_lines", "ParseStats", "parse_stream",
+    "in_time_order", "TimeOrder", "SLACK",
 ]  # fmt: skip
 
 # A quoted field with backslash escapes, in the "unrolled loop" form: runs of
@@ -67,6 +67,15 @@ class LogRecord(NamedTuple):
     referrer: str
     session: str
     agent: str
+
+
+def client_of(record: LogRecord) -> str:
+    """The client a line belongs to: the session id where the log has one, else the address.
+
+    The one definition: rules, features, client evidence, decisions and reports all key
+    clients by it. ``"-"`` (neither) is nobody: never judged, never banned.
+    """
+    return record.session if record.session != "-" else record.host
 
 
 class Malformed(NamedTuple):
@@ -296,6 +305,9 @@ def parse_stream(paths: Iterable[str | Path], stats: ParseStats | None = None) -
             yield source, number, item
 
 
+SLACK = 300.0  # seconds of log time held back to put lines in time order (a request is logged when it ends)
+
+
 class TimeOrder:
     """Puts items in time order, holding back at most ``slack`` seconds of log time.
 
@@ -311,7 +323,7 @@ class TimeOrder:
     interleaved them), then in the order pushed.
     """
 
-    def __init__(self, time_of: Any, slack: float = 300.0, tiebreak: Any = None) -> None:
+    def __init__(self, time_of: Any, slack: float = SLACK, tiebreak: Any = None) -> None:
         self.time_of, self.slack, self.tiebreak = time_of, float(slack), tiebreak
         self.heap: list[tuple[float, Any, int, Any]] = []
         self.newest = float("-inf")
@@ -341,7 +353,7 @@ class TimeOrder:
 
 
 def in_time_order(
-    items: Iterable[Any], time_of: Any, slack: float = 300.0, tiebreak: Any = None
+    items: Iterable[Any], time_of: Any, slack: float = SLACK, tiebreak: Any = None
 ) -> Iterator[Any]:  # fmt: skip
     """``items`` re-ordered by ``TimeOrder`` (see there), as a generator."""
     order = TimeOrder(time_of, slack, tiebreak)

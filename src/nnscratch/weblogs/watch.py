@@ -2,12 +2,17 @@
 
 The classic harness ("if an IP made N bad requests within X minutes, ban it on
 the firewall") with the learned detector in place of regexes. Each step reads
-what the followed logs gained, labels the lines with the line model, adds them
-to each client's evidence (``ClientBook``), and, once a second, judges the
-clients that made requests with ``ClientModel.verdicts``, the decision
-``classify`` uses. A ban lasts ``ban_time`` seconds, times ``factor`` for each
-earlier offence, at most ``max_ban_time``; bans are lifted on time. Loopback
-and private addresses, and the allowlist, are never banned unless asked.
+what the followed logs gained and runs it through the decision procedure that
+``classify`` replays on files (``decision.Decider``): lines in time order,
+labelled by the line model, each client ruled on by the client model at the
+end of every log-second in which it made requests. When the followers have
+caught up with the logs, held lines are released and the current second is
+closed, so a file read ``--from-start`` is judged exactly as ``classify``
+judges it. The ban policy (``_judge``) turns banning rulings into bans: a ban
+lasts ``ban_time`` seconds, times ``factor`` for each earlier offence, at most
+``max_ban_time``; bans are lifted on time. Loopback and private addresses, and
+the allowlist, are never banned unless asked; session clients (logs without
+addresses) are banned by id, and actions that need an address skip them.
 Everything a step changed is committed to the state file (``state.Store``) in
 one transaction before the actions run, so a restart after ``kill -9`` resumes
 after the last committed line and restores the active bans.
@@ -23,12 +28,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .actions import Actions, Change
-from .clients import FEATURES, ClientBook, ClientState
-from .features import client_of
+import numpy as np
+
+from .actions import Actions, Change, write_atomically
+from .clients import FEATURES, IDLE, Ruling
+from .decision import Decider
 from .follow import Backfill, Follower, StdinFollower
 from .model import WebLogModel
-from .parse import LogRecord, parse_line
+from .parse import LogRecord, client_of, parse_line
 from .state import Ban, Store
 
 __all__ = ["Allowlist", "Watcher"]
@@ -65,7 +72,7 @@ class Allowlist:
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
-            return "not an IP address"
+            return None  # a session id (a log without addresses): banned by id, see Actions
         if any(ip in net for net in self.networks):
             return "allowlisted"
         if not self.ban_private and (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_reserved):
@@ -80,7 +87,7 @@ class Watcher:
         self, model_path: str | Path, paths: Sequence[str], store: Store, actions: Actions, *,
         from_start: bool = False, ban_time: float = 600.0, factor: float = 2.0, max_ban_time: float = 7 * 86400.0,
         allowlist: Allowlist | None = None, dry_run: bool = False, challenge: str | Path | None = None,
-        challenge_threshold: float = 0.5, judge_every: float = 1.0, poll: float = 0.2, idle: float = 1800.0,
+        challenge_threshold: float = 0.5, poll: float = 0.2, idle: float = IDLE,
         max_clients: int = 100_000, status_every: float = 60.0, report: Callable[[str], Any] | None = None,
         batch: int = 20_000,
     ) -> None:  # fmt: skip
@@ -94,23 +101,24 @@ class Watcher:
         ]  # fmt: skip
         self.ban_time, self.factor, self.max_ban_time = ban_time, factor, max_ban_time
         self.allowlist = allowlist or Allowlist()
-        self.dry_run, self.judge_every, self.poll, self.batch = dry_run, judge_every, poll, batch
+        self.dry_run, self.poll, self.batch = dry_run, poll, batch
         self.challenge, self.challenge_threshold = Path(challenge) if challenge else None, challenge_threshold
-        self.book = ClientBook(idle=idle, max_clients=max_clients)
+        self.decider = Decider(self.model, idle=idle, max_clients=max_clients)
         self.examples: dict[str, list[str]] = {}
-        self.touched: set[str] = set()
         self.bans: dict[str, Ban] = {b.address: b for b in store.bans()}
         self.gray: dict[str, float] = {}
+        self.would_ban: set[str] = set()  # dry run: clients already reported
         self.report = report or (lambda message: print(message, file=sys.stderr, flush=True))
         self.status_every = status_every
         self.lines = store.counter("lines")
         self.stopping = self.reloading = False
-        self._last_judge = self._last_status = time.monotonic()
+        self._last_status = time.monotonic()
         self._status_lines = 0
         self.log_now = 0.0
 
     def __repr__(self) -> str:
-        return f"Watcher({[str(f.path) for f in self.followers]}, bans={len(self.bans)}, clients={len(self.book):,})"
+        return (f"Watcher({[str(f.path) for f in self.followers]}, bans={len(self.bans)}, "
+                f"clients={len(self.decider.book):,})")  # fmt: skip
 
     def _load_model(self) -> WebLogModel:
         model = WebLogModel.load(self.model_path)
@@ -159,20 +167,20 @@ class Watcher:
             follower.close()
 
     def step(self, final: bool = False) -> int:
-        """Read, label, judge (once a second, or now if ``final``), expire, commit, act.
-        Returns the number of lines read."""
+        """Read, decide, expire, commit, act. Returns the number of lines read.
+
+        The lines go through the decision procedure (``decision.Decider``); when the
+        followers have caught up with what the logs hold (or ``final``), the held lines
+        are released and the current second is closed, as at the end of a file."""
         if self.reloading:
             self.reloading = False
             self._reload()
         batch: list[tuple[str, bytes]] = []
         for follower in self.followers:  # at most ``batch`` lines a step: each step is committed
             batch += [(str(follower.path), raw) for raw in follower.read(self.batch - len(batch))]
-        self._label(batch)
+        rulings = self._decide(batch, end=final or len(batch) < self.batch)
         now = time.time()
-        changes, decisions = [], []
-        if final or time.monotonic() - self._last_judge >= self.judge_every:
-            self._last_judge = time.monotonic()
-            changes, decisions = self._judge(now)
+        changes, decisions = self._judge(now, rulings)
         for address in [a for a, b in self.bans.items() if b.until <= now]:
             changes.append(Change("unban", address, 0.0, "expired"))
             decisions.append({"time": now, "address": address, "action": "unban", "reason": "expired"})
@@ -195,85 +203,79 @@ class Watcher:
         self._status(len(batch))
         return len(batch)
 
-    def _label(self, batch: list[tuple[str, bytes]]) -> None:
-        records = []
+    def _decide(self, batch: list[tuple[str, bytes]], end: bool) -> list[Ruling]:
+        """The batch's lines through the decision procedure; keeps each client's last lines."""
+        items = []
         for _, raw in batch:
             item = parse_line(raw)
             if isinstance(item, LogRecord):
-                records.append((item, raw))
-        if not records:
-            return
-        featurizer = self.model.featurizer
-        columns, facts = zip(*(featurizer.columns(r) for r, _ in records), strict=True)
-        labels = self.model.labels(self.model.network.predict(self.model.inputs(featurizer.matrix(columns))))
-        bad = self.model.classes.index("bad")
-        for (record, raw), fact, label in zip(records, facts, labels.tolist(), strict=True):
-            self.book.add(record, fact, label == bad)
-            client = client_of(record)
-            self.touched.add(client)
-            examples = self.examples.setdefault(client, [])
+                items.append((raw, item))
+        decided = self.decider.feed(items, end)
+        for raw, record in decided.items:
+            examples = self.examples.setdefault(client_of(record), [])
             examples.append(raw.decode("utf-8", "replace").rstrip("\n")[:300])
             del examples[:-3]
             self.log_now = max(self.log_now, record.time)
+        return decided.rulings
 
     def _duration(self, address: str) -> float:
         return min(self.ban_time * self.factor ** self.store.offenses(address), self.max_ban_time)
 
-    def _judge(self, now: float) -> tuple[list[Change], list[dict[str, Any]]]:
-        client_model = self.model.client_model
-        states = [(c, self.book.clients[c]) for c in self.touched if c in self.book.clients]
-        self.touched = set()
+    def _judge(self, now: float, rulings: list[Ruling]) -> tuple[list[Change], list[dict[str, Any]]]:
+        """The ban policy applied to the rulings: ban (or extend) on a banning ruling unless
+        the client is allowlisted or already banned for more than half a first ban; a
+        ruling at or above ``challenge_threshold`` sends the client to the challenge."""
         changes, decisions = [], []
-        for verdict in client_model.verdicts(states):
-            p = verdict.probability
-            if p is None:
-                continue
-            if verdict.ban:
-                blocked = self.allowlist.why_not(verdict.client)
-                current = self.bans.get(verdict.client)
+        for ruling in rulings:
+            client, p = ruling.client, ruling.probability
+            if ruling.ban:
+                blocked = self.allowlist.why_not(client)
+                current = self.bans.get(client)
                 if blocked is not None or (current is not None and current.remaining(now) > self.ban_time / 2):
-                    if blocked and verdict.client not in self.gray:
-                        self.gray[verdict.client] = p
-                        decisions.append(self._decision(now, verdict, "not banned: " + blocked))
+                    if blocked and client not in self.gray:
+                        self.gray[client] = p
+                        decisions.append(self._decision(now, ruling, "not banned: " + blocked))
                     continue
-                seconds = self._duration(verdict.client)
-                event = "extend" if current is not None else "ban"
-                decision = self._decision(now, verdict, "dry-run: would ban" if self.dry_run else event, seconds)
-                decisions.append(decision)
+                seconds = self._duration(client)
                 if self.dry_run:
-                    self.report(f"dry run: would ban {verdict.client} for {seconds:.0f} s ({verdict.reason})")
+                    if client not in self.would_ban:
+                        self.would_ban.add(client)
+                        decisions.append(self._decision(now, ruling, "dry-run: would ban", seconds))
+                        self.report(f"dry run: would ban {client} for {seconds:.0f} s ({_reason(ruling)})")
                     continue
-                self.bans[verdict.client] = Ban(verdict.client, now, now + seconds, verdict.reason)
-                changes.append(Change(event, verdict.client, seconds, verdict.reason))
-            elif p >= self.challenge_threshold and verdict.client not in self.gray:
-                self.gray[verdict.client] = p
-                decisions.append(self._decision(now, verdict, "challenge"))
+                event = "extend" if current is not None else "ban"
+                decisions.append(self._decision(now, ruling, event, seconds))
+                self.bans[client] = Ban(client, now, now + seconds, _reason(ruling))
+                changes.append(Change(event, client, seconds, _reason(ruling)))
+            elif p >= self.challenge_threshold and client not in self.gray:
+                self.gray[client] = p
+                decisions.append(self._decision(now, ruling, "challenge"))
         if self.challenge is not None and decisions:
-            from .actions import write_atomically
-
             write_atomically(self.challenge, "".join(f"{c}\n" for c in sorted(self.gray) if c not in self.bans))
         return changes, decisions
 
-    def _decision(self, now: float, verdict: Any, action: str, seconds: float | None = None) -> dict[str, Any]:
-        state: ClientState = self.book.clients[verdict.client]
+    def _decision(self, now: float, ruling: Ruling, action: str, seconds: float | None = None) -> dict[str, Any]:
+        state = self.decider.book.clients.get(ruling.client)
         detail = {
-            "seconds": seconds, "bad_lines": verdict.bad_lines, "first_seen": verdict.first_seen,
-            "last_seen": verdict.last_seen,
-            "features": dict(zip(FEATURES, ClientBook.features(state).round(4).tolist(), strict=True)),
-            "pushed_up": self.model.client_model.contributions(state),
-            "examples": self.examples.get(verdict.client, []),
+            "seconds": seconds, "log_time": ruling.time, "request": ruling.request,
+            "bad_lines": state.bad_lines if state is not None else None,
+            "first_seen": state.first if state is not None else None, "last_seen": ruling.time,
+            "features": dict(zip(FEATURES, np.round(ruling.features, 4).tolist(), strict=True)),
+            "pushed_up": self.model.client_model.contributions(ruling.features),
+            "examples": self.examples.get(ruling.client, []),
         }  # fmt: skip
-        return {"time": now, "address": verdict.client, "action": action, "probability": verdict.probability,
-                "requests": verdict.requests, "reason": verdict.reason, "detail": detail}  # fmt: skip
+        return {"time": now, "address": ruling.client, "action": action, "probability": ruling.probability,
+                "requests": ruling.request, "reason": _reason(ruling), "detail": detail}  # fmt: skip
 
     def _forget(self) -> None:
-        for client, _ in self.book.finished(self.log_now):
+        for client, _ in self.decider.finished(self.log_now):
             self.examples.pop(client, None)
             self.gray.pop(client, None)
+            self.would_ban.discard(client)
 
     def _reload(self) -> None:
         try:
-            self.model = self._load_model()
+            self.model = self.decider.model = self._load_model()
             self.allowlist.reload()
             self.report(f"reloaded {self.model_path} and the allowlist")
         except (OSError, ValueError) as err:
@@ -283,6 +285,10 @@ class Watcher:
         self._status_lines += n
         elapsed = time.monotonic() - self._last_status
         if elapsed >= self.status_every:
-            self.report(f"status: {self._status_lines / elapsed:,.0f} lines/s, {len(self.book):,} clients tracked, "
-                        f"{len(self.bans)} active ban(s), {self.lines:,} lines in all")  # fmt: skip
+            self.report(f"status: {self._status_lines / elapsed:,.0f} lines/s, {len(self.decider.book):,} clients "
+                        f"tracked, {len(self.bans)} active ban(s), {self.lines:,} lines in all")  # fmt: skip
             self._last_status, self._status_lines = time.monotonic(), 0
+
+
+def _reason(ruling: Ruling) -> str:
+    return f"P(bad)={ruling.probability:.2f} at request {ruling.request}"

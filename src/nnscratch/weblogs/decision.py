@@ -1,0 +1,119 @@
+"""The one decision procedure: what ``classify``, ``evaluate``, ``crossval`` and ``watch`` all run.
+
+A ban is not one verdict on a finished file. The live watcher decides again and
+again as a client's evidence grows, and any one of those judgements can ban,
+so every path here decides the same way, as a function of the log alone:
+
+1. **Order.** Lines pass through one ``parse.TimeOrder`` (``SLACK`` seconds of
+   log time held back, same-second lines in a fixed order). Each line is
+   released as soon as it is pushed, so what comes out depends on the lines,
+   never on how they were cut into chunks or reads.
+2. **Score.** The line model labels each released line
+   (``WebLogModel.score``), and the line joins its client's evidence
+   (``clients.ClientBook``).
+3. **Judge.** At the end of every log-second in which a client made requests
+   (``clients.JudgementPoints``), the client model rules on its evidence so far
+   (``ClientModel.rulings``). A client is banned by the first ruling that bans
+   it; reports say at which request, at what log time, and with what P(bad).
+
+The end of a log (or, for the watcher, the moment its followers have caught
+up with what the logs hold) releases the held lines and closes the current
+second. For a file read from the start that moment is its end, so ``logs
+watch --from-start --dry-run`` bans exactly the clients ``logs classify``
+bans, at the same requests. The wall clock decides nothing here: it only
+times how long a ban lasts (``watch``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .clients import IDLE, ClientBook, ClientState, JudgementPoints, Ruling
+from .parse import SLACK, LogRecord, TimeOrder
+
+__all__ = ["Decider", "Decisions", "SLACK", "IDLE"]
+
+
+class Decisions(NamedTuple):
+    """What one ``Decider.feed`` released: the items in time order, their class
+    probabilities and label indices (None when nothing came out), and the rulings made."""
+
+    items: list[tuple[Any, LogRecord]]
+    proba: np.ndarray | None
+    labels: np.ndarray | None
+    rulings: list[Ruling]
+
+
+class Decider:
+    """Lines in, line labels and client rulings out: the decision procedure (module docstring).
+
+    Parameters
+    ----------
+    model : WebLogModel
+        Its line model labels lines; its client model (if any) rules on clients.
+    slack : float
+        Seconds of log time held back to put lines in time order.
+    idle : float
+        Seconds of log time after which a client's next request starts a new visit.
+    max_clients : int, optional
+        Clients kept in memory (the longest-known leave first, see ``ClientBook``).
+    judge : bool
+        Rule on clients (needs a client model); False labels lines only.
+    """
+
+    def __init__(self, model: Any, *, slack: float = SLACK, idle: float = IDLE, max_clients: int | None = None,
+                 judge: bool = True) -> None:  # fmt: skip
+        self.model, self.slack, self.idle, self.max_clients = model, float(slack), float(idle), max_clients
+        self.judge = judge and model.client_model is not None
+        self.reset()
+
+    def __repr__(self) -> str:
+        return f"Decider(slack={self.slack:g}s, idle={self.idle:g}s, clients={len(self.book):,}, judge={self.judge})"
+
+    def reset(self) -> None:
+        """Start afresh: a new, independent log (empty order, evidence and context)."""
+        self.model.featurizer.reset_context()
+        self.order = TimeOrder(lambda item: item[1].time, self.slack, tiebreak=lambda item: item[1])
+        self.book = ClientBook(idle=self.idle, max_clients=self.max_clients)
+        self.points = JudgementPoints(self.book)
+
+    def feed(self, items: Iterable[tuple[Any, LogRecord]], end: bool = False) -> Decisions:
+        """Push ``(key, record)`` items (``key`` is the caller's: a line number, the raw line);
+        ``end``: the log ends here (or has nothing more for now), so release everything."""
+        released: list[tuple[Any, LogRecord]] = []
+        order = self.order
+        for item in items:
+            order.push(item)
+            if order.heap[0][0] < order.newest - order.slack:
+                released += order.ready()
+        if end:
+            released += order.ready(end=True)
+        proba = labels = None
+        snapshots = []
+        if self.judge:
+            self.points.minimum = self.model.client_model.min_requests
+        if released:
+            proba, labels, facts = self.model.score([record for _, record in released])
+            bad = self.model.classes.index("bad") if "bad" in self.model.classes else -1
+            add = self.points.add
+            for (_, record), fact, label in zip(released, facts, labels.tolist(), strict=True):
+                snapshots += add(record, fact, label == bad)
+            if self.model.featurizer.context is not None:
+                self.model.featurizer.context.forget_idle(released[-1][1].time)
+        if end:
+            snapshots += self.points.flush()
+        rulings = self.model.client_model.rulings(snapshots) if self.judge else []
+        return Decisions(released, proba, labels, rulings)
+
+    def finished(self, now: float) -> Iterator[tuple[str, ClientState]]:
+        """Clients idle at log time ``now``, forgotten: memory only, never a change to what is
+        decided (a client that comes back starts a new visit either way). Over ``max_clients``
+        the longest-known clients leave too, and their evidence starts again."""
+        return self.book.finished(now)
+
+    def drain(self) -> Iterator[tuple[str, ClientState]]:
+        """Every client still held (after the end of a log), forgotten."""
+        return self.book.drain()
