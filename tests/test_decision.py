@@ -1,0 +1,163 @@
+"""One decision procedure: classify, evaluate and the live watcher ban the same clients at the same requests."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nnscratch.cli import main
+from nnscratch.weblogs.clients import ClientBook, JudgementPoints
+from nnscratch.weblogs.data import LabelledLines
+from nnscratch.weblogs.decision import Decider
+from nnscratch.weblogs.features import Featurizer
+from nnscratch.weblogs.model import WebLogModel, prepare
+from nnscratch.weblogs.parse import parse_line, parse_stream
+
+FILES = ("scanner_w3af_2016-12-22.log", "secrepo_access_2021-10-22.log", "webbot_humans_2019-10-28.log",
+         "almhuette_2019-10-14_16.log")
+
+
+def _shuffled_within_a_minute(source: Path, target: Path, seed: int = 0) -> None:
+    rows = source.read_text(errors="replace").splitlines()
+    rng = random.Random(seed)
+    keyed = [(int(parse_line(r).time // 60), rng.random(), r) for r in rows]
+    target.write_text("".join(r + "\n" for _, _, r in sorted(keyed)))
+
+
+def _watch(model: Path, log: Path, state: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "nnscratch", "logs", "watch", str(model), str(log), "--state", str(state),
+               "--from-start", "--dry-run", "--ban-private", "--batch", "250", "--poll", "0.05", "--status-every", "1000"]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _lines_done(state: Path) -> int:
+    try:
+        with sqlite3.connect(state) as db:
+            row = db.execute("SELECT value FROM counters WHERE name = 'lines'").fetchone()
+    except sqlite3.Error:
+        return 0
+    return row[0] if row else 0
+
+
+def _watcher_bans(state: Path) -> set[tuple[str, int, float]]:
+    """Each client's first 'would ban' (a client back after going idle is judged afresh and
+    may be reported again; classify's ban list keeps each client's first ban)."""
+    with sqlite3.connect(state) as db:
+        rows = db.execute("SELECT address, detail FROM decisions WHERE action = 'dry-run: would ban' "
+                          "ORDER BY id").fetchall()  # fmt: skip
+    first: dict[str, tuple[str, int, float]] = {}
+    for address, d in rows:
+        first.setdefault(address, (address, json.loads(d)["request"], json.loads(d)["log_time"]))
+    return set(first.values())
+
+
+def _classify_bans(model: Path, log: Path, tmp_path: Path) -> set[tuple[str, int, float]]:
+    bans = tmp_path / f"{log.stem}.bans.json"
+    assert main(["logs", "classify", str(model), str(log), "-o", str(tmp_path / "lines.csv"),
+                 "--ban-json", str(bans)]) == 0  # fmt: skip
+    return {(b["client"], b["ban_request"], b["ban_time"]) for b in json.loads(bans.read_text())}
+
+
+def test_watch_from_start_bans_exactly_what_classify_bans(watch_model, logs, tmp_path):
+    """On shared files, in order and shuffled within a minute: the same clients, at the same
+    request and log time, through the real CLI of both (the watcher as its own process)."""
+    logs_to_check = [logs / name for name in FILES]
+    for name in (FILES[0], FILES[3]):
+        shuffled = tmp_path / f"shuffled-{name}"
+        _shuffled_within_a_minute(logs / name, shuffled)
+        logs_to_check.append(shuffled)
+    watchers = {log: _watch(watch_model, log, tmp_path / f"{log.name}.sqlite") for log in logs_to_check}
+    try:
+        expected = {log: _classify_bans(watch_model, log, tmp_path) for log in logs_to_check}
+        for log, proc in watchers.items():
+            n = len(log.read_bytes().splitlines())
+            deadline = time.time() + 120
+            while time.time() < deadline and proc.poll() is None and _lines_done(tmp_path / f"{log.name}.sqlite") < n:
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err.decode()
+            assert _lines_done(tmp_path / f"{log.name}.sqlite") == n
+    finally:
+        for proc in watchers.values():
+            if proc.poll() is None:
+                proc.kill()
+    for log in logs_to_check:
+        assert _watcher_bans(tmp_path / f"{log.name}.sqlite") == expected[log], log.name
+    scan = expected[logs / FILES[0]]
+    assert {"192.168.4.163", "192.168.1.20"} <= {client for client, _, _ in scan}  # not vacuous
+    assert len(expected[tmp_path / f"shuffled-{FILES[3]}"]) >= 1
+    assert all(request >= 5 for bans in expected.values() for _, request, _ in bans)  # min_requests holds
+
+
+def test_evaluate_rules_where_classify_rules(watch_model, logs):
+    """``evaluate`` and ``crossval`` replay a file with the same judgement points: the same
+    clients banned at the same requests as ``classify``."""
+    from nnscratch.weblogs.classify import classify
+
+    model = WebLogModel.load(watch_model)
+    for name in FILES:
+        verdicts = []
+        classify(model, [str(logs / name)], None, on_verdict=verdicts.append, workers=0)
+        streamed = {(v.client, v.ban_request, v.ban_time) for v in verdicts if v.ban}
+        data = LabelledLines.gather(logs=[str(logs / name)])
+        prepared = prepare(Featurizer.from_config(model.featurizer.get_config()), data)
+        replayed = model.client_verdicts(prepared, sorted(prepared.summaries))
+        assert {(k.split("|", 1)[1], v.ban_request, v.ban_time) for k, v in replayed.items() if v.ban} == streamed
+
+
+def test_rulings_do_not_depend_on_how_lines_are_cut(watch_model, logs):
+    """Fed one line at a time or in chunks of any size, the decider makes the same rulings,
+    also when lines come later than the slack (every 40th line logged 400 s late here)."""
+    model = WebLogModel.load(watch_model)
+    items = [((src, n), r._replace(time=r.time - 400 * (n % 40 == 0)))
+             for src, n, r in parse_stream([logs / "secrepo_access_2021-10-22.log"])]  # fmt: skip
+    results = []
+    for size in (1, 7, 100, len(items)):
+        decider = Decider(model)
+        rulings, order = [], []
+        for start in range(0, len(items) + 1, size):
+            decided = decider.feed(items[start : start + size], end=start + size > len(items))
+            rulings += decided.rulings
+            order += [key for key, _ in decided.items]
+        results.append((order, [(r.client, r.request, r.time, round(r.probability, 9), r.ban) for r in rulings]))
+    assert len(results[0][0]) == len(items) and results[0][1]
+    assert all(result == results[0] for result in results)  # the order the context sees, and every ruling
+
+
+def test_judgement_points_are_the_log_seconds_a_client_was_active():
+    from tests.test_weblogs import record
+
+    points = JudgementPoints(ClientBook(), minimum=2)
+    facts = Featurizer().tokens_and_facts(record("/"))[1]
+    taken = []
+    for t, host in [(0, "a"), (0, "a"), (0, "b"), (1, "a"), (5, "b"), (5, "b")]:
+        taken += points.add(record("/", host=host, t=t), facts)
+    taken += points.flush()
+    # a: judged after second 0 (2 requests) and 1 (3); b: 1 request at 0 (too few), 3 at 5.
+    start = record("/", t=0).time
+    assert [(s.client, s.request, s.time - start) for s in taken] == [("a", 2, 0), ("a", 3, 1), ("b", 3, 5)]
+    assert all(isinstance(s.features, np.ndarray) for s in taken)
+
+
+@pytest.mark.parametrize("gap", [1799.0, 1801.0])
+def test_an_idle_client_starts_a_new_visit_whenever_memory_is_freed(gap):
+    from tests.test_weblogs import record
+
+    facts = Featurizer().tokens_and_facts(record("/"))[1]
+    kept, freed = ClientBook(), ClientBook()
+    for book, free in ((kept, False), (freed, True)):
+        book.add(record("/", host="a", t=0), facts)
+        if free:
+            list(book.finished(gap))
+        book.add(record("/", host="a", t=int(gap)), facts)
+    assert kept.clients["a"].n == freed.clients["a"].n == (2 if gap < 1800 else 1)
