@@ -34,8 +34,10 @@ def _shuffled_within_a_minute(source: Path, target: Path, seed: int = 0) -> None
 
 
 def _watch(model: Path, log: Path, state: Path) -> subprocess.Popen:
+    # --batch 250: the watcher reads in other pieces than classify's chunks
     command = [sys.executable, "-m", "nnscratch", "logs", "watch", str(model), str(log), "--state", str(state),
-               "--from-start", "--dry-run", "--ban-private", "--batch", "250", "--poll", "0.05", "--status-every", "1000"]  # fmt: skip
+               "--from-start", "--dry-run", "--ban-private", "--batch", "250", "--poll", "0.05",
+               "--status-every", "1000"]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
