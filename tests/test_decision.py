@@ -22,8 +22,12 @@ from nnscratch.weblogs.features import Featurizer
 from nnscratch.weblogs.model import WebLogModel, prepare
 from nnscratch.weblogs.parse import parse_line, parse_stream
 
-FILES = ("scanner_w3af_2016-12-22.log", "secrepo_access_2021-10-22.log", "webbot_humans_2019-10-28.log",
-         "almhuette_2019-10-14_16.log")
+FILES = (
+    "scanner_w3af_2016-12-22.log",
+    "secrepo_access_2021-10-22.log",
+    "webbot_humans_2019-10-28.log",
+    "almhuette_2019-10-14_16.log",
+)
 
 
 def _shuffled_within_a_minute(source: Path, target: Path, seed: int = 0) -> None:
