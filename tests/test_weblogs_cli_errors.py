@@ -4,6 +4,7 @@ closed pipes, OS errors, gray labels and clients without an address. One line, n
 from __future__ import annotations
 
 import gzip
+import json
 import subprocess
 import sys
 
@@ -64,6 +65,25 @@ def test_a_log_cut_short_is_used_up_to_the_cut_and_reported(secrepo, model_file,
     assert main(["logs", "label", str(cut), "-o", str(tmp_path / "l.tsv")]) == 1
     assert main(["logs", "train", str(cut), "--rules", "-o", str(tmp_path / "m.safetensors")]) == 1
     assert "cut short" in capsys.readouterr().err and not (tmp_path / "m.safetensors").exists()
+
+
+def test_a_manifest_naming_a_log_cut_short_is_refused_like_the_file_itself(secrepo, logs, tmp_path, capsys):
+    """``logs train --manifest`` and ``logs crossval`` refuse a truncated .gz as ``--bad FILE`` does
+    (merging the sources used to drop the report that it was cut short)."""
+    cut = tmp_path / "cut.log.gz"
+    cut.write_bytes(gzip.compress(secrepo.read_bytes())[:5000])
+    (tmp_path / "scan.log").write_bytes((logs / "scanner_w3af_2016-12-22.log").read_bytes())
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"gray_as": "bad", "sources": [
+        {"name": "scan", "bad": ["scan.log"]}, {"name": "cut", "logs": ["cut.log.gz"], "rules": True}]}))  # fmt: skip
+    model = tmp_path / "m.safetensors"
+    assert main(["logs", "train", "--bad", str(cut), "-o", str(model)]) == 1
+    alone = capsys.readouterr().err
+    assert main(["logs", "train", "--manifest", str(manifest), "--root", str(tmp_path), "-o", str(model)]) == 1
+    err = capsys.readouterr().err
+    assert "cut short" in alone and "cut short" in err and str(cut) in err and not model.exists()
+    assert main(["logs", "crossval", "--manifest", str(manifest), "--root", str(tmp_path), "--quiet"]) == 1
+    assert "cut short" in capsys.readouterr().err
 
 
 def test_os_errors_are_one_line(model_file, secrepo, tmp_path, capsys):

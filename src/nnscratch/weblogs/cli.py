@@ -25,13 +25,6 @@ EPILOG = """examples:
 """
 
 
-def _check_readable(stats: Any) -> None:
-    """Refuse to go on from logs that were cut short: an OSError, one line for the CLI."""
-    if stats.unreadable:
-        first = stats.unreadable[0]
-        raise OSError(5, f"{first.reason} after line {first.lines:,}", first.path)
-
-
 WATCH_EPILOG = """examples:
   nnscratch logs watch bots.safetensors /var/log/nginx/access.log --nginx /etc/nginx/nnscratch-deny.conf \\
       --nginx-reload 'nginx -s reload' --state /var/lib/nnscratch/watch.sqlite
@@ -55,7 +48,7 @@ def _data(args: argparse.Namespace) -> Any:
                              "--good/--bad/--gray, --labels or --rules.")  # fmt: skip
         sources, gray_as = read_manifest(args.manifest, args.root)
         data, _ = load_sources(sources, args.gray_as or gray_as)
-        _check_readable(data.stats)
+        data.stats.check_readable()
         return data
     if not (args.good or args.bad or args.gray or args.logs):
         raise ValueError("give log files: --manifest FILE, --good/--bad/--gray FILE, or LOG files with --labels "
@@ -65,7 +58,7 @@ def _data(args: argparse.Namespace) -> Any:
     data = LabelledLines.gather(good=args.good, bad=args.bad, gray=args.gray, logs=args.logs,
                                 label_files=args.labels, rules=RuleLabeler() if args.rules else None,
                                 gray_as=args.gray_as or "gray", unknown_agent=args.unknown_agent)  # fmt: skip
-    _check_readable(data.stats)
+    data.stats.check_readable()
     return data
 
 

@@ -111,8 +111,7 @@ def load_sources(sources: Sequence[Source], gray_as: str = "gray") -> tuple[Labe
         )  # fmt: skip
         for name in ("records", "labels", "sources", "files", "numbers"):
             getattr(data, name).extend(getattr(part, name))
-        data.stats.parsed += part.stats.parsed
-        data.stats.skipped.update(part.stats.skipped)
+        data.stats.merge(part.stats)
         names += [source.name] * len(part.records)
     return data, np.array(names)
 
@@ -207,6 +206,7 @@ def crossval(
     featurizer_settings = dict(featurizer_settings or {})
     fit_settings = {"restarts": 1, "epochs": 10, **fit_settings}
     data, names = load_sources(sources, gray_as)
+    data.stats.check_readable()  # a log cut short would be measured as if it were whole
     prepared = prepare(Featurizer(**featurizer_settings), data)
     labels = [lab for lab in data.labels if lab is not None]
     classes = [c for c in CLASSES if c in set(labels)]

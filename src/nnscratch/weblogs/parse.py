@@ -207,6 +207,21 @@ class ParseStats:
         if len(examples) < self.keep:
             examples.append(item.line[:160])
 
+    def merge(self, other: ParseStats) -> None:
+        """Add another reading's counts, examples and unreadable logs to these."""
+        self.parsed += other.parsed
+        self.skipped.update(other.skipped)
+        for reason, examples in other.examples.items():
+            mine = self.examples.setdefault(reason, [])
+            mine += examples[: self.keep - len(mine)]
+        self.unreadable += other.unreadable
+
+    def check_readable(self) -> None:
+        """Refuse to go on from logs that were cut short: an ``OSError`` naming the first."""
+        if self.unreadable:
+            first = self.unreadable[0]
+            raise OSError(5, f"{first.reason} after line {first.lines:,}", first.path)
+
     @property
     def total(self) -> int:
         return self.parsed + sum(self.skipped.values())
