@@ -6,6 +6,7 @@ import io
 import json
 import random
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -241,6 +242,9 @@ def shared(logs):
 def test_manifest_names_every_shared_file_and_its_labels(shared, tmp_path):
     sources, gray_as = shared
     assert gray_as == "bad" and [s.name for s in sources] == ["w3af", "webbot", "elastic", "almhuette", "secrepo"]
+    named = {Path(f).name for s in sources for f in s.good + s.bad + s.gray + s.logs + s.labels}
+    shared_files = {f.name for f in Path(sources[0].bad[0]).parent.iterdir() if f.suffix in (".log", ".tsv")}
+    assert named == shared_files  # every shared log and label file, and nothing else
     data, names = load_sources([s for s in sources if s.name == "w3af"], gray_as)
     assert len(data.records) == 3996 and data.labels.count("bad") == 3926 and data.labels.count(None) == 70
     (tmp_path / "m.json").write_text('{"sources": [{"name": "a", "bad": ["nope.log"]}]}')
