@@ -6,6 +6,13 @@ with perturbations (client addresses re-drawn, times shifted by whole days,
 query values varied, so both repeats and new lines occur), then classifies it
 in a child process and reports lines per second and the resident memory
 sampled every 0.2 s (it should stay flat as the file streams through).
+
+``--against REV`` compares this checkout with an earlier commit instead: both
+versions classify the same file with the same model, alternating round by
+round (which one goes first alternates too, so a noisy minute hurts both), and
+the median of the per-round ratios of their lines per second is reported. The
+two versions are the same package, so each runs in a child process of its own;
+lines per second are the ones ``classify`` reports (start-up excluded).
 """
 
 from __future__ import annotations
@@ -47,11 +54,47 @@ def generate(target: Path, lines: int, seed: int = 0) -> None:
                 written += 1
 
 
+def _lines_per_second(model: str, path: Path, source: Path | None) -> float:
+    """``classify``'s own lines/s for one run, from this checkout or from ``source`` (a src folder)."""
+    env = dict(os.environ)
+    if source is not None:
+        env["PYTHONPATH"] = str(source) + os.pathsep + env.get("PYTHONPATH", "")
+    command = [sys.executable, "-m", "nnscratch", "logs", "classify", model, str(path), "-o", os.devnull]
+    run = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    return float(re.search(r"\(([\d,]+) lines/s", run.stderr)[1].replace(",", ""))
+
+
+def compare(model: str, path: Path, revision: str, rounds: int) -> None:
+    """Interleaved rounds of this checkout against ``revision`` (see the module docstring)."""
+    import statistics
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tree:
+        subprocess.run(["git", "worktree", "add", "--detach", tree, revision], check=True, capture_output=True)
+        try:
+            ratios, now, then = [], [], []
+            for i in range(rounds):
+                order = [None, Path(tree) / "src"] if i % 2 == 0 else [Path(tree) / "src", None]
+                speed = {str(src): _lines_per_second(model, path, src) for src in order}
+                now.append(speed["None"])
+                then.append(speed[str(Path(tree) / "src")])
+                ratios.append(now[-1] / then[-1])
+                print(f"round {i + 1}: this checkout {now[-1]:,.0f} lines/s, {revision} {then[-1]:,.0f} lines/s, "
+                      f"ratio {ratios[-1]:.3f}", flush=True)  # fmt: skip
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", tree], check=True, capture_output=True)
+    print(f"median ratio (this checkout / {revision}) over {rounds} rounds: {statistics.median(ratios):.3f} "
+          f"[{min(ratios):.3f}, {max(ratios):.3f}]; medians {statistics.median(now):,.0f} and "
+          f"{statistics.median(then):,.0f} lines/s")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model")
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--file", default="/tmp/nnscratch-1M.log")
+    parser.add_argument("--against", metavar="REV", help="compare with this git revision, interleaved")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds of the comparison")
     args = parser.parse_args()
     path = Path(args.file)
     if not path.is_file() or sum(1 for _ in path.open("rb")) != args.lines:
@@ -59,6 +102,9 @@ def main() -> None:
         generate(path, args.lines)
         size = path.stat().st_size / 2**20
         print(f"generated {args.lines:,} lines ({size:.0f} MB) in {time.perf_counter() - start:.0f} s")
+    if args.against:
+        compare(args.model, path, args.against, args.rounds)
+        return
     command = [sys.executable, "-m", "nnscratch", "logs", "classify", args.model, str(path), "-o", os.devnull,
                "--ban-list", os.devnull]  # fmt: skip
     start = time.perf_counter()

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from nnscratch.cli import main
-from nnscratch.weblogs.clients import ClientBook, JudgementPoints
+from nnscratch.weblogs.clients import FEATURES, ClientBook, JudgementPoints
 from nnscratch.weblogs.data import LabelledLines
 from nnscratch.weblogs.decision import Decider
 from nnscratch.weblogs.features import Featurizer
@@ -108,13 +108,13 @@ def test_watch_from_start_bans_exactly_what_classify_bans(watch_model, logs, tmp
 def test_evaluate_rules_where_classify_rules(watch_model, logs):
     """``evaluate`` and ``crossval`` replay a file with the same judgement points: the same
     clients banned at the same requests as ``classify``."""
-    from nnscratch.weblogs.classify import classify
+    from nnscratch.weblogs.classify import classify, verdict_rows
 
     model = WebLogModel.load(watch_model)
     for name in FILES:
         verdicts = []
         classify(model, [str(logs / name)], None, on_verdict=verdicts.append, workers=0)
-        streamed = {(v.client, v.ban_request, v.ban_time) for v in verdicts if v.ban}
+        streamed = {(r["client"], r["ban_request"], r["ban_time"]) for r in verdict_rows(verdicts)}
         data = LabelledLines.gather(logs=[str(logs / name)])
         prepared = prepare(Featurizer.from_config(model.featurizer.get_config()), data)
         replayed = model.client_verdicts(prepared, sorted(prepared.summaries))
@@ -152,7 +152,7 @@ def test_judgement_points_are_the_log_seconds_a_client_was_active():
     # a: judged after second 0 (2 requests) and 1 (3); b: 1 request at 0 (too few), 3 at 5.
     start = record("/", t=0).time
     assert [(s.client, s.request, s.time - start) for s in taken] == [("a", 2, 0), ("a", 3, 1), ("b", 3, 5)]
-    assert all(isinstance(s.features, np.ndarray) for s in taken)
+    assert ClientBook.summarise([s.counts for s in taken]).shape == (3, len(FEATURES))
 
 
 @pytest.mark.parametrize("gap", [1799.0, 1801.0])
@@ -167,3 +167,20 @@ def test_an_idle_client_starts_a_new_visit_whenever_memory_is_freed(gap):
             list(book.finished(gap))
         book.add(record("/", host="a", t=int(gap)), facts)
     assert kept.clients["a"].n == freed.clients["a"].n == (2 if gap < 1800 else 1)
+
+
+def test_a_client_summary_worked_by_hand():
+    """Requests at 0, 0, 10 and 30 s, one of them a 404: every figure by hand."""
+    from tests.test_weblogs import record
+
+    f, book = Featurizer(), ClientBook()
+    for t, status in ((0, 200), (0, 200), (10, 404), (30, 200)):
+        r = record(f"/page{t}", status=status, t=t)
+        book.add(r, f.tokens_and_facts(r)[1])
+    x = dict(zip(FEATURES, ClientBook.features(next(iter(book.clients.values()))), strict=True))
+    # gaps 0, 10, 20: mean 10, variance (0 + 100 + 400) / 3 - 100 = 200 / 3, so cv = sqrt(200 / 3) / 10
+    assert x["gap_cv"] == pytest.approx((200 / 3) ** 0.5 / 10, abs=1e-12)
+    assert x["same_second_share"] == pytest.approx(1 / 3) and x["share_4xx"] == 0.25
+    assert x["log_requests"] == pytest.approx(np.log(5)) and x["log_duration"] == pytest.approx(np.log(31))
+    assert x["log_rate_per_minute"] == pytest.approx(np.log1p(4 / 90 * 60))  # 4 requests over 30 s + 60 s
+    assert x["distinct_path_share"] == 0.75 and x["agent_browser"] == 1.0

@@ -14,7 +14,7 @@ import pytest
 from nnscratch.cli import main
 from nnscratch.io import ModelFileError
 from nnscratch.weblogs.classify import ClientTally, classify
-from nnscratch.weblogs.clients import FEATURES, ClientBook, ClientModel
+from nnscratch.weblogs.clients import FEATURES, IDLE, ClientBook, ClientModel
 from nnscratch.weblogs.crossval import Source, crossval, load_sources, read_manifest, rename_site
 from nnscratch.weblogs.data import LabelledLines, split_by_client
 from nnscratch.weblogs.evidence import agent_class, path_shape, payload_evidence, referrer_class
@@ -350,7 +350,12 @@ def test_classify_judges_clients_with_the_model_and_streams_in_chunks(trained, l
                          chunk=500)  # fmt: skip
     assert n == 3996 and sum(counts.values()) == 3996
     banned = {v.client for v in verdicts if v.ban}
-    assert {"192.168.4.163", "192.168.1.20"} <= banned and len(verdicts) == 3
+    assert {"192.168.4.163", "192.168.1.20"} <= banned and len({v.client for v in verdicts}) == 3
+    # One verdict per visit: a client back after 30 idle minutes of log time is judged afresh.
+    for client in {v.client for v in verdicts}:
+        visits = sorted((v.first_seen, v.last_seen) for v in verdicts if v.client == client)
+        assert all(later[0] - earlier[1] > IDLE for earlier, later in zip(visits, visits[1:], strict=False))
+    assert sum(v.requests for v in verdicts) == 3996
 
 
 def test_parallel_classify_writes_exactly_what_serial_does(logs):

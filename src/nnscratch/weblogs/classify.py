@@ -24,8 +24,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from .clients import Ruling, Verdict
-from .decision import IDLE, SLACK, Decider, Decisions
+from .clients import ClientState, Verdict
+from .decision import IDLE, SLACK, Decider
 from .model import WebLogModel
 from .parse import LogRecord, ParseStats, client_of, parse_stream
 
@@ -76,48 +76,38 @@ class ClientTally:
         return out
 
 
-class _Outcome:
-    """One client's record over a classify run: requests, bad lines, when it was seen,
-    the highest P(bad) any ruling gave it and the first ruling that banned it."""
-
-    __slots__ = ("requests", "bad_lines", "first", "last", "peak", "ban")
-
-    def __init__(self, now: float) -> None:
-        self.requests = self.bad_lines = 0
-        self.first = self.last = now
-        self.peak: float | None = None
-        self.ban: Ruling | None = None
-
-    def verdict(self, client: str, min_requests: int) -> Verdict:
-        ban = self.ban
-        if client == "-":
-            reason = "no client address"
-        elif ban is not None:
-            when = datetime.fromtimestamp(ban.time, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-            reason = f"P(bad)={ban.probability:.2f} at request {ban.request} ({when}); {self.requests} in all"
-        elif self.peak is not None:
-            reason = f"P(bad) at most {self.peak:.2f} over {self.requests} requests"
-        else:
-            reason = f"only {self.requests} request(s), fewer than {min_requests}"
-        return Verdict(client, ban.probability if ban else self.peak, self.requests, self.bad_lines, self.first,
-                       self.last, ban is not None, reason, ban.request if ban else None,
-                       ban.time if ban else None)  # fmt: skip
+def visit_verdict(client: str, state: ClientState, min_requests: int) -> Verdict:
+    """The ``Verdict`` on one ended visit (``Decisions.ended``): banned by its first banning
+    ruling, if any, else its highest P(bad), if it was ever judged."""
+    ban = state.ban
+    if client == "-":
+        reason = "no client address"
+    elif ban is not None:
+        when = datetime.fromtimestamp(ban.time, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        reason = f"P(bad)={ban.probability:.2f} at request {ban.request} ({when}); {state.n} in all"
+    elif state.peak is not None:
+        reason = f"P(bad) at most {state.peak:.2f} over {state.n} requests"
+    else:
+        reason = f"only {state.n} request(s), fewer than {min_requests}"
+    return Verdict(client, ban.probability if ban else state.peak, state.n, state.bad_lines, state.first,
+                   state.last, ban is not None, reason, ban.request if ban else None,
+                   ban.time if ban else None)  # fmt: skip
 
 
 class _Pipeline:
-    """The decision procedure (``decision.Decider``) over one file at a time, and each
-    client's outcome: everything ``classify`` does to a line but parsing and writing it.
-    It runs here, or whole in one worker process (its state must see every line, in order)."""
+    """The decision procedure (``decision.Decider``) over one file at a time, and a
+    ``Verdict`` on each visit that ended: everything ``classify`` does to a line but parsing
+    and writing it. It runs here, or whole in one worker process (its state must see every
+    line, in order)."""
 
     def __init__(self, model: WebLogModel, slack: float, idle: float, judge: bool) -> None:
         self.decider = Decider(model, slack=slack, idle=idle, judge=judge)
-        self.outcomes: dict[str, _Outcome] = {}
         self.fresh = True
 
     def feed(self, chunk: list[tuple[str, int, LogRecord]], end: bool) -> tuple:
         """A chunk of one file's parsed lines (``end``: the file's last). Returns the lines
         that came out, in time order, as ``(source, number, client, time)``, their
-        probabilities and label indices, the verdicts of clients that finished, and the
+        probabilities and label indices, the verdicts of visits that ended, and the
         feature-cache hits and lookups."""
         decider = self.decider
         featurizer = decider.model.featurizer
@@ -127,36 +117,15 @@ class _Pipeline:
         hits, lookups = featurizer.cache_hits, featurizer.cache_lookups
         decided = decider.feed((((source, number), record) for source, number, record in chunk), end)
         rows = [(source, number, client_of(record), record.time) for (source, number), record in decided.items]
+        ended = decided.ended + (decider.drain() if end else [])
         verdicts: list[Verdict] = []
         if decider.judge:
-            verdicts = self._outcomes(decided, rows, end)
+            minimum = decider.model.client_model.min_requests
+            verdicts = [visit_verdict(client, state, minimum) for client, state in ended]
         if end:
             self.fresh = True
         return (rows, decided.proba, decided.labels, verdicts,
                 (featurizer.cache_hits - hits, featurizer.cache_lookups - lookups))  # fmt: skip
-
-    def _outcomes(self, decided: Decisions, rows: list[tuple[str, int, str, float]], end: bool) -> list[Verdict]:
-        model, outcomes = self.decider.model, self.outcomes
-        bad = model.classes.index("bad") if "bad" in model.classes else -1
-        for (_, _, client, when), label in zip(rows, decided.labels.tolist() if rows else (), strict=True):
-            o = outcomes.get(client)
-            if o is None:
-                o = outcomes[client] = _Outcome(when)
-            o.requests += 1
-            o.bad_lines += label == bad
-            o.first, o.last = min(o.first, when), max(o.last, when)
-        for ruling in decided.rulings:
-            o = outcomes[ruling.client]
-            o.peak = ruling.probability if o.peak is None else max(o.peak, ruling.probability)
-            if ruling.ban and o.ban is None:
-                o.ban = ruling
-        if end:
-            list(self.decider.drain())  # the file's evidence is no longer needed
-            done = list(outcomes)
-        else:
-            done = [client for client, _ in self.decider.finished(rows[-1][3])] if rows else []
-        minimum = model.client_model.min_requests
-        return [outcomes.pop(c).verdict(c, minimum) for c in done if c in outcomes]
 
 
 _WORKER: dict[str, _Pipeline] = {}

@@ -184,7 +184,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
     rule = (f">= {args.ban_count} bad lines within {args.ban_minutes:g} minutes" if tally is not None else
             f"client model, P(bad) >= {model.client_model.threshold:g} and >= {model.client_model.min_requests} "
             "requests")  # fmt: skip
-    print(f"{len(banned)} of {len(verdicts):,} client(s) banned ({rule})"
+    clients = len({v.client for v in verdicts})
+    print(f"{len(banned)} of {clients:,} client(s) banned ({rule}; {len(verdicts):,} visit(s) judged)"
           + (f" -> {args.ban_list}" if args.ban_list else ""), file=report)  # fmt: skip
     for row in banned[:10]:
         print(f"  {row['client']}: {row['reason']}; {row['bad_lines']} bad line(s)", file=report)

@@ -16,7 +16,7 @@ that probability reaches a threshold **and** the client made at least
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -40,14 +40,18 @@ FEATURES = (
     "flagged_share", "no_referrer_share", "malformed_share",
 ) + tuple(f"agent_{name}" for name in AGENT_CLASSES)  # fmt: skip
 
+_KIND = {name: i for i, name in enumerate(AGENT_CLASSES)}
 IDLE = 1800.0  # seconds of log time after which a client's next request starts a new visit
 
 
 class ClientState:
-    """One client's running evidence (what ``ClientBook.features`` summarises)."""
+    """One client's running evidence over a visit (what ``ClientBook.features`` summarises),
+    and what the rulings on it said so far: the highest P(bad) (``peak``) and the first
+    ruling that banned it (``ban``), written by the decision procedure."""
 
     __slots__ = ("n", "first", "last", "gaps", "gap2", "ngaps", "same", "e4", "e5", "static", "post", "head",
-                 "other", "flagged", "noref", "malformed", "bad_lines", "paths", "agents")  # fmt: skip
+                 "other", "flagged", "noref", "malformed", "bad_lines", "paths", "agents", "kinds", "peak",
+                 "ban")  # fmt: skip
 
     def __init__(self, now: float) -> None:
         self.n = self.ngaps = self.same = self.e4 = self.e5 = self.static = self.post = self.head = 0
@@ -55,7 +59,10 @@ class ClientState:
         self.first = self.last = now
         self.gaps = self.gap2 = 0.0
         self.paths: set[str] = set()
-        self.agents: dict[str, int] = {}
+        self.agents: dict[str, int] = {}  # up to 8 user agents -> their class (an index into AGENT_CLASSES)
+        self.kinds = [0] * len(AGENT_CLASSES)  # requests by agent class, of those agents
+        self.peak: float | None = None
+        self.ban: Ruling | None = None
 
     def __repr__(self) -> str:
         return f"ClientState(requests={self.n}, first={self.first:.0f}, last={self.last:.0f})"
@@ -65,15 +72,16 @@ class ClientBook:
     """Running evidence per client over its whole visit, in bounded memory.
 
     ``add`` takes each line (in time order). A client idle for ``idle`` seconds
-    of log time is finished: ``finished(now)`` hands it out (so a caller can
-    decide on it) and forgets it, as it does with the clients seen first when
-    there are more than ``max_clients``. At most ``max_paths`` distinct paths and
-    8 user agents are kept per client.
+    of log time has finished its visit: ``finished(now)`` hands it out (so a
+    caller can report on it) and forgets it, as it does with the least recently
+    active clients when there are more than ``max_clients``. Clients are kept in
+    order of activity, so that costs nothing while nobody is idle. At most
+    ``max_paths`` distinct paths and 8 user agents are kept per client.
     """
 
     def __init__(self, idle: float = IDLE, max_paths: int = 1000, max_clients: int | None = None) -> None:
         self.idle, self.max_paths, self.max_clients = float(idle), max_paths, max_clients
-        self.clients: dict[str, ClientState] = {}
+        self.clients: OrderedDict[str, ClientState] = OrderedDict()  # least recently active first
 
     def __repr__(self) -> str:
         return f"ClientBook(idle={self.idle:g}s, clients={len(self.clients):,})"
@@ -81,15 +89,16 @@ class ClientBook:
     def __len__(self) -> int:
         return len(self.clients)
 
-    def add(self, record: LogRecord, facts: RequestFacts, bad_line: bool = False) -> ClientState:
-        """Add one line to its client's evidence; returns the client's state. A client idle
-        for more than ``idle`` seconds of log time starts a new visit here, whether or not
-        ``finished`` has forgotten it yet, so the evidence depends on the log alone."""
+    def add(self, record: LogRecord, facts: RequestFacts, bad_line: bool = False) -> str:
+        """Add one line to its client's evidence; returns the client (``client_of``). A client
+        idle for more than ``idle`` seconds of log time starts a new visit here, whether or
+        not ``finished`` has forgotten it yet, so the evidence depends on the log alone."""
         client = client_of(record)
         now = record.time
-        s = self.clients.get(client)
+        clients = self.clients
+        s = clients.get(client)
         if s is None or now - s.last > self.idle:
-            s = self.clients[client] = ClientState(now)
+            s = clients[client] = ClientState(now)
         else:
             gap = now - s.last if now > s.last else 0.0
             s.gaps += gap
@@ -128,42 +137,62 @@ class ClientBook:
         if len(s.paths) < self.max_paths:
             s.paths.add(facts.path)
         agents = s.agents
-        agent = record.agent
-        if agent in agents:
-            agents[agent] += 1
-        elif len(agents) < 8:
-            agents[agent] = 1
-        return s
+        kind = agents.get(record.agent)
+        if kind is None and len(agents) < 8:
+            kind = agents[record.agent] = _KIND[agent_class(record.agent)]
+        if kind is not None:
+            s.kinds[kind] += 1
+        clients.move_to_end(client)
+        return client
+
+    @staticmethod
+    def counts(s: ClientState) -> tuple:
+        """The raw counts ``summarise`` needs: what a judgement records (cheap, a tuple)."""
+        return (s.n, s.last - s.first, s.gaps, s.gap2, s.ngaps, s.same, s.e4, s.e5, len(s.paths), s.static, s.post,
+                s.head, s.other, s.flagged, s.noref, s.malformed, *s.kinds)  # fmt: skip
+
+    @staticmethod
+    def summarise(counts: Sequence[tuple] | np.ndarray) -> np.ndarray:
+        """Client summaries ``(k, len(FEATURES))`` from ``k`` rows of ``counts``, all at once.
+
+        Per client: the log of its requests, of its duration and of its rate per
+        minute; the coefficient of variation of the gaps between its requests (0
+        with fewer than two gaps, at most 10) and the share of gaps of 0 s; the
+        shares of 4xx and 5xx answers, distinct paths, static assets, POST, HEAD,
+        other methods, flagged requests, requests without a referrer and malformed
+        ones; and the share of its requests from each class of user agent.
+        """
+        c = np.asarray(counts, dtype=np.float64).reshape(-1, 16 + len(AGENT_CLASSES))
+        n, duration, gaps, gap2, ngaps = c[:, 0], c[:, 1], c[:, 2], c[:, 3], c[:, 4]
+        has_gaps = ngaps > 0
+        per_gap = np.where(has_gaps, ngaps, 1.0)
+        mean = np.where(has_gaps, gaps / per_gap, 0.0)
+        spread = np.sqrt(np.maximum(gap2 / per_gap - mean * mean, 0.0))
+        regular = (ngaps >= 2) & (mean > 0)
+        cv = np.where(regular, spread / np.where(regular, mean, 1.0), 0.0)
+        kinds = c[:, 16:]
+        agents = np.maximum(kinds.sum(axis=1, keepdims=True), 1.0)
+        return np.column_stack([
+            np.log1p(n), np.log1p(duration), np.log1p(n / (duration + 60.0) * 60.0), np.minimum(cv, 10.0),
+            np.where(has_gaps, c[:, 5] / per_gap, 0.0), c[:, 6:16] / n[:, None], kinds / agents,
+        ])  # fmt: skip
 
     @staticmethod
     def features(s: ClientState) -> np.ndarray:
-        """The client's summary as a vector, in the order of ``FEATURES``."""
-        n, ngaps = s.n, s.ngaps
-        duration = s.last - s.first
-        mean = s.gaps / ngaps if ngaps else 0.0
-        cv = math.sqrt(max(s.gap2 / ngaps - mean * mean, 0.0)) / mean if ngaps >= 2 and mean > 0 else 0.0
-        agents: Counter = Counter()
-        for agent, count in s.agents.items():
-            agents[agent_class(agent)] += count
-        total_agents = sum(agents.values()) or 1
-        values = [
-            math.log1p(n), math.log1p(duration), math.log1p(n / (duration + 60.0) * 60.0), min(cv, 10.0),
-            s.same / ngaps if ngaps else 0.0, s.e4 / n, s.e5 / n, len(s.paths) / n, s.static / n, s.post / n,
-            s.head / n, s.other / n, s.flagged / n, s.noref / n, s.malformed / n,
-        ] + [agents[name] / total_agents for name in AGENT_CLASSES]  # fmt: skip
-        return np.array(values, dtype=np.float64)
+        """The client's summary as a vector, in the order of ``FEATURES`` (see ``summarise``)."""
+        return ClientBook.summarise([ClientBook.counts(s)])[0]
 
-    def finished(self, now: float) -> Iterator[tuple[str, ClientState]]:
-        """Clients idle for ``idle`` seconds at time ``now``: yielded, then forgotten."""
-        limit = now - self.idle
-        done = [c for c, s in self.clients.items() if s.last < limit]
-        if self.max_clients is not None and len(self.clients) - len(done) > self.max_clients:
-            # Over the memory budget: the clients seen first leave first (insertion order).
-            excess = len(self.clients) - len(done) - self.max_clients
-            gone = set(done)
-            done += [c for c in self.clients if c not in gone][:excess]
-        for client in done:
-            yield client, self.clients.pop(client)
+    def finished(self, now: float) -> list[tuple[str, ClientState]]:
+        """Clients idle for ``idle`` seconds at log time ``now`` (and, over ``max_clients``, the
+        least recently active), forgotten: ``(client, state)`` in order of activity."""
+        clients, limit, most = self.clients, now - self.idle, self.max_clients
+        out = []
+        while clients:
+            client, s = next(iter(clients.items()))
+            if s.last >= limit and (most is None or len(clients) <= most):
+                break
+            out.append((client, clients.popitem(last=False)[1]))
+        return out
 
     def drain(self) -> Iterator[tuple[str, ClientState]]:
         """Every client still in the book (the end of a stream): yielded, then forgotten."""
@@ -174,16 +203,17 @@ class ClientBook:
 
 class Snapshot(NamedTuple):
     """A client's evidence at one judgement: its request count in this visit, the log time
-    of its latest request, and its summary (``ClientBook.features``)."""
+    of its latest request, its raw counts (``ClientBook.counts``) and the visit's state."""
 
     client: str
     request: int
     time: float
-    features: np.ndarray
+    counts: tuple
+    state: ClientState
 
 
 class Ruling(NamedTuple):
-    """The client model's answer to one ``Snapshot`` (whose features it keeps, to explain it)."""
+    """The client model's answer to one ``Snapshot`` (with the summary it read, to explain it)."""
 
     client: str
     request: int
@@ -199,7 +229,7 @@ class JudgementPoints:
     Feed lines in time order with ``add``; when a line opens a new second (or
     goes back to an earlier one, a late line), the clients of the second that
     ended are judged: ``add`` returns their ``Snapshot``s, taken before this
-    line is added. ``flush()`` closes the current second (the end of a log, or
+    line is added, and visits idle by then end (``ended``). ``flush()`` closes the current second (the end of a log, or
     of what a live log holds so far). Clients with fewer than ``minimum``
     requests, and ``"-"`` (nobody), are not judged. The points depend only on
     the lines' time stamps and order, so a file replayed by ``classify``,
@@ -211,16 +241,22 @@ class JudgementPoints:
         self.book, self.minimum = book, int(minimum)
         self.second: float | None = None
         self.touched: dict[str, None] = {}  # an ordered set: judged in order of first request
+        self.ended: list[tuple[str, ClientState]] = []  # visits the book finished, for the caller to take
 
     def __repr__(self) -> str:
         return f"JudgementPoints(second={self.second}, clients waiting={len(self.touched)}, minimum={self.minimum})"
 
     def add(self, record: LogRecord, facts: RequestFacts, bad_line: bool = False) -> list[Snapshot]:
+        """Add a line; returns the snapshots of the second it closed. In that order: the
+        second that ended is judged, then the visits idle by now end (``ended``), then the
+        line joins its client's evidence (a client back after idling starts a new visit)."""
         second = math.floor(record.time)
-        out = self.flush() if second != self.second else []
-        self.second = second
-        self.book.add(record, facts, bad_line)
-        self.touched[client_of(record)] = None
+        out = []
+        if second != self.second:
+            out = self.flush()
+            self.second = second
+            self.ended += self.book.finished(record.time)
+        self.touched[self.book.add(record, facts, bad_line)] = None
         return out
 
     def flush(self) -> list[Snapshot]:
@@ -229,7 +265,7 @@ class JudgementPoints:
         for client in self.touched:
             s = clients.get(client)
             if s is not None and s.n >= self.minimum and client != "-":
-                out.append(Snapshot(client, s.n, s.last, ClientBook.features(s)))
+                out.append(Snapshot(client, s.n, s.last, ClientBook.counts(s), s))
         self.touched = {}
         return out
 
@@ -313,9 +349,10 @@ class ClientModel:
         """One ``Ruling`` per ``Snapshot``, every probability in one pass of the network."""
         if not snapshots:
             return []
-        p = self.probability(np.stack([s.features for s in snapshots])).tolist()
-        return [Ruling(s.client, s.request, s.time, q, s.client != "-" and self.bans(q, s.request), s.features)
-                for s, q in zip(snapshots, p, strict=True)]  # fmt: skip
+        X = ClientBook.summarise([s.counts for s in snapshots])
+        p = self.probability(X).tolist()
+        return [Ruling(s.client, s.request, s.time, q, s.client != "-" and self.bans(q, s.request), x)
+                for s, q, x in zip(snapshots, p, X, strict=True)]  # fmt: skip
 
     def verdicts(self, clients: Sequence[tuple[str, ClientState]]) -> list[Verdict]:
         """One ``Verdict`` per ``(client, state)`` from a ``ClientBook``, judged once on that

@@ -15,6 +15,9 @@ so every path here decides the same way, as a function of the log alone:
    (``clients.JudgementPoints``), the client model rules on its evidence so far
    (``ClientModel.rulings``). A client is banned by the first ruling that bans
    it; reports say at which request, at what log time, and with what P(bad).
+   A client idle for ``IDLE`` seconds of log time ends its visit (handed out
+   in ``Decisions.ended``, with what its rulings said); its next request
+   starts a new one.
 
 The end of a log (or, for the watcher, the moment its followers have caught
 up with what the logs hold) releases the held lines and closes the current
@@ -26,7 +29,8 @@ times how long a ban lasts (``watch``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import sys
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -39,12 +43,16 @@ __all__ = ["Decider", "Decisions", "SLACK", "IDLE"]
 
 class Decisions(NamedTuple):
     """What one ``Decider.feed`` released: the items in time order, their class
-    probabilities and label indices (None when nothing came out), and the rulings made."""
+    probabilities and label indices (None when nothing came out), the rulings made, those
+    among them that banned a visit for the first time, and the visits that ended
+    (``(client, state)``; each state's ``peak`` and ``ban`` hold what its rulings said)."""
 
     items: list[tuple[Any, LogRecord]]
     proba: np.ndarray | None
     labels: np.ndarray | None
     rulings: list[Ruling]
+    bans: list[Ruling]
+    ended: list[tuple[str, ClientState]]
 
 
 class Decider:
@@ -82,38 +90,36 @@ class Decider:
 
     def feed(self, items: Iterable[tuple[Any, LogRecord]], end: bool = False) -> Decisions:
         """Push ``(key, record)`` items (``key`` is the caller's: a line number, the raw line);
-        ``end``: the log ends here (or has nothing more for now), so release everything."""
-        released: list[tuple[Any, LogRecord]] = []
-        order = self.order
-        for item in items:
-            order.push(item)
-            if order.heap[0][0] < order.newest - order.slack:
-                released += order.ready()
+        ``end``: the log ends here (or has nothing more for now), so release everything.
+        After ``end`` the visits still open stay open (``drain`` ends them)."""
+        released = self.order.release(items)
         if end:
-            released += order.ready(end=True)
+            released += self.order.ready(end=True)
         proba = labels = None
-        snapshots = []
-        if self.judge:
-            self.points.minimum = self.model.client_model.min_requests
+        snapshots, ended = [], []
+        # Without a client model to rule, nobody is judged (no snapshots are taken).
+        self.points.minimum = self.model.client_model.min_requests if self.judge else sys.maxsize
         if released:
             proba, labels, facts = self.model.score([record for _, record in released])
             bad = self.model.classes.index("bad") if "bad" in self.model.classes else -1
             add = self.points.add
             for (_, record), fact, label in zip(released, facts, labels.tolist(), strict=True):
                 snapshots += add(record, fact, label == bad)
+            ended, self.points.ended = self.points.ended, []
             if self.model.featurizer.context is not None:
                 self.model.featurizer.context.forget_idle(released[-1][1].time)
         if end:
             snapshots += self.points.flush()
         rulings = self.model.client_model.rulings(snapshots) if self.judge else []
-        return Decisions(released, proba, labels, rulings)
+        bans = []
+        for snapshot, ruling in zip(snapshots, rulings, strict=True):
+            state = snapshot.state
+            state.peak = ruling.probability if state.peak is None else max(state.peak, ruling.probability)
+            if ruling.ban and state.ban is None:
+                state.ban = ruling
+                bans.append(ruling)
+        return Decisions(released, proba, labels, rulings, bans, ended)
 
-    def finished(self, now: float) -> Iterator[tuple[str, ClientState]]:
-        """Clients idle at log time ``now``, forgotten: memory only, never a change to what is
-        decided (a client that comes back starts a new visit either way). Over ``max_clients``
-        the longest-known clients leave too, and their evidence starts again."""
-        return self.book.finished(now)
-
-    def drain(self) -> Iterator[tuple[str, ClientState]]:
-        """Every client still held (after the end of a log), forgotten."""
-        return self.book.drain()
+    def drain(self) -> list[tuple[str, ClientState]]:
+        """End every visit still open (after the end of a log)."""
+        return list(self.book.drain())

@@ -355,6 +355,24 @@ class TimeOrder:
         heapq.heappush(self.heap, (when, self.tiebreak(item) if self.tiebreak else 0, self.pushed, item))
         self.pushed += 1
 
+    def release(self, items: Iterable[Any]) -> list[Any]:
+        """Push each item and take what it lets go, one item at a time: what comes out
+        depends on the items alone, never on how a caller cut them into calls."""
+        import heapq
+
+        heap, push, pop, tiebreak, slack = self.heap, heapq.heappush, heapq.heappop, self.tiebreak, self.slack
+        out = []
+        for item in items:
+            when = self.time_of(item)
+            if when > self.newest:
+                self.newest = when
+            push(heap, (when, tiebreak(item) if tiebreak else 0, self.pushed, item))
+            self.pushed += 1
+            limit = self.newest - slack
+            while heap and heap[0][0] < limit:
+                out.append(pop(heap)[3])
+        return out
+
     def ready(self, end: bool = False) -> list[Any]:
         """The items that can go now, in order (all of them with ``end``; then it starts afresh)."""
         import heapq
@@ -373,6 +391,5 @@ def in_time_order(
     """``items`` re-ordered by ``TimeOrder`` (see there), as a generator."""
     order = TimeOrder(time_of, slack, tiebreak)
     for item in items:
-        order.push(item)
-        yield from order.ready()
+        yield from order.release((item,))
     yield from order.ready(end=True)

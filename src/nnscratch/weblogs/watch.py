@@ -32,7 +32,7 @@ import numpy as np
 
 from .actions import Actions, Change, write_atomically
 from .clients import FEATURES, IDLE, Ruling
-from .decision import Decider
+from .decision import Decider, Decisions
 from .follow import Backfill, Follower, StdinFollower
 from .model import WebLogModel
 from .parse import LogRecord, client_of, parse_line
@@ -107,14 +107,12 @@ class Watcher:
         self.examples: dict[str, list[str]] = {}
         self.bans: dict[str, Ban] = {b.address: b for b in store.bans()}
         self.gray: dict[str, float] = {}
-        self.would_ban: set[str] = set()  # dry run: clients already reported
         self.report = report or (lambda message: print(message, file=sys.stderr, flush=True))
         self.status_every = status_every
         self.lines = store.counter("lines")
         self.stopping = self.reloading = False
         self._last_status = time.monotonic()
         self._status_lines = 0
-        self.log_now = 0.0
 
     def __repr__(self) -> str:
         return (f"Watcher({[str(f.path) for f in self.followers]}, bans={len(self.bans)}, "
@@ -178,9 +176,12 @@ class Watcher:
         batch: list[tuple[str, bytes]] = []
         for follower in self.followers:  # at most ``batch`` lines a step: each step is committed
             batch += [(str(follower.path), raw) for raw in follower.read(self.batch - len(batch))]
-        rulings = self._decide(batch, end=final or len(batch) < self.batch)
+        decided = self._decide(batch, end=final or len(batch) < self.batch)
         now = time.time()
-        changes, decisions = self._judge(now, rulings)
+        changes, decisions = self._judge(now, decided)
+        for client, _ in decided.ended:  # visits over: nothing more to explain or challenge
+            self.examples.pop(client, None)
+            self.gray.pop(client, None)
         for address in [a for a, b in self.bans.items() if b.until <= now]:
             changes.append(Change("unban", address, 0.0, "expired"))
             decisions.append({"time": now, "address": address, "action": "unban", "reason": "expired"})
@@ -199,11 +200,10 @@ class Watcher:
             self.actions.apply(changes, list(self.bans.values()))
         elif not self.dry_run:
             self.actions.apply([], list(self.bans.values()))  # retries of earlier failures
-        self._forget()
         self._status(len(batch))
         return len(batch)
 
-    def _decide(self, batch: list[tuple[str, bytes]], end: bool) -> list[Ruling]:
+    def _decide(self, batch: list[tuple[str, bytes]], end: bool) -> Decisions:
         """The batch's lines through the decision procedure; keeps each client's last lines."""
         items = []
         for _, raw in batch:
@@ -215,18 +215,19 @@ class Watcher:
             examples = self.examples.setdefault(client_of(record), [])
             examples.append(raw.decode("utf-8", "replace").rstrip("\n")[:300])
             del examples[:-3]
-            self.log_now = max(self.log_now, record.time)
-        return decided.rulings
+        return decided
 
     def _duration(self, address: str) -> float:
         return min(self.ban_time * self.factor ** self.store.offenses(address), self.max_ban_time)
 
-    def _judge(self, now: float, rulings: list[Ruling]) -> tuple[list[Change], list[dict[str, Any]]]:
+    def _judge(self, now: float, decided: Decisions) -> tuple[list[Change], list[dict[str, Any]]]:
         """The ban policy applied to the rulings: ban (or extend) on a banning ruling unless
         the client is allowlisted or already banned for more than half a first ban; a
-        ruling at or above ``challenge_threshold`` sends the client to the challenge."""
+        ruling at or above ``challenge_threshold`` sends the client to the challenge. A dry
+        run reports each visit's first banning ruling, what ``classify`` reports."""
         changes, decisions = [], []
-        for ruling in rulings:
+        first_bans = {id(ruling) for ruling in decided.bans}
+        for ruling in decided.rulings:
             client, p = ruling.client, ruling.probability
             if ruling.ban:
                 blocked = self.allowlist.why_not(client)
@@ -238,8 +239,7 @@ class Watcher:
                     continue
                 seconds = self._duration(client)
                 if self.dry_run:
-                    if client not in self.would_ban:
-                        self.would_ban.add(client)
+                    if id(ruling) in first_bans:
                         decisions.append(self._decision(now, ruling, "dry-run: would ban", seconds))
                         self.report(f"dry run: would ban {client} for {seconds:.0f} s ({_reason(ruling)})")
                     continue
@@ -266,12 +266,6 @@ class Watcher:
         }  # fmt: skip
         return {"time": now, "address": ruling.client, "action": action, "probability": ruling.probability,
                 "requests": ruling.request, "reason": _reason(ruling), "detail": detail}  # fmt: skip
-
-    def _forget(self) -> None:
-        for client, _ in self.decider.finished(self.log_now):
-            self.examples.pop(client, None)
-            self.gray.pop(client, None)
-            self.would_ban.discard(client)
 
     def _reload(self) -> None:
         try:
