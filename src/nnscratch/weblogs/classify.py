@@ -104,27 +104,28 @@ class _Pipeline:
         self.decider = Decider(model, slack=slack, idle=idle, judge=judge)
         self.fresh = True
 
-    def feed(self, chunk: list[tuple[str, int, LogRecord]], end: bool) -> tuple:
-        """A chunk of one file's parsed lines (``end``: the file's last). Returns the lines
-        that came out, in time order, as ``(source, number, client, time)``, their
-        probabilities and label indices, the verdicts of visits that ended, and the
-        feature-cache hits and lookups."""
+    def feed(self, chunk: list[tuple[int, LogRecord]], end: bool) -> tuple:
+        """A chunk of one file's parsed lines as ``(sequence number, record)`` (``end``: the
+        file's last). Returns the sequence numbers of the lines that came out, in time order
+        (an int64 array: what travels back from a worker is small), their probabilities and
+        label indices, the verdicts of visits that ended (as plain tuples of ``Verdict``'s
+        fields, cheap to send), and the feature-cache hits and lookups."""
         decider = self.decider
         featurizer = decider.model.featurizer
         if self.fresh:  # each file is a log of its own
             decider.reset()
             self.fresh = False
         hits, lookups = featurizer.cache_hits, featurizer.cache_lookups
-        decided = decider.feed((((source, number), record) for source, number, record in chunk), end)
-        rows = [(source, number, client_of(record), record.time) for (source, number), record in decided.items]
+        decided = decider.feed(chunk, end)
+        order = np.fromiter((key for key, _ in decided.items), dtype=np.int64, count=len(decided.items))
         ended = decided.ended + (decider.drain() if end else [])
-        verdicts: list[Verdict] = []
+        verdicts: list[tuple] = []
         if decider.judge:
             minimum = decider.model.client_model.min_requests
-            verdicts = [visit_verdict(client, state, minimum) for client, state in ended]
+            verdicts = [tuple(vars(visit_verdict(client, state, minimum)).values()) for client, state in ended]
         if end:
             self.fresh = True
-        return (rows, decided.proba, decided.labels, verdicts,
+        return (order, decided.proba, decided.labels, verdicts,
                 (featurizer.cache_hits - hits, featurizer.cache_lookups - lookups))  # fmt: skip
 
 
@@ -135,9 +136,9 @@ def _init_worker(model: WebLogModel, slack: float, idle: float, judge: bool) -> 
     _WORKER["pipeline"] = _Pipeline(model, slack, idle, judge)
 
 
-def _feed_worker(job: tuple[list[tuple[str, int, tuple]], bool]) -> tuple:
+def _feed_worker(job: tuple[list[tuple[int, tuple]], bool]) -> tuple:
     chunk, end = job
-    return _WORKER["pipeline"].feed([(source, number, LogRecord._make(r)) for source, number, r in chunk], end)
+    return _WORKER["pipeline"].feed([(key, LogRecord._make(r)) for key, r in chunk], end)
 
 
 def _chunks(paths: Iterable[str], size: int, stats: ParseStats) -> Iterator[tuple[list, bool]]:
@@ -198,14 +199,17 @@ def classify(
     featurizer = model.featurizer
     bad = classes.index("bad") if "bad" in classes else -1
     n = 0
+    sent: dict[int, tuple[str, int, LogRecord]] = {}  # lines handed to the pipeline, by sequence number
 
     def emit(result: tuple) -> None:
         nonlocal n
-        rows, proba, winners, verdicts, (hits, lookups) = result
+        order, proba, winners, verdicts, (hits, lookups) = result
         if workers:  # the worker's cache, reported here
             featurizer.cache_hits += hits
             featurizer.cache_lookups += lookups
-        if rows:
+        if len(order):
+            rows = [(source, number, client_of(record), record.time)
+                    for source, number, record in map(sent.pop, order.tolist())]  # fmt: skip
             winners = winners.tolist()
             counts.update(dict(zip(classes, np.bincount(winners, minlength=len(classes)).tolist(), strict=True)))
             if tally is not None:
@@ -222,8 +226,18 @@ def classify(
                                   for (source, number, client, when), p, w in lines))  # fmt: skip
             n += len(rows)
         if on_verdict is not None and tally is None:
-            for verdict in verdicts:
-                on_verdict(verdict)
+            for fields in verdicts:
+                on_verdict(Verdict(*fields))
+
+    next_key = 0
+
+    def numbered(lines: list[tuple[str, int, LogRecord]]) -> list[tuple[int, LogRecord]]:
+        """The lines as ``(sequence number, record)``, kept in ``sent`` until they come out."""
+        nonlocal next_key
+        keys = range(next_key, next_key + len(lines))
+        next_key += len(lines)
+        sent.update(zip(keys, lines, strict=True))
+        return [(key, record) for key, (_, _, record) in zip(keys, lines, strict=True)]
 
     judge = on_verdict is not None and tally is None
     if workers:
@@ -236,7 +250,7 @@ def classify(
             # costs five times more to unpickle).
             pending: deque = deque()
             for lines, end in _chunks(paths, chunk, stats):
-                job = ([(source, number, tuple(r)) for source, number, r in lines], end)
+                job = ([(key, tuple(r)) for key, r in numbered(lines)], end)
                 pending.append(pool.apply_async(_feed_worker, (job,)))
                 if len(pending) >= 2:
                     emit(pending.popleft().get())
@@ -245,7 +259,7 @@ def classify(
     else:
         pipeline = _Pipeline(model, slack, idle, judge)
         for lines, end in _chunks(paths, chunk, stats):
-            emit(pipeline.feed(lines, end))
+            emit(pipeline.feed(numbered(lines), end))
     if tally is not None and on_verdict is not None:
         for verdict in tally.verdicts():
             on_verdict(verdict)
