@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import random
@@ -408,10 +409,18 @@ def test_cli_train_classify_evaluate_crossval(logs, tmp_path, capsys, monkeypatc
     out = capsys.readouterr().out
     assert "client model: ClientModel(" in out and "Model saved to" in out and "clients:" in out
     lines_out, ban_list, ban_json = tmp_path / "out.jsonl", tmp_path / "ban.txt", tmp_path / "ban.json"
+    ban_csv = tmp_path / "ban.csv"
     assert main(["logs", "classify", str(model), str(logs / "scanner_w3af_2016-12-22.log"), "-o", str(lines_out),
-                 "--format", "jsonl", "--ban-list", str(ban_list), "--ban-json", str(ban_json)]) == 0  # fmt: skip
+                 "--format", "jsonl", "--ban-list", str(ban_list), "--ban-json", str(ban_json),
+                 "--ban-csv", str(ban_csv)]) == 0  # fmt: skip
     err = capsys.readouterr().err
     assert re.search(r"3,996 lines in [\d.]+ s", err) and "client model, P(bad) >= 0.8" in err
+    assert re.search(r"192\.168\.\d+\.\d+: P\(bad\)=[\d.]+ at request \d+ \(2016-12-2\d \d\d:\d\d:\d\d UTC\)", err)
+    rows = list(csv.DictReader(ban_csv.open()))
+    assert {r["client"] for r in rows} == {b["client"] for b in json.loads(ban_json.read_text())}
+    for r, b in zip(rows, json.loads(ban_json.read_text()), strict=True):  # same order: most certain first
+        assert int(r["ban_request"]) == b["ban_request"] >= 5 and float(r["p_bad"]) >= 0.8
+        assert r["ban_time_utc"].startswith("2016-12-2") and float(r["ban_time"]) == b["ban_time"]
     first = json.loads(lines_out.read_text().splitlines()[0])
     assert set(first) == {"file", "line", "client", "time", "label", "p"} and abs(sum(first["p"].values()) - 1) < 1e-4
     banned = json.loads(ban_json.read_text())

@@ -176,6 +176,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
         Path(args.ban_list).write_text("".join(row["client"] + "\n" for row in banned), encoding="utf-8")
     if args.ban_json:
         Path(args.ban_json).write_text(json.dumps(banned, indent=2), encoding="utf-8")
+    if args.ban_csv:
+        Path(args.ban_csv).write_text(_ban_csv(banned), encoding="utf-8")
     report = sys.stderr
     print(stats.summary(), file=report)
     print(f"{n:,} lines in {seconds:.1f} s ({n / max(seconds, 1e-9):,.0f} lines/s; feature cache hit rate "
@@ -190,6 +192,21 @@ def cmd_classify(args: argparse.Namespace) -> int:
     for row in banned[:10]:
         print(f"  {row['client']}: {row['reason']}; {row['bad_lines']} bad line(s)", file=report)
     return _unreadable_exit(stats)
+
+
+def _ban_csv(banned: list[dict[str, Any]]) -> str:
+    """The banned clients as CSV: when and how sure the ruling that banned each was."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["client", "ban_request", "ban_time", "ban_time_utc", "p_bad", "requests", "bad_lines", "reason"])
+    for row in banned:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["ban_time"]))
+        writer.writerow([row["client"], row["ban_request"], f"{row['ban_time']:.0f}", when, f"{row['probability']:.4f}",
+                         row["requests"], row["bad_lines"], row["reason"]])  # fmt: skip
+    return out.getvalue()
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -486,6 +503,8 @@ def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
     p.add_argument("--ban-minutes", type=positive_float, default=10.0, help="X, with --ban-rule count")
     p.add_argument("--ban-list", help="write banned clients here, one per line")
     p.add_argument("--ban-json", help="write banned clients with their evidence as JSON")
+    p.add_argument("--ban-csv", help="write banned clients as CSV: the request number, log time and P(bad) of "
+                   "the ruling that banned each")  # fmt: skip
     p.set_defaults(func=cmd_classify)
 
     p = commands.add_parser("evaluate", help="metrics of a model on labelled logs", description=cmd_evaluate.__doc__,

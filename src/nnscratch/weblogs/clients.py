@@ -3,14 +3,16 @@
 A line model says which requests look bad; whether to ban the client that
 sent them is a second question. Browsers make bursts of similar requests,
 and a site's own scripts can POST every second, so "N bad lines within X
-minutes" bans people. Here each client's whole visit is summarised
+minutes" bans people. Here each client's visit so far is summarised
 (``ClientBook``): how much it asked and how fast, how regular its rhythm is,
 what share of its requests failed, hit distinct paths, fetched static assets,
 posted, carried payloads or probes, came without a referrer, and which class of
 user agent it showed. A second small network (``ClientModel``) turns that
-summary into a probability, and ``ClientModel.verdict`` bans a client only when
-that probability reaches a threshold **and** the client made at least
-``min_requests`` requests. The live watcher and ``classify`` both call it.
+summary into a probability, and a ruling bans a client only when that
+probability reaches a threshold **and** the client made at least
+``min_requests`` requests (``ClientModel.bans``, the one place the rule is
+written). ``JudgementPoints`` says when clients are judged: at the end of every
+log-second in which they made requests; ``decision`` runs it for every command.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class ClientState:
 
 
 class ClientBook:
-    """Running evidence per client over its whole visit, in bounded memory.
+    """Running evidence per client over its visit so far, in bounded memory.
 
     ``add`` takes each line (in time order). A client idle for ``idle`` seconds
     of log time has finished its visit: ``finished(now)`` hands it out (so a
