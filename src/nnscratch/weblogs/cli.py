@@ -160,13 +160,22 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if tally is None and model.client_model is None:
         raise ValueError(f"{args.model} has no client model (it was trained without bad clients); "
                          "use --ban-rule count.")  # fmt: skip
-    verdicts: list = []
+    verdicts: list = []  # the banning ones: a busy log has far more visits than bans
+    clients: set[str] = set()
+    visits = 0
+
+    def keep(verdict: Any) -> None:
+        nonlocal visits
+        visits += 1
+        clients.add(verdict.client)
+        if verdict.ban:
+            verdicts.append(verdict)
+
     stats = ParseStats()
     out = sys.stdout if args.output in (None, "-") else open(args.output, "w", encoding="utf-8")
     start = time.perf_counter()
     try:
-        n, counts = classify(model, args.logs, out, args.format, on_verdict=verdicts.append, tally=tally,
-                             stats=stats)  # fmt: skip
+        n, counts = classify(model, args.logs, out, args.format, on_verdict=keep, tally=tally, stats=stats)
     finally:
         if out is not sys.stdout:
             out.close()
@@ -186,8 +195,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     rule = (f">= {args.ban_count} bad lines within {args.ban_minutes:g} minutes" if tally is not None else
             f"client model, P(bad) >= {model.client_model.threshold:g} and >= {model.client_model.min_requests} "
             "requests")  # fmt: skip
-    clients = len({v.client for v in verdicts})
-    print(f"{len(banned)} of {clients:,} client(s) banned ({rule}; {len(verdicts):,} visit(s) judged)"
+    print(f"{len(banned)} of {len(clients):,} client(s) banned ({rule}; {visits:,} visit(s) judged)"
           + (f" -> {args.ban_list}" if args.ban_list else ""), file=report)  # fmt: skip
     for row in banned[:10]:
         print(f"  {row['client']}: {row['reason']}; {row['bad_lines']} bad line(s)", file=report)

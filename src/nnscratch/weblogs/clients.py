@@ -215,14 +215,15 @@ class Snapshot(NamedTuple):
 
 
 class Ruling(NamedTuple):
-    """The client model's answer to one ``Snapshot`` (with the summary it read, to explain it)."""
+    """The client model's answer to one ``Snapshot`` (with its counts, to explain it:
+    ``ClientBook.summarise([ruling.counts])`` is the summary it read)."""
 
     client: str
     request: int
     time: float
     probability: float
     ban: bool
-    features: np.ndarray
+    counts: tuple
 
 
 class JudgementPoints:
@@ -351,10 +352,9 @@ class ClientModel:
         """One ``Ruling`` per ``Snapshot``, every probability in one pass of the network."""
         if not snapshots:
             return []
-        X = ClientBook.summarise([s.counts for s in snapshots])
-        p = self.probability(X).tolist()
-        return [Ruling(s.client, s.request, s.time, q, s.client != "-" and self.bans(q, s.request), x)
-                for s, q, x in zip(snapshots, p, X, strict=True)]  # fmt: skip
+        p = self.probability(ClientBook.summarise([s.counts for s in snapshots])).tolist()
+        return [Ruling(s.client, s.request, s.time, q, s.client != "-" and self.bans(q, s.request), s.counts)
+                for s, q in zip(snapshots, p, strict=True)]  # fmt: skip
 
     def verdicts(self, clients: Sequence[tuple[str, ClientState]]) -> list[Verdict]:
         """One ``Verdict`` per ``(client, state)`` from a ``ClientBook``, judged once on that
@@ -379,7 +379,7 @@ class ClientModel:
     def contributions(self, x: np.ndarray | ClientState, top: int = 5) -> list[tuple[str, float, float]]:
         """What pushed a client's P(bad) up: ``(feature, value, change)`` for the ``top``
         features whose replacement by the training average lowers P(bad) most. ``x``: a
-        client's summary (a ``Snapshot``'s features) or its ``ClientState``."""
+        client's summary (``ClientBook.summarise``) or its ``ClientState``."""
         x = ClientBook.features(x) if isinstance(x, ClientState) else np.asarray(x, dtype=np.float64)
         base = self.probability(x)[0]
         trials = np.repeat(x[None, :], len(FEATURES), axis=0)

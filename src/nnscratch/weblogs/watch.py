@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .actions import Actions, Change, write_atomically
-from .clients import FEATURES, IDLE, Ruling
+from .clients import FEATURES, IDLE, ClientBook, Ruling
 from .decision import Decider, Decisions
 from .follow import Backfill, Follower, StdinFollower
 from .model import WebLogModel
@@ -256,12 +256,13 @@ class Watcher:
 
     def _decision(self, now: float, ruling: Ruling, action: str, seconds: float | None = None) -> dict[str, Any]:
         state = self.decider.book.clients.get(ruling.client)
+        features = ClientBook.summarise([ruling.counts])[0]
         detail = {
             "seconds": seconds, "log_time": ruling.time, "request": ruling.request,
             "bad_lines": state.bad_lines if state is not None else None,
             "first_seen": state.first if state is not None else None, "last_seen": ruling.time,
-            "features": dict(zip(FEATURES, np.round(ruling.features, 4).tolist(), strict=True)),
-            "pushed_up": self.model.client_model.contributions(ruling.features),
+            "features": dict(zip(FEATURES, np.round(features, 4).tolist(), strict=True)),
+            "pushed_up": self.model.client_model.contributions(features),
             "examples": self.examples.get(ruling.client, []),
         }  # fmt: skip
         return {"time": now, "address": ruling.client, "action": action, "probability": ruling.probability,
