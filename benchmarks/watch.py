@@ -103,20 +103,15 @@ def throughput(model: str, lines: list[str], folder: Path) -> None:
 
 
 def deciding_line(model: str, scanner: list[str]) -> int:
-    """The index of the scanner's line after which the client verdict is a ban."""
-    from nnscratch.weblogs.clients import ClientBook
+    """The index of the scanner's line after which the decision procedure bans it, fed one
+    line at a time as a watcher that has caught up with its log is."""
+    from nnscratch.weblogs.decision import Decider
     from nnscratch.weblogs.model import WebLogModel
     from nnscratch.weblogs.parse import parse_line
 
-    m = WebLogModel.load(model)
-    book = ClientBook()
+    decider = Decider(WebLogModel.load(model))
     for k, line in enumerate(scanner):
-        record = parse_line(line)
-        columns, facts = m.featurizer.columns(record)
-        bad = m.labels(m.network.predict(m.featurizer.matrix([columns])))[0] == m.classes.index("bad")
-        book.add(record, facts, bad)
-        (verdict,) = m.client_model.verdicts(list(book.clients.items()))
-        if verdict.ban:
+        if decider.feed([(k, parse_line(line))], end=True).bans:
             return k
     raise SystemExit("the scanner is never banned by this model")
 
