@@ -31,7 +31,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["save", "read_model", "read_metadata", "check_parameters", "ModelFileError", "FORMAT_VERSION"]
+__all__ = [
+    "save", "read_model", "read_metadata", "check_parameters", "write_atomically", "ModelFileError", "FORMAT_VERSION",
+]  # fmt: skip
 
 FORMAT = "nnscratch"
 # 2: Adam's moments are stored as in the paper (version 1 kept them divided by
@@ -91,10 +93,19 @@ def save(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
+    return write_atomically(path, blob)
+
+
+def write_atomically(path: str | Path, data: bytes) -> Path:
+    """Replace ``path`` with ``data`` so that a reader (or a crash) never sees half a file:
+    a temporary file beside it, flushed to disk, then renamed over it. The one atomic
+    write of the package (model files, the watcher's ban lists and includes)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(blob)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         # mkstemp makes the file private (0600); give it the mode a plain open()

@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import io as model_io
 from .state import Ban
 
 __all__ = [
@@ -44,23 +43,14 @@ class Change:
 
 
 def write_atomically(path: str | Path, text: str) -> bool:
-    """Replace ``path`` with ``text`` (a reader never sees half a file); False if unchanged."""
-    path = Path(path)
+    """Replace ``path`` with ``text`` (``io.write_atomically``: a reader never sees half a
+    file); False, and nothing written, if it already holds exactly that."""
     try:
-        if path.read_text(encoding="utf-8") == text:
+        if Path(path).read_text(encoding="utf-8") == text:
             return False
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    model_io.write_atomically(path, text.encode("utf-8"))
     return True
 
 

@@ -28,9 +28,8 @@ import functools
 import math
 import re
 from collections import Counter
-from urllib.parse import unquote
 
-from .labels import ATTACK_AGENTS, CRAWLER_AGENTS, SCRIPT_AGENTS, SEO_AGENTS
+from .vocabulary import ATTACK_AGENTS, CRAWLER_AGENTS, MONITOR_AGENTS, SCRIPT_AGENTS, SEO_AGENTS, bucket, decode_twice
 
 __all__ = [
     "decode", "path_shape", "query_shape", "payload_evidence", "referrer_class", "referrer_parts",
@@ -89,8 +88,8 @@ PROBES = {
 _PROBES = {name: re.compile(pattern) for name, pattern in PROBES.items()}
 
 _ATTACK_AGENT = re.compile("|".join(ATTACK_AGENTS), re.IGNORECASE)
-_CRAWLER_AGENT = re.compile("|".join(SEO_AGENTS + CRAWLER_AGENTS[:-8]), re.IGNORECASE)
-_MONITOR_AGENT = re.compile("|".join(CRAWLER_AGENTS[-8:]), re.IGNORECASE)
+_CRAWLER_AGENT = re.compile("|".join(SEO_AGENTS + CRAWLER_AGENTS), re.IGNORECASE)
+_MONITOR_AGENT = re.compile("|".join(MONITOR_AGENTS), re.IGNORECASE)
 _SCRIPT_AGENT = re.compile("^(?:" + "|".join(SCRIPT_AGENTS) + ")", re.IGNORECASE)
 _BROWSER = re.compile(r"^Mozilla/5\.0 \((?:Windows|Macintosh|X11|Linux|iPhone|iPad|Android)[^)]*\) .*"
                       r"(?:Gecko|AppleWebKit|Trident)", re.IGNORECASE)  # fmt: skip
@@ -98,7 +97,7 @@ _BROWSER = re.compile(r"^Mozilla/5\.0 \((?:Windows|Macintosh|X11|Linux|iPhone|iP
 
 def decode(target: str) -> str:
     """The target URL-decoded twice and lower-cased (what attack patterns are matched on)."""
-    return unquote(unquote(target, errors="replace"), errors="replace").lower()
+    return decode_twice(target).lower()
 
 
 def entropy(text: str) -> float:
@@ -153,13 +152,6 @@ def _segment_class(segment: str) -> str:
     return "odd"
 
 
-def _bucket(value: float, edges: tuple[float, ...]) -> str:
-    for edge in edges:
-        if value < edge:
-            return f"<{edge:g}"
-    return f">={edges[-1]:g}"
-
-
 def path_shape(path: str) -> list[str]:
     """Shape tokens of a URL path (no query): depth, segment classes, extension class."""
     parts = [p for p in path.split("/") if p]
@@ -172,7 +164,7 @@ def path_shape(path: str) -> list[str]:
         tokens.append("path:double-slash")
     if path.endswith("/"):
         tokens.append("path:dir")
-    tokens.append("plen:" + _bucket(len(path), (8, 24, 64, 160)))
+    tokens.append("plen:" + bucket(len(path), (8, 24, 64, 160)))
     return tokens
 
 
@@ -181,7 +173,7 @@ def query_shape(query: str) -> list[str]:
     if not query:
         return ["q:none"]
     pairs = [pair.partition("=") for pair in query.split("&") if pair]
-    tokens = ["qkeys:" + _bucket(len(pairs), (2, 4, 8)), "qlen:" + _bucket(len(query), (32, 128, 512))]
+    tokens = ["qkeys:" + bucket(len(pairs), (2, 4, 8)), "qlen:" + bucket(len(query), (32, 128, 512))]
     for _, has_value, value in pairs:
         if not has_value or not value:
             tokens.append("qv:empty")
@@ -211,9 +203,9 @@ def payload_evidence(target: str) -> list[str]:
     if "\\x" in target:
         tokens.append("enc:byte-escape")
     special = sum(not (c.isalnum() or c in "/._-?=&") for c in decoded)
-    tokens.append("special:" + _bucket(special / max(len(decoded), 1), (0.02, 0.08, 0.2)))
+    tokens.append("special:" + bucket(special / max(len(decoded), 1), (0.02, 0.08, 0.2)))
     if len(decoded) >= 16:
-        tokens.append("entropy:" + _bucket(entropy(decoded), (3.5, 4.5, 5.2)))
+        tokens.append("entropy:" + bucket(entropy(decoded), (3.5, 4.5, 5.2)))
     for name, chars in (("quote", "'\""), ("angle", "<>"), ("semicolon", ";"), ("paren", "()"),
                         ("pipe", "|`"), ("dollar", "$"), ("brace", "{}"), ("space", " ")):  # fmt: skip
         if any(c in decoded for c in chars):

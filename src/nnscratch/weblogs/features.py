@@ -50,13 +50,6 @@ _PRODUCT = re.compile(r"([A-Za-z][\w.+-]*)/([\w.+-]+)")
 _PARENS = re.compile(r"\(([^)]*)\)")
 
 
-def _bucket(value: float, edges: Sequence[float]) -> str:
-    for edge in edges:
-        if value < edge:
-            return f"<{edge:g}"
-    return f">={edges[-1]:g}"
-
-
 class _Levels:
     """Thermometer tokens: one per edge that a value reaches (``b:rate:>=20`` implies ``b:rate:>=5``).
 

@@ -30,9 +30,18 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote
 
 from .parse import LogRecord, client_of
+from .vocabulary import (
+    ATTACK_AGENTS,
+    ATTACK_TARGETS,
+    CRAWLER_AGENTS,
+    MONITOR_AGENTS,
+    SCRIPT_AGENTS,
+    SEO_AGENTS,
+    UNUSUAL_METHODS,
+    decode_twice,
+)
 
 __all__ = ["CLASSES", "RuleLabeler", "read_label_file", "normalise_label"]
 
@@ -80,53 +89,6 @@ def _prefix(words: Sequence[str]) -> re.Pattern[str]:
     return re.compile("^(?:" + "|".join(words) + ")", re.IGNORECASE)
 
 
-ATTACK_TARGETS = [
-    r"wp-login\.php", r"xmlrpc\.php", r"/wp-admin", r"/wp-includes", r"/wp-content/plugins", r"wp-config",
-    r"phpmyadmin", r"/pma/", r"/myadmin", r"/mysqladmin", r"setup\.php", r"/administrator/index\.php",
-    r"/\.env", r"/\.git/", r"/\.svn", r"/\.htaccess", r"/\.htpasswd", r"/\.ds_store", r"/\.bash_history",
-    r"/credentials", r"wallet\.dat",
-    r"\.(?:bak|sql|swp|rar|tar|tgz|7z|tar\.gz|sql\.gz|sql\.zip)(?:$|\?)",
-    r"/(?:backup|backups|bak|old|back|restore)/[^/?]+\.(?:zip|gz|rar|tar|sql|env|json|txt|js|dat)",
-    r"/backup\.(?:zip|gz)",
-    r"\.\./", r"\.\.%2f", r"%2e%2e", r"\.\.\\", r"%00", r"/etc/passwd", r"/proc/self", r"win\.ini", r"boot\.ini",
-    r"<script", r"%3cscript", r"javascript:", r"onerror=", r"alert\(",
-    r"union(?:\s|\+|%20)+(?:all(?:\s|\+|%20)+)?select", r"select.+from", r"sleep\(\d", r"benchmark\(",
-    r"waitfor(?:\s|\+|%20)+delay", r"' or '1", r"%27",
-    r"base64_decode", r"eval\(", r"system\(", r"passthru", r"shell_exec", r"cmd=", r"exec=", r"/bin/sh",
-    r"/bin/bash", r"wget(?:\s|\+|%20)+http", r"curl(?:\s|\+|%20)+http", r"\(\) \{",
-    r"shell[^/]*\.(?:php|jpg|asp|aspx|jsp)", r"webshell", r"c99\.php", r"r57\.php",
-    r"/cgi-bin/", r"\.cgi(?:$|\?)", r"/hnap1", r"/boaform", r"/gponform", r"/vendor/phpunit", r"eval-stdin",
-    r"/solr/", r"/actuator", r"/manager/html", r"/jmx-console", r"/invoker/", r"/console/", r"/owa/",
-    r"/autodiscover", r"/ecp/", r"/remote/login", r"/\+cscoe\+", r"/druid/", r"/nacos", r"/struts",
-    r"\.action(?:$|\?)", r"/jenkins", r"/telescope", r"/_ignition", r"/debug/default", r"/server-status",
-    r"/phpinfo", r"info\.php", r"/config\.php", r"/configuration\.php", r"/admin\.php", r"/adminer", r"/xampp",
-    r"/webdav", r"/user/register", r"mstshash",
-]  # fmt: skip
-ATTACK_AGENTS = [
-    "sqlmap", "nikto", "masscan", "zgrab", "nmap", "acunetix", "netsparker", "w3af", "dirbuster", "gobuster",
-    r"\bdirb\b", "wpscan", "nuclei", "fuzz faster", "wfuzz", "zmeu", "morfeus", "jorgee", "l9explore", "l9tcpid",
-    "expanse", "censys", "shodan", "internetmeasurement", "netcraft", "hello world", "custom-asynchttpclient",
-    "mozlila", "moblie", "python-httpx", "scanner", "openvas", "nessus", "qualys", "burp", "havij", "pangolin",
-    "hydra", "medusa", "brutus", "whatweb", "owasp", "zap/", "httrack", "grabber",
-]  # fmt: skip
-SEO_AGENTS = [
-    "ahrefsbot", "semrushbot", "mj12bot", "dotbot", "blexbot", "petalbot", "megaindex", "maui?bot", "serpstatbot",
-    "dataforseobot", "barkrowler", "bytespider", "gptbot", "claudebot", "ccbot", "amazonbot", "imagesiftbot",
-]  # fmt: skip
-CRAWLER_AGENTS = [
-    "bot", "crawler", "spider", "slurp", "crawl", "facebookexternalhit", "feedfetcher", "feedparser", "feedly",
-    "rss", "mediapartners", "adsbot", "bingpreview", "yandex", "baidu", "sogou", "archive\\.org", "ia_archiver",
-    r"\+http", "@", "pingdom", "uptimerobot", "statuscake", "site24x7", "newrelic", "check_http", "monitor", "preview",
-]  # fmt: skip
-SCRIPT_AGENTS = [
-    "curl", "wget", "python", "go-http-client", "java", "libwww", "lwp", "okhttp", "apache-httpclient", "node-fetch",
-    "axios", "ruby", "perl", "php", "winhttp", "powershell", "dalvik", "aiohttp", "httpclient", "restsharp",
-    "postmanruntime", "insomnia", "httpie", "fasthttp", "reqwest", "guzzle", "universalfeedparser", "apt-http/debian",
-    "tiny tiny rss", "feed", "http_request",
-]  # fmt: skip
-UNUSUAL_METHODS = {"CONNECT", "PROPFIND", "TRACE", "TRACK", "DEBUG", "SEARCH", "MKCOL", "PUT", "DELETE"}
-
-
 @dataclass
 class RuleLabeler:
     """The rule set, with its thresholds as settings.
@@ -143,7 +105,8 @@ class RuleLabeler:
     attack_targets: re.Pattern[str] = field(default_factory=lambda: _any(ATTACK_TARGETS), repr=False)
     attack_agents: re.Pattern[str] = field(default_factory=lambda: _any(ATTACK_AGENTS), repr=False)
     seo_agents: re.Pattern[str] = field(default_factory=lambda: _any(SEO_AGENTS), repr=False)
-    crawler_agents: re.Pattern[str] = field(default_factory=lambda: _any(CRAWLER_AGENTS), repr=False)
+    crawler_agents: re.Pattern[str] = field(default_factory=lambda: _any(CRAWLER_AGENTS + MONITOR_AGENTS),
+                                            repr=False)  # fmt: skip
     script_agents: re.Pattern[str] = field(default_factory=lambda: _prefix(SCRIPT_AGENTS), repr=False)
 
     def line_rule(self, r: LogRecord) -> tuple[str, str]:
@@ -156,7 +119,7 @@ class RuleLabeler:
         if r.method.upper() in UNUSUAL_METHODS:
             return "bad", "R1b"
         target = r.target
-        decoded = unquote(unquote(target, errors="replace"), errors="replace")
+        decoded = decode_twice(target)
         if self.attack_targets.search(target) or self.attack_targets.search(decoded):
             return "bad", "R1a"
         agent = r.agent
