@@ -181,3 +181,63 @@ def _private_uses_of(source: str) -> list[str]:
         return sorted(_private_uses("_probe"))
     finally:
         del MODULES["_probe"]
+
+
+# --- the web-log wing: each concept defined once ----------------------------------------------------------------
+
+WING = {name: tree for name, tree in MODULES.items() if name.startswith("weblogs.")}
+
+
+def _defined(name: str) -> list[str]:
+    """The modules of the package that define a function (or class) called ``name``."""
+    return sorted(m for m, tree in MODULES.items() for node in ast.walk(tree)
+                  if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == name)  # fmt: skip
+
+
+def _calls(tree: ast.AST, attribute: str) -> int:
+    return sum(isinstance(n, ast.Attribute) and n.attr == attribute for n in ast.walk(tree))
+
+
+@pytest.mark.parametrize(
+    ("concept", "home"),
+    [("client_of", "weblogs.parse"), ("decode_twice", "weblogs.vocabulary"), ("bucket", "weblogs.vocabulary"),
+     ("write_atomically", "io"), ("ClientBook", "weblogs.clients"), ("JudgementPoints", "weblogs.clients"),
+     ("Decider", "weblogs.decision"), ("TimeOrder", "weblogs.parse")],
+)  # fmt: skip
+def test_each_web_log_concept_is_defined_once(concept, home):
+    assert _defined(concept) == [home]
+
+
+def test_the_ban_rule_is_written_once():
+    """P(bad) is compared with the client model's threshold in one place, ``ClientModel.bans``
+    (``ClientTally``, the classic count rule, has a threshold of its own)."""
+
+    def comparisons(tree: ast.AST) -> list[str]:
+        return [
+            ast.unparse(n)
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Compare)
+            and any(isinstance(x, ast.Attribute) and x.attr == "threshold" for x in [n.left, *n.comparators])
+        ]
+
+    found = {m: comparisons(tree) for m, tree in WING.items() if comparisons(tree)}
+    assert found == {
+        "weblogs.clients": ["probability >= self.threshold"],
+        "weblogs.classify": ["s['peak'] >= self.threshold", "s['peak'] < self.threshold"],
+    }, found
+
+
+def test_one_scoring_path_and_one_client_key_in_the_web_log_wing():
+    """The networks are run in one place each (the line model in ``WebLogModel.predict_rows``,
+    the client model in ``ClientModel.probability``); nobody else works out who a client is
+    or decodes a target twice, or writes a file by hand-made rename."""
+    runs = {m: _calls(tree, "predict") for m, tree in WING.items() if _calls(tree, "predict")}
+    assert runs == {"weblogs.model": 1, "weblogs.clients": 1}, runs
+    for module, tree in WING.items():
+        source = ast.unparse(tree)
+        if module != "weblogs.parse":
+            assert "session != '-'" not in source and 'session != "-"' not in source, module
+        if module != "weblogs.vocabulary":
+            assert "unquote(unquote(" not in source, module
+        assert _calls(tree, "replace") == 0 or "os.replace" not in source, module
+        assert "mkstemp" not in source, module

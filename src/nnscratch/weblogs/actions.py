@@ -28,7 +28,7 @@ from .state import Ban
 
 __all__ = [
     "Change", "Action", "Actions", "BanListFile", "NginxDeny", "NftablesSet", "IpsetRestore", "Fail2ban",
-    "CrowdsecDecisions", "CommandHook", "JsonEvents", "is_address",
+    "CrowdsecDecisions", "CommandHook", "JsonEvents", "is_address", "replace_text",
 ]  # fmt: skip
 
 
@@ -42,7 +42,7 @@ class Change:
     reason: str = ""
 
 
-def write_atomically(path: str | Path, text: str) -> bool:
+def replace_text(path: str | Path, text: str) -> bool:
     """Replace ``path`` with ``text`` (``io.write_atomically``: a reader never sees half a
     file); False, and nothing written, if it already holds exactly that."""
     try:
@@ -91,7 +91,7 @@ class BanListFile(Action):
         self.path, self.name = Path(path), f"ban list {path}"
 
     def apply(self, changes: list[Change], active: list[Ban]) -> None:
-        write_atomically(self.path, "".join(f"{b.address}\n" for b in sorted(active, key=lambda b: b.address)))
+        replace_text(self.path, "".join(f"{b.address}\n" for b in sorted(active, key=lambda b: b.address)))
 
 
 class NginxDeny(Action):
@@ -107,7 +107,7 @@ class NginxDeny(Action):
     def apply(self, changes: list[Change], active: list[Ban]) -> None:
         lines = [f"deny {b.address};  # until {time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(b.until))}Z\n"
                  for b in sorted(active, key=lambda b: b.address)]  # fmt: skip
-        if write_atomically(self.path, "# managed by nnscratch logs watch\n" + "".join(lines)) and self.reload:
+        if replace_text(self.path, "# managed by nnscratch logs watch\n" + "".join(lines)) and self.reload:
             _run(self.reload)
 
 
@@ -178,7 +178,7 @@ class IpsetRestore(Action):
             for b in sorted(active, key=lambda b: b.address)
             if ipaddress.ip_address(b.address).version == 4
         ]
-        write_atomically(self.path, "".join(lines))
+        replace_text(self.path, "".join(lines))
 
 
 class Fail2ban(Action):
@@ -213,7 +213,7 @@ class CrowdsecDecisions(Action):
             }
             for b in sorted(active, key=lambda b: b.address)
         ]
-        write_atomically(self.path, json.dumps(rows, indent=1) + "\n")
+        replace_text(self.path, json.dumps(rows, indent=1) + "\n")
 
 
 class CommandHook(Action):

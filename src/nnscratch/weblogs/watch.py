@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .actions import Actions, Change, write_atomically
+from .actions import Actions, Change, replace_text
 from .clients import FEATURES, IDLE, ClientBook, Ruling
 from .decision import Decider, Decisions
 from .follow import Backfill, Follower, StdinFollower
@@ -251,7 +251,7 @@ class Watcher:
                 self.gray[client] = p
                 decisions.append(self._decision(now, ruling, "challenge"))
         if self.challenge is not None and decisions:
-            write_atomically(self.challenge, "".join(f"{c}\n" for c in sorted(self.gray) if c not in self.bans))
+            replace_text(self.challenge, "".join(f"{c}\n" for c in sorted(self.gray) if c not in self.bans))
         return changes, decisions
 
     def _decision(self, now: float, ruling: Ruling, action: str, seconds: float | None = None) -> dict[str, Any]:
