@@ -26,8 +26,9 @@ import numpy as np
 
 from .clients import ClientState, Verdict
 from .decision import IDLE, SLACK, Decider
+from .lines.reading import ParseStats, parse_stream
+from .lines.record import LogRecord, client_of
 from .model import WebLogModel
-from .parse import LogRecord, ParseStats, client_of, parse_stream
 
 __all__ = ["ClientTally", "classify"]
 

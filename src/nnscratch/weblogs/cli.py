@@ -65,7 +65,7 @@ def _data(args: argparse.Namespace) -> Any:
 def cmd_label(args: argparse.Namespace) -> int:
     """Apply the rule set to logs and write a per-line label file (TSV)."""
     from .labels import RuleLabeler
-    from .parse import ParseStats, parse_stream
+    from .lines.reading import ParseStats, parse_stream
 
     labeler = RuleLabeler(gray=args.gray_as if args.gray_as != "drop" else "gray", burst_4xx=args.burst_4xx,
                           burst_requests=args.burst_requests, window=args.window * 60)  # fmt: skip
@@ -153,7 +153,7 @@ def _load_model(args: argparse.Namespace) -> Any:
 def cmd_classify(args: argparse.Namespace) -> int:
     """Label every line (CSV or JSON lines) and judge every client: the ban list."""
     from .classify import ClientTally, classify, verdict_rows
-    from .parse import ParseStats
+    from .lines.reading import ParseStats
 
     model = _load_model(args)
     tally = ClientTally(args.ban_count, args.ban_minutes) if args.ban_rule == "count" else None

@@ -28,7 +28,7 @@ import numpy as np
 from ..network import Network
 from .evidence import agent_class
 from .features import RequestFacts
-from .parse import LogRecord, client_of
+from .lines.record import LogRecord, client_of
 
 __all__ = [
     "ClientBook", "ClientState", "ClientModel", "JudgementPoints", "Snapshot", "Ruling", "Verdict", "FEATURES",

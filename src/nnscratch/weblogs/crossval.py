@@ -39,8 +39,8 @@ import numpy as np
 from .data import LabelledLines, split_by_client
 from .features import Featurizer
 from .labels import CLASSES, RuleLabeler
+from .lines.record import LogRecord
 from .model import Judgement, Prepared, Report, WebLogModel, prepare
-from .parse import LogRecord
 
 __all__ = ["Source", "read_manifest", "load_sources", "rename_site", "crossval", "format_markdown"]
 

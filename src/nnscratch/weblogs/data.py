@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from .labels import RuleLabeler, read_label_file
-from .parse import LogRecord, ParseStats, parse_stream
+from .lines.reading import ParseStats, parse_stream
+from .lines.record import LogRecord
 
 __all__ = ["LabelledLines", "split_by_client"]
 

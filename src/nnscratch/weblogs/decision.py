@@ -36,7 +36,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .clients import IDLE, ClientBook, ClientState, JudgementPoints, Ruling
-from .parse import SLACK, LogRecord, TimeOrder
+from .lines.order import SLACK, TimeOrder
+from .lines.record import LogRecord
 
 __all__ = ["Decider", "Decisions", "SLACK", "IDLE"]
 

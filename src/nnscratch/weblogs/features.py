@@ -41,7 +41,7 @@ import numpy as np
 
 from ..extras import require
 from .evidence import agent_class, is_static, path_shape, payload_evidence, query_shape, referrer_parts
-from .parse import LogRecord, client_of
+from .lines.record import LogRecord, client_of
 
 __all__ = ["client_of", "request_tokens", "RequestFacts", "Context", "Featurizer", "AGENT_MODES"]
 

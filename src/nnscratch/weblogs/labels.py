@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .parse import LogRecord, client_of
+from .lines.record import LogRecord, client_of
 from .vocabulary import (
     ATTACK_AGENTS,
     ATTACK_TARGETS,

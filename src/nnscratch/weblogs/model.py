@@ -32,7 +32,8 @@ from .clients import IDLE, ClientBook, ClientModel, ClientState, JudgementPoints
 from .data import LabelledLines, split_by_client
 from .features import Featurizer, RequestFacts, client_of
 from .labels import CLASSES
-from .parse import SLACK, LogRecord, in_time_order
+from .lines.order import SLACK, in_time_order
+from .lines.record import LogRecord
 
 __all__ = ["WebLogModel", "Report", "Judgement", "Prepared", "prepare", "evaluate", "FEATURE_VERSION"]
 

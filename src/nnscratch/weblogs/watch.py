@@ -34,8 +34,9 @@ from .actions import Actions, Change, replace_text
 from .clients import FEATURES, IDLE, ClientBook, Ruling
 from .decision import Decider, Decisions
 from .follow import Backfill, Follower, StdinFollower
+from .lines.formats.combined import parse_line
+from .lines.record import LogRecord, client_of
 from .model import WebLogModel
-from .parse import LogRecord, client_of, parse_line
 from .state import Ban, Store
 
 __all__ = ["Allowlist", "Watcher"]

@@ -1,0 +1,178 @@
+"""Reading logs, line by line, in bounded memory: files, gzip, standard input, stats.
+
+``read_lines`` streams files (plain or gzip, detected by content) or standard
+input; ``parse_stream`` turns their lines into records with the format each
+file has (named, or detected from its first lines: ``formats``); and
+``ParseStats`` counts what was skipped, with a few examples of each.
+"""
+
+from __future__ import annotations
+
+import sys
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import chain, islice
+from pathlib import Path
+from typing import IO, NamedTuple
+
+from .formats import DETECT_LINES, detect, get_format
+from .record import LogRecord, Malformed
+
+__all__ = ["UnreadableLog", "ParseStats", "LogPath", "read_lines", "parse_stream"]
+
+
+@dataclass
+class ParseStats:
+    """Counts of parsed and skipped lines, with up to ``keep`` examples per reason."""
+
+    parsed: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    keep: int = 3
+    unreadable: list[UnreadableLog] = field(default_factory=list)
+
+    def add(self, item: LogRecord | Malformed) -> None:
+        if isinstance(item, LogRecord):
+            self.parsed += 1
+            return
+        self.skipped[item.reason] += 1
+        examples = self.examples.setdefault(item.reason, [])
+        if len(examples) < self.keep:
+            examples.append(item.line[:160])
+
+    def merge(self, other: ParseStats) -> None:
+        """Add another reading's counts, examples and unreadable logs to these."""
+        self.parsed += other.parsed
+        self.skipped.update(other.skipped)
+        for reason, examples in other.examples.items():
+            mine = self.examples.setdefault(reason, [])
+            mine += examples[: self.keep - len(mine)]
+        self.unreadable += other.unreadable
+
+    def check_readable(self) -> None:
+        """Refuse to go on from logs that were cut short: an ``OSError`` naming the first."""
+        if self.unreadable:
+            first = self.unreadable[0]
+            raise OSError(5, f"{first.reason} after line {first.lines:,}", first.path)
+
+    @property
+    def total(self) -> int:
+        return self.parsed + sum(self.skipped.values())
+
+    def summary(self) -> str:
+        lines = [f"{self.parsed:,} of {self.total:,} lines parsed; {sum(self.skipped.values()):,} skipped"]
+        for reason, count in self.skipped.most_common():
+            lines.append(f"  {count:,} {reason}, e.g. {self.examples[reason][0]!r}")
+        lines += [f"  unreadable: {problem}" for problem in self.unreadable]
+        return "\n".join(lines)
+
+
+def _open(path: str | Path) -> tuple[IO[bytes], bool]:
+    """A binary reader for a path or ``-`` (standard input), and whether it holds gzip
+    (detected by its magic bytes, for files and standard input alike)."""
+    if str(path) == "-":
+        stdin = sys.stdin.buffer
+        return stdin, (stdin.peek(2)[:2] if hasattr(stdin, "peek") else b"") == b"\x1f\x8b"
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(21, "is a directory, not a log file (give the files inside it)", str(path))
+    handle = path.open("rb", buffering=1 << 20)
+    return handle, handle.peek(2)[:2] == b"\x1f\x8b"
+
+
+def _gunzip_lines(handle: IO[bytes]) -> Iterator[bytes]:
+    """The lines of a gzip stream (several members allowed), decompressed piece by piece
+    so that a stream cut short still gives every line before the cut; then ``EOFError``."""
+    decompressor = zlib.decompressobj(wbits=31)
+    rest = b""
+    while True:
+        block = handle.read(1 << 16)
+        if not block:
+            break
+        data = decompressor.decompress(block)
+        while decompressor.eof and decompressor.unused_data:  # the next member of a multi-member file
+            tail = decompressor.unused_data
+            decompressor = zlib.decompressobj(wbits=31)
+            data += decompressor.decompress(tail)
+        lines = (rest + data).split(b"\n")
+        rest = lines.pop()
+        yield from (line + b"\n" for line in lines)
+    if rest:
+        yield rest
+    if not decompressor.eof:
+        raise EOFError("the stream ended before the end-of-stream marker")
+
+
+class UnreadableLog(NamedTuple):
+    """A log that stopped before its end (a truncated or corrupt gzip stream)."""
+
+    path: str
+    lines: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason} after line {self.lines:,}; the lines before it were used"
+
+
+def read_lines(
+    paths: Iterable[str | Path], problems: list[UnreadableLog] | None = None
+) -> Iterator[tuple[str, int, bytes]]:  # fmt: skip
+    """``(source, line_number, raw_line)`` for every line of every file, streamed
+    (gzip detected by content; ``-`` is standard input). Memory stays bounded.
+
+    A gzip stream that ends early or is corrupt stops its file: the lines read
+    so far are yielded, and the problem is appended to ``problems`` (raised as
+    ``EOFError`` when ``problems`` is None) so that the caller can report it.
+    """
+    for path in paths:
+        handle, gzipped = _open(path)
+        number = 0
+        try:
+            lines = _gunzip_lines(handle) if gzipped else handle
+            try:
+                for number, raw in enumerate(lines, start=1):  # noqa: B007 - number is reported below
+                    yield str(path), number, raw
+            except (EOFError, zlib.error) as err:
+                problem = UnreadableLog(str(path), number, f"the gzip stream is cut short or corrupt ({err})")
+                if problems is None:
+                    raise EOFError(str(problem)) from None
+                problems.append(problem)
+        finally:
+            if handle is not sys.stdin.buffer:
+                handle.close()
+
+
+class LogPath(str):
+    """A log's path (a ``str``, usable wherever a path is) with the name of its format
+    (``formats.FORMATS``); None: detect it from the file's first lines."""
+
+    log_format: str | None
+
+    def __new__(cls, path: str | Path, log_format: str | None = None) -> LogPath:
+        if log_format not in (None, "auto"):
+            get_format(log_format)  # an unknown name is refused here, with the names
+        self = super().__new__(cls, str(path))
+        self.log_format = None if log_format == "auto" else log_format
+        return self
+
+    def __reduce__(self) -> tuple:
+        return LogPath, (str(self), self.log_format)
+
+
+def parse_stream(paths: Iterable[str | Path], stats: ParseStats | None = None) -> Iterator[tuple[str, int, LogRecord]]:
+    """Parsed records with their source and line number, each file read with its format
+    (a ``LogPath``'s, or the one its first lines show: ``formats.detect``); malformed lines
+    are counted in ``stats`` and skipped, logs cut short are listed in ``stats.unreadable``."""
+    stats = stats if stats is not None else ParseStats()
+    for path in paths:
+        lines = read_lines([path], stats.unreadable)
+        head = list(islice(lines, DETECT_LINES))
+        name = getattr(path, "log_format", None)
+        parse = (get_format(name) if name else detect([raw for _, _, raw in head], str(path))).parser()
+        for source, number, raw in chain(head, lines):
+            item = parse(raw)
+            stats.add(item)
+            if isinstance(item, LogRecord):
+                yield source, number, item
