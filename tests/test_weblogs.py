@@ -411,7 +411,7 @@ def test_cli_train_classify_evaluate_crossval(logs, tmp_path, capsys, monkeypatc
     lines_out, ban_list, ban_json = tmp_path / "out.jsonl", tmp_path / "ban.txt", tmp_path / "ban.json"
     ban_csv = tmp_path / "ban.csv"
     assert main(["logs", "classify", str(model), str(logs / "scanner_w3af_2016-12-22.log"), "-o", str(lines_out),
-                 "--format", "jsonl", "--ban-list", str(ban_list), "--ban-json", str(ban_json),
+                 "--output-format", "jsonl", "--ban-list", str(ban_list), "--ban-json", str(ban_json),
                  "--ban-csv", str(ban_csv)]) == 0  # fmt: skip
     err = capsys.readouterr().err
     assert re.search(r"3,996 lines in [\d.]+ s", err) and "client model, P(bad) >= 0.8" in err
@@ -426,6 +426,9 @@ def test_cli_train_classify_evaluate_crossval(logs, tmp_path, capsys, monkeypatc
     banned = json.loads(ban_json.read_text())
     assert {b["client"] for b in banned} >= {"192.168.4.163"} and all(b["ban"] for b in banned)
     assert ban_list.read_text().split() == [b["client"] for b in banned]
+    with pytest.raises(SystemExit) as stop:  # --format names the log format; the old spelling is told where to go
+        main(["logs", "classify", str(model), str(logs / "secrepo_access_2021-10-22.log"), "--format", "jsonl"])
+    assert stop.value.code == 2 and "use --output-format jsonl" in capsys.readouterr().err
     assert main(["logs", "classify", str(model), str(logs / "scanner_w3af_2016-12-22.log"), "-o", str(lines_out),
                  "--ban-rule", "count", "--ban-count", "20"]) == 0  # fmt: skip
     assert ">= 20 bad lines within 10 minutes" in capsys.readouterr().err

@@ -40,13 +40,14 @@ def _data(args: argparse.Namespace) -> Any:
     from .data import LabelledLines
     from .labels import RuleLabeler
 
+    _with_format(args)
     if args.manifest:
         from .crossval import load_sources, read_manifest
 
         if args.good or args.bad or args.gray or args.logs or args.labels or args.rules:
             raise ValueError("--manifest names the files and their labels; give it alone, without LOG files, "
                              "--good/--bad/--gray, --labels or --rules.")  # fmt: skip
-        sources, gray_as = read_manifest(args.manifest, args.root)
+        sources, gray_as = read_manifest(args.manifest, args.root, args.format)
         data, _ = load_sources(sources, args.gray_as or gray_as)
         data.stats.check_readable()
         return data
@@ -66,6 +67,8 @@ def cmd_label(args: argparse.Namespace) -> int:
     """Apply the rule set to logs and write a per-line label file (TSV)."""
     from .labels import RuleLabeler
     from .lines.reading import ParseStats, parse_stream
+
+    _with_format(args)
 
     labeler = RuleLabeler(gray=args.gray_as if args.gray_as != "drop" else "gray", burst_4xx=args.burst_4xx,
                           burst_requests=args.burst_requests, window=args.window * 60)  # fmt: skip
@@ -155,6 +158,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from .classify import ClientTally, classify, verdict_rows
     from .lines.reading import ParseStats
 
+    _with_format(args)
+
     model = _load_model(args)
     tally = ClientTally(args.ban_count, args.ban_minutes) if args.ban_rule == "count" else None
     if tally is None and model.client_model is None:
@@ -175,7 +180,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     out = sys.stdout if args.output in (None, "-") else open(args.output, "w", encoding="utf-8")
     start = time.perf_counter()
     try:
-        n, counts = classify(model, args.logs, out, args.format, on_verdict=keep, tally=tally, stats=stats)
+        n, counts = classify(model, args.logs, out, args.output_format, on_verdict=keep, tally=tally, stats=stats)
     finally:
         if out is not sys.stdout:
             out.close()
@@ -236,7 +241,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     """Leave-one-source-out, folds within sources, renamed sites, several seeds: the honest figures."""
     from .crossval import crossval, format_markdown, read_manifest
 
-    sources, gray_as = read_manifest(args.manifest, args.root)
+    sources, gray_as = read_manifest(args.manifest, args.root, args.format)
     fit = {"epochs": args.epochs, "restarts": args.restarts}
     sections = []
     base = _feature_settings(args)
@@ -281,6 +286,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from . import actions as a
     from .state import Store
     from .watch import Allowlist, Watcher
+
+    _with_format(args)
 
     chosen: list[a.Action] = []
     if args.ban_list:
@@ -387,6 +394,35 @@ def cmd_why(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_format(args: argparse.Namespace) -> None:
+    """Every log file the command was given, as a ``LogPath`` carrying ``--format``."""
+    from .lines.reading import LogPath
+
+    for name in ("logs", "good", "bad", "gray"):
+        paths = getattr(args, name, None)
+        if paths:
+            setattr(args, name, [LogPath(path, args.format) for path in paths])
+
+
+def _log_format(text: str) -> str:
+    from .lines.formats import FORMATS
+
+    if text in ("csv", "jsonl"):
+        raise argparse.ArgumentTypeError(f"--format names the log format now ({', '.join(FORMATS)} or auto); "
+                                         f"for per-line output as {text}, use --output-format {text}")  # fmt: skip
+    if text != "auto" and text not in FORMATS:
+        raise argparse.ArgumentTypeError(f"unknown log format {text!r}: choose from {', '.join(FORMATS)} or auto "
+                                         "(detected from each file's first lines)")  # fmt: skip
+    return text
+
+
+def _format_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", type=_log_format, default="auto", metavar="NAME",
+                   help="the logs' format: combined (Apache/nginx, also common and the Web Bot variant), json "
+                        "(nginx escape=json, Caddy, Traefik), w3c (IIS), or auto: detected from each file's "
+                        "first lines (the default)")  # fmt: skip
+
+
 def _label_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("logs", nargs="*", help="log files labelled by --labels and/or --rules (gzip is fine)")
     p.add_argument("--manifest", metavar="JSON", help="sources and their labels in one file "
@@ -408,6 +444,7 @@ def _label_options(p: argparse.ArgumentParser) -> None:
         help="lines whose user agent matches are unknown (e.g. an operator's browser in a scan file)",
     )
     p.add_argument("--rules", action="store_true", help="label what is still unlabelled with the rule set")
+    _format_option(p)
     p.add_argument("--gray-as", choices=["gray", "bad", "drop"], help="keep gray, map it, or drop it "
                    "(default: the manifest's, else gray)")  # fmt: skip
 
@@ -463,6 +500,7 @@ def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
                             formatter_class=formatter, epilog=EPILOG)  # fmt: skip
     p.add_argument("logs", nargs="+")
     p.add_argument("-o", "--output", help="TSV to write (default: standard output)")
+    _format_option(p)
     p.add_argument(
         "--gray-as",
         choices=["gray", "bad", "drop"],
@@ -499,7 +537,8 @@ def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
     p.add_argument("model")
     p.add_argument("logs", nargs="+", help="log files (gzip is fine), or - for standard input")
     p.add_argument("-o", "--output", help="per-line labels (default: standard output)")
-    p.add_argument("--format", choices=["csv", "jsonl"], default="csv", help="per-line output format")
+    p.add_argument("--output-format", choices=["csv", "jsonl"], default="csv", help="per-line output format")
+    _format_option(p)
     _decision_options(p, defaults=False)
     p.add_argument(
         "--ban-rule",
@@ -528,6 +567,7 @@ def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
     p.add_argument("logs", nargs="+", help="log files to follow (rotation survived), or - for standard input")
     p.add_argument("--state", default="nnscratch-watch.sqlite", help="SQLite state file (bans, offsets, decisions)")
     p.add_argument("--from-start", action="store_true", help="read the files from their start (gzip allowed)")
+    _format_option(p)
     _decision_options(p, defaults=False)
     p.add_argument("--ban-time", type=positive_float, default=600.0, help="seconds of a first ban")
     p.add_argument("--ban-factor", type=positive_float, default=2.0, help="each earlier offence multiplies it")
@@ -585,6 +625,7 @@ def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
     p.add_argument("--manifest", required=True, metavar="JSON", help="the sources and their labels")
     p.add_argument("--root", metavar="DIR", help="folder the manifest's files are in (default: $NNSCRATCH_DATA/logs)")
     p.add_argument("--gray-as", choices=["gray", "bad", "drop"], help="default: the manifest's")
+    _format_option(p)
     _feature_options(p)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="every run is repeated for each")
     p.add_argument("--epochs", type=positive_int, default=10, help="line-model epochs per fit")

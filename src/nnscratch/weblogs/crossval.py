@@ -39,12 +39,13 @@ import numpy as np
 from .data import LabelledLines, split_by_client
 from .features import Featurizer
 from .labels import CLASSES, RuleLabeler
+from .lines.reading import LogPath
 from .lines.record import LogRecord
 from .model import Judgement, Prepared, Report, WebLogModel, prepare
 
 __all__ = ["Source", "read_manifest", "load_sources", "rename_site", "crossval", "format_markdown"]
 
-_SOURCE_KEYS = {"name", "good", "bad", "gray", "logs", "labels", "rules", "unknown_agent", "folds", "note"}
+_SOURCE_KEYS = {"name", "good", "bad", "gray", "logs", "labels", "rules", "unknown_agent", "folds", "format", "note"}
 
 
 @dataclass
@@ -68,10 +69,13 @@ def default_root() -> Path | None:
     return Path(data) / "logs" if data else None
 
 
-def read_manifest(path: str | Path, root: str | Path | None = None) -> tuple[list[Source], str]:
+def read_manifest(path: str | Path, root: str | Path | None = None,
+                  log_format: str = "auto") -> tuple[list[Source], str]:  # fmt: skip
     """The sources of a manifest with paths made absolute against ``root``, and its ``gray_as``.
 
-    ``root`` defaults to ``$NNSCRATCH_DATA/logs``, then the manifest's folder.
+    ``root`` defaults to ``$NNSCRATCH_DATA/logs``, then the manifest's folder. A source's
+    logs are read in its ``"format"`` (a name from ``lines.formats``), else ``log_format``
+    (``auto``: detected from each file's first lines).
     """
     path = Path(path)
     try:
@@ -87,7 +91,12 @@ def read_manifest(path: str | Path, root: str | Path | None = None) -> tuple[lis
         if not isinstance(item, dict) or "name" not in item or unknown:
             raise ValueError(f"{path}: source {i} must be an object with a 'name' and only the keys "
                              f"{sorted(_SOURCE_KEYS)}. Received: {item!r}.")  # fmt: skip
-        files = {key: [str(base / f) for f in item.get(key, [])] for key in ("good", "bad", "gray", "logs", "labels")}
+        try:
+            fmt = item.get("format", log_format)
+            files = {key: [str(base / f) if key == "labels" else LogPath(base / f, fmt) for f in item.get(key, [])]
+                     for key in ("good", "bad", "gray", "logs", "labels")}  # fmt: skip
+        except ValueError as err:
+            raise ValueError(f"{path}: source {item['name']!r}: {err}") from None
         for name in (f for key in files for f in files[key]):
             if not Path(name).is_file():
                 raise FileNotFoundError(f"{path}: source {item['name']!r} names {name}, which does not exist "

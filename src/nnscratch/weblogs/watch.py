@@ -34,7 +34,7 @@ from .actions import Actions, Change, replace_text
 from .clients import FEATURES, IDLE, ClientBook, Ruling
 from .decision import Decider, Decisions
 from .follow import Backfill, Follower, StdinFollower
-from .lines.formats.combined import parse_line
+from .lines.formats import LineParser, detect, get_format
 from .lines.record import LogRecord, client_of
 from .model import WebLogModel
 from .state import Ban, Store
@@ -108,6 +108,10 @@ class Watcher:
         self.examples: dict[str, list[str]] = {}
         self.bans: dict[str, Ban] = {b.address: b for b in store.bans()}
         self.gray: dict[str, float] = {}
+        # Each followed file's format: named with --format (a LogPath), else detected from its first lines.
+        self.formats = {str(f.path): getattr(p, "log_format", None) for f, p in zip(self.followers, paths, strict=True)}
+        self.parsers: dict[str, LineParser] = {}
+        self.unfit: set[str] = set()
         self.report = report or (lambda message: print(message, file=sys.stderr, flush=True))
         self.status_every = status_every
         self.lines = store.counter("lines")
@@ -206,9 +210,12 @@ class Watcher:
 
     def _decide(self, batch: list[tuple[str, bytes]], end: bool) -> Decisions:
         """The batch's lines through the decision procedure; keeps each client's last lines."""
+        for path in {path for path, _ in batch} - self.parsers.keys():
+            self._parser(path, [raw for p, raw in batch if p == path])
         items = []
-        for _, raw in batch:
-            item = parse_line(raw)
+        for path, raw in batch:
+            parse = self.parsers.get(path)
+            item = parse(raw) if parse is not None else None
             if isinstance(item, LogRecord):
                 items.append((raw, item))
         decided = self.decider.feed(items, end)
@@ -217,6 +224,19 @@ class Watcher:
             examples.append(raw.decode("utf-8", "replace").rstrip("\n")[:300])
             del examples[:-3]
         return decided
+
+    def _parser(self, path: str, lines: list[bytes]) -> None:
+        """The parser of a followed file: its ``--format``, or the format its first lines show.
+        While no line fits any format, its lines are skipped and that is reported once."""
+        name = self.formats.get(path)
+        try:
+            fmt = get_format(name) if name else detect(lines, path)
+        except ValueError as err:
+            if path not in self.unfit:
+                self.unfit.add(path)
+                self.report(f"error: {err} Its lines are skipped until one fits.")
+            return
+        self.parsers[path] = fmt.parser()
 
     def _duration(self, address: str) -> float:
         return min(self.ban_time * self.factor ** self.store.offenses(address), self.max_ban_time)

@@ -17,7 +17,7 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import IO, NamedTuple
 
-from .formats import DETECT_LINES, detect, get_format
+from .formats import DETECT_LINES, LogFormat, detect, get_format
 from .record import LogRecord, Malformed
 
 __all__ = ["UnreadableLog", "ParseStats", "LogPath", "read_lines", "parse_stream"]
@@ -169,10 +169,27 @@ def parse_stream(paths: Iterable[str | Path], stats: ParseStats | None = None) -
     for path in paths:
         lines = read_lines([path], stats.unreadable)
         head = list(islice(lines, DETECT_LINES))
-        name = getattr(path, "log_format", None)
-        parse = (get_format(name) if name else detect([raw for _, _, raw in head], str(path))).parser()
+        parse = _format_of(path, [raw for _, _, raw in head]).parser()
         for source, number, raw in chain(head, lines):
             item = parse(raw)
             stats.add(item)
             if isinstance(item, LogRecord):
                 yield source, number, item
+
+
+def _format_of(path: str | Path, head: list[bytes]) -> LogFormat:
+    """The format to read ``path`` with: its ``LogPath``'s, which must fit at least one of its
+    first lines (``head``), or the one ``detect`` finds."""
+    name = getattr(path, "log_format", None)
+    if name is None:
+        return detect(head, str(path))
+    fmt = get_format(name)
+    sample = [text for text in (raw.decode("utf-8", "replace").strip() for raw in head) if text]
+    if sample and not any(map(fmt.sniff, sample)):
+        try:
+            other = detect(head, str(path)).name
+            hint = f"they look like {other}: use --format {other}, or leave --format out to detect it"
+        except ValueError:
+            hint = "they fit no other format either"
+        raise ValueError(f"{path}: none of its first lines is a {name} line (e.g. {sample[0][:120]!r}); {hint}.")
+    return fmt

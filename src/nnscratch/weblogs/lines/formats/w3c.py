@@ -5,7 +5,7 @@ A file starts with directives (``#Software:``, ``#Version:``, ``#Date:``,
 that follow, and may change when the server restarts. The columns read here:
 ``date`` and ``time`` (UTC), ``c-ip``, ``cs-method``, ``cs-uri-stem``,
 ``cs-uri-query``, ``cs-version``, ``sc-status``, ``sc-bytes``,
-``cs(User-Agent)`` (IIS writes its spaces as ``+``) and ``cs(Referer)``; ``-``
+``cs(User-Agent)`` and ``cs(Referer)`` (IIS writes their spaces as ``+``); ``-``
 is an empty value. Lines before any ``#Fields:`` (a log followed from its
 end) are read with IIS's default columns. Directive lines are counted as
 skipped, with their own reason.
@@ -82,7 +82,8 @@ class W3CParser:
         status, size = get("sc-status"), get("sc-bytes")
         return LogRecord(get("c-ip") or "-", when, request, method, target, version, ok,
                          int(status) if status.isdigit() else 0, int(size) if size.isdigit() else 0,
-                         get("cs(Referer)") or "-", "-", get("cs(User-Agent)").replace("+", " ") or "-")  # fmt: skip
+                         get("cs(Referer)").replace("+", " ") or "-", "-",
+                         get("cs(User-Agent)").replace("+", " ") or "-")  # fmt: skip
 
 
 def _parser() -> LineParser:
