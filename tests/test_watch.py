@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shlex
@@ -425,3 +426,36 @@ def test_gray_clients_go_to_the_challenge_file(watch_model, logs, tmp_path):
     watcher.step()
     assert not watcher.bans and challenge.read_text() == SCANNER + "\n"
     assert watcher.store.decisions(SCANNER)[0]["action"] == "challenge"
+
+
+def test_actions_declare_their_options_and_build_themselves(watch_model, tmp_path, capsys):
+    """The registry drives the CLI: every action kind is in ``ACTIONS`` with its options in
+    ``logs watch --help``; ``cmd_watch`` names no action; a half-given action is refused."""
+    import inspect
+
+    from nnscratch.cli import main
+    from nnscratch.weblogs import actions, cli
+
+    kinds = {c for c in vars(actions).values() if inspect.isclass(c) and issubclass(c, Action) and c is not Action}
+    assert kinds == set(actions.ACTIONS)
+    with pytest.raises(SystemExit):
+        main(["logs", "watch", "--help"])
+    text = capsys.readouterr().out
+    assert all(option in text for kind in actions.ACTIONS for option in kind.options)
+    assert not [k.__name__ for k in actions.ACTIONS if k.__name__ in inspect.getsource(cli.cmd_watch)]
+    log = tmp_path / "access.log"
+    log.write_text("")
+    base = ["logs", "watch", str(watch_model), str(log), "--state", str(tmp_path / "s.sqlite")]
+    assert main(base) == 2
+    assert "choose at least one action (--ban-list, --nginx, --nft-apply, --nft-script" in capsys.readouterr().err
+    assert main([*base, "--nft"]) == 2
+    assert "--nft needs a way to reach nftables: --nft-apply (run nft now) or --nft-script FILE" in (
+        capsys.readouterr().err)  # fmt: skip
+    assert main([*base, "--nginx-reload", "nginx -s reload"]) == 2
+    assert "give the include with --nginx FILE" in capsys.readouterr().err
+    assert not (tmp_path / "s.sqlite").exists()  # refused before any state is made
+    args = argparse.Namespace(ban_list=None, nginx=None, nginx_reload=None, nft=True, nft_table="t", nft_apply=False,
+                              nft_script=str(tmp_path / "nft.txt"), ipset=None, fail2ban="sshd", crowdsec=None,
+                              exec=["echo {address}", "logger {event}"], events="-")  # fmt: skip
+    built = actions.actions_from_args(args)
+    assert [type(a).__name__ for a in built] == ["NftablesSet", "Fail2ban", "CommandHook", "CommandHook", "JsonEvents"]

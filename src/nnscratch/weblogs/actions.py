@@ -12,6 +12,7 @@ stops the others or the watcher.
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import json
 import shlex
@@ -28,7 +29,8 @@ from .state import Ban
 
 __all__ = [
     "Change", "Action", "Actions", "BanListFile", "NginxDeny", "NftablesSet", "IpsetRestore", "Fail2ban",
-    "CrowdsecDecisions", "CommandHook", "JsonEvents", "is_address", "replace_text",
+    "CrowdsecDecisions", "CommandHook", "JsonEvents", "is_address", "replace_text", "ACTIONS", "add_action_options",
+    "actions_from_args", "action_options",
 ]  # fmt: skip
 
 
@@ -76,6 +78,16 @@ class Action:
 
     name = "action"
     addresses_only = True
+    options: tuple[str, ...] = ()  # the command-line options that choose this action
+
+    @classmethod
+    def add_options(cls, parser: argparse.ArgumentParser) -> None:
+        """Declare this action's command-line options (``logs watch``)."""
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> list[Action]:
+        """The actions of this kind the parsed options ask for (none, one, or several)."""
+        return []
 
     def apply(self, changes: list[Change], active: list[Ban]) -> None:
         raise NotImplementedError
@@ -86,6 +98,16 @@ class Action:
 
 class BanListFile(Action):
     """A plain list of banned addresses, one per line, rewritten atomically."""
+
+    options = ("--ban-list",)
+
+    @classmethod
+    def add_options(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--ban-list", metavar="FILE", help="action: a plain list of banned addresses")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> list[Action]:
+        return [cls(args.ban_list)] if args.ban_list else []
 
     def __init__(self, path: str | Path) -> None:
         self.path, self.name = Path(path), f"ban list {path}"
@@ -99,6 +121,20 @@ class NginxDeny(Action):
 
     Include it in a ``server`` or ``location`` block; nginx answers 403 to the banned.
     """
+
+    options = ("--nginx",)
+
+    @classmethod
+    def add_options(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--nginx", metavar="FILE", help="action: an nginx include of deny lines")
+        parser.add_argument("--nginx-reload", metavar="COMMAND",
+                            help="run after the include changed, e.g. 'nginx -s reload'")  # fmt: skip
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> list[Action]:
+        if args.nginx_reload and not args.nginx:
+            raise ValueError("--nginx-reload runs after the nginx include changed: give the include with --nginx FILE.")
+        return [cls(args.nginx, args.nginx_reload)] if args.nginx else []
 
     def __init__(self, path: str | Path, reload: str | None = None) -> None:
         self.path, self.reload = Path(path), shlex.split(reload) if reload else None
@@ -118,6 +154,27 @@ class NftablesSet(Action):
     input chain that drops their members are created first); without it they
     are appended to ``script`` for the operator to review or feed to ``nft -f``.
     """
+
+    options = ("--nft-apply", "--nft-script")
+
+    @classmethod
+    def add_options(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--nft", action="store_true",
+                            help="action: nftables sets with timeouts; with --nft-apply or --nft-script")  # fmt: skip
+        parser.add_argument("--nft-table", default="nnscratch", help="the nftables table (family inet)")
+        parser.add_argument("--nft-apply", action="store_true",
+                            help="action: run nft (creates the table, sets and a drop chain)")  # fmt: skip
+        parser.add_argument("--nft-script", metavar="FILE",
+                            help="action: append the nft commands to FILE instead of running them")  # fmt: skip
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> list[Action]:
+        if args.nft_apply or args.nft_script:
+            return [cls(args.nft_table, apply=args.nft_apply, script=args.nft_script)]
+        if args.nft:
+            raise ValueError("--nft needs a way to reach nftables: --nft-apply (run nft now) or --nft-script FILE "
+                             "(append the commands to FILE).")  # fmt: skip
+        return []
 
     def __init__(self, table: str = "nnscratch", apply: bool = False, script: str | Path | None = None) -> None:
         self.table, self.do_apply, self.script = table, apply, Path(script) if script else None
@@ -167,6 +224,16 @@ class NftablesSet(Action):
 class IpsetRestore(Action):
     """A file in ``ipset restore`` format: the set, flushed, with every active ban and its remaining time."""
 
+    options = ("--ipset",)
+
+    @classmethod
+    def add_options(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--ipset", metavar="FILE", help="action: a file in 'ipset restore' format")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> list[Action]:
+        return [cls(args.ipset)] if args.ipset else []
+
     def __init__(self, path: str | Path, set_name: str = "nnscratch") -> None:
         self.path, self.set_name, self.name = Path(path), set_name, f"ipset file {path}"
 
@@ -184,6 +251,16 @@ class IpsetRestore(Action):
 class Fail2ban(Action):
     """``fail2ban-client set JAIL banip ADDRESS`` (and ``unbanip``) per change."""
 
+    options = ("--fail2ban",)
+
+    @classmethod
+    def add_options(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--fail2ban", metavar="JAIL", help="action: fail2ban-client set JAIL banip/unbanip")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> list[Action]:
+        return [cls(args.fail2ban)] if args.fail2ban else []
+
     def __init__(self, jail: str, client: str = "fail2ban-client") -> None:
         self.jail, self.client, self.name = jail, client, f"fail2ban jail {jail}"
 
@@ -197,6 +274,18 @@ class Fail2ban(Action):
 
 class CrowdsecDecisions(Action):
     """A decisions file that ``cscli decisions import -i FILE`` accepts: every active ban."""
+
+    options = ("--crowdsec",)
+
+    @classmethod
+    def add_options(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--crowdsec", metavar="FILE", help="action: a decisions file for 'cscli decisions import -i'"
+        )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> list[Action]:
+        return [cls(args.crowdsec)] if args.crowdsec else []
 
     def __init__(self, path: str | Path) -> None:
         self.path, self.name = Path(path), f"CrowdSec decisions {path}"
@@ -220,6 +309,19 @@ class CommandHook(Action):
     """Any command, run per change with ``{event}``, ``{address}``, ``{seconds}`` and
     ``{reason}`` filled in (each argument formatted on its own: no shell)."""
 
+    options = ("--exec",)
+
+    @classmethod
+    def add_options(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--exec", action="append", default=[], metavar="COMMAND",
+            help="action: run COMMAND per change with {event} {address} {seconds} {reason} (repeatable)",
+        )  # fmt: skip
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> list[Action]:
+        return [cls(command) for command in args.exec]
+
     addresses_only = False  # the command gets whatever the client key is
 
     def __init__(self, template: str) -> None:
@@ -233,6 +335,18 @@ class CommandHook(Action):
 
 class JsonEvents(Action):
     """One JSON line per change (ban, unban, extend) on standard output or appended to a file."""
+
+    options = ("--events",)
+
+    @classmethod
+    def add_options(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--events", metavar="FILE", help="action: JSON lines of ban/unban/extend events (- for stdout)"
+        )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> list[Action]:
+        return [cls(args.events)] if args.events else []
 
     addresses_only = False
 
@@ -261,6 +375,28 @@ class JsonEvents(Action):
         else:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(text)
+
+
+# Every kind of action, in the order their options are listed: a new action is a class here
+# and one entry in this tuple.
+ACTIONS: tuple[type[Action], ...] = (BanListFile, NginxDeny, NftablesSet, IpsetRestore, Fail2ban, CrowdsecDecisions,
+                                     CommandHook, JsonEvents)  # fmt: skip
+
+
+def add_action_options(parser: argparse.ArgumentParser) -> None:
+    """Every action's options, declared by the action."""
+    for kind in ACTIONS:
+        kind.add_options(parser)
+
+
+def actions_from_args(args: argparse.Namespace) -> list[Action]:
+    """The actions the parsed options ask for, each built by its own kind."""
+    return [action for kind in ACTIONS for action in kind.from_args(args)]
+
+
+def action_options() -> str:
+    """The options that choose an action, for messages."""
+    return ", ".join(option for kind in ACTIONS for option in kind.options)
 
 
 class Actions:

@@ -289,25 +289,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     _with_format(args)
 
-    chosen: list[a.Action] = []
-    if args.ban_list:
-        chosen.append(a.BanListFile(args.ban_list))
-    if args.nginx:
-        chosen.append(a.NginxDeny(args.nginx, args.nginx_reload))
-    if args.nft or args.nft_apply or args.nft_script:
-        chosen.append(a.NftablesSet(args.nft_table, apply=args.nft_apply, script=args.nft_script))
-    if args.ipset:
-        chosen.append(a.IpsetRestore(args.ipset))
-    if args.fail2ban:
-        chosen.append(a.Fail2ban(args.fail2ban))
-    if args.crowdsec:
-        chosen.append(a.CrowdsecDecisions(args.crowdsec))
-    chosen += [a.CommandHook(command) for command in args.exec]
-    if args.events:
-        chosen.append(a.JsonEvents(args.events))
+    chosen = a.actions_from_args(args)
     if not chosen and not args.dry_run:
-        raise ValueError("choose at least one action (--ban-list, --nginx, --nft, --ipset, --fail2ban, --crowdsec, "
-                         "--exec, --events) or --dry-run.")  # fmt: skip
+        raise ValueError(f"choose at least one action ({a.action_options()}) or --dry-run.")
     store = Store(args.state)
     watcher = Watcher(
         args.model, args.logs, store, a.Actions(chosen), from_start=args.from_start, ban_time=args.ban_time,
@@ -577,24 +561,9 @@ def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
     p.add_argument("--ban-private", action="store_true", help="also ban loopback and private addresses")
     p.add_argument("--dry-run", action="store_true", help="decide and report, act on nothing")
     p.add_argument("--challenge", metavar="FILE", help="write gray clients here (to send to a captcha)")
-    p.add_argument("--ban-list", metavar="FILE", help="action: a plain list of banned addresses")
-    p.add_argument("--nginx", metavar="FILE", help="action: an nginx include of deny lines")
-    p.add_argument("--nginx-reload", metavar="COMMAND", help="run after the include changed, e.g. 'nginx -s reload'")
-    p.add_argument("--nft", action="store_true", help="action: nftables sets with timeouts (see --nft-apply)")
-    p.add_argument("--nft-table", default="nnscratch", help="the nftables table (family inet)")
-    p.add_argument("--nft-apply", action="store_true", help="run nft (creates the table, sets and a drop chain)")
-    p.add_argument("--nft-script", metavar="FILE", help="append the nft commands here instead of running them")
-    p.add_argument("--ipset", metavar="FILE", help="action: a file in 'ipset restore' format")
-    p.add_argument("--fail2ban", metavar="JAIL", help="action: fail2ban-client set JAIL banip/unbanip")
-    p.add_argument("--crowdsec", metavar="FILE", help="action: a decisions file for 'cscli decisions import -i'")
-    p.add_argument(
-        "--exec",
-        action="append",
-        default=[],
-        metavar="COMMAND",
-        help="action: run COMMAND per change with {event} {address} {seconds} {reason}",
-    )
-    p.add_argument("--events", metavar="FILE", help="action: JSON lines of ban/unban/extend events (- for stdout)")
+    from .actions import add_action_options
+
+    add_action_options(p)
     p.add_argument("--status-every", type=positive_float, default=60.0, help="seconds between status lines")
     p.add_argument("--poll", type=positive_float, default=0.2, help="seconds between reads when idle")
     p.add_argument("--batch", type=positive_int, default=20_000, help="most lines a step reads (and commits)")
