@@ -208,13 +208,20 @@ def test_allowlist_never_bans_private_loopback_or_listed_addresses(tmp_path):
 # --- the watcher on real log lines -------------------------------------------------------------------------------
 
 
-def make_watcher(model, log, state, tmp_path, **settings):
-    from nnscratch.weblogs.watch import Watcher
+def make_watcher(model, log, state, tmp_path, **options):
+    """A watcher with a ban list and an event log; ``options`` are ``BanPolicy`` and ``WatchSettings`` fields."""
+    import dataclasses
+
+    from nnscratch.weblogs.watch import BanPolicy, Watcher, WatchSettings
 
     actions = Actions([BanListFile(tmp_path / "ban.txt"), JsonEvents(str(tmp_path / "events.jsonl"))],
                       report=lambda message: None)  # fmt: skip
-    settings.setdefault("allowlist", Allowlist(ban_private=True))
-    watcher = Watcher(model, [str(log)], Store(state), actions, report=lambda m: None, **settings)
+    options.setdefault("allowlist", Allowlist(ban_private=True))
+    policy_fields = {f.name for f in dataclasses.fields(BanPolicy)}
+    policy = BanPolicy(**{k: v for k, v in options.items() if k in policy_fields})
+    settings = WatchSettings(**{k: v for k, v in options.items() if k not in policy_fields})
+    watcher = Watcher(model, [str(log)], Store(state), actions, policy=policy, settings=settings,
+                      report=lambda m: None)  # fmt: skip
     watcher.restore()
     return watcher
 
@@ -383,7 +390,7 @@ def test_signals_stop_and_reload(watch_model, logs, tmp_path):
         allow_file.write_text(SCANNER + "\n")
         os.kill(os.getpid(), signal.SIGHUP)
         watcher.step()
-        assert watcher.allowlist.why_not(SCANNER) == "allowlisted" and not watcher.reloading
+        assert watcher.policy.allowlist.why_not(SCANNER) == "allowlisted" and not watcher.reloading
         os.kill(os.getpid(), signal.SIGTERM)
         assert watcher.stopping
         append(log, scanner_lines(logs, 60))

@@ -285,7 +285,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     and unban them through the chosen actions; state survives restarts."""
     from . import actions as a
     from .state import Store
-    from .watch import Allowlist, Watcher
+    from .watch import Allowlist, BanPolicy, Watcher, WatchSettings
 
     _with_format(args)
 
@@ -293,12 +293,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
     if not chosen and not args.dry_run:
         raise ValueError(f"choose at least one action ({a.action_options()}) or --dry-run.")
     store = Store(args.state)
-    watcher = Watcher(
-        args.model, args.logs, store, a.Actions(chosen), from_start=args.from_start, ban_time=args.ban_time,
-        factor=args.ban_factor, max_ban_time=args.max_ban_time, dry_run=args.dry_run, challenge=args.challenge,
-        allowlist=Allowlist(args.allowlist, args.allow, ban_private=args.ban_private),
-        status_every=args.status_every, poll=args.poll, batch=args.batch, max_clients=args.max_clients,
-    )  # fmt: skip
+    policy = BanPolicy(args.ban_time, args.ban_factor, args.max_ban_time,
+                       Allowlist(args.allowlist, args.allow, ban_private=args.ban_private))  # fmt: skip
+    challenge = Path(args.challenge) if args.challenge else None
+    settings = WatchSettings(from_start=args.from_start, dry_run=args.dry_run, challenge=challenge, poll=args.poll,
+                             max_clients=args.max_clients, status_every=args.status_every, batch=args.batch)  # fmt: skip
+    watcher = Watcher(args.model, args.logs, store, a.Actions(chosen), policy=policy, settings=settings)
     client_model = watcher.model.client_model
     if args.ban_threshold is not None:
         client_model.threshold = args.ban_threshold

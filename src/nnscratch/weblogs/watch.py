@@ -20,11 +20,11 @@ after the last committed line and restores the active bans.
 
 from __future__ import annotations
 
-import ipaddress
 import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,48 +37,32 @@ from .follow import Backfill, Follower, StdinFollower
 from .lines.formats import LineParser, detect, get_format
 from .lines.record import LogRecord, client_of
 from .model import WebLogModel
+from .policy import Allowlist, BanPolicy
 from .state import Ban, Store
 
-__all__ = ["Allowlist", "Watcher"]
+__all__ = ["Allowlist", "BanPolicy", "WatchSettings", "Watcher"]
 
 
-class Allowlist:
-    """Addresses and networks never banned: a file (one address or CIDR per line, ``#``
-    comments; reloaded on SIGHUP), extra entries, and unless ``ban_private`` the
-    loopback, private, link-local and reserved ranges."""
+@dataclass
+class WatchSettings:
+    """How the watcher reads and reports (the ban policy is ``BanPolicy``'s).
 
-    def __init__(self, path: str | Path | None = None, extra: Sequence[str] = (), ban_private: bool = False) -> None:
-        self.path, self.extra, self.ban_private = Path(path) if path else None, list(extra), ban_private
-        self.networks: list[Any] = []
-        self.reload()
+    ``from_start``: read files from their start (else from where the state file
+    left them, or their end); ``dry_run``: decide and report, act on nothing;
+    ``challenge``: the file gray clients are written to; ``poll``: seconds
+    between reads when idle; ``idle``: seconds of log time that end a visit;
+    ``max_clients``: clients kept in memory; ``status_every``: seconds between
+    status lines; ``batch``: the most lines a step reads (and commits).
+    """
 
-    def __repr__(self) -> str:
-        return f"Allowlist({len(self.networks)} networks, ban_private={self.ban_private})"
-
-    def reload(self) -> None:
-        entries = list(self.extra)
-        if self.path is not None:
-            entries += [line.split("#", 1)[0].strip() for line in self.path.read_text(encoding="utf-8").splitlines()]
-        networks = []
-        for entry in filter(None, entries):
-            try:
-                networks.append(ipaddress.ip_network(entry, strict=False))
-            except ValueError:
-                raise ValueError(f"allowlist entry {entry!r} is not an address or CIDR network "
-                                 f"(in {self.path or 'the command line'}).") from None  # fmt: skip
-        self.networks = networks
-
-    def why_not(self, address: str) -> str | None:
-        """Why ``address`` must not be banned, or None if it may be."""
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return None  # a session id (a log without addresses): banned by id, see Actions
-        if any(ip in net for net in self.networks):
-            return "allowlisted"
-        if not self.ban_private and (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_reserved):
-            return "loopback or private address (--ban-private to ban these)"
-        return None
+    from_start: bool = False
+    dry_run: bool = False
+    challenge: Path | None = None
+    poll: float = 0.2
+    idle: float = IDLE
+    max_clients: int = 100_000
+    status_every: float = 60.0
+    batch: int = 20_000
 
 
 class Watcher:
@@ -86,25 +70,19 @@ class Watcher:
 
     def __init__(
         self, model_path: str | Path, paths: Sequence[str], store: Store, actions: Actions, *,
-        from_start: bool = False, ban_time: float = 600.0, factor: float = 2.0, max_ban_time: float = 7 * 86400.0,
-        allowlist: Allowlist | None = None, dry_run: bool = False, challenge: str | Path | None = None,
-        challenge_threshold: float = 0.5, poll: float = 0.2, idle: float = IDLE,
-        max_clients: int = 100_000, status_every: float = 60.0, report: Callable[[str], Any] | None = None,
-        batch: int = 20_000,
+        policy: BanPolicy | None = None, settings: WatchSettings | None = None,
+        report: Callable[[str], Any] | None = None,
     ) -> None:  # fmt: skip
         self.model_path, self.store, self.actions = Path(model_path), store, actions
+        self.policy, self.settings = policy or BanPolicy(), settings or WatchSettings()
         self.model = self._load_model()
-        saved = store.positions()
+        saved, from_start = store.positions(), self.settings.from_start
         self.followers: list[Any] = [
             StdinFollower() if p == "-" else Backfill(p) if from_start and Backfill.is_gzip(p) else
             Follower(p, from_start=from_start, position=saved.get(str(Path(p).resolve())))
             for p in paths
         ]  # fmt: skip
-        self.ban_time, self.factor, self.max_ban_time = ban_time, factor, max_ban_time
-        self.allowlist = allowlist or Allowlist()
-        self.dry_run, self.poll, self.batch = dry_run, poll, batch
-        self.challenge, self.challenge_threshold = Path(challenge) if challenge else None, challenge_threshold
-        self.decider = Decider(self.model, idle=idle, max_clients=max_clients)
+        self.decider = Decider(self.model, idle=self.settings.idle, max_clients=self.settings.max_clients)
         self.examples: dict[str, list[str]] = {}
         self.bans: dict[str, Ban] = {b.address: b for b in store.bans()}
         self.gray: dict[str, float] = {}
@@ -113,7 +91,6 @@ class Watcher:
         self.parsers: dict[str, LineParser] = {}
         self.unfit: set[str] = set()
         self.report = report or (lambda message: print(message, file=sys.stderr, flush=True))
-        self.status_every = status_every
         self.lines = store.counter("lines")
         self.stopping = self.reloading = False
         self._last_status = time.monotonic()
@@ -153,7 +130,7 @@ class Watcher:
         for address in expired:
             del self.bans[address]
         self.store.commit(unbans=expired)
-        if not self.dry_run:
+        if not self.settings.dry_run:
             changes = [Change("ban", b.address, b.remaining(now), b.reason) for b in self.bans.values()]
             self.actions.apply(changes, list(self.bans.values()), force=True)
         if self.bans:
@@ -164,7 +141,7 @@ class Watcher:
         self.restore()
         while not self.stopping and not (until is not None and until()):
             if self.step() == 0:
-                time.sleep(self.poll)
+                time.sleep(self.settings.poll)
         self.step(final=True)  # what arrived before the signal, judged at once
         for follower in self.followers:
             follower.close()
@@ -180,8 +157,8 @@ class Watcher:
             self._reload()
         batch: list[tuple[str, bytes]] = []
         for follower in self.followers:  # at most ``batch`` lines a step: each step is committed
-            batch += [(str(follower.path), raw) for raw in follower.read(self.batch - len(batch))]
-        decided = self._decide(batch, end=final or len(batch) < self.batch)
+            batch += [(str(follower.path), raw) for raw in follower.read(self.settings.batch - len(batch))]
+        decided = self._decide(batch, end=final or len(batch) < self.settings.batch)
         now = time.time()
         changes, decisions = self._judge(now, decided)
         for client, _ in decided.ended:  # visits over: nothing more to explain or challenge
@@ -201,9 +178,9 @@ class Watcher:
         self.store.commit(positions=positions, counters={"lines": len(batch)}, bans=new_bans,
                           unbans=[c.address for c in changes if c.event == "unban"], decisions=decisions)  # fmt: skip
         self.lines += len(batch)
-        if changes and not self.dry_run:
+        if changes and not self.settings.dry_run:
             self.actions.apply(changes, list(self.bans.values()))
-        elif not self.dry_run:
+        elif not self.settings.dry_run:
             self.actions.apply([], list(self.bans.values()))  # retries of earlier failures
         self._status(len(batch))
         return len(batch)
@@ -238,41 +215,33 @@ class Watcher:
             return
         self.parsers[path] = fmt.parser()
 
-    def _duration(self, address: str) -> float:
-        return min(self.ban_time * self.factor ** self.store.offenses(address), self.max_ban_time)
-
     def _judge(self, now: float, decided: Decisions) -> tuple[list[Change], list[dict[str, Any]]]:
-        """The ban policy applied to the rulings: ban (or extend) on a banning ruling unless
-        the client is allowlisted or already banned for more than half a first ban; a
-        ruling at or above ``challenge_threshold`` sends the client to the challenge. A dry
-        run reports each visit's first banning ruling, what ``classify`` reports."""
+        """The ban policy's response to every ruling, carried out: bans and extensions become
+        changes; a client not banned for a reason, or sent to the challenge, is recorded once
+        per visit. A dry run reports each visit's first banning ruling, what ``classify`` reports."""
         changes, decisions = [], []
         first_bans = {id(ruling) for ruling in decided.bans}
         for ruling in decided.rulings:
-            client, p = ruling.client, ruling.probability
-            if ruling.ban:
-                blocked = self.allowlist.why_not(client)
-                current = self.bans.get(client)
-                if blocked is not None or (current is not None and current.remaining(now) > self.ban_time / 2):
-                    if blocked and client not in self.gray:
-                        self.gray[client] = p
-                        decisions.append(self._decision(now, ruling, "not banned: " + blocked))
-                    continue
-                seconds = self._duration(client)
-                if self.dry_run:
+            client = ruling.client
+            current = self.bans.get(client)
+            response, why = self.policy.response(ruling, current, now)
+            if response in ("not banned", "challenge"):
+                if client not in self.gray:
+                    self.gray[client] = ruling.probability
+                    decisions.append(self._decision(now, ruling, f"not banned: {why}" if why else response))
+            elif response in ("ban", "extend"):
+                seconds = self.policy.duration(self.store.offenses(client))
+                if self.settings.dry_run:
                     if id(ruling) in first_bans:
                         decisions.append(self._decision(now, ruling, "dry-run: would ban", seconds))
                         self.report(f"dry run: would ban {client} for {seconds:.0f} s ({_reason(ruling)})")
                     continue
-                event = "extend" if current is not None else "ban"
-                decisions.append(self._decision(now, ruling, event, seconds))
+                decisions.append(self._decision(now, ruling, response, seconds))
                 self.bans[client] = Ban(client, now, now + seconds, _reason(ruling))
-                changes.append(Change(event, client, seconds, _reason(ruling)))
-            elif p >= self.challenge_threshold and client not in self.gray:
-                self.gray[client] = p
-                decisions.append(self._decision(now, ruling, "challenge"))
-        if self.challenge is not None and decisions:
-            replace_text(self.challenge, "".join(f"{c}\n" for c in sorted(self.gray) if c not in self.bans))
+                changes.append(Change(response, client, seconds, _reason(ruling)))
+        if self.settings.challenge is not None and decisions:
+            text = "".join(f"{c}\n" for c in sorted(self.gray) if c not in self.bans)
+            replace_text(self.settings.challenge, text)
         return changes, decisions
 
     def _decision(self, now: float, ruling: Ruling, action: str, seconds: float | None = None) -> dict[str, Any]:
@@ -292,7 +261,7 @@ class Watcher:
     def _reload(self) -> None:
         try:
             self.model = self.decider.model = self._load_model()
-            self.allowlist.reload()
+            self.policy.allowlist.reload()
             self.report(f"reloaded {self.model_path} and the allowlist")
         except (OSError, ValueError) as err:
             self.report(f"error: reload failed, keeping the old model and allowlist: {err}")
@@ -300,7 +269,7 @@ class Watcher:
     def _status(self, n: int) -> None:
         self._status_lines += n
         elapsed = time.monotonic() - self._last_status
-        if elapsed >= self.status_every:
+        if elapsed >= self.settings.status_every:
             self.report(f"status: {self._status_lines / elapsed:,.0f} lines/s, {len(self.decider.book):,} clients "
                         f"tracked, {len(self.bans)} active ban(s), {self.lines:,} lines in all")  # fmt: skip
             self._last_status, self._status_lines = time.monotonic(), 0
