@@ -297,7 +297,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
                        Allowlist(args.allowlist, args.allow, ban_private=args.ban_private))  # fmt: skip
     challenge = Path(args.challenge) if args.challenge else None
     settings = WatchSettings(from_start=args.from_start, dry_run=args.dry_run, challenge=challenge, poll=args.poll,
-                             max_clients=args.max_clients, status_every=args.status_every, batch=args.batch)  # fmt: skip
+                             max_clients=args.max_clients, status_every=args.status_every,
+                             batch=args.batch)  # fmt: skip
     watcher = Watcher(args.model, args.logs, store, a.Actions(chosen), policy=policy, settings=settings)
     client_model = watcher.model.client_model
     if args.ban_threshold is not None:
