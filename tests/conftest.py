@@ -94,13 +94,13 @@ def _load_once(path: str) -> tuple:
 def watch_model(logs, tmp_path_factory):
     from nnscratch.weblogs.data import LabelledLines
     from nnscratch.weblogs.labels import RuleLabeler
-    from nnscratch.weblogs.model import WebLogModel
+    from nnscratch.weblogs.model import TrainSettings, WebLogModel
 
     data = LabelledLines.gather(bad=[str(logs / "scanner_w3af_2016-12-22.log")], unknown_agent="Firefox/",
                                 logs=[str(logs / "secrepo_access_2021-10-22.log"),
                                       str(logs / "elastic_apache_2015-05-17_18.log")],
                                 rules=RuleLabeler(), gray_as="bad")  # fmt: skip
-    model, _, _ = WebLogModel.train(data, restarts=1, epochs=4)
+    model, _, _ = WebLogModel.train(data, settings=TrainSettings(restarts=1, epochs=4))
     path = tmp_path_factory.mktemp("watch") / "model.safetensors"
     model.save(path)
     return path

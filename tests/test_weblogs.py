@@ -21,7 +21,7 @@ from nnscratch.weblogs.data import LabelledLines, split_by_client
 from nnscratch.weblogs.evidence import agent_class, path_shape, payload_evidence, referrer_class
 from nnscratch.weblogs.features import Context, Featurizer, client_of, request_tokens
 from nnscratch.weblogs.labels import RuleLabeler, normalise_label, read_label_file
-from nnscratch.weblogs.model import WebLogModel, prepare
+from nnscratch.weblogs.model import TrainSettings, WebLogModel, prepare
 from nnscratch.weblogs.parse import LogRecord, in_time_order, parse_line, parse_stream
 
 FIREFOX = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:50.0) Gecko/20100101 Firefox/50.0"
@@ -286,7 +286,9 @@ def test_unseen_scanner_is_caught_on_its_own_site_and_a_renamed_one(shared):
 def trained(shared):
     sources, gray_as = shared
     data, _ = load_sources([s for s in sources if s.name in ("webbot", "secrepo", "w3af")], gray_as)
-    return data, WebLogModel.train(data, behaviour=True, restarts=1, epochs=6)
+    return data, WebLogModel.train(
+        data, featurizer=Featurizer(behaviour=True), settings=TrainSettings(restarts=1, epochs=6)
+    )
 
 
 def test_train_save_load_and_the_client_model(trained, tmp_path):
@@ -361,7 +363,9 @@ def test_classify_judges_clients_with_the_model_and_streams_in_chunks(trained, l
 
 def test_parallel_classify_writes_exactly_what_serial_does(logs):
     data = LabelledLines.gather(logs=[str(logs / "secrepo_access_2021-10-22.log")], rules=RuleLabeler(), gray_as="bad")
-    model, _, _ = WebLogModel.train(data, behaviour=True, restarts=1, epochs=3)  # context: state across chunks
+    model, _, _ = WebLogModel.train(
+        data, featurizer=Featurizer(behaviour=True), settings=TrainSettings(restarts=1, epochs=3)
+    )  # context: state across chunks
     outputs, verdicts = [], []
     for workers in (0, 1):
         out, found = io.StringIO(), []
@@ -374,7 +378,7 @@ def test_parallel_classify_writes_exactly_what_serial_does(logs):
 
 def test_truncated_svd_projection_is_saved_and_applied(logs, tmp_path):
     data = LabelledLines.gather(logs=[str(logs / "secrepo_access_2021-10-22.log")], rules=RuleLabeler(), gray_as="bad")
-    model, report, info = WebLogModel.train(data, svd=16, restarts=1, epochs=5)
+    model, report, info = WebLogModel.train(data, settings=TrainSettings(svd=16, restarts=1, epochs=5))
     assert info["inputs"] == 16 and model.projection.shape == (info["features"], 16)
     model.save(tmp_path / "svd.safetensors")
     loaded = WebLogModel.load(tmp_path / "svd.safetensors")
@@ -460,7 +464,12 @@ def test_a_disguised_scanner_is_caught_by_what_it_requests(logs, tmp_path):
     test_file.write_text("\n".join(rows[half:]) + "\n")
     data = LabelledLines.gather(bad=[str(train_file)], logs=[str(logs / "elastic_apache_2015-05-17_18.log")],
                                 rules=RuleLabeler(), gray_as="drop")  # fmt: skip
-    model, _, _ = WebLogModel.train(data, agent="tokens", restarts=1, epochs=10, fractions=(0.8, 0.1, 0.1))
+    model, _, _ = WebLogModel.train(
+        data,
+        featurizer=Featurizer(agent="tokens"),
+        settings=TrainSettings(restarts=1, epochs=10),
+        fractions=(0.8, 0.1, 0.1),
+    )
     assert not [t for t in model.featurizer.vocabulary if "w3af" in t or "attack-tool" in t]
     model.featurizer.reset_context()
     test_records = [r for _, _, r in parse_stream([test_file])]

@@ -14,7 +14,7 @@ from nnscratch.cli import main
 from nnscratch.weblogs.classify import classify, verdict_rows
 from nnscratch.weblogs.data import LabelledLines
 from nnscratch.weblogs.labels import RuleLabeler
-from nnscratch.weblogs.model import WebLogModel
+from nnscratch.weblogs.model import TrainSettings, WebLogModel
 from nnscratch.weblogs.parse import ParseStats, parse_stream, read_lines
 
 
@@ -26,7 +26,7 @@ def secrepo(logs):
 @pytest.fixture(scope="module")
 def model_file(secrepo, tmp_path_factory):
     data = LabelledLines.gather(logs=[str(secrepo)], rules=RuleLabeler(), gray_as="bad")
-    model, _, _ = WebLogModel.train(data, restarts=1, epochs=4)
+    model, _, _ = WebLogModel.train(data, settings=TrainSettings(restarts=1, epochs=4))
     path = tmp_path_factory.mktemp("model") / "m.safetensors"
     model.save(path)
     return path

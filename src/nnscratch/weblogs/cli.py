@@ -110,20 +110,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train the line model (several networks, the best kept) and the client model on labelled logs
     (split by client), and report test metrics."""
     from ..cli.args import check_writable
-    from .model import WebLogModel
+    from .features import Featurizer
+    from .model import TrainSettings, WebLogModel
 
     check_writable(args.output, "-o")  # before the work, so a trained model is never lost to a bad path
     data = _data(args)
     print(data.stats.summary())
     labelled = Counter(label for label in data.labels if label is not None)
     print("labels: " + ", ".join(f"{k} {v:,}" for k, v in sorted(labelled.items())))
-    model, report, info = WebLogModel.train(
-        data, **_feature_settings(args), hashing=args.hashing, min_count=args.min_count,
-        max_features=args.max_features, svd=args.svd, hidden=args.hidden, epochs=args.epochs, learning_rate=args.lr,
-        restarts=args.restarts, n_jobs=args.jobs, backend="dask" if args.dask else "loky", scheduler=args.dask,
-        seed=args.seed, progress=not args.quiet, line_threshold=args.line_threshold,
-        ban_threshold=args.ban_threshold, min_requests=args.min_requests,
+    featurizer = Featurizer(**_feature_settings(args), hashing=args.hashing, min_count=args.min_count,
+                            max_features=args.max_features)  # fmt: skip
+    settings = TrainSettings(
+        svd=args.svd, hidden=args.hidden, epochs=args.epochs, learning_rate=args.lr, restarts=args.restarts,
+        n_jobs=args.jobs, backend="dask" if args.dask else "loky", scheduler=args.dask, seed=args.seed,
+        progress=not args.quiet, line_threshold=args.line_threshold, ban_threshold=args.ban_threshold,
+        min_requests=args.min_requests,
     )  # fmt: skip
+    model, report, info = WebLogModel.train(data, featurizer=featurizer, settings=settings)
     print(info["selection"])
     reduced = f" -> {info['inputs']} SVD components" if info["inputs"] != info["features"] else ""
     print(f"{info['features']:,} features{reduced}, {info['hidden']} hidden units; lines train/validation/test "

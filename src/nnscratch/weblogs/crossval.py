@@ -41,7 +41,7 @@ from .features import Featurizer
 from .labels import CLASSES, RuleLabeler
 from .lines.reading import LogPath
 from .lines.record import LogRecord
-from .model import Judgement, Prepared, Report, WebLogModel, prepare
+from .model import Judgement, Prepared, Report, TrainSettings, WebLogModel, prepare
 
 __all__ = ["Source", "read_manifest", "load_sources", "rename_site", "crossval", "format_markdown"]
 
@@ -225,7 +225,7 @@ def crossval(
     def fit(train_rows: np.ndarray, seed: int) -> WebLogModel:
         fit_rows, val_rows = _split_train(prepared, train_rows, seed)
         model, _ = WebLogModel.fit(prepared, fit_rows, val_rows, featurizer=Featurizer(**featurizer_settings),
-                                   classes=classes, seed=seed, **fit_settings)  # fmt: skip
+                                   classes=classes, settings=TrainSettings(**fit_settings, seed=seed))  # fmt: skip
         return model
 
     for seed in seeds:

@@ -35,9 +35,39 @@ from .labels import CLASSES
 from .lines.order import SLACK, in_time_order
 from .lines.record import LogRecord
 
-__all__ = ["WebLogModel", "Report", "Judgement", "Prepared", "prepare", "evaluate", "FEATURE_VERSION"]
+__all__ = ["WebLogModel", "TrainSettings", "Report", "Judgement", "Prepared", "prepare", "evaluate", "FEATURE_VERSION"]
 
 FEATURE_VERSION = 2  # model files from before the shape/evidence features (version 1) must be retrained
+
+
+@dataclass
+class TrainSettings:
+    """How ``WebLogModel.fit`` trains (the options of ``logs train``).
+
+    The line network: ``hidden`` units (default twice its inputs, at most
+    ``max_hidden``), after an optional ``svd`` projection; ``epochs``,
+    ``learning_rate`` (Adam) and ``batch_size``; ``restarts`` networks, the best
+    on validation kept, run on ``n_jobs`` workers of ``backend`` (``loky`` or
+    ``dask``, with ``scheduler``); ``seed`` for the split and every network;
+    ``progress`` bars. The decision settings saved with the model:
+    ``line_threshold``, ``ban_threshold`` and ``min_requests``.
+    """
+
+    svd: int | None = None
+    hidden: int | None = None
+    max_hidden: int = 256
+    epochs: int = 15
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+    restarts: int = 3
+    n_jobs: int = 1
+    backend: str = "loky"
+    scheduler: str | None = None
+    seed: int = 0
+    progress: bool = False
+    line_threshold: float = 0.5
+    ban_threshold: float = 0.8
+    min_requests: int = 5
 
 
 @dataclass
@@ -248,75 +278,26 @@ class WebLogModel:
     @classmethod
     def fit(
         cls, prepared: Prepared, train: np.ndarray, val: np.ndarray, *, featurizer: Featurizer,
-        classes: Sequence[str], hashing: int | None = None, svd: int | None = None, hidden: int | None = None,
-        max_hidden: int = 256, epochs: int = 15, learning_rate: float = 1e-3, batch_size: int = 64, restarts: int = 3,
-        n_jobs: int = 1, backend: str = "loky", scheduler: str | None = None, seed: int = 0, progress: bool = False,
-        line_threshold: float = 0.5, ban_threshold: float = 0.8, min_requests: int = 5,
+        classes: Sequence[str], settings: TrainSettings | None = None,
     ) -> tuple[WebLogModel, Any]:  # fmt: skip
-        """Fit the vocabulary, the line network (best of ``restarts`` on ``val``) and the client model
-        on the rows ``train``. Returns the model and the selection result."""
-        from ..selection import restarts as restart_candidates
-        from ..selection import select_best
-
-        tokens, labels, sources = prepared.tokens, prepared.data.labels, prepared.data.sources
+        """Fit the vocabulary, the line network (best of ``settings.restarts`` on ``val``) and the
+        client model on the rows ``train``. Returns the model and the selection result."""
+        s = settings or TrainSettings()
+        tokens, labels = prepared.tokens, prepared.data.labels
         client_rows = train  # the client model learns from every labelled client
-        # A per-session label says who the client was, not what each request was. Every
-        # request of a human is a legitimate request, but a bot's request can be one a
-        # person would make: bad sessions teach the client model only (unless nothing
-        # else is left to learn from).
-        request_level = [part[[sources[i] != "truth:session" or labels[i] != "bad" for i in part]]
-                         for part in (train, val)]  # fmt: skip
-        if len({labels[i] for i in request_level[0]}) >= 2 and len(request_level[1]):
-            train, val = request_level
-        held = sorted({labels[i] for i in train}, key=list(classes).index)
-        if len(held) < 2:
-            raise ValueError(f"cannot train: the training lines hold only {held} (of {list(classes)}); "
-                             "add sources with the other classes")  # fmt: skip
-        if len(val) == 0:
-            raise ValueError("cannot train: no validation lines (every labelled client is in training)")
+        train, val = _request_level(prepared, train, val, classes)
         featurizer.fit(tokens[i] for i in train)
         rows = np.concatenate([train, val])
         X = featurizer.transform([tokens[i] for i in rows])
         y = np.array([list(classes).index(labels[i]) for i in rows])
         X_train, y_train, X_val, y_val = X[: len(train)], y[: len(train)], X[len(train) :], y[len(train) :]
-        projection = None
-        if svd:
-            from sklearn.decomposition import TruncatedSVD
-
-            k = min(svd, featurizer.n_features - 1)
-            reducer = TruncatedSVD(n_components=k, random_state=seed).fit(X_train)  # training rows only
-            projection = reducer.components_.T.astype(np.float32)
+        projection = _svd_projection(X_train, featurizer.n_features, s) if s.svd else None
+        if projection is not None:
             X_train = np.asarray(X_train @ projection, dtype=np.float32)
             X_val = np.asarray(X_val @ projection, dtype=np.float32)
-        n_in = X_train.shape[1]
-        width = hidden or min(2 * n_in, max_hidden)
-        weights = _balanced(y_train, len(classes))
-
-        def build(config: dict, seed: int) -> Network:
-            from ..optimizers import Adam
-
-            return Network.from_sizes([n_in, width, len(classes)], "sigmoid", "softmax",
-                                      optimizer=Adam(learning_rate), seed=seed)  # fmt: skip
-
-        def fit_params(config: dict) -> dict[str, Any]:
-            return {"epochs": epochs, "batch_size": batch_size, "sample_weight": weights}
-
-        result = select_best(build, X_train, y_train, restart_candidates({}, restarts, seed=seed), (X_val, y_val),
-                             fit_params=fit_params, n_jobs=n_jobs, backend=backend, scheduler=scheduler,
-                             progress=progress)  # fmt: skip
-        if result.best is None:
-            raise RuntimeError("Every network failed to train:\n" + result.format_table())
-        client_model = None
-        if "bad" in classes:
-            truth = prepared.client_truth(client_rows)
-            if len(set(truth.values())) == 2:
-                keys = sorted(truth)
-                client_model = ClientModel.fit(
-                    np.stack([ClientBook.features(prepared.summaries[k]) for k in keys]),
-                    np.array([truth[k] for k in keys], dtype=np.int64), seed=seed,
-                    threshold=ban_threshold, min_requests=min_requests,
-                )  # fmt: skip
-        return cls(featurizer, result.best, classes, projection, client_model, line_threshold), result
+        result = _select_line_network(X_train, y_train, (X_val, y_val), len(classes), s)
+        client_model = _fit_client_model(prepared, client_rows, s) if "bad" in classes else None
+        return cls(featurizer, result.best, classes, projection, client_model, s.line_threshold), result
 
     def judge(self, prepared: Prepared, rows: np.ndarray) -> Judgement:
         """Line and client decisions on the labelled lines among ``rows``, whose tokens
@@ -363,14 +344,14 @@ class WebLogModel:
 
     @classmethod
     def train(
-        cls, data: LabelledLines, *, agent: str = "class", paths: bool = False, behaviour: bool = False,
-        hashing: int | None = None, min_count: int = 2, max_features: int = 50_000, seed: int = 0,
-        fractions: Sequence[float] = (0.6, 0.2, 0.2), **settings: Any,
+        cls, data: LabelledLines, *, featurizer: Featurizer | None = None, settings: TrainSettings | None = None,
+        fractions: Sequence[float] = (0.6, 0.2, 0.2),
     ) -> tuple[WebLogModel, Report, dict[str, Any]]:  # fmt: skip
-        """Split by client, fit on the training clients, report on the test clients.
-
-        ``settings`` go to ``fit`` (epochs, restarts, hidden, svd, n_jobs, thresholds, ...).
-        """
+        """Split by client (``fractions`` for training, validation and test), fit on the training
+        clients with ``featurizer`` (a fresh ``Featurizer()`` by default: the default features)
+        and ``settings``, and report on the test clients."""
+        settings = settings or TrainSettings()
+        featurizer = featurizer if featurizer is not None else Featurizer()
         known = data.known()
         if not known.any():
             raise ValueError("No labelled lines: give class files, a label file or --rules.")
@@ -378,11 +359,9 @@ class WebLogModel:
         classes = [c for c in CLASSES if c in set(labels)]
         if len(classes) < 2:
             raise ValueError(f"Training needs at least two classes; the labels hold only {classes}.")
-        featurizer = Featurizer(agent=agent, paths=paths, behaviour=behaviour, hashing=hashing,
-                                min_count=min_count, max_features=max_features)  # fmt: skip
         prepared = prepare(featurizer, data)
         keep = np.flatnonzero(known)
-        parts = split_by_client(list(prepared.clients[keep]), [data.files[i] for i in keep], fractions, seed)
+        parts = split_by_client(list(prepared.clients[keep]), [data.files[i] for i in keep], fractions, settings.seed)
         train, val, test = (keep[p] for p in parts)
         if min(len(train), len(val), len(test)) == 0:
             n_clients = len(set(prepared.clients[keep]))
@@ -391,7 +370,7 @@ class WebLogModel:
                              f"empty (sizes {len(train)}/{len(val)}/{len(test)} lines). Add logs or clients."
                              )  # fmt: skip
         start = time.perf_counter()
-        model, result = cls.fit(prepared, train, val, featurizer=featurizer, classes=classes, seed=seed, **settings)
+        model, result = cls.fit(prepared, train, val, featurizer=featurizer, classes=classes, settings=settings)
         report = model.report(prepared, test)
         info = {
             "lines": {"train": len(train), "validation": len(val), "test": len(test)},
@@ -447,6 +426,70 @@ class WebLogModel:
         client_model = ClientModel.from_parts(client_config, arrays) if client_config else None
         return cls(Featurizer.from_config(meta["featurizer"]), network, meta["classes"], arrays.get("svd_projection"),
                    client_model, meta.get("line_threshold", 0.5))  # fmt: skip
+
+
+def _request_level(prepared: Prepared, train: np.ndarray, val: np.ndarray,
+                   classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The rows that teach the line model. A per-session label says who the client was, not
+    what each request was: every request of a human is a legitimate request, but a bot's
+    request can be one a person would make, so bad sessions teach the client model only
+    (unless nothing else is left to learn from)."""
+    labels, sources = prepared.data.labels, prepared.data.sources
+    request_level = [part[[sources[i] != "truth:session" or labels[i] != "bad" for i in part]]
+                     for part in (train, val)]  # fmt: skip
+    if len({labels[i] for i in request_level[0]}) >= 2 and len(request_level[1]):
+        train, val = request_level
+    held = sorted({labels[i] for i in train}, key=list(classes).index)
+    if len(held) < 2:
+        raise ValueError(f"cannot train: the training lines hold only {held} (of {list(classes)}); "
+                         "add sources with the other classes")  # fmt: skip
+    if len(val) == 0:
+        raise ValueError("cannot train: no validation lines (every labelled client is in training)")
+    return train, val
+
+
+def _svd_projection(X_train: Any, n_features: int, s: TrainSettings) -> np.ndarray:
+    """A truncated-SVD projection to ``s.svd`` components, fitted on the training rows only."""
+    from sklearn.decomposition import TruncatedSVD
+
+    reducer = TruncatedSVD(n_components=min(s.svd, n_features - 1), random_state=s.seed).fit(X_train)
+    return reducer.components_.T.astype(np.float32)
+
+
+def _select_line_network(X: Any, y: np.ndarray, validation: tuple[Any, np.ndarray], n_classes: int,
+                         s: TrainSettings) -> Any:  # fmt: skip
+    """``s.restarts`` line networks (one sigmoid hidden layer, softmax), the best on validation."""
+    from ..optimizers import Adam
+    from ..selection import restarts, select_best
+
+    n_in = X.shape[1]
+    width = s.hidden or min(2 * n_in, s.max_hidden)
+    weights = _balanced(y, n_classes)
+
+    def build(config: dict, seed: int) -> Network:
+        return Network.from_sizes([n_in, width, n_classes], "sigmoid", "softmax", optimizer=Adam(s.learning_rate),
+                                  seed=seed)  # fmt: skip
+
+    def fit_params(config: dict) -> dict[str, Any]:
+        return {"epochs": s.epochs, "batch_size": s.batch_size, "sample_weight": weights}
+
+    result = select_best(build, X, y, restarts({}, s.restarts, seed=s.seed), validation, fit_params=fit_params,
+                         n_jobs=s.n_jobs, backend=s.backend, scheduler=s.scheduler, progress=s.progress)  # fmt: skip
+    if result.best is None:
+        raise RuntimeError("Every network failed to train:\n" + result.format_table())
+    return result
+
+
+def _fit_client_model(prepared: Prepared, rows: np.ndarray, s: TrainSettings) -> ClientModel | None:
+    """The client model, on the whole-visit summaries of the labelled clients of ``rows``
+    (None unless there are bad and not-bad clients)."""
+    truth = prepared.client_truth(rows)
+    if len(set(truth.values())) < 2:
+        return None
+    keys = sorted(truth)
+    return ClientModel.fit(np.stack([ClientBook.features(prepared.summaries[k]) for k in keys]),
+                           np.array([truth[k] for k in keys], dtype=np.int64), seed=s.seed,
+                           threshold=s.ban_threshold, min_requests=s.min_requests)  # fmt: skip
 
 
 def _balanced(y: np.ndarray, k: int) -> np.ndarray:
