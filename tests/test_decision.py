@@ -108,12 +108,12 @@ def test_watch_from_start_bans_exactly_what_classify_bans(watch_model, logs, tmp
 def test_evaluate_rules_where_classify_rules(watch_model, logs):
     """``evaluate`` and ``crossval`` replay a file with the same judgement points: the same
     clients banned at the same requests as ``classify``."""
-    from nnscratch.weblogs.classify import classify, verdict_rows
+    from nnscratch.weblogs.classify import ClassifySettings, classify, verdict_rows
 
     model = WebLogModel.load(watch_model)
     for name in FILES:
         verdicts = []
-        classify(model, [str(logs / name)], None, on_verdict=verdicts.append, workers=0)
+        classify(model, [str(logs / name)], None, on_verdict=verdicts.append, settings=ClassifySettings(workers=0))
         streamed = {(r["client"], r["ban_request"], r["ban_time"]) for r in verdict_rows(verdicts)}
         data = LabelledLines.gather(logs=[str(logs / name)])
         prepared = prepare(Featurizer.from_config(model.featurizer.get_config()), data)

@@ -14,7 +14,7 @@ import pytest
 
 from nnscratch.cli import main
 from nnscratch.io import ModelFileError
-from nnscratch.weblogs.classify import ClientTally, classify
+from nnscratch.weblogs.classify import ClassifySettings, ClientTally, classify
 from nnscratch.weblogs.clients import FEATURES, IDLE, ClientBook, ClientModel
 from nnscratch.weblogs.crossval import Source, crossval, load_sources, read_manifest, rename_site
 from nnscratch.weblogs.data import LabelledLines, split_by_client
@@ -350,7 +350,7 @@ def test_classify_judges_clients_with_the_model_and_streams_in_chunks(trained, l
     _, (model, _, _) = trained
     verdicts = []
     n, counts = classify(model, [str(logs / "scanner_w3af_2016-12-22.log")], None, on_verdict=verdicts.append,
-                         chunk=500)  # fmt: skip
+                         settings=ClassifySettings(chunk=500))  # fmt: skip
     assert n == 3996 and sum(counts.values()) == 3996
     banned = {v.client for v in verdicts if v.ban}
     assert {"192.168.4.163", "192.168.1.20"} <= banned and len({v.client for v in verdicts}) == 3
@@ -370,7 +370,7 @@ def test_parallel_classify_writes_exactly_what_serial_does(logs):
     for workers in (0, 1):
         out, found = io.StringIO(), []
         n, _ = classify(model, [str(logs / "secrepo_access_2021-10-22.log")], out, on_verdict=found.append,
-                        chunk=100, workers=workers)  # fmt: skip
+                        settings=ClassifySettings(chunk=100, workers=workers))  # fmt: skip
         outputs.append(sorted(out.getvalue().splitlines()))
         verdicts.append(sorted(((v.client, v.ban, v.probability and round(v.probability, 6)) for v in found), key=str))
     assert n == 644 and outputs[0] == outputs[1] and verdicts[0] == verdicts[1]

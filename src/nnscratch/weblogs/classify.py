@@ -17,8 +17,10 @@ requests, which is why the client model is the default.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO, Any
 
@@ -154,117 +156,141 @@ def _chunks(paths: Iterable[str], size: int, stats: ParseStats) -> Iterator[tupl
         yield chunk, True
 
 
+@dataclass
+class ClassifySettings:
+    """How ``classify`` runs: ``output_format`` of the per-line rows (``csv`` or ``jsonl``);
+    ``tally``, the classic "N bad lines within X minutes" rule instead of the client model;
+    ``chunk`` lines at a time; ``workers`` (1: one worker process runs the pipeline while
+    this one parses and writes, the default with 2 or more cores; 0: everything here; the
+    result is the same); ``slack`` and ``idle``, the decision procedure's (``decision``)."""
+
+    output_format: str = "csv"
+    tally: ClientTally | None = None
+    chunk: int = 20_000
+    workers: int | None = None
+    slack: float = SLACK
+    idle: float = IDLE
+
+
 def classify(
-    model: WebLogModel, paths: Iterable[str], out: IO[str] | None, fmt: str = "csv", *,
-    on_verdict: Callable[[Verdict], None] | None = None, tally: ClientTally | None = None, chunk: int = 20_000,
-    stats: ParseStats | None = None, workers: int | None = None, slack: float = SLACK, idle: float = IDLE,
+    model: WebLogModel, paths: Iterable[str], out: IO[str] | None = None, *,
+    on_verdict: Callable[[Verdict], None] | None = None, stats: ParseStats | None = None,
+    settings: ClassifySettings | None = None,
 ) -> tuple[int, Counter]:  # fmt: skip
-    """Label every line of ``paths``; write one row per line to ``out`` (CSV or JSON lines);
-    judge every client. Returns (lines, counts of line labels).
+    """Label every line of ``paths`` (log files, gzip detected by content, or ``-``); write one
+    row per line to ``out`` (None: nowhere), in time order within each file; judge every
+    client. Returns (lines, counts of line labels).
 
-    Parameters
-    ----------
-    model : WebLogModel
-    paths : iterable of str
-        Log files (gzip detected by content) or ``-`` for standard input.
-    out : text file, optional
-        Where the per-line rows go (None: nowhere), in time order within each file.
-    fmt : {"csv", "jsonl"}
-    on_verdict : callable, optional
-        Called with each client's ``Verdict`` when the client has been idle for
-        ``idle`` seconds of log time, or at the end of its file. With ``tally``
-        the verdicts are the classic rule's; otherwise the client model's.
-    tally : ClientTally, optional
-        Judge clients by "N bad lines within X minutes" instead of the client model.
-    slack : float
-        Seconds of log time held back to put lines in time order.
-    workers : {0, 1}, optional
-        1: a worker process parses, featurises, predicts and judges the next
-        chunk while this process writes the previous one (default when there
-        are 2 or more cores); 0: everything here. The result is the same.
+    ``on_verdict`` is called with a ``Verdict`` on each client's visit when it ends (idle for
+    ``settings.idle`` seconds of log time, or at the end of its file): the client model's,
+    or with ``settings.tally`` the classic rule's. ``stats`` counts what was parsed and
+    skipped. See ``ClassifySettings`` for the rest.
     """
-    import os
-
+    s = settings or ClassifySettings()
     stats = stats if stats is not None else ParseStats()
-    counts: Counter = Counter()
-    classes = model.classes
-    if tally is None and model.client_model is None and on_verdict is not None:
+    if s.tally is None and model.client_model is None and on_verdict is not None:
         raise ValueError("this model has no client model (it was trained without bad clients): use a ClientTally.")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = (1 if cores > 1 else 0) if workers is None else workers
+    workers = _workers(s.workers)
+    writer = _Writer(model, out, s, on_verdict, in_worker=workers == 1)
+    judge = on_verdict is not None and s.tally is None
+    for result in _results(model, paths, s, stats, (judge, workers), writer.numbered):
+        writer.emit(result)
+    if s.tally is not None and on_verdict is not None:
+        for verdict in s.tally.verdicts():
+            on_verdict(verdict)
+    return writer.n, writer.counts
+
+
+def _workers(workers: int | None) -> int:
+    """0 or 1 worker processes: 1 by default when there are 2 or more cores."""
+    if workers is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        workers = 1 if cores > 1 else 0
     if workers not in (0, 1):
         raise ValueError(f"workers must be 0 or 1 (one pipeline keeps every client's state). Received: {workers}.")
-    if out is not None and fmt == "csv":
-        out.write("file,line,client,time,label," + ",".join(f"p_{c}" for c in classes) + "\n")
-    row_format = ",".join(["{:.4f}"] * len(classes)) + "\n"
-    featurizer = model.featurizer
-    bad = classes.index("bad") if "bad" in classes else -1
-    n = 0
-    sent: dict[int, tuple[str, int, LogRecord]] = {}  # lines handed to the pipeline, by sequence number
+    return workers
 
-    def emit(result: tuple) -> None:
-        nonlocal n
-        order, proba, winners, verdicts, (hits, lookups) = result
-        if workers:  # the worker's cache, reported here
-            featurizer.cache_hits += hits
-            featurizer.cache_lookups += lookups
-        if len(order):
-            rows = [(source, number, client_of(record), record.time)
-                    for source, number, record in map(sent.pop, order.tolist())]  # fmt: skip
-            winners = winners.tolist()
-            counts.update(dict(zip(classes, np.bincount(winners, minlength=len(classes)).tolist(), strict=True)))
-            if tally is not None:
-                for (_, _, client, when), w in zip(rows, winners, strict=True):
-                    tally.add(client, when, w == bad)
-                tally.forget_idle(rows[-1][3])
-            lines = zip(rows, proba.tolist(), winners, strict=True)
-            if out is not None and fmt == "csv":
-                out.write("".join(f"{source},{number},{client},{when:.0f},{classes[w]}," + row_format.format(*p)
-                                  for (source, number, client, when), p, w in lines))  # fmt: skip
-            elif out is not None:
-                out.write("".join(json.dumps({"file": source, "line": number, "client": client, "time": when,
-                                              "label": classes[w], "p": dict(zip(classes, p, strict=True))}) + "\n"
-                                  for (source, number, client, when), p, w in lines))  # fmt: skip
-            n += len(rows)
-        if on_verdict is not None and tally is None:
-            for fields in verdicts:
-                on_verdict(Verdict(*fields))
 
-    next_key = 0
+def _results(model: WebLogModel, paths: Iterable[str], s: ClassifySettings, stats: ParseStats,
+             run: tuple[bool, int], numbered: Callable[[list], list]) -> Iterator[tuple]:  # fmt: skip
+    """What the pipeline makes of each chunk (``run``: judge clients?, workers), here or in one
+    worker process."""
+    judge, workers = run
+    if not workers:
+        pipeline = _Pipeline(model, s.slack, s.idle, judge)
+        for lines, end in _chunks(paths, s.chunk, stats):
+            yield pipeline.feed(numbered(lines), end)
+        return
+    import multiprocessing
 
-    def numbered(lines: list[tuple[str, int, LogRecord]]) -> list[tuple[int, LogRecord]]:
-        """The lines as ``(sequence number, record)``, kept in ``sent`` until they come out."""
-        nonlocal next_key
-        keys = range(next_key, next_key + len(lines))
-        next_key += len(lines)
-        sent.update(zip(keys, lines, strict=True))
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    with context.Pool(1, initializer=_init_worker, initargs=(model, s.slack, s.idle, judge)) as pool:
+        # Parsing happens here, in this thread, while the worker works on the chunk before:
+        # at most two chunks in flight. Records travel as plain tuples (a NamedTuple
+        # costs five times more to unpickle).
+        pending: deque = deque()
+        for lines, end in _chunks(paths, s.chunk, stats):
+            job = ([(key, tuple(r)) for key, r in numbered(lines)], end)
+            pending.append(pool.apply_async(_feed_worker, (job,)))
+            if len(pending) >= 2:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+
+class _Writer:
+    """Numbers the lines sent to the pipeline and writes what comes back: one row per line
+    (CSV or JSON lines), the label counts, the classic tally, the verdicts."""
+
+    def __init__(self, model: WebLogModel, out: IO[str] | None, s: ClassifySettings,
+                 on_verdict: Callable[[Verdict], None] | None, in_worker: bool) -> None:  # fmt: skip
+        self.model, self.out, self.settings, self.on_verdict = model, out, s, on_verdict
+        self.in_worker = in_worker
+        self.classes = model.classes
+        self.bad = self.classes.index("bad") if "bad" in self.classes else -1
+        self.sent: dict[int, tuple[str, int, LogRecord]] = {}  # lines in the pipeline, by sequence number
+        self.next_key = self.n = 0
+        self.counts: Counter = Counter()
+        self.row_format = ",".join(["{:.4f}"] * len(self.classes)) + "\n"
+        if out is not None and s.output_format == "csv":
+            out.write("file,line,client,time,label," + ",".join(f"p_{c}" for c in self.classes) + "\n")
+
+    def numbered(self, lines: list[tuple[str, int, LogRecord]]) -> list[tuple[int, LogRecord]]:
+        """The lines as ``(sequence number, record)``, kept until they come out."""
+        keys = range(self.next_key, self.next_key + len(lines))
+        self.next_key += len(lines)
+        self.sent.update(zip(keys, lines, strict=True))
         return [(key, record) for key, (_, _, record) in zip(keys, lines, strict=True)]
 
-    judge = on_verdict is not None and tally is None
-    if workers:
-        import multiprocessing
+    def emit(self, result: tuple) -> None:
+        order, proba, winners, verdicts, (hits, lookups) = result
+        if self.in_worker:  # the worker's cache, reported here
+            self.model.featurizer.cache_hits += hits
+            self.model.featurizer.cache_lookups += lookups
+        if len(order):
+            rows = [(source, number, client_of(record), record.time)
+                    for source, number, record in map(self.sent.pop, order.tolist())]  # fmt: skip
+            self._rows(rows, proba, winners.tolist())
+        if self.on_verdict is not None and self.settings.tally is None:
+            for fields in verdicts:
+                self.on_verdict(Verdict(*fields))
 
-        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-        with context.Pool(1, initializer=_init_worker, initargs=(model, slack, idle, judge)) as pool:
-            # Parsing happens here, in this thread, while the worker works on the chunk before:
-            # at most two chunks in flight. Records travel as plain tuples (a NamedTuple
-            # costs five times more to unpickle).
-            pending: deque = deque()
-            for lines, end in _chunks(paths, chunk, stats):
-                job = ([(key, tuple(r)) for key, r in numbered(lines)], end)
-                pending.append(pool.apply_async(_feed_worker, (job,)))
-                if len(pending) >= 2:
-                    emit(pending.popleft().get())
-            while pending:
-                emit(pending.popleft().get())
-    else:
-        pipeline = _Pipeline(model, slack, idle, judge)
-        for lines, end in _chunks(paths, chunk, stats):
-            emit(pipeline.feed(numbered(lines), end))
-    if tally is not None and on_verdict is not None:
-        for verdict in tally.verdicts():
-            on_verdict(verdict)
-    return n, counts
+    def _rows(self, rows: list[tuple[str, int, str, float]], proba: np.ndarray, winners: list[int]) -> None:
+        classes, out, tally = self.classes, self.out, self.settings.tally
+        self.counts.update(dict(zip(classes, np.bincount(winners, minlength=len(classes)).tolist(), strict=True)))
+        if tally is not None:
+            for (_, _, client, when), w in zip(rows, winners, strict=True):
+                tally.add(client, when, w == self.bad)
+            tally.forget_idle(rows[-1][3])
+        lines = zip(rows, proba.tolist(), winners, strict=True)
+        if out is not None and self.settings.output_format == "csv":
+            out.write("".join(f"{source},{number},{client},{when:.0f},{classes[w]}," + self.row_format.format(*p)
+                              for (source, number, client, when), p, w in lines))  # fmt: skip
+        elif out is not None:
+            out.write("".join(json.dumps({"file": source, "line": number, "client": client, "time": when,
+                                          "label": classes[w], "p": dict(zip(classes, p, strict=True))}) + "\n"
+                              for (source, number, client, when), p, w in lines))  # fmt: skip
+        self.n += len(rows)
 
 
 def verdict_rows(verdicts: Iterable[Verdict]) -> list[dict[str, Any]]:

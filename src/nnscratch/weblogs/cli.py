@@ -158,7 +158,7 @@ def _load_model(args: argparse.Namespace) -> Any:
 
 def cmd_classify(args: argparse.Namespace) -> int:
     """Label every line (CSV or JSON lines) and judge every client: the ban list."""
-    from .classify import ClientTally, classify, verdict_rows
+    from .classify import ClassifySettings, ClientTally, classify, verdict_rows
     from .lines.reading import ParseStats
 
     _with_format(args)
@@ -183,7 +183,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
     out = sys.stdout if args.output in (None, "-") else open(args.output, "w", encoding="utf-8")
     start = time.perf_counter()
     try:
-        n, counts = classify(model, args.logs, out, args.output_format, on_verdict=keep, tally=tally, stats=stats)
+        settings = ClassifySettings(output_format=args.output_format, tally=tally)
+        n, counts = classify(model, args.logs, out, on_verdict=keep, stats=stats, settings=settings)
     finally:
         if out is not sys.stdout:
             out.close()
