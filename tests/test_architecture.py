@@ -247,3 +247,34 @@ def test_the_wing_reads_lines_through_its_layout_not_the_old_module():
     """``weblogs.parse`` re-exports ``weblogs.lines`` for old imports; the wing itself imports the new homes."""
     users = sorted(m for m in WING if m != "weblogs.parse" and "weblogs.parse" in _imports(m))
     assert users == []
+
+
+def _oversized(trees: dict[str, ast.Module], most_parameters: int = 8, most_lines: int = 60) -> list[str]:
+    out = []
+    for module, tree in trees.items():
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            a = node.args
+            names = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs]
+            n = len(names) - (names[:1] in (["self"], ["cls"]))
+            public = not node.name.startswith("_") or node.name == "__init__"
+            if public and (n > most_parameters or a.vararg or a.kwarg):
+                hidden = " and *args/**kwargs" if a.vararg or a.kwarg else ""
+                out.append(f"{module}.{node.name}: {n} parameters{hidden}")
+            if node.end_lineno - node.lineno + 1 > most_lines:
+                out.append(f"{module}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    return out
+
+
+def test_the_web_log_wing_has_no_wide_signature_and_no_long_function():
+    """No public function or constructor of the wing takes more than 8 parameters (settings
+    travel as objects: TrainSettings, ClassifySettings, BanPolicy, WatchSettings), none hides
+    them in *args/**kwargs, and no function is longer than 60 lines."""
+    assert _oversized(WING) == []
+
+
+def test_the_size_checker_finds_a_wide_and_a_long_function():
+    wide = "def f(a, b, c, d, e, f, g, h, i):\n    pass\n"
+    long = "def g(self):\n" + "    x = 1\n" * 60
+    assert _oversized({"m": ast.parse(wide + long)}) == ["m.f: 9 parameters", "m.g: 61 lines"]

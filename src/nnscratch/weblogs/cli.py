@@ -244,9 +244,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_crossval(args: argparse.Namespace) -> int:
     """Leave-one-source-out, folds within sources, renamed sites, several seeds: the honest figures."""
     from .crossval import crossval, format_markdown, read_manifest
+    from .model import TrainSettings
 
     sources, gray_as = read_manifest(args.manifest, args.root, args.format)
-    fit = {"epochs": args.epochs, "restarts": args.restarts}
+    fit = TrainSettings(epochs=args.epochs, restarts=args.restarts)
     sections = []
     base = _feature_settings(args)
     variants = [("the chosen features" if base != _DEFAULT_FEATURES else "the default features", base)]
@@ -255,9 +256,9 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     results = []
     for title, settings in variants:
         start = time.perf_counter()
+        progress = None if args.quiet else (lambda m, t=title: print(f"[{t}] {m}", file=sys.stderr, flush=True))
         result = crossval(sources, gray_as=args.gray_as or gray_as, seeds=args.seeds, featurizer_settings=settings,
-                          rename=not args.no_rename, progress=None if args.quiet else
-                          (lambda m, t=title: print(f"[{t}] {m}", file=sys.stderr, flush=True)), **fit)  # fmt: skip
+                          rename=not args.no_rename, progress=progress, settings=fit)  # fmt: skip
         result["title"], result["seconds"] = title, time.perf_counter() - start
         results.append(result)
         sections.append(f"### {title}\n\n{format_markdown(result)}\n")
@@ -479,11 +480,16 @@ def _decision_options(p: argparse.ArgumentParser, defaults: bool) -> None:
 
 
 def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
-    from ..cli.args import jobs_count, positive_float, positive_int
-
+    """``nnscratch logs``: one subcommand per ``_add_*`` below."""
     logs = sub.add_parser("logs", help="bot detection on web-server access logs", description=__doc__,
                           formatter_class=formatter, epilog=EPILOG)  # fmt: skip
     commands = logs.add_subparsers(dest="logs_command", metavar="COMMAND", required=True, parser_class=parser_class)
+    for add in (_add_label, _add_train, _add_classify, _add_evaluate, _add_watch, _add_bans, _add_why, _add_crossval):
+        add(commands, formatter)
+
+
+def _add_label(commands: Any, formatter: Any) -> None:
+    from ..cli.args import positive_float, positive_int
 
     p = commands.add_parser("label", help="apply the rule set, write a label file", description=cmd_label.__doc__,
                             formatter_class=formatter, epilog=EPILOG)  # fmt: skip
@@ -500,6 +506,10 @@ def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
     p.add_argument("--burst-requests", type=positive_int, default=300, help="R6: requests per client per window")
     p.add_argument("--window", type=positive_float, default=10.0, help="burst window in minutes")
     p.set_defaults(func=cmd_label)
+
+
+def _add_train(commands: Any, formatter: Any) -> None:
+    from ..cli.args import jobs_count, positive_float, positive_int
 
     p = commands.add_parser("train", help="train the line and client models", description=cmd_train.__doc__,
                             formatter_class=formatter, epilog=EPILOG)  # fmt: skip
@@ -520,6 +530,10 @@ def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the networks")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
+
+
+def _add_classify(commands: Any, formatter: Any) -> None:
+    from ..cli.args import positive_float, positive_int
 
     p = commands.add_parser("classify", help="label lines, judge clients, write the ban list",
                             description=cmd_classify.__doc__, formatter_class=formatter, epilog=EPILOG)  # fmt: skip
@@ -543,12 +557,18 @@ def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
                    "the ruling that banned each")  # fmt: skip
     p.set_defaults(func=cmd_classify)
 
+
+def _add_evaluate(commands: Any, formatter: Any) -> None:
     p = commands.add_parser("evaluate", help="metrics of a model on labelled logs", description=cmd_evaluate.__doc__,
                             formatter_class=formatter, epilog=EPILOG)  # fmt: skip
     p.add_argument("model")
     _label_options(p)
     _decision_options(p, defaults=False)
     p.set_defaults(func=cmd_evaluate)
+
+
+def _add_watch(commands: Any, formatter: Any) -> None:
+    from ..cli.args import positive_float, positive_int
 
     p = commands.add_parser("watch", help="follow live logs, ban and unban clients", description=cmd_watch.__doc__,
                             formatter_class=formatter, epilog=WATCH_EPILOG)  # fmt: skip
@@ -580,6 +600,8 @@ def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
     )
     p.set_defaults(func=cmd_watch)
 
+
+def _add_bans(commands: Any, formatter: Any) -> None:
     p = commands.add_parser("bans", help="list or lift a watcher's bans", description=cmd_bans.__doc__,
                             formatter_class=formatter, epilog=WATCH_EPILOG)  # fmt: skip
     p.add_argument("--state", default="nnscratch-watch.sqlite", help="the watcher's state file")
@@ -587,12 +609,20 @@ def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
     p.add_argument("--json", action="store_true", help="list the bans as JSON")
     p.set_defaults(func=cmd_bans)
 
+
+def _add_why(commands: Any, formatter: Any) -> None:
+    from ..cli.args import positive_int
+
     p = commands.add_parser("why", help="explain a watcher's decisions about an address", description=cmd_why.__doc__,
                             formatter_class=formatter, epilog=WATCH_EPILOG)  # fmt: skip
     p.add_argument("address")
     p.add_argument("--state", default="nnscratch-watch.sqlite", help="the watcher's state file")
     p.add_argument("--last", type=positive_int, default=3, help="how many decisions to show")
     p.set_defaults(func=cmd_why)
+
+
+def _add_crossval(commands: Any, formatter: Any) -> None:
+    from ..cli.args import positive_int
 
     p = commands.add_parser("crossval", help="leave-one-source-out, renamed sites, several seeds",
                             description=cmd_crossval.__doc__, formatter_class=formatter, epilog=EPILOG)  # fmt: skip

@@ -25,6 +25,7 @@ Sources and their labels come from a manifest (JSON), e.g.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -205,15 +206,17 @@ def _line_result(report: Report) -> dict[str, Any]:
 def crossval(
     sources: Sequence[Source], *, gray_as: str = "bad", seeds: Sequence[int] = (0, 1, 2),
     featurizer_settings: dict[str, Any] | None = None, rename: bool = True, progress: Any = None,
-    **fit_settings: Any,
+    settings: TrainSettings | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Leave-one-source-out (and folds, and renamed sites) for each seed.
 
+    ``settings`` train every model (default: one restart, 10 epochs; the seed is each run's).
     Returns ``{"runs": [{seed, protocol, source, renamed, lines, precision, recall,
     f1, fpr, clients, ban_precision, ban_recall, false_bans, ...}], "settings": ...}``.
     """
     featurizer_settings = dict(featurizer_settings or {})
-    fit_settings = {"restarts": 1, "epochs": 10, **fit_settings}
+    settings = settings or TrainSettings(restarts=1, epochs=10)
+    fit_settings = {"restarts": settings.restarts, "epochs": settings.epochs}
     data, names = load_sources(sources, gray_as)
     data.stats.check_readable()  # a log cut short would be measured as if it were whole
     prepared = prepare(Featurizer(**featurizer_settings), data)
@@ -225,7 +228,7 @@ def crossval(
     def fit(train_rows: np.ndarray, seed: int) -> WebLogModel:
         fit_rows, val_rows = _split_train(prepared, train_rows, seed)
         model, _ = WebLogModel.fit(prepared, fit_rows, val_rows, featurizer=Featurizer(**featurizer_settings),
-                                   classes=classes, settings=TrainSettings(**fit_settings, seed=seed))  # fmt: skip
+                                   classes=classes, settings=dataclasses.replace(settings, seed=seed))  # fmt: skip
         return model
 
     for seed in seeds:
@@ -236,25 +239,14 @@ def crossval(
             try:
                 model = fit(np.flatnonzero(names != source.name), seed)
             except ValueError as err:  # e.g. the other sources hold one class only
-                runs.append(
-                    {
-                        "seed": seed,
-                        "protocol": "leave-one-source-out",
-                        "source": source.name,
-                        "renamed": False,
-                        "lines": int((names == source.name).sum()),
-                        "error": str(err),
-                    }
-                )
+                runs.append({"seed": seed, "protocol": "leave-one-source-out", "source": source.name,
+                             "renamed": False, "lines": len(test), "error": str(err)})  # fmt: skip
                 continue
             runs.append({"seed": seed, "protocol": "leave-one-source-out", "source": source.name, "renamed": False,
                          **_line_result(model.judge(prepared, test).report(pooled=True))})  # fmt: skip
             if rename:
                 if source.name not in renamed_cache:
-                    renamed = LabelledLines(rename_site([data.records[i] for i in test], seed=1234),
-                                            [data.labels[i] for i in test], [data.sources[i] for i in test],
-                                            [data.files[i] for i in test], [data.numbers[i] for i in test])  # fmt: skip
-                    renamed_cache[source.name] = prepare(Featurizer(**featurizer_settings), renamed)
+                    renamed_cache[source.name] = _renamed(data, test, featurizer_settings)
                 report = model.judge(renamed_cache[source.name], np.arange(len(test))).report(pooled=True)
                 runs.append({"seed": seed, "protocol": "leave-one-source-out", "source": source.name,
                              "renamed": True, **_line_result(report)})  # fmt: skip
@@ -262,6 +254,14 @@ def crossval(
                 runs.append(_folds(prepared, names, source, seed, fit, progress))
     return {"runs": runs, "settings": {"featurizer": featurizer_settings, "fit": fit_settings, "gray_as": gray_as,
                                        "seeds": list(seeds)}}  # fmt: skip
+
+
+def _renamed(data: LabelledLines, rows: np.ndarray, featurizer_settings: dict[str, Any]) -> Prepared:
+    """The lines ``rows`` with their site renamed (``rename_site``), prepared for judging."""
+    renamed = LabelledLines(rename_site([data.records[i] for i in rows], seed=1234), [data.labels[i] for i in rows],
+                            [data.sources[i] for i in rows], [data.files[i] for i in rows],
+                            [data.numbers[i] for i in rows])  # fmt: skip
+    return prepare(Featurizer(**featurizer_settings), renamed)
 
 
 def _folds(prepared: Prepared, names: np.ndarray, source: Source, seed: int, fit: Any,

@@ -82,14 +82,8 @@ class LabelledLines:
         for path in logs:
             data.add_file(path)
         settled = [lab is not None for lab in data.labels]  # no rule may relabel these
-        for kind, mapping, covered in (read_label_file(p) for p in label_files):
-            for i, record in enumerate(data.records):
-                name = Path(data.files[i]).name
-                key = record.session if kind == "session" else (name, data.numbers[i])
-                if key in mapping:
-                    data.labels[i], data.sources[i], settled[i] = mapping[key], f"truth:{kind}", True
-                elif kind == "session" and name in covered:
-                    data.labels[i], settled[i] = None, True
+        for label_file in label_files:
+            _apply_label_file(data, label_file, settled)
         if unknown_agent:
             pattern = re.compile(unknown_agent)
             for i, record in enumerate(data.records):
@@ -142,3 +136,15 @@ def split_by_client(
             parts[part].extend(rows)
             filled[part] += len(rows)
     return [np.array(sorted(p), dtype=np.int64) for p in parts]
+
+
+def _apply_label_file(data: LabelledLines, path: str, settled: list[bool]) -> None:
+    """The labels of one label file over ``data``'s lines; ``settled`` marks what it decided."""
+    kind, mapping, covered = read_label_file(path)
+    for i, record in enumerate(data.records):
+        name = Path(data.files[i]).name
+        key = record.session if kind == "session" else (name, data.numbers[i])
+        if key in mapping:
+            data.labels[i], data.sources[i], settled[i] = mapping[key], f"truth:{kind}", True
+        elif kind == "session" and name in covered:
+            data.labels[i], settled[i] = None, True
