@@ -481,3 +481,22 @@ def test_a_disguised_scanner_is_caught_by_what_it_requests(logs, tmp_path):
 def test_sources_as_objects():
     source = Source("x", [], ["a.log"], [], [], [])
     assert source.folds == 0 and not source.rules
+
+
+def test_one_registry_of_feature_families_drives_the_options_the_config_and_the_ablation(capsys):
+    import argparse
+
+    from nnscratch.weblogs.families import FAMILIES, ablation, add_family_options, default_settings, family_settings
+
+    parser = argparse.ArgumentParser()
+    add_family_options(parser)
+    for family in FAMILIES:
+        assert "--" + family.setting in parser.format_help()
+    assert family_settings(parser.parse_args([])) == default_settings() == {"behaviour": False, "agent": "class",
+                                                                             "paths": False}  # fmt: skip
+    assert family_settings(parser.parse_args(["--no-user-agent", "--paths"]))["agent"] == "off"
+    config = Featurizer(**family_settings(parser.parse_args(["--agent", "tokens", "--behaviour"]))).get_config()
+    assert {f.setting: config[f.setting] for f in FAMILIES} == {"behaviour": True, "agent": "tokens", "paths": False}
+    runs = ablation(default_settings())
+    assert [title for title, _ in runs] == [title for f in FAMILIES for title, _ in f.ablation] and len(runs) == 4
+    assert all(sum(run[k] != default_settings()[k] for k in run) == 1 for _, run in runs)  # one family changed each

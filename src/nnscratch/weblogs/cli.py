@@ -10,6 +10,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .families import ablation, add_family_options, default_settings, family_settings
+
 __all__ = ["add_logs_parser"]
 
 EPILOG = """examples:
@@ -101,11 +103,6 @@ def _unreadable_exit(stats: Any) -> int:
     return 1 if stats.unreadable else 0
 
 
-def _feature_settings(args: argparse.Namespace) -> dict[str, Any]:
-    agent = "off" if args.no_user_agent else args.agent
-    return {"agent": agent, "paths": args.paths, "behaviour": args.behaviour}
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     """Train the line model (several networks, the best kept) and the client model on labelled logs
     (split by client), and report test metrics."""
@@ -118,7 +115,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(data.stats.summary())
     labelled = Counter(label for label in data.labels if label is not None)
     print("labels: " + ", ".join(f"{k} {v:,}" for k, v in sorted(labelled.items())))
-    featurizer = Featurizer(**_feature_settings(args), hashing=args.hashing, min_count=args.min_count,
+    featurizer = Featurizer(**family_settings(args), hashing=args.hashing, min_count=args.min_count,
                             max_features=args.max_features)  # fmt: skip
     settings = TrainSettings(
         svd=args.svd, hidden=args.hidden, epochs=args.epochs, learning_rate=args.lr, restarts=args.restarts,
@@ -249,10 +246,10 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     sources, gray_as = read_manifest(args.manifest, args.root, args.format)
     fit = TrainSettings(epochs=args.epochs, restarts=args.restarts)
     sections = []
-    base = _feature_settings(args)
-    variants = [("the chosen features" if base != _DEFAULT_FEATURES else "the default features", base)]
+    base = family_settings(args)
+    variants = [("the chosen features" if base != default_settings() else "the default features", base)]
     if args.ablation:
-        variants += [(title, {**base, **change}) for title, change in ABLATION]
+        variants += ablation(base)
     results = []
     for title, settings in variants:
         start = time.perf_counter()
@@ -274,15 +271,6 @@ def cmd_crossval(args: argparse.Namespace) -> int:
                 run.pop("verdicts", None)
         Path(args.json).write_text(json.dumps(results, indent=1), encoding="utf-8")
     return 0
-
-
-_DEFAULT_FEATURES = {"agent": "class", "paths": False, "behaviour": False}
-ABLATION = [
-    ("with context (client windows, site evidence, referrer class)", {"behaviour": True}),
-    ("without the user-agent class", {"agent": "off"}),
-    ("with exact user-agent tokens (the sample's browsers)", {"agent": "tokens"}),
-    ("with exact path tokens (the site's vocabulary)", {"paths": True}),
-]
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -439,20 +427,6 @@ def _label_options(p: argparse.ArgumentParser) -> None:
                    "(default: the manifest's, else gray)")  # fmt: skip
 
 
-def _feature_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--agent", choices=["class", "tokens", "off"], default="class",
-                   help="user agent as a class (browser, crawler, script, attack tool, ...), plus exact "
-                        "product/version tokens (learns the sample's browsers), or not at all")  # fmt: skip
-    p.add_argument("--no-user-agent", action="store_true", help="the same as --agent off")
-    p.add_argument("--paths", action="store_true", help="add exact path tokens (site vocabulary) to the path shape")
-    p.add_argument(
-        "--behaviour",
-        action="store_true",
-        help="add the context tokens: client windows, site-relative evidence, referrer class (half the "
-        "classify throughput, little gain on the shared sample: see docs/weblogs.md)",
-    )
-
-
 def _decision_options(p: argparse.ArgumentParser, defaults: bool) -> None:
     from ..cli.args import positive_int
 
@@ -514,7 +488,7 @@ def _add_train(commands: Any, formatter: Any) -> None:
     p = commands.add_parser("train", help="train the line and client models", description=cmd_train.__doc__,
                             formatter_class=formatter, epilog=EPILOG)  # fmt: skip
     _label_options(p)
-    _feature_options(p)
+    add_family_options(p)
     _decision_options(p, defaults=True)
     p.add_argument("-o", "--output", default="weblogs.safetensors", help="model file to write")
     p.add_argument("--hashing", type=positive_int, help="hash tokens into N columns instead of a vocabulary")
@@ -630,7 +604,7 @@ def _add_crossval(commands: Any, formatter: Any) -> None:
     p.add_argument("--root", metavar="DIR", help="folder the manifest's files are in (default: $NNSCRATCH_DATA/logs)")
     p.add_argument("--gray-as", choices=["gray", "bad", "drop"], help="default: the manifest's")
     _format_option(p)
-    _feature_options(p)
+    add_family_options(p)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="every run is repeated for each")
     p.add_argument("--epochs", type=positive_int, default=10, help="line-model epochs per fit")
     p.add_argument("--restarts", type=positive_int, default=1, help="line networks per fit; the best is kept")

@@ -41,11 +41,12 @@ import numpy as np
 
 from ..extras import require
 from .evidence import agent_class, is_static, path_shape, payload_evidence, query_shape, referrer_parts
+from .families import FAMILIES
 from .lines.record import LogRecord, client_of
 
 __all__ = ["client_of", "request_tokens", "RequestFacts", "Context", "Featurizer", "AGENT_MODES"]
 
-AGENT_MODES = ("class", "tokens", "off")
+AGENT_MODES = next(f.choices for f in FAMILIES if f.setting == "agent")
 _PRODUCT = re.compile(r"([A-Za-z][\w.+-]*)/([\w.+-]+)")
 _PARENS = re.compile(r"\(([^)]*)\)")
 
@@ -415,7 +416,7 @@ class Featurizer:
     def get_config(self) -> dict[str, Any]:
         """Settings and vocabulary, as JSON-able data for the model file."""
         return {
-            "agent": self.agent, "paths": self.paths, "behaviour": self.behaviour, "window": self.window,
+            **{family.setting: getattr(self, family.setting) for family in FAMILIES}, "window": self.window,
             "hashing": self.hashing, "min_count": self.min_count, "max_features": self.max_features,
             "cache_size": self.cache_size, "vocabulary": sorted(self.vocabulary, key=self.vocabulary.__getitem__),
         }  # fmt: skip
