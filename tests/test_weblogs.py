@@ -312,6 +312,29 @@ def test_train_save_load_and_the_client_model(trained, tmp_path):
     np.testing.assert_array_equal(model.predict_proba(sample), loaded.predict_proba(sample))
 
 
+def test_the_client_model_is_saved_through_state_dict_and_old_files_still_load(trained, tmp_path):
+    """The client network's tensors are ``client.`` + its ``state_dict`` names; a file written
+    with the hand-made names of before (``client_layers.I.KEY``, ``client_mean``) loads and
+    rules bit for bit the same."""
+    from nnscratch import io as model_io
+
+    data, (model, _, _) = trained
+    new = tmp_path / "new.safetensors"
+    model.save(new)
+    meta, _, arrays = model_io.read_model(new)
+    names = set(model.client_model.network.state_dict(include_optimizer=False)["parameters"])
+    stored = {n for n in arrays if n.startswith("client.")}
+    assert stored == {f"client.{n}" for n in names} | {"client.mean", "client.scale"}
+    old_names = {("client_" + n[len("client.") :]) if n.startswith("client.") else n: v
+                 for n, v in arrays.items()}  # fmt: skip
+    assert "client_layers.0.W" in old_names and "client_mean" in old_names
+    old = tmp_path / "old.safetensors"
+    model_io.save(model.network, old, include_optimizer=False, extra=meta["extra"], arrays=old_names)
+    loaded = WebLogModel.load(old)
+    X = np.stack([ClientBook.features(s) for s in list(prepare(model.featurizer, data).summaries.values())[:20]])
+    np.testing.assert_array_equal(loaded.client_model.probability(X), model.client_model.probability(X))
+
+
 def test_old_model_files_are_refused_with_a_way_out(trained, tmp_path):
     from nnscratch import io as model_io
 

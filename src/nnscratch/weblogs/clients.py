@@ -393,20 +393,26 @@ class ClientModel:
                 "network": self.network.get_config()}  # fmt: skip
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """Weights and standardisation, as named arrays for the model file."""
-        out = {"client_mean": self.mean, "client_scale": self.scale}
-        for i, layer in enumerate(self.network.layers):
-            out.update({f"client_layers.{i}.{key}": value for key, value in layer.params.items()})
-        return out
+        """Weights (the network's ``state_dict``) and standardisation, as named arrays for the
+        model file: ``client.mean``, ``client.scale`` and ``client.`` + each parameter's name."""
+        parameters = self.network.state_dict(include_optimizer=False)["parameters"]
+        return {"client.mean": self.mean, "client.scale": self.scale,
+                **{f"client.{name}": value for name, value in parameters.items()}}  # fmt: skip
 
     @classmethod
     def from_parts(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> ClientModel:
-        """Rebuild from ``get_config()`` and ``arrays()`` as read back from a model file."""
+        """Rebuild from ``get_config()`` and ``arrays()`` as read back from a model file (also
+        from files written before the client model was saved through ``state_dict``, whose
+        arrays were called ``client_mean``, ``client_scale`` and ``client_layers.I.KEY``)."""
+        from .. import io as model_io
+
         if list(config["features"]) != list(FEATURES):
             raise ValueError("the client model was trained on other client features; retrain it.")
         network = Network.from_config(config["network"], weights_follow=True)  # set just below
-        for i, layer in enumerate(network.layers):
-            for key, target in layer.params.items():
-                target[...] = arrays[f"client_layers.{i}.{key}"]
-        return cls(network, arrays["client_mean"], arrays["client_scale"], config["threshold"],
-                   config["min_requests"])  # fmt: skip
+        prefix = "client_" if "client_mean" in arrays and "client.mean" not in arrays else "client."
+        mean, scale = prefix + "mean", prefix + "scale"
+        parameters = {name[len(prefix) :]: value for name, value in arrays.items()
+                      if name.startswith(prefix + "layers.")}  # fmt: skip
+        model_io.check_parameters("the client model", parameters, network.parameters.state_dict())
+        network.load_state_dict({"parameters": parameters})
+        return cls(network, arrays[mean], arrays[scale], config["threshold"], config["min_requests"])
