@@ -64,7 +64,7 @@ def wait_for(watcher: subprocess.Popen, folder: Path, lines: int, limit: float =
 
 
 def lines_done(folder: Path) -> int:
-    from nnscratch.weblogs.state import Store
+    from nnscratch.weblogs.watch.state import Store
 
     if not (folder / "state.sqlite").exists():
         return 0
@@ -105,9 +105,9 @@ def throughput(model: str, lines: list[str], folder: Path) -> None:
 def deciding_line(model: str, scanner: list[str]) -> int:
     """The index of the scanner's line after which the decision procedure bans it, fed one
     line at a time as a watcher that has caught up with its log is."""
-    from nnscratch.weblogs.decision import Decider
-    from nnscratch.weblogs.model import WebLogModel
-    from nnscratch.weblogs.parse import parse_line
+    from nnscratch.weblogs.lines.formats.combined import parse_line
+    from nnscratch.weblogs.model.weblog import WebLogModel
+    from nnscratch.weblogs.serve.decision import Decider
 
     decider = Decider(WebLogModel.load(model))
     for k, line in enumerate(scanner):

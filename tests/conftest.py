@@ -92,9 +92,9 @@ def _load_once(path: str) -> tuple:
 
 @pytest.fixture(scope="session")
 def watch_model(logs, tmp_path_factory):
-    from nnscratch.weblogs.data import LabelledLines
-    from nnscratch.weblogs.labels import RuleLabeler
-    from nnscratch.weblogs.model import TrainSettings, WebLogModel
+    from nnscratch.weblogs.labels.data import LabelledLines
+    from nnscratch.weblogs.labels.rules import RuleLabeler
+    from nnscratch.weblogs.model.weblog import TrainSettings, WebLogModel
 
     data = LabelledLines.gather(bad=[str(logs / "scanner_w3af_2016-12-22.log")], unknown_agent="Firefox/",
                                 logs=[str(logs / "secrepo_access_2021-10-22.log"),

@@ -200,9 +200,10 @@ def _calls(tree: ast.AST, attribute: str) -> int:
 
 @pytest.mark.parametrize(
     ("concept", "home"),
-    [("client_of", "weblogs.lines.record"), ("decode_twice", "weblogs.vocabulary"), ("bucket", "weblogs.vocabulary"),
-     ("write_atomically", "io"), ("ClientBook", "weblogs.clients"), ("JudgementPoints", "weblogs.clients"),
-     ("Decider", "weblogs.decision"), ("TimeOrder", "weblogs.lines.order")],
+    [("client_of", "weblogs.lines.record"), ("decode_twice", "weblogs.evidence.vocabulary"),
+     ("bucket", "weblogs.evidence.vocabulary"), ("write_atomically", "io"), ("ClientBook", "weblogs.features.counts"),
+     ("JudgementPoints", "weblogs.features.counts"), ("Decider", "weblogs.serve.decision"),
+     ("TimeOrder", "weblogs.lines.order")],
 )  # fmt: skip
 def test_each_web_log_concept_is_defined_once(concept, home):
     assert _defined(concept) == [home]
@@ -222,8 +223,8 @@ def test_the_ban_rule_is_written_once():
 
     found = {m: comparisons(tree) for m, tree in WING.items() if comparisons(tree)}
     assert found == {
-        "weblogs.clients": ["probability >= self.threshold"],
-        "weblogs.classify": ["s['peak'] >= self.threshold", "s['peak'] < self.threshold"],
+        "weblogs.model.clients": ["probability >= self.threshold"],
+        "weblogs.serve.classify": ["s['peak'] >= self.threshold", "s['peak'] < self.threshold"],
     }, found
 
 
@@ -232,21 +233,42 @@ def test_one_scoring_path_and_one_client_key_in_the_web_log_wing():
     the client model in ``ClientModel.probability``); nobody else works out who a client is
     or decodes a target twice, or writes a file by hand-made rename."""
     runs = {m: _calls(tree, "predict") for m, tree in WING.items() if _calls(tree, "predict")}
-    assert runs == {"weblogs.model": 1, "weblogs.clients": 1}, runs
+    assert runs == {"weblogs.model.weblog": 1, "weblogs.model.clients": 1}, runs
     for module, tree in WING.items():
         source = ast.unparse(tree)
         if module != "weblogs.lines.record":
             assert "session != '-'" not in source and 'session != "-"' not in source, module
-        if module != "weblogs.vocabulary":
+        if module != "weblogs.evidence.vocabulary":
             assert "unquote(unquote(" not in source, module
         assert _calls(tree, "replace") == 0 or "os.replace" not in source, module
         assert "mkstemp" not in source, module
 
 
-def test_the_wing_reads_lines_through_its_layout_not_the_old_module():
-    """``weblogs.parse`` re-exports ``weblogs.lines`` for old imports; the wing itself imports the new homes."""
-    users = sorted(m for m in WING if m != "weblogs.parse" and "weblogs.parse" in _imports(m))
-    assert users == []
+LAYOUT = ("lines", "evidence", "features", "labels", "model", "serve", "watch", "cli")  # the order a line travels
+
+
+def _upward(imports: dict[str, set[str]]) -> list[str]:
+    """Imports from a folder of the wing to a later one of ``LAYOUT``."""
+
+    def rank(module: str) -> int | None:
+        parts = module.split(".")
+        return LAYOUT.index(parts[1]) if len(parts) > 1 and parts[0] == "weblogs" and parts[1] in LAYOUT else None
+
+    return sorted(f"{m} -> {t}" for m, targets in imports.items() for t in targets
+                  if rank(m) is not None and rank(t) is not None and rank(t) > rank(m))  # fmt: skip
+
+
+def test_the_web_log_wing_is_laid_out_in_the_order_a_line_travels():
+    """Every module of the wing lives in one of the folders of ``LAYOUT`` and imports only
+    from its own folder and the ones before it (type-only imports aside)."""
+    assert sorted({m.split(".")[1] for m in WING if m.count(".") >= 2}) == sorted(LAYOUT)
+    assert [m for m in WING if m.count(".") == 1 and m.split(".")[1] not in LAYOUT] == []
+    assert _upward({m: _imports(m) for m in WING}) == []
+
+
+def test_the_upward_finder_finds_one():
+    imports = {"weblogs.lines.record": {"weblogs.model.weblog"}, "weblogs.cli.commands": {"weblogs.lines.order"}}
+    assert _upward(imports) == ["weblogs.lines.record -> weblogs.model.weblog"]
 
 
 def _oversized(trees: dict[str, ast.Module], most_parameters: int = 8, most_lines: int = 60) -> list[str]:

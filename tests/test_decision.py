@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 
 from nnscratch.cli import main
-from nnscratch.weblogs.clients import FEATURES, ClientBook, JudgementPoints
-from nnscratch.weblogs.data import LabelledLines
-from nnscratch.weblogs.decision import Decider
-from nnscratch.weblogs.features import Featurizer
-from nnscratch.weblogs.model import WebLogModel, prepare
-from nnscratch.weblogs.parse import parse_line, parse_stream
+from nnscratch.weblogs.features.counts import FEATURES, ClientBook, JudgementPoints
+from nnscratch.weblogs.features.featurizer import Featurizer
+from nnscratch.weblogs.labels.data import LabelledLines
+from nnscratch.weblogs.lines.formats.combined import parse_line
+from nnscratch.weblogs.lines.reading import parse_stream
+from nnscratch.weblogs.model.weblog import WebLogModel, prepare
+from nnscratch.weblogs.serve.decision import Decider
 
 FILES = (
     "scanner_w3af_2016-12-22.log",
@@ -108,7 +109,7 @@ def test_watch_from_start_bans_exactly_what_classify_bans(watch_model, logs, tmp
 def test_evaluate_rules_where_classify_rules(watch_model, logs):
     """``evaluate`` and ``crossval`` replay a file with the same judgement points: the same
     clients banned at the same requests as ``classify``."""
-    from nnscratch.weblogs.classify import ClassifySettings, classify, verdict_rows
+    from nnscratch.weblogs.serve.classify import ClassifySettings, classify, verdict_rows
 
     model = WebLogModel.load(watch_model)
     for name in FILES:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from tests.watch_helpers import HUMAN, SCANNER, human_lines, scanner_lines
 
-from nnscratch.weblogs.actions import (
+from nnscratch.weblogs.watch.actions import (
     Action,
     Actions,
     BanListFile,
@@ -27,9 +27,9 @@ from nnscratch.weblogs.actions import (
     NftablesSet,
     NginxDeny,
 )  # fmt: skip
-from nnscratch.weblogs.follow import Backfill, Follower, Position
-from nnscratch.weblogs.state import Ban, Store
-from nnscratch.weblogs.watch import Allowlist
+from nnscratch.weblogs.watch.follow import Backfill, Follower, Position
+from nnscratch.weblogs.watch.state import Ban, Store
+from nnscratch.weblogs.watch.watcher import Allowlist
 
 
 def test_follower_waits_for_the_file_and_for_whole_lines(tmp_path):
@@ -212,7 +212,7 @@ def make_watcher(model, log, state, tmp_path, **options):
     """A watcher with a ban list and an event log; ``options`` are ``BanPolicy`` and ``WatchSettings`` fields."""
     import dataclasses
 
-    from nnscratch.weblogs.watch import BanPolicy, Watcher, WatchSettings
+    from nnscratch.weblogs.watch.watcher import BanPolicy, Watcher, WatchSettings
 
     actions = Actions([BanListFile(tmp_path / "ban.txt"), JsonEvents(str(tmp_path / "events.jsonl"))],
                       report=lambda message: None)  # fmt: skip
@@ -441,7 +441,8 @@ def test_actions_declare_their_options_and_build_themselves(watch_model, tmp_pat
     import inspect
 
     from nnscratch.cli import main
-    from nnscratch.weblogs import actions, cli
+    from nnscratch.weblogs.cli import commands as cli
+    from nnscratch.weblogs.watch import actions
 
     kinds = {c for c in vars(actions).values() if inspect.isclass(c) and issubclass(c, Action) and c is not Action}
     assert kinds == set(actions.ACTIONS)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from tests.watch_helpers import BROWSER, scanner_lines
 
-from nnscratch.weblogs.state import Store
+from nnscratch.weblogs.watch.state import Store
 
 pytestmark = pytest.mark.slow
 

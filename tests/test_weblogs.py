@@ -14,15 +14,19 @@ import pytest
 
 from nnscratch.cli import main
 from nnscratch.io import ModelFileError
-from nnscratch.weblogs.classify import ClassifySettings, ClientTally, classify
-from nnscratch.weblogs.clients import FEATURES, IDLE, ClientBook, ClientModel
-from nnscratch.weblogs.crossval import Source, crossval, load_sources, read_manifest, rename_site
-from nnscratch.weblogs.data import LabelledLines, split_by_client
-from nnscratch.weblogs.evidence import agent_class, path_shape, payload_evidence, referrer_class
-from nnscratch.weblogs.features import Context, Featurizer, client_of, request_tokens
-from nnscratch.weblogs.labels import RuleLabeler, normalise_label, read_label_file
-from nnscratch.weblogs.model import TrainSettings, WebLogModel, prepare
-from nnscratch.weblogs.parse import LogRecord, in_time_order, parse_line, parse_stream
+from nnscratch.weblogs.evidence.request import agent_class, path_shape, payload_evidence, referrer_class
+from nnscratch.weblogs.features.counts import FEATURES, IDLE, ClientBook
+from nnscratch.weblogs.features.featurizer import Context, Featurizer, client_of, request_tokens
+from nnscratch.weblogs.labels.data import LabelledLines, split_by_client
+from nnscratch.weblogs.labels.rules import RuleLabeler, normalise_label, read_label_file
+from nnscratch.weblogs.lines.formats.combined import parse_line
+from nnscratch.weblogs.lines.order import in_time_order
+from nnscratch.weblogs.lines.reading import parse_stream
+from nnscratch.weblogs.lines.record import LogRecord
+from nnscratch.weblogs.model.clients import ClientModel
+from nnscratch.weblogs.model.crossval import Source, crossval, load_sources, read_manifest, rename_site
+from nnscratch.weblogs.model.weblog import TrainSettings, WebLogModel, prepare
+from nnscratch.weblogs.serve.classify import ClassifySettings, ClientTally, classify
 
 FIREFOX = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:50.0) Gecko/20100101 Firefox/50.0"
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/77.0.1 Safari/537.36"
@@ -509,7 +513,13 @@ def test_sources_as_objects():
 def test_one_registry_of_feature_families_drives_the_options_the_config_and_the_ablation(capsys):
     import argparse
 
-    from nnscratch.weblogs.families import FAMILIES, ablation, add_family_options, default_settings, family_settings
+    from nnscratch.weblogs.features.families import (
+        FAMILIES,
+        ablation,
+        add_family_options,
+        default_settings,
+        family_settings,
+    )
 
     parser = argparse.ArgumentParser()
     add_family_options(parser)

@@ -11,11 +11,11 @@ import sys
 import pytest
 
 from nnscratch.cli import main
-from nnscratch.weblogs.classify import classify, verdict_rows
-from nnscratch.weblogs.data import LabelledLines
-from nnscratch.weblogs.labels import RuleLabeler
-from nnscratch.weblogs.model import TrainSettings, WebLogModel
-from nnscratch.weblogs.parse import ParseStats, parse_stream, read_lines
+from nnscratch.weblogs.labels.data import LabelledLines
+from nnscratch.weblogs.labels.rules import RuleLabeler
+from nnscratch.weblogs.lines.reading import ParseStats, parse_stream, read_lines
+from nnscratch.weblogs.model.weblog import TrainSettings, WebLogModel
+from nnscratch.weblogs.serve.classify import classify, verdict_rows
 
 
 @pytest.fixture(scope="module")

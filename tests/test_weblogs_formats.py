@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 
 from nnscratch.cli import main
 from nnscratch.weblogs.lines.formats import FORMATS, detect, get_format
+from nnscratch.weblogs.lines.formats.combined import parse_line
 from nnscratch.weblogs.lines.formats.jsonlines import parse_json_line
 from nnscratch.weblogs.lines.formats.w3c import W3CParser
 from nnscratch.weblogs.lines.reading import LogPath, ParseStats, parse_stream
 from nnscratch.weblogs.lines.record import LogRecord, Malformed
-from nnscratch.weblogs.parse import parse_line
 
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
 NGINX = json.dumps(
@@ -252,7 +252,7 @@ def test_every_command_that_reads_logs_takes_format(capsys):
 
 
 def test_a_manifest_source_names_its_format(logs, tmp_path):
-    from nnscratch.weblogs.crossval import load_sources, read_manifest
+    from nnscratch.weblogs.model.crossval import load_sources, read_manifest
 
     rows = (logs / "secrepo_access_2021-10-22.log").read_text().splitlines()
     (tmp_path / "a.json").write_text("".join(_as_nginx_json(r) + "\n" for r in rows))

@@ -11,7 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nnscratch.weblogs.parse import LogRecord, Malformed, ParseStats, parse_line, parse_stream, read_lines
+from nnscratch.weblogs.lines.formats.combined import parse_line
+from nnscratch.weblogs.lines.reading import ParseStats, parse_stream, read_lines
+from nnscratch.weblogs.lines.record import LogRecord, Malformed
 
 COMBINED = '83.149.9.216 - - [17/May/2015:10:05:03 +0000] "GET /a/b.png?x=1&y=2 HTTP/1.1" 200 203023 "http://semicomplete.com/p/" "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_9_1) Chrome/32.0.1700.77 Safari/537.36"'  # noqa: E501
 
@@ -150,7 +152,9 @@ def test_streaming_gzip_plain_stdin_and_stats(tmp_path):
     ]
     assert stats.parsed == 4 and stats.skipped == {"not an access-log line": 2, "empty line": 2}
     assert "4 of 8 lines parsed; 4 skipped" in stats.summary() and "'garbage'" in stats.summary()
-    code = "import sys; from nnscratch.weblogs.parse import read_lines; print(sum(1 for _ in read_lines(['-'])))"
+    code = (
+        "import sys; from nnscratch.weblogs.lines.reading import read_lines; print(sum(1 for _ in read_lines(['-'])))"
+    )
     out = subprocess.run([sys.executable, "-c", code], input=plain.read_bytes(), capture_output=True, check=True)
     assert out.stdout.strip() == b"4"
 

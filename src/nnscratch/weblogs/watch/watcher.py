@@ -30,13 +30,14 @@ from typing import Any
 
 import numpy as np
 
+from ..features.counts import FEATURES, IDLE, ClientBook
+from ..lines.formats import LineParser, detect, get_format
+from ..lines.record import LogRecord, client_of
+from ..model.clients import Ruling
+from ..model.weblog import WebLogModel
+from ..serve.decision import Decider, Decisions
 from .actions import Actions, Change, replace_text
-from .clients import FEATURES, IDLE, ClientBook, Ruling
-from .decision import Decider, Decisions
 from .follow import Backfill, Follower, StdinFollower
-from .lines.formats import LineParser, detect, get_format
-from .lines.record import LogRecord, client_of
-from .model import WebLogModel
 from .policy import Allowlist, BanPolicy
 from .state import Ban, Store
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .clients import Ruling
+from ..model.clients import Ruling
 from .state import Ban
 
 __all__ = ["Allowlist", "BanPolicy", "RESPONSES"]

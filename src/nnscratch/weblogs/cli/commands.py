@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .families import ablation, add_family_options, default_settings, family_settings
+from ..features.families import ablation, add_family_options, default_settings, family_settings
 
 __all__ = ["add_logs_parser"]
 
@@ -39,12 +39,12 @@ WATCH_EPILOG = """examples:
 
 
 def _data(args: argparse.Namespace) -> Any:
-    from .data import LabelledLines
-    from .labels import RuleLabeler
+    from ..labels.data import LabelledLines
+    from ..labels.rules import RuleLabeler
 
     _with_format(args)
     if args.manifest:
-        from .crossval import load_sources, read_manifest
+        from ..model.crossval import load_sources, read_manifest
 
         if args.good or args.bad or args.gray or args.logs or args.labels or args.rules:
             raise ValueError("--manifest names the files and their labels; give it alone, without LOG files, "
@@ -67,8 +67,8 @@ def _data(args: argparse.Namespace) -> Any:
 
 def cmd_label(args: argparse.Namespace) -> int:
     """Apply the rule set to logs and write a per-line label file (TSV)."""
-    from .labels import RuleLabeler
-    from .lines.reading import ParseStats, parse_stream
+    from ..labels.rules import RuleLabeler
+    from ..lines.reading import ParseStats, parse_stream
 
     _with_format(args)
 
@@ -106,9 +106,9 @@ def _unreadable_exit(stats: Any) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train the line model (several networks, the best kept) and the client model on labelled logs
     (split by client), and report test metrics."""
-    from ..cli.args import check_writable
-    from .features import Featurizer
-    from .model import TrainSettings, WebLogModel
+    from ...cli.args import check_writable
+    from ..features.featurizer import Featurizer
+    from ..model.weblog import TrainSettings, WebLogModel
 
     check_writable(args.output, "-o")  # before the work, so a trained model is never lost to a bad path
     data = _data(args)
@@ -140,7 +140,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load_model(args: argparse.Namespace) -> Any:
-    from .model import WebLogModel
+    from ..model.weblog import WebLogModel
 
     model = WebLogModel.load(args.model)
     if args.line_threshold is not None:
@@ -155,8 +155,8 @@ def _load_model(args: argparse.Namespace) -> Any:
 
 def cmd_classify(args: argparse.Namespace) -> int:
     """Label every line (CSV or JSON lines) and judge every client: the ban list."""
-    from .classify import ClassifySettings, ClientTally, classify, verdict_rows
-    from .lines.reading import ParseStats
+    from ..lines.reading import ParseStats
+    from ..serve.classify import ClassifySettings, ClientTally, classify, verdict_rows
 
     _with_format(args)
 
@@ -227,7 +227,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Metrics of a saved model on labelled logs (every labelled line is test data)."""
     import numpy as np
 
-    from .model import prepare
+    from ..model.weblog import prepare
 
     model = _load_model(args)
     data = _data(args)
@@ -240,8 +240,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_crossval(args: argparse.Namespace) -> int:
     """Leave-one-source-out, folds within sources, renamed sites, several seeds: the honest figures."""
-    from .crossval import crossval, format_markdown, read_manifest
-    from .model import TrainSettings
+    from ..model.crossval import crossval, format_markdown, read_manifest
+    from ..model.weblog import TrainSettings
 
     sources, gray_as = read_manifest(args.manifest, args.root, args.format)
     fit = TrainSettings(epochs=args.epochs, restarts=args.restarts)
@@ -276,9 +276,9 @@ def cmd_crossval(args: argparse.Namespace) -> int:
 def cmd_watch(args: argparse.Namespace) -> int:
     """Follow live access logs (like tail -F), judge clients with the model's client verdicts, and ban
     and unban them through the chosen actions; state survives restarts."""
-    from . import actions as a
-    from .state import Store
-    from .watch import Allowlist, BanPolicy, Watcher, WatchSettings
+    from ..watch import actions as a
+    from ..watch.state import Store
+    from ..watch.watcher import Allowlist, BanPolicy, Watcher, WatchSettings
 
     _with_format(args)
 
@@ -311,7 +311,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 def _existing_store(path: str) -> Any:
     """The state file of a watcher that has run (never a new, empty one)."""
-    from .state import Store
+    from ..watch.state import Store
 
     if not Path(path).is_file():
         raise FileNotFoundError(2, "no such state file (start 'nnscratch logs watch --state FILE' first)", path)
@@ -374,7 +374,7 @@ def cmd_why(args: argparse.Namespace) -> int:
 
 def _with_format(args: argparse.Namespace) -> None:
     """Every log file the command was given, as a ``LogPath`` carrying ``--format``."""
-    from .lines.reading import LogPath
+    from ..lines.reading import LogPath
 
     for name in ("logs", "good", "bad", "gray"):
         paths = getattr(args, name, None)
@@ -383,7 +383,7 @@ def _with_format(args: argparse.Namespace) -> None:
 
 
 def _log_format(text: str) -> str:
-    from .lines.formats import FORMATS
+    from ..lines.formats import FORMATS
 
     if text in ("csv", "jsonl"):
         raise argparse.ArgumentTypeError(f"--format names the log format now ({', '.join(FORMATS)} or auto); "
@@ -428,7 +428,7 @@ def _label_options(p: argparse.ArgumentParser) -> None:
 
 
 def _decision_options(p: argparse.ArgumentParser, defaults: bool) -> None:
-    from ..cli.args import positive_int
+    from ...cli.args import positive_int
 
     def probability(text: str) -> float:
         value = float(text)
@@ -463,7 +463,7 @@ def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:
 
 
 def _add_label(commands: Any, formatter: Any) -> None:
-    from ..cli.args import positive_float, positive_int
+    from ...cli.args import positive_float, positive_int
 
     p = commands.add_parser("label", help="apply the rule set, write a label file", description=cmd_label.__doc__,
                             formatter_class=formatter, epilog=EPILOG)  # fmt: skip
@@ -483,7 +483,7 @@ def _add_label(commands: Any, formatter: Any) -> None:
 
 
 def _add_train(commands: Any, formatter: Any) -> None:
-    from ..cli.args import jobs_count, positive_float, positive_int
+    from ...cli.args import jobs_count, positive_float, positive_int
 
     p = commands.add_parser("train", help="train the line and client models", description=cmd_train.__doc__,
                             formatter_class=formatter, epilog=EPILOG)  # fmt: skip
@@ -507,7 +507,7 @@ def _add_train(commands: Any, formatter: Any) -> None:
 
 
 def _add_classify(commands: Any, formatter: Any) -> None:
-    from ..cli.args import positive_float, positive_int
+    from ...cli.args import positive_float, positive_int
 
     p = commands.add_parser("classify", help="label lines, judge clients, write the ban list",
                             description=cmd_classify.__doc__, formatter_class=formatter, epilog=EPILOG)  # fmt: skip
@@ -542,7 +542,7 @@ def _add_evaluate(commands: Any, formatter: Any) -> None:
 
 
 def _add_watch(commands: Any, formatter: Any) -> None:
-    from ..cli.args import positive_float, positive_int
+    from ...cli.args import positive_float, positive_int
 
     p = commands.add_parser("watch", help="follow live logs, ban and unban clients", description=cmd_watch.__doc__,
                             formatter_class=formatter, epilog=WATCH_EPILOG)  # fmt: skip
@@ -560,7 +560,7 @@ def _add_watch(commands: Any, formatter: Any) -> None:
     p.add_argument("--ban-private", action="store_true", help="also ban loopback and private addresses")
     p.add_argument("--dry-run", action="store_true", help="decide and report, act on nothing")
     p.add_argument("--challenge", metavar="FILE", help="write gray clients here (to send to a captcha)")
-    from .actions import add_action_options
+    from ..watch.actions import add_action_options
 
     add_action_options(p)
     p.add_argument("--status-every", type=positive_float, default=60.0, help="seconds between status lines")
@@ -585,7 +585,7 @@ def _add_bans(commands: Any, formatter: Any) -> None:
 
 
 def _add_why(commands: Any, formatter: Any) -> None:
-    from ..cli.args import positive_int
+    from ...cli.args import positive_int
 
     p = commands.add_parser("why", help="explain a watcher's decisions about an address", description=cmd_why.__doc__,
                             formatter_class=formatter, epilog=WATCH_EPILOG)  # fmt: skip
@@ -596,7 +596,7 @@ def _add_why(commands: Any, formatter: Any) -> None:
 
 
 def _add_crossval(commands: Any, formatter: Any) -> None:
-    from ..cli.args import positive_int
+    from ...cli.args import positive_int
 
     p = commands.add_parser("crossval", help="leave-one-source-out, renamed sites, several seeds",
                             description=cmd_crossval.__doc__, formatter_class=formatter, epilog=EPILOG)  # fmt: skip

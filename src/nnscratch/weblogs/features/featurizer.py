@@ -39,10 +39,10 @@ from urllib.parse import unquote
 
 import numpy as np
 
-from ..extras import require
-from .evidence import agent_class, is_static, path_shape, payload_evidence, query_shape, referrer_parts
+from ...extras import require
+from ..evidence.request import agent_class, is_static, path_shape, payload_evidence, query_shape, referrer_parts
+from ..lines.record import LogRecord, client_of
 from .families import FAMILIES
-from .lines.record import LogRecord, client_of
 
 __all__ = ["client_of", "request_tokens", "RequestFacts", "Context", "Featurizer", "AGENT_MODES"]
 

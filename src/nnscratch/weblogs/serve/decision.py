@@ -35,9 +35,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .clients import IDLE, ClientBook, ClientState, JudgementPoints, Ruling
-from .lines.order import SLACK, TimeOrder
-from .lines.record import LogRecord
+from ..features.counts import IDLE, ClientBook, ClientState, JudgementPoints
+from ..lines.order import SLACK, TimeOrder
+from ..lines.record import LogRecord
+from ..model.clients import Ruling
 
 __all__ = ["Decider", "Decisions", "SLACK", "IDLE"]
 

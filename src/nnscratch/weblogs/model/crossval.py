@@ -37,12 +37,12 @@ from typing import Any
 
 import numpy as np
 
-from .data import LabelledLines, split_by_client
-from .features import Featurizer
-from .labels import CLASSES, RuleLabeler
-from .lines.reading import LogPath
-from .lines.record import LogRecord
-from .model import Judgement, Prepared, Report, TrainSettings, WebLogModel, prepare
+from ..features.featurizer import Featurizer
+from ..labels.data import LabelledLines, split_by_client
+from ..labels.rules import CLASSES, RuleLabeler
+from ..lines.reading import LogPath
+from ..lines.record import LogRecord
+from .weblog import Judgement, Prepared, Report, TrainSettings, WebLogModel, prepare
 
 __all__ = ["Source", "read_manifest", "load_sources", "rename_site", "crossval", "format_markdown"]
 

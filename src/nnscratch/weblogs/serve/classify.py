@@ -26,11 +26,12 @@ from typing import IO, Any
 
 import numpy as np
 
-from .clients import ClientState, Verdict
+from ..features.counts import ClientState
+from ..lines.reading import ParseStats, parse_stream
+from ..lines.record import LogRecord, client_of
+from ..model.clients import Verdict
+from ..model.weblog import WebLogModel
 from .decision import IDLE, SLACK, Decider
-from .lines.reading import ParseStats, parse_stream
-from .lines.record import LogRecord, client_of
-from .model import WebLogModel
 
 __all__ = ["ClientTally", "classify"]
 

@@ -25,15 +25,16 @@ from typing import Any
 
 import numpy as np
 
-from .. import io as model_io
-from ..extras import require
-from ..network import Network, load_bundle
-from .clients import IDLE, ClientBook, ClientModel, ClientState, JudgementPoints, Ruling, Snapshot, Verdict
-from .data import LabelledLines, split_by_client
-from .features import Featurizer, RequestFacts, client_of
-from .labels import CLASSES
-from .lines.order import SLACK, in_time_order
-from .lines.record import LogRecord
+from ... import io as model_io
+from ...extras import require
+from ...network import Network, load_bundle
+from ..features.counts import IDLE, ClientBook, ClientState, JudgementPoints, Snapshot
+from ..features.featurizer import Featurizer, RequestFacts, client_of
+from ..labels.data import LabelledLines, split_by_client
+from ..labels.rules import CLASSES
+from ..lines.order import SLACK, in_time_order
+from ..lines.record import LogRecord
+from .clients import ClientModel, Ruling, Verdict
 
 __all__ = ["WebLogModel", "TrainSettings", "Report", "Judgement", "Prepared", "prepare", "evaluate", "FEATURE_VERSION"]
 
@@ -459,8 +460,8 @@ def _svd_projection(X_train: Any, n_features: int, s: TrainSettings) -> np.ndarr
 def _select_line_network(X: Any, y: np.ndarray, validation: tuple[Any, np.ndarray], n_classes: int,
                          s: TrainSettings) -> Any:  # fmt: skip
     """``s.restarts`` line networks (one sigmoid hidden layer, softmax), the best on validation."""
-    from ..optimizers import Adam
-    from ..selection import restarts, select_best
+    from ...optimizers import Adam
+    from ...selection import restarts, select_best
 
     n_in = X.shape[1]
     width = s.hidden or min(2 * n_in, s.max_hidden)

@@ -1,18 +1,12 @@
-"""Client verdicts: a ban is a decision about a client, made from client evidence.
+"""Per-client counts: each client's evidence over its visit, and when it is judged.
 
-A line model says which requests look bad; whether to ban the client that
-sent them is a second question. Browsers make bursts of similar requests,
-and a site's own scripts can POST every second, so "N bad lines within X
-minutes" bans people. Here each client's visit so far is summarised
-(``ClientBook``): how much it asked and how fast, how regular its rhythm is,
-what share of its requests failed, hit distinct paths, fetched static assets,
-posted, carried payloads or probes, came without a referrer, and which class of
-user agent it showed. A second small network (``ClientModel``) turns that
-summary into a probability, and a ruling bans a client only when that
-probability reaches a threshold **and** the client made at least
-``min_requests`` requests (``ClientModel.bans``, the one place the rule is
-written). ``JudgementPoints`` says when clients are judged: at the end of every
-log-second in which they made requests; ``decision`` runs it for every command.
+``ClientBook`` keeps every client's running tally (``ClientState``, named
+fields, bounded memory): how much it asked and how fast, how regular its rhythm
+is, what share of its requests failed, hit distinct paths, fetched static
+assets, posted, carried payloads or probes, came without a referrer, and which
+class of user agent it showed. ``ClientBook.summarise`` turns the counts into
+the client model's inputs (``FEATURES``). ``JudgementPoints`` says when clients
+are judged: at the end of every log-second in which they made requests.
 """
 
 from __future__ import annotations
@@ -20,20 +14,18 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from ..network import Network
-from .evidence import agent_class
-from .features import RequestFacts
-from .lines.record import LogRecord, client_of
+from ..evidence.request import agent_class
+from ..lines.record import LogRecord, client_of
+from .featurizer import RequestFacts
 
-__all__ = [
-    "ClientBook", "ClientState", "ClientModel", "JudgementPoints", "Snapshot", "Ruling", "Verdict", "FEATURES",
-    "AGENT_CLASSES", "IDLE",
-]  # fmt: skip
+if TYPE_CHECKING:
+    from ..model.clients import Ruling
+
+__all__ = ["ClientState", "ClientBook", "JudgementPoints", "Snapshot", "FEATURES", "AGENT_CLASSES", "IDLE"]
 
 AGENT_CLASSES = ("browser", "crawler", "monitor", "script", "attack-tool", "empty", "malformed")
 FEATURES = (
@@ -214,18 +206,6 @@ class Snapshot(NamedTuple):
     state: ClientState
 
 
-class Ruling(NamedTuple):
-    """The client model's answer to one ``Snapshot`` (with its counts, to explain it:
-    ``ClientBook.summarise([ruling.counts])`` is the summary it read)."""
-
-    client: str
-    request: int
-    time: float
-    probability: float
-    ban: bool
-    counts: tuple
-
-
 class JudgementPoints:
     """When a client is judged: at the end of every log-second in which it made requests.
 
@@ -271,148 +251,3 @@ class JudgementPoints:
                 out.append(Snapshot(client, s.n, s.last, ClientBook.counts(s), s))
         self.touched = {}
         return out
-
-
-@dataclass
-class Verdict:
-    """What was decided about one client."""
-
-    client: str
-    probability: float | None  # None: too few requests to judge
-    requests: int
-    bad_lines: int
-    first_seen: float
-    last_seen: float
-    ban: bool
-    reason: str
-    ban_request: int | None = None  # the judgement that banned: the client's request number ...
-    ban_time: float | None = None  # ... and the log time of its latest request then
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-class ClientModel:
-    """A small network from a client's summary (``FEATURES``, standardised) to P(bad).
-
-    Parameters
-    ----------
-    network : Network
-        ``len(FEATURES)`` inputs, a softmax over (not bad, bad).
-    mean, scale : ndarray of shape (len(FEATURES),)
-        The standardisation fitted on the training clients.
-    threshold : float
-        Ban when P(bad) reaches this ...
-    min_requests : int
-        ... and the client made at least this many requests.
-    """
-
-    def __init__(self, network: Network, mean: np.ndarray, scale: np.ndarray, threshold: float = 0.5,
-                 min_requests: int = 5) -> None:  # fmt: skip
-        self.network, self.mean, self.scale = network, np.asarray(mean), np.asarray(scale)
-        self.threshold, self.min_requests = float(threshold), int(min_requests)
-
-    def __repr__(self) -> str:
-        return f"ClientModel({self.network.layers!r}, threshold={self.threshold:g}, min_requests={self.min_requests})"
-
-    @classmethod
-    def fit(cls, X: np.ndarray, y: np.ndarray, *, seed: int = 0, epochs: int = 300, hidden: int = 16,
-            threshold: float = 0.5, min_requests: int = 5) -> ClientModel:  # fmt: skip
-        """Train on client summaries ``X`` (n_clients, len(FEATURES)) and labels ``y`` (1: bad)."""
-        from ..optimizers import Adam
-
-        X = np.asarray(X, dtype=np.float64)
-        y = np.asarray(y, dtype=np.int64)
-        if X.ndim != 2 or X.shape[1] != len(FEATURES):
-            raise ValueError(f"X must have shape (n_clients, {len(FEATURES)}). Received: shape={X.shape}.")
-        if len(np.unique(y)) < 2:
-            raise ValueError(f"Client training needs bad and not-bad clients; the labels hold only {np.unique(y)}.")
-        mean, scale = X.mean(axis=0), X.std(axis=0)
-        # A floor on the scale: a share that is nearly always 0 in training (an attack-tool user
-        # agent) would otherwise become a huge input and saturate the network in any direction.
-        scale = np.maximum(scale, 0.25)
-        counts = np.bincount(y, minlength=2).astype(float)
-        weights = (len(y) / (2 * counts))[y]
-        network = Network.from_sizes([len(FEATURES), hidden, 2], "tanh", "softmax", optimizer=Adam(0.01),
-                                     l2=1e-3, seed=seed)  # fmt: skip
-        network.fit((X - mean) / scale, y, epochs=epochs, batch_size=None, sample_weight=weights)
-        return cls(network, mean, scale, threshold, min_requests)
-
-    def probability(self, X: np.ndarray) -> np.ndarray:
-        """P(bad) for each row of client summaries."""
-        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
-        return self.network.predict((X - self.mean) / self.scale)[:, 1]
-
-    def bans(self, probability: float, requests: int) -> bool:
-        """The ban rule, the one place it is written: P(bad) reaches ``threshold`` and the
-        client made at least ``min_requests`` requests."""
-        return probability >= self.threshold and requests >= self.min_requests
-
-    def rulings(self, snapshots: Sequence[Snapshot]) -> list[Ruling]:
-        """One ``Ruling`` per ``Snapshot``, every probability in one pass of the network."""
-        if not snapshots:
-            return []
-        p = self.probability(ClientBook.summarise([s.counts for s in snapshots])).tolist()
-        return [Ruling(s.client, s.request, s.time, q, s.client != "-" and self.bans(q, s.request), s.counts)
-                for s, q in zip(snapshots, p, strict=True)]  # fmt: skip
-
-    def verdicts(self, clients: Sequence[tuple[str, ClientState]]) -> list[Verdict]:
-        """One ``Verdict`` per ``(client, state)`` from a ``ClientBook``, judged once on that
-        state. Clients with fewer than ``min_requests`` requests cannot be banned, so their
-        probability is not computed (``None``): most clients of a busy site come once or twice."""
-        enough = [(c, s) for c, s in clients if s.n >= self.min_requests and c != "-"]
-        p = self.probability(np.stack([ClientBook.features(s) for _, s in enough])).tolist() if enough else []
-        probabilities = dict(zip((c for c, _ in enough), p, strict=True))
-        out = []
-        for client, s in clients:
-            prob = probabilities.get(client)
-            if client == "-":  # lines with neither a session nor an address: nobody to ban
-                out.append(Verdict(client, None, s.n, s.bad_lines, s.first, s.last, False, "no client address"))
-            elif prob is None:
-                out.append(Verdict(client, None, s.n, s.bad_lines, s.first, s.last, False,
-                                   f"only {s.n} request(s), fewer than {self.min_requests}"))  # fmt: skip
-            else:
-                out.append(Verdict(client, prob, s.n, s.bad_lines, s.first, s.last, self.bans(prob, s.n),
-                                   f"P(bad)={prob:.2f} over {s.n} requests"))  # fmt: skip
-        return out
-
-    def contributions(self, x: np.ndarray | ClientState, top: int = 5) -> list[tuple[str, float, float]]:
-        """What pushed a client's P(bad) up: ``(feature, value, change)`` for the ``top``
-        features whose replacement by the training average lowers P(bad) most. ``x``: a
-        client's summary (``ClientBook.summarise``) or its ``ClientState``."""
-        x = ClientBook.features(x) if isinstance(x, ClientState) else np.asarray(x, dtype=np.float64)
-        base = self.probability(x)[0]
-        trials = np.repeat(x[None, :], len(FEATURES), axis=0)
-        trials[np.arange(len(FEATURES)), np.arange(len(FEATURES))] = self.mean
-        drops = base - self.probability(trials)
-        order = np.argsort(-drops)[:top]
-        return [(FEATURES[i], float(x[i]), float(drops[i])) for i in order if drops[i] > 0]
-
-    def get_config(self) -> dict[str, Any]:
-        return {"threshold": self.threshold, "min_requests": self.min_requests, "features": list(FEATURES),
-                "network": self.network.get_config()}  # fmt: skip
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """Weights (the network's ``state_dict``) and standardisation, as named arrays for the
-        model file: ``client.mean``, ``client.scale`` and ``client.`` + each parameter's name."""
-        parameters = self.network.state_dict(include_optimizer=False)["parameters"]
-        return {"client.mean": self.mean, "client.scale": self.scale,
-                **{f"client.{name}": value for name, value in parameters.items()}}  # fmt: skip
-
-    @classmethod
-    def from_parts(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> ClientModel:
-        """Rebuild from ``get_config()`` and ``arrays()`` as read back from a model file (also
-        from files written before the client model was saved through ``state_dict``, whose
-        arrays were called ``client_mean``, ``client_scale`` and ``client_layers.I.KEY``)."""
-        from .. import io as model_io
-
-        if list(config["features"]) != list(FEATURES):
-            raise ValueError("the client model was trained on other client features; retrain it.")
-        network = Network.from_config(config["network"], weights_follow=True)  # set just below
-        prefix = "client_" if "client_mean" in arrays and "client.mean" not in arrays else "client."
-        mean, scale = prefix + "mean", prefix + "scale"
-        parameters = {name[len(prefix) :]: value for name, value in arrays.items()
-                      if name.startswith(prefix + "layers.")}  # fmt: skip
-        model_io.check_parameters("the client model", parameters, network.parameters.state_dict())
-        network.load_state_dict({"parameters": parameters})
-        return cls(network, arrays[mean], arrays[scale], config["threshold"], config["min_requests"])

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .labels import RuleLabeler, read_label_file
-from .lines.reading import ParseStats, parse_stream
-from .lines.record import LogRecord
+from ..lines.reading import ParseStats, parse_stream
+from ..lines.record import LogRecord
+from .rules import RuleLabeler, read_label_file
 
 __all__ = ["LabelledLines", "split_by_client"]
 

@@ -31,8 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .lines.record import LogRecord, client_of
-from .vocabulary import (
+from ..evidence.vocabulary import (
     ATTACK_AGENTS,
     ATTACK_TARGETS,
     CRAWLER_AGENTS,
@@ -42,6 +41,7 @@ from .vocabulary import (
     UNUSUAL_METHODS,
     decode_twice,
 )
+from ..lines.record import LogRecord, client_of
 
 __all__ = ["CLASSES", "RuleLabeler", "read_label_file", "normalise_label"]
 

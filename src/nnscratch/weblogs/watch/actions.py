@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import io as model_io
+from ... import io as model_io
 from .state import Ban
 
 __all__ = [

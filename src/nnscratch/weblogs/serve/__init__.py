@@ -1,0 +1,1 @@
+"""Serving: ``decision`` (the one decision procedure every command runs) and ``classify`` (it, over files)."""
