@@ -298,12 +298,12 @@ def trained(shared):
 def test_train_save_load_and_the_client_model(trained, tmp_path):
     data, (model, report, info) = trained
     assert model.client_model is not None and info["lines"]["train"] > info["lines"]["test"] > 0
-    assert report.clients["n"] > 0 and report.line_only is not None
+    assert report.clients.n > 0 and report.line_only is not None
     # Pooled (as crossval reports a source): one section over every labelled line, whatever its label source.
     test = np.arange(len(data.records))
     pooled = model.judge(prepare(model.featurizer, data), test).report(pooled=True)
     assert list(pooled.sections) == ["all"]
-    assert pooled.sections["all"]["n"] == sum(lab is not None for lab in data.labels)
+    assert pooled.sections["all"].n == sum(lab is not None for lab in data.labels)
     assert not [t for t in model.featurizer.vocabulary if t.startswith(("p:", "uap:", "uav:", "ref:host"))]
     path = tmp_path / "m.safetensors"
     model.save(path)

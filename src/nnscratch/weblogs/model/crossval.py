@@ -42,7 +42,8 @@ from ..labels.data import LabelledLines, split_by_client
 from ..labels.rules import CLASSES, RuleLabeler
 from ..lines.reading import LogPath
 from ..lines.record import LogRecord
-from .weblog import Judgement, Prepared, Report, TrainSettings, WebLogModel, prepare
+from .metrics import Judgement, Report
+from .weblog import Prepared, TrainSettings, WebLogModel, prepare
 
 __all__ = ["Source", "read_manifest", "load_sources", "rename_site", "crossval", "format_markdown"]
 
@@ -190,16 +191,16 @@ def _fold_of(clients: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 def _line_result(report: Report) -> dict[str, Any]:
     (section,) = report.sections.values()
-    bad = section["per_class"]["bad"]
-    out = {"lines": section["n"], "precision": bad["precision"], "recall": bad["recall"], "f1": bad["f1"],
-           "fpr": section["fpr_bad"]}  # fmt: skip
+    bad = section.per_class["bad"]
+    out = {"lines": section.n, "precision": bad.precision, "recall": bad.recall, "f1": bad.f1,
+           "fpr": section.fpr_bad}  # fmt: skip
     if report.line_only is not None:
         (alone,) = report.line_only.sections.values()
-        out.update(line_model_recall=alone["per_class"]["bad"]["recall"], line_model_fpr=alone["fpr_bad"])
+        out.update(line_model_recall=alone.per_class["bad"].recall, line_model_fpr=alone.fpr_bad)
     if report.clients:
         c = report.clients
-        out.update(clients=c["n"], bad_clients=c["bad"], ban_precision=c["precision"], ban_recall=c["recall"],
-                   false_bans=c["false_bans"], good_clients=c["n"] - c["bad"])  # fmt: skip
+        out.update(clients=c.n, bad_clients=c.bad, ban_precision=c.precision, ban_recall=c.recall,
+                   false_bans=c.false_bans, good_clients=c.n - c.bad)  # fmt: skip
     return out
 
 

@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from ... import io as model_io
-from ...extras import require
 from ...network import Network, load_bundle
 from ..features.counts import IDLE, ClientBook, ClientState, JudgementPoints, Snapshot
 from ..features.featurizer import Featurizer, RequestFacts, client_of
@@ -35,8 +34,9 @@ from ..labels.rules import CLASSES
 from ..lines.order import SLACK, in_time_order
 from ..lines.record import LogRecord
 from .clients import ClientModel, Ruling, Verdict
+from .metrics import Judgement, Report
 
-__all__ = ["WebLogModel", "TrainSettings", "Report", "Judgement", "Prepared", "prepare", "evaluate", "FEATURE_VERSION"]
+__all__ = ["WebLogModel", "TrainSettings", "Prepared", "prepare", "FEATURE_VERSION"]
 
 FEATURE_VERSION = 2  # model files from before the shape/evidence features (version 1) must be retrained
 
@@ -69,81 +69,6 @@ class TrainSettings:
     line_threshold: float = 0.5
     ban_threshold: float = 0.8
     min_requests: int = 5
-
-
-@dataclass
-class Report:
-    """Per-class precision, recall and F1, the confusion matrix and the false-positive
-    rate for "bad", per label source; and, when clients were judged, ban metrics."""
-
-    classes: list[str]
-    sections: dict[str, dict[str, Any]]
-    clients: dict[str, Any] | None = None
-    line_only: Report | None = None
-
-    def f1(self, section: str, label: str = "bad") -> float | None:
-        s = self.sections.get(section)
-        return None if s is None or label not in s["per_class"] else s["per_class"][label]["f1"]
-
-    def format(self) -> str:
-        lines = []
-        for name, s in self.sections.items():
-            lines.append(f"{name}: {s['n']:,} lines; false-positive rate for bad {s['fpr_bad']:.3f}")
-            lines.append(f"  {'class':<6} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}")
-            for label, m in s["per_class"].items():
-                lines.append(
-                    f"  {label:<6} {m['precision']:>9.3f} {m['recall']:>7.3f} {m['f1']:>6.3f} {m['support']:>8,}"
-                )
-            lines.append("  confusion (rows true, columns predicted: " + ", ".join(s["labels"]) + ")")
-            lines += ["    " + " ".join(f"{v:>7,}" for v in row) for row in s["confusion"]]
-        if self.line_only is not None:
-            lines.append("the line model alone (without its clients' verdicts): " + "; ".join(
-                f"{name}: recall {s['per_class']['bad']['recall']:.3f}, false-positive rate {s['fpr_bad']:.3f}"
-                for name, s in self.line_only.sections.items() if "bad" in s["per_class"]))  # fmt: skip
-        if self.clients:
-            c = self.clients
-            lines.append(f"clients: {c['bad']} bad of {c['n']}; banned {c['banned']} "
-                         f"(precision {c['precision']:.3f}, recall {c['recall']:.3f}); "
-                         f"not-bad clients banned {c['false_bans']} of {c['n'] - c['bad']}")  # fmt: skip
-        return "\n".join(lines)
-
-
-def evaluate(
-    classes: Sequence[str], y_true: Sequence[str], y_pred: Sequence[str], sections: dict[str, np.ndarray]
-) -> Report:
-    """Line metrics for each section (a boolean mask over the lines)."""
-    require("sklearn", "weblogs")
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
-    out = {}
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    for name, mask in sections.items():
-        if not mask.any():
-            continue
-        labels = list(classes)
-        p, r, f, s = precision_recall_fscore_support(y_true[mask], y_pred[mask], labels=labels, zero_division=0)
-        negatives = y_true[mask] != "bad"
-        out[name] = {
-            "n": int(mask.sum()),
-            "labels": labels,
-            "per_class": {
-                c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
-                for i, c in enumerate(labels)
-            },  # fmt: skip
-            "fpr_bad": float((y_pred[mask][negatives] == "bad").mean()) if negatives.any() else 0.0,
-            "confusion": confusion_matrix(y_true[mask], y_pred[mask], labels=labels).tolist(),
-        }
-    return Report(list(classes), out)
-
-
-def client_metrics(truth: Sequence[bool], banned: Sequence[bool]) -> dict[str, Any]:
-    """Ban precision and recall over clients (``truth``: the client is bad)."""
-    truth, banned = np.asarray(truth, dtype=bool), np.asarray(banned, dtype=bool)
-    hits = int((truth & banned).sum())
-    return {"n": int(truth.size), "bad": int(truth.sum()), "banned": int(banned.sum()),
-            "precision": hits / banned.sum() if banned.any() else (1.0 if not truth.any() else 0.0),
-            "recall": hits / truth.sum() if truth.any() else 1.0,
-            "false_bans": int((banned & ~truth).sum())}  # fmt: skip
 
 
 @dataclass
@@ -202,45 +127,6 @@ def prepare(featurizer: Featurizer, data: LabelledLines) -> Prepared:
             snapshots.setdefault(prefix + snapshot.client, []).append(snapshot)
         summaries.update((prefix + client, state) for client, state in book.drain())
     return Prepared(data, tokens, clients, summaries, snapshots)  # type: ignore[arg-type]
-
-
-@dataclass
-class Judgement:
-    """What a model decided on labelled lines: per line, its truth, the line model's label,
-    its label source and client; per client, its truth and the verdict."""
-
-    classes: list[str]
-    truth: np.ndarray
-    predicted: np.ndarray
-    sources: np.ndarray
-    clients: np.ndarray
-    client_truth: dict[str, bool]
-    verdicts: dict[str, Any]
-
-    @classmethod
-    def pool(cls, parts: Sequence[Judgement]) -> Judgement:
-        """Several judgements (folds) as one."""
-        join = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
-        return cls(parts[0].classes, join("truth"), join("predicted"), join("sources"), join("clients"),
-                   {k: v for p in parts for k, v in p.client_truth.items()},
-                   {k: v for p in parts for k, v in p.verdicts.items()})  # fmt: skip
-
-    def report(self, pooled: bool = False) -> Report:
-        """Lines judged as an operator sees them: bad when the line model says so **or** the
-        client is banned (``Report.line_only`` has the line model alone), per label source (or
-        in one section ``"all"`` when ``pooled``); and ban precision and recall over clients."""
-        truth = np.char.startswith(self.sources, "truth")
-        by_source = {"ground truth": truth, "rule-labelled": self.sources == "rules"}
-        sections = {"all": np.ones(len(self.truth), dtype=bool)} if pooled else by_source
-        line_only = evaluate(self.classes, self.truth, self.predicted, sections)
-        if not self.verdicts:
-            return line_only
-        banned = np.array([self.verdicts[c].ban if c in self.verdicts else False for c in self.clients], dtype=bool)
-        report = evaluate(self.classes, self.truth, np.where(banned, "bad", self.predicted), sections)
-        report.line_only = line_only
-        keys = sorted(self.client_truth)
-        report.clients = client_metrics([self.client_truth[k] for k in keys], [self.verdicts[k].ban for k in keys])
-        return report
 
 
 class WebLogModel:
