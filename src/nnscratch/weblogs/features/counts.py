@@ -12,7 +12,7 @@ are judged: at the end of every log-second in which they made requests.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -25,7 +25,9 @@ from .featurizer import RequestFacts
 if TYPE_CHECKING:
     from ..model.clients import Ruling
 
-__all__ = ["ClientState", "ClientBook", "JudgementPoints", "Snapshot", "FEATURES", "AGENT_CLASSES", "IDLE"]
+__all__ = [
+    "ClientState", "ClientBook", "JudgementPoints", "Snapshot", "Counts", "FEATURES", "AGENT_CLASSES", "IDLE",
+]  # fmt: skip
 
 AGENT_CLASSES = ("browser", "crawler", "monitor", "script", "attack-tool", "empty", "malformed")
 FEATURES = (
@@ -35,6 +37,14 @@ FEATURES = (
 ) + tuple(f"agent_{name}" for name in AGENT_CLASSES)  # fmt: skip
 
 _KIND = {name: i for i, name in enumerate(AGENT_CLASSES)}
+# A client's counts at one judgement, by name: requests, seconds from first to last request, the sum
+# and sum of squares of the gaps between requests and their number, gaps of 0 s, 4xx and 5xx answers,
+# distinct paths, static assets, POST, HEAD and other methods, flagged requests, requests without a
+# referrer, malformed requests, and requests by agent class. ``ClientBook.summarise`` reads them.
+Counts = namedtuple("Counts", ["requests", "duration", "gaps", "gap2", "ngaps", "same", "e4", "e5", "paths",
+                               "static", "post", "head", "other", "flagged", "noref", "malformed"]
+                    + [f"agent_{name.replace('-', '_')}" for name in AGENT_CLASSES])  # fmt: skip
+_make_counts = Counts._make
 IDLE = 1800.0  # seconds of log time after which a client's next request starts a new visit
 
 
@@ -140,13 +150,13 @@ class ClientBook:
         return client
 
     @staticmethod
-    def counts(s: ClientState) -> tuple:
-        """The raw counts ``summarise`` needs: what a judgement records (cheap, a tuple)."""
-        return (s.n, s.last - s.first, s.gaps, s.gap2, s.ngaps, s.same, s.e4, s.e5, len(s.paths), s.static, s.post,
-                s.head, s.other, s.flagged, s.noref, s.malformed, *s.kinds)  # fmt: skip
+    def counts(s: ClientState) -> Counts:
+        """The raw counts ``summarise`` needs: what a judgement records (named, and cheap)."""
+        return _make_counts((s.n, s.last - s.first, s.gaps, s.gap2, s.ngaps, s.same, s.e4, s.e5, len(s.paths),
+                             s.static, s.post, s.head, s.other, s.flagged, s.noref, s.malformed, *s.kinds))  # fmt: skip
 
     @staticmethod
-    def summarise(counts: Sequence[tuple] | np.ndarray) -> np.ndarray:
+    def summarise(counts: Sequence[Counts] | np.ndarray) -> np.ndarray:
         """Client summaries ``(k, len(FEATURES))`` from ``k`` rows of ``counts``, all at once.
 
         Per client: the log of its requests, of its duration and of its rate per
@@ -202,7 +212,7 @@ class Snapshot(NamedTuple):
     client: str
     request: int
     time: float
-    counts: tuple
+    counts: Counts
     state: ClientState
 
 

@@ -145,6 +145,26 @@ def request_facts(record: LogRecord, tokens: Iterable[str]) -> RequestFacts:
     return RequestFacts(path, is_static(path), flagged)
 
 
+class _Entry(NamedTuple):
+    """One request in a client's window: its time, the gap before it (-1: the first seen),
+    and what the window's shares count."""
+
+    time: float
+    gap: float
+    e4: bool
+    e5: bool
+    path: str
+    static: bool
+    post: bool
+    head: bool
+    flagged: bool
+    noref: bool
+    zero: bool
+
+
+_make_entry = _Entry._make
+
+
 class Context:
     """Per-client sliding windows and site-relative evidence, as tokens.
 
@@ -194,39 +214,39 @@ class Context:
         state = self.clients.get(client)
         # A client with nothing left in its window starts afresh here, exactly as if
         # ``forget_idle`` had dropped it: when memory is freed never changes a token.
-        if state is None or state["queue"][-1][0] < now - self.window:
+        if state is None or state["queue"][-1].time < now - self.window:
             if len(self._first_clients) < 20:
                 self._first_clients.add(client)
             state = self.clients[client] = {"queue": deque(), "paths": Counter(), "gap2": 0.0,
                                             "gaps": 0.0, **dict.fromkeys(self._SUMS, 0)}  # fmt: skip
         queue, paths = state["queue"], state["paths"]
-        gap = now - queue[-1][0] if queue else -1.0
+        gap = now - queue[-1].time if queue else -1.0
         method = record.method.upper()
-        entry = (now, gap, 400 <= status < 500, status >= 500, facts.path, facts.static, method == "POST",
-                 method == "HEAD", facts.flagged, record.referrer in ("", "-"), gap == 0.0)  # fmt: skip
+        entry = _make_entry((now, gap, 400 <= status < 500, status >= 500, facts.path, facts.static, method == "POST",
+                             method == "HEAD", facts.flagged, record.referrer in ("", "-"), gap == 0.0))  # fmt: skip
         queue.append(entry)
         self._add(state, entry, 1)
-        while queue[0][0] < now - self.window:
+        while queue[0].time < now - self.window:
             self._add(state, queue.popleft(), -1)
         n = len(queue)
         tokens = (
             _RATE(n) + _4XX(state["e4"] / n) + _5XX(state["e5"] / n) + _PATHS(len(paths))
             + _STATIC(state["static"] / n) + _POST(state["post"] / n) + _HEAD(state["head"] / n)
-            + _FLAGGED(state["flagged"] / n) + _NOREF(state["noref"] / n) + _SPAN(now - queue[0][0])
+            + _FLAGGED(state["flagged"] / n) + _NOREF(state["noref"] / n) + _SPAN(now - queue[0].time)
         )  # fmt: skip
         # Gaps between requests inside the window: the oldest request's gap reaches back
         # outside it (to a request that left, or was never seen), so it is taken out.
         gaps = n - 1
         if gaps >= 2:
-            outside = max(queue[0][1], 0.0)
+            outside = max(queue[0].gap, 0.0)
             mean = (state["gaps"] - outside) / gaps
             var = max((state["gap2"] - outside * outside) / gaps - mean * mean, 0.0)
             cv = var**0.5 / mean if mean > 0 else 10.0
-            zero = (state["zero"] - queue[0][10]) / gaps
+            zero = (state["zero"] - queue[0].zero) / gaps
             tokens += ["b:gaps"] + _GAP(mean) + _CV(cv) + _ZERO(zero)
         return tokens + self._site(facts.path, client, status) + ["ref:" + self._referrer(record.referrer)]
 
-    def _add(self, state: dict[str, Any], entry: tuple, sign: int) -> None:
+    def _add(self, state: dict[str, Any], entry: _Entry, sign: int) -> None:
         _, gap, e4, e5, path, static, post, head, flagged, noref, zero = entry
         for name, flag in (("e4", e4), ("e5", e5), ("static", static), ("post", post), ("head", head),
                            ("flagged", flagged), ("noref", noref), ("zero", zero)):  # fmt: skip
@@ -260,7 +280,7 @@ class Context:
     def forget_idle(self, now: float) -> None:
         """Drop clients with nothing in the window (keeps memory flat on long streams; a
         client that comes back starts afresh either way, see ``tokens``)."""
-        idle = [c for c, state in self.clients.items() if state["queue"][-1][0] < now - self.window]
+        idle = [c for c, state in self.clients.items() if state["queue"][-1].time < now - self.window]
         for client in idle:
             del self.clients[client]
 

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ...network import Network
-from ..features.counts import FEATURES, ClientBook, ClientState, Snapshot
+from ..features.counts import FEATURES, ClientBook, ClientState, Counts, Snapshot
 
 __all__ = ["ClientModel", "Ruling", "Verdict"]
 
@@ -33,7 +33,7 @@ class Ruling(NamedTuple):
     time: float
     probability: float
     ban: bool
-    counts: tuple
+    counts: Counts
 
 
 @dataclass
