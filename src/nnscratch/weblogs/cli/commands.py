@@ -541,6 +541,10 @@ def _add_evaluate(commands: Any, formatter: Any) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
+def _state_option(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--state", default="nnscratch-watch.sqlite", help=help)
+
+
 def _add_watch(commands: Any, formatter: Any) -> None:
     from ...cli.args import positive_float, positive_int
 
@@ -548,7 +552,7 @@ def _add_watch(commands: Any, formatter: Any) -> None:
                             formatter_class=formatter, epilog=WATCH_EPILOG)  # fmt: skip
     p.add_argument("model")
     p.add_argument("logs", nargs="+", help="log files to follow (rotation survived), or - for standard input")
-    p.add_argument("--state", default="nnscratch-watch.sqlite", help="SQLite state file (bans, offsets, decisions)")
+    _state_option(p, "SQLite state file (bans, offsets, decisions)")
     p.add_argument("--from-start", action="store_true", help="read the files from their start (gzip allowed)")
     _format_option(p)
     _decision_options(p, defaults=False)
@@ -578,7 +582,7 @@ def _add_watch(commands: Any, formatter: Any) -> None:
 def _add_bans(commands: Any, formatter: Any) -> None:
     p = commands.add_parser("bans", help="list or lift a watcher's bans", description=cmd_bans.__doc__,
                             formatter_class=formatter, epilog=WATCH_EPILOG)  # fmt: skip
-    p.add_argument("--state", default="nnscratch-watch.sqlite", help="the watcher's state file")
+    _state_option(p, "the watcher's state file")
     p.add_argument("--unban", nargs="+", metavar="ADDRESS", help="lift these bans")
     p.add_argument("--json", action="store_true", help="list the bans as JSON")
     p.set_defaults(func=cmd_bans)
@@ -590,7 +594,7 @@ def _add_why(commands: Any, formatter: Any) -> None:
     p = commands.add_parser("why", help="explain a watcher's decisions about an address", description=cmd_why.__doc__,
                             formatter_class=formatter, epilog=WATCH_EPILOG)  # fmt: skip
     p.add_argument("address")
-    p.add_argument("--state", default="nnscratch-watch.sqlite", help="the watcher's state file")
+    _state_option(p, "the watcher's state file")
     p.add_argument("--last", type=positive_int, default=3, help="how many decisions to show")
     p.set_defaults(func=cmd_why)
 

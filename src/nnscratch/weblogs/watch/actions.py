@@ -78,16 +78,30 @@ class Action:
 
     name = "action"
     addresses_only = True
-    options: tuple[str, ...] = ()  # the command-line options that choose this action
+    # The command line, declared: most actions are chosen by one option whose value is
+    # their one argument (``option``, ``metavar``, ``help``); others override the two
+    # class methods. ``options`` lists the options that choose the action, for messages.
+    option: str | None = None
+    metavar = "FILE"
+    help = ""
+    options: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.option and "options" not in cls.__dict__:
+            cls.options = (cls.option,)
 
     @classmethod
     def add_options(cls, parser: argparse.ArgumentParser) -> None:
         """Declare this action's command-line options (``logs watch``)."""
+        if cls.option:
+            parser.add_argument(cls.option, metavar=cls.metavar, help=cls.help)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> list[Action]:
         """The actions of this kind the parsed options ask for (none, one, or several)."""
-        return []
+        value = getattr(args, cls.option.lstrip("-").replace("-", "_")) if cls.option else None
+        return [cls(value)] if value else []  # type: ignore[call-arg]
 
     def apply(self, changes: list[Change], active: list[Ban]) -> None:
         raise NotImplementedError
@@ -99,15 +113,7 @@ class Action:
 class BanListFile(Action):
     """A plain list of banned addresses, one per line, rewritten atomically."""
 
-    options = ("--ban-list",)
-
-    @classmethod
-    def add_options(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--ban-list", metavar="FILE", help="action: a plain list of banned addresses")
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> list[Action]:
-        return [cls(args.ban_list)] if args.ban_list else []
+    option, metavar, help = "--ban-list", "FILE", "action: a plain list of banned addresses"
 
     def __init__(self, path: str | Path) -> None:
         self.path, self.name = Path(path), f"ban list {path}"
@@ -224,15 +230,7 @@ class NftablesSet(Action):
 class IpsetRestore(Action):
     """A file in ``ipset restore`` format: the set, flushed, with every active ban and its remaining time."""
 
-    options = ("--ipset",)
-
-    @classmethod
-    def add_options(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--ipset", metavar="FILE", help="action: a file in 'ipset restore' format")
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> list[Action]:
-        return [cls(args.ipset)] if args.ipset else []
+    option, metavar, help = "--ipset", "FILE", "action: a file in 'ipset restore' format"
 
     def __init__(self, path: str | Path, set_name: str = "nnscratch") -> None:
         self.path, self.set_name, self.name = Path(path), set_name, f"ipset file {path}"
@@ -251,15 +249,7 @@ class IpsetRestore(Action):
 class Fail2ban(Action):
     """``fail2ban-client set JAIL banip ADDRESS`` (and ``unbanip``) per change."""
 
-    options = ("--fail2ban",)
-
-    @classmethod
-    def add_options(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--fail2ban", metavar="JAIL", help="action: fail2ban-client set JAIL banip/unbanip")
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> list[Action]:
-        return [cls(args.fail2ban)] if args.fail2ban else []
+    option, metavar, help = "--fail2ban", "JAIL", "action: fail2ban-client set JAIL banip/unbanip"
 
     def __init__(self, jail: str, client: str = "fail2ban-client") -> None:
         self.jail, self.client, self.name = jail, client, f"fail2ban jail {jail}"
@@ -275,17 +265,7 @@ class Fail2ban(Action):
 class CrowdsecDecisions(Action):
     """A decisions file that ``cscli decisions import -i FILE`` accepts: every active ban."""
 
-    options = ("--crowdsec",)
-
-    @classmethod
-    def add_options(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "--crowdsec", metavar="FILE", help="action: a decisions file for 'cscli decisions import -i'"
-        )
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> list[Action]:
-        return [cls(args.crowdsec)] if args.crowdsec else []
+    option, metavar, help = "--crowdsec", "FILE", "action: a decisions file for 'cscli decisions import -i'"
 
     def __init__(self, path: str | Path) -> None:
         self.path, self.name = Path(path), f"CrowdSec decisions {path}"
@@ -336,18 +316,7 @@ class CommandHook(Action):
 class JsonEvents(Action):
     """One JSON line per change (ban, unban, extend) on standard output or appended to a file."""
 
-    options = ("--events",)
-
-    @classmethod
-    def add_options(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "--events", metavar="FILE", help="action: JSON lines of ban/unban/extend events (- for stdout)"
-        )
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> list[Action]:
-        return [cls(args.events)] if args.events else []
-
+    option, metavar, help = "--events", "FILE", "action: JSON lines of ban/unban/extend events (- for stdout)"
     addresses_only = False
 
     def __init__(self, path: str | None = None) -> None:
