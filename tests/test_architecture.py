@@ -300,3 +300,20 @@ def test_the_size_checker_finds_a_wide_and_a_long_function():
     wide = "def f(a, b, c, d, e, f, g, h, i):\n    pass\n"
     long = "def g(self):\n" + "    x = 1\n" * 60
     assert _oversized({"m": ast.parse(wide + long)}) == ["m.f: 9 parameters", "m.g: 61 lines"]
+
+
+def test_one_per_client_tally_in_the_web_log_wing():
+    """Client evidence lives in one place, ``ClientBook`` (``features.counts``): the context
+    tokens read its windows, the client model its counts. The classic count rule
+    (``ClientTally``, ``--ban-rule count``) keeps its own: it counts something else."""
+    def targets(node: ast.AST) -> list[ast.AST]:
+        if isinstance(node, ast.Assign):
+            return node.targets
+        return [node.target] if isinstance(node, ast.AnnAssign) else []
+
+    keepers = sorted({
+        m for m, tree in WING.items() for node in ast.walk(tree) for t in targets(node)
+        if isinstance(t, ast.Attribute) and t.attr in ("clients", "state") and isinstance(t.value, ast.Name)
+        and t.value.id == "self"
+    })  # fmt: skip
+    assert keepers == ["weblogs.features.counts", "weblogs.serve.classify"], keepers

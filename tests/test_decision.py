@@ -146,10 +146,9 @@ def test_judgement_points_are_the_log_seconds_a_client_was_active():
 
     points = JudgementPoints(ClientBook(), minimum=2)
     facts = Featurizer().tokens_and_facts(record("/"))[1]
-    taken = []
     for t, host in [(0, "a"), (0, "a"), (0, "b"), (1, "a"), (5, "b"), (5, "b")]:
-        taken += points.add(record("/", host=host, t=t), facts)
-    taken += points.flush()
+        assert points.add(record("/", host=host, t=t), facts).client == host
+    taken = points.take()[0] + points.flush()
     # a: judged after second 0 (2 requests) and 1 (3); b: 1 request at 0 (too few), 3 at 5.
     start = record("/", t=0).time
     assert [(s.client, s.request, s.time - start) for s in taken] == [("a", 2, 0), ("a", 3, 1), ("b", 3, 5)]

@@ -16,13 +16,13 @@ from nnscratch.cli import main
 from nnscratch.io import ModelFileError
 from nnscratch.weblogs.evidence.request import agent_class, path_shape, payload_evidence, referrer_class
 from nnscratch.weblogs.features.counts import FEATURES, IDLE, ClientBook
-from nnscratch.weblogs.features.featurizer import Context, Featurizer, client_of, request_tokens
+from nnscratch.weblogs.features.featurizer import Context, Featurizer, request_tokens
 from nnscratch.weblogs.labels.data import LabelledLines, split_by_client
 from nnscratch.weblogs.labels.rules import RuleLabeler, normalise_label, read_label_file
 from nnscratch.weblogs.lines.formats.combined import parse_line
 from nnscratch.weblogs.lines.order import in_time_order
 from nnscratch.weblogs.lines.reading import parse_stream
-from nnscratch.weblogs.lines.record import LogRecord
+from nnscratch.weblogs.lines.record import LogRecord, client_of
 from nnscratch.weblogs.model.clients import ClientModel
 from nnscratch.weblogs.model.crossval import Source, crossval, load_sources, read_manifest, rename_site
 from nnscratch.weblogs.model.weblog import TrainSettings, WebLogModel, prepare
@@ -129,8 +129,10 @@ def test_context_windows_site_evidence_and_referrer():
     assert "ref:external" in featurizer.tokens(record("/", t=2301, referrer="https://search.example/?q=a"))
     session = parse_line('- - [01/Jan/2020:00:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" abc "x"')
     assert client_of(session) == "abc" and client_of(record()) == "1.2.3.4"
-    context.forget_idle(10**10)
-    assert not context.clients and isinstance(context, Context)
+    book = featurizer.points.book  # the windows are the clients' own tallies, freed with them
+    assert book.clients["10.0.2.1"].window.entries and isinstance(context, Context)
+    book.finished(10**10)
+    assert not book.clients
 
 
 def test_in_time_order_holds_back_only_the_slack():

@@ -12,7 +12,7 @@ are judged: at the end of every log-second in which they made requests.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict, namedtuple
+from collections import Counter, OrderedDict, deque, namedtuple
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -20,13 +20,13 @@ import numpy as np
 
 from ..evidence.request import agent_class
 from ..lines.record import LogRecord, client_of
-from .featurizer import RequestFacts
 
 if TYPE_CHECKING:
     from ..model.clients import Ruling
 
 __all__ = [
-    "ClientState", "ClientBook", "JudgementPoints", "Snapshot", "Counts", "FEATURES", "AGENT_CLASSES", "IDLE",
+    "RequestFacts", "ClientState", "ClientBook", "Window", "WindowEntry", "JudgementPoints", "Snapshot", "Counts",
+    "FEATURES", "AGENT_CLASSES", "IDLE",
 ]  # fmt: skip
 
 AGENT_CLASSES = ("browser", "crawler", "monitor", "script", "attack-tool", "empty", "malformed")
@@ -37,6 +37,16 @@ FEATURES = (
 ) + tuple(f"agent_{name}" for name in AGENT_CLASSES)  # fmt: skip
 
 _KIND = {name: i for i, name in enumerate(AGENT_CLASSES)}
+
+
+class RequestFacts(NamedTuple):
+    """What the context needs to know of a request, computed once per distinct request."""
+
+    path: str
+    static: bool
+    flagged: bool  # carries payload or probe evidence
+
+
 # A client's counts at one judgement, by name: requests, seconds from first to last request, the sum
 # and sum of squares of the gaps between requests and their number, gaps of 0 s, 4xx and 5xx answers,
 # distinct paths, static assets, POST, HEAD and other methods, flagged requests, requests without a
@@ -53,11 +63,13 @@ class ClientState:
     and what the rulings on it said so far: the highest P(bad) (``peak``) and the first
     ruling that banned it (``ban``), written by the decision procedure."""
 
-    __slots__ = ("n", "first", "last", "gaps", "gap2", "ngaps", "same", "e4", "e5", "static", "post", "head",
-                 "other", "flagged", "noref", "malformed", "bad_lines", "paths", "agents", "kinds", "peak",
-                 "ban")  # fmt: skip
+    __slots__ = ("client", "n", "first", "last", "gaps", "gap2", "ngaps", "same", "e4", "e5", "static", "post",
+                 "head", "other", "flagged", "noref", "malformed", "bad_lines", "paths", "agents", "kinds", "peak",
+                 "ban", "window")  # fmt: skip
 
-    def __init__(self, now: float) -> None:
+    def __init__(self, now: float, client: str = "") -> None:
+        self.client = client
+        self.window: Window | None = None  # the last requests, when the book keeps windows
         self.n = self.ngaps = self.same = self.e4 = self.e5 = self.static = self.post = self.head = 0
         self.other = self.flagged = self.noref = self.malformed = self.bad_lines = 0
         self.first = self.last = now
@@ -72,6 +84,69 @@ class ClientState:
         return f"ClientState(requests={self.n}, first={self.first:.0f}, last={self.last:.0f})"
 
 
+class WindowEntry(NamedTuple):
+    """One request in a client's window: its time, the gap before it (-1: the first of the
+    window), and what the window's shares count."""
+
+    time: float
+    gap: float
+    e4: bool
+    e5: bool
+    path: str
+    static: bool
+    post: bool
+    head: bool
+    flagged: bool
+    noref: bool
+    zero: bool
+
+
+_make_entry = WindowEntry._make
+
+
+class Window:
+    """A client's requests in the last ``seconds``, with running sums so that each request
+    enters and leaves once (a flood costs O(1) per line): what the context tokens read."""
+
+    __slots__ = ("entries", "paths", "e4", "e5", "static", "post", "head", "flagged", "noref", "zero", "gaps", "gap2")
+
+    def __init__(self) -> None:
+        self.entries: deque[WindowEntry] = deque()
+        self.paths: Counter = Counter()
+        self.e4 = self.e5 = self.static = self.post = self.head = self.flagged = self.noref = self.zero = 0
+        self.gaps = self.gap2 = 0.0
+
+    def __repr__(self) -> str:
+        return f"Window(requests={len(self.entries)}, paths={len(self.paths)})"
+
+    def push(self, record: LogRecord, facts: RequestFacts, seconds: float) -> None:
+        entries, now, status, method = self.entries, record.time, record.status, record.method.upper()
+        gap = now - entries[-1].time if entries else -1.0
+        entry = _make_entry((now, gap, 400 <= status < 500, status >= 500, facts.path, facts.static, method == "POST",
+                             method == "HEAD", facts.flagged, record.referrer in ("", "-"), gap == 0.0))  # fmt: skip
+        entries.append(entry)
+        self._count(entry, 1)
+        while entries[0].time < now - seconds:
+            self._count(entries.popleft(), -1)
+
+    def _count(self, entry: WindowEntry, sign: int) -> None:
+        self.e4 += sign * entry.e4
+        self.e5 += sign * entry.e5
+        self.static += sign * entry.static
+        self.post += sign * entry.post
+        self.head += sign * entry.head
+        self.flagged += sign * entry.flagged
+        self.noref += sign * entry.noref
+        self.zero += sign * entry.zero
+        if entry.gap >= 0:
+            self.gaps += sign * entry.gap
+            self.gap2 += sign * entry.gap * entry.gap
+        paths = self.paths
+        paths[entry.path] += sign
+        if not paths[entry.path]:
+            del paths[entry.path]
+
+
 class ClientBook:
     """Running evidence per client over its visit so far, in bounded memory.
 
@@ -83,8 +158,10 @@ class ClientBook:
     ``max_paths`` distinct paths and 8 user agents are kept per client.
     """
 
-    def __init__(self, idle: float = IDLE, max_paths: int = 1000, max_clients: int | None = None) -> None:
+    def __init__(self, idle: float = IDLE, max_paths: int = 1000, max_clients: int | None = None,
+                 window: float | None = None) -> None:  # fmt: skip
         self.idle, self.max_paths, self.max_clients = float(idle), max_paths, max_clients
+        self.window = window  # seconds of each client's sliding window (``Window``), or None: none kept
         self.clients: OrderedDict[str, ClientState] = OrderedDict()  # least recently active first
 
     def __repr__(self) -> str:
@@ -93,16 +170,16 @@ class ClientBook:
     def __len__(self) -> int:
         return len(self.clients)
 
-    def add(self, record: LogRecord, facts: RequestFacts, bad_line: bool = False) -> str:
-        """Add one line to its client's evidence; returns the client (``client_of``). A client
-        idle for more than ``idle`` seconds of log time starts a new visit here, whether or
-        not ``finished`` has forgotten it yet, so the evidence depends on the log alone."""
+    def add(self, record: LogRecord, facts: RequestFacts, bad_line: bool = False) -> ClientState:
+        """Add one line to its client's evidence (and window); returns the client's state. A
+        client idle for more than ``idle`` seconds of log time starts a new visit here, whether
+        or not ``finished`` has forgotten it yet, so the evidence depends on the log alone."""
         client = client_of(record)
         now = record.time
         clients = self.clients
         s = clients.get(client)
         if s is None or now - s.last > self.idle:
-            s = clients[client] = ClientState(now)
+            s = clients[client] = ClientState(now, client)
         else:
             gap = now - s.last if now > s.last else 0.0
             s.gaps += gap
@@ -146,8 +223,17 @@ class ClientBook:
             kind = agents[record.agent] = _KIND[agent_class(record.agent)]
         if kind is not None:
             s.kinds[kind] += 1
+        if self.window is not None:
+            self._push_window(s, record, facts)
         clients.move_to_end(client)
-        return client
+        return s
+
+    def _push_window(self, s: ClientState, record: LogRecord, facts: RequestFacts) -> None:
+        window = s.window
+        # A window with nothing left in it starts afresh (exact sums, not a float residue).
+        if window is None or window.entries[-1].time < record.time - self.window:
+            window = s.window = Window()
+        window.push(record, facts, self.window)
 
     @staticmethod
     def counts(s: ClientState) -> Counts:
@@ -219,45 +305,55 @@ class Snapshot(NamedTuple):
 class JudgementPoints:
     """When a client is judged: at the end of every log-second in which it made requests.
 
-    Feed lines in time order with ``add``; when a line opens a new second (or
-    goes back to an earlier one, a late line), the clients of the second that
-    ended are judged: ``add`` returns their ``Snapshot``s, taken before this
-    line is added, and visits idle by then end (``ended``). ``flush()`` closes the current second (the end of a log, or
-    of what a live log holds so far). Clients with fewer than ``minimum``
-    requests, and ``"-"`` (nobody), are not judged. The points depend only on
-    the lines' time stamps and order, so a file replayed by ``classify``,
-    ``evaluate`` or ``crossval`` is judged exactly where the live watcher
-    judges it.
+    Feed lines in time order with ``add`` (the featurizer does, as it makes each line's
+    columns); when a line opens a new second (or goes back to an earlier one, a late
+    line), the clients of the second that ended are judged: their ``Snapshot``s, taken
+    before this line is added, go to ``taken``; then the visits idle by now end (to
+    ``ended``), and the line joins its client's evidence. ``flush()`` closes the current
+    second (the end of a log, or of what a live log holds so far). Clients with fewer
+    than ``minimum`` requests, and ``"-"`` (nobody), are not judged; with ``minimum``
+    None nobody is, and ended visits are not kept. The points depend only on the lines'
+    time stamps and order, so a file replayed by ``classify``, ``evaluate`` or
+    ``crossval`` is judged exactly where the live watcher judges it.
     """
 
-    def __init__(self, book: ClientBook, minimum: int = 1) -> None:
-        self.book, self.minimum = book, int(minimum)
+    def __init__(self, book: ClientBook, minimum: int | None = None) -> None:
+        self.book, self.minimum = book, minimum
         self.second: float | None = None
         self.touched: dict[str, None] = {}  # an ordered set: judged in order of first request
-        self.ended: list[tuple[str, ClientState]] = []  # visits the book finished, for the caller to take
+        self.taken: list[Snapshot] = []
+        self.ended: list[tuple[str, ClientState]] = []
 
     def __repr__(self) -> str:
         return f"JudgementPoints(second={self.second}, clients waiting={len(self.touched)}, minimum={self.minimum})"
 
-    def add(self, record: LogRecord, facts: RequestFacts, bad_line: bool = False) -> list[Snapshot]:
-        """Add a line; returns the snapshots of the second it closed. In that order: the
-        second that ended is judged, then the visits idle by now end (``ended``), then the
-        line joins its client's evidence (a client back after idling starts a new visit)."""
+    def add(self, record: LogRecord, facts: RequestFacts, bad_line: bool = False) -> ClientState:
+        """Add a line (see the class docstring); returns its client's state."""
         second = math.floor(record.time)
-        out = []
         if second != self.second:
-            out = self.flush()
+            self.taken += self.flush()
             self.second = second
-            self.ended += self.book.finished(record.time)
-        self.touched[self.book.add(record, facts, bad_line)] = None
-        return out
+            ended = self.book.finished(record.time)
+            if self.minimum is not None:
+                self.ended += ended
+        state = self.book.add(record, facts, bad_line)
+        self.touched[state.client] = None
+        return state
 
     def flush(self) -> list[Snapshot]:
-        """Snapshots of the clients that made requests in the current second."""
-        clients, out = self.book.clients, []
-        for client in self.touched:
-            s = clients.get(client)
-            if s is not None and s.n >= self.minimum and client != "-":
-                out.append(Snapshot(client, s.n, s.last, ClientBook.counts(s), s))
+        """Snapshots of the clients that made requests in the current second (returned, not
+        added to ``taken``)."""
+        clients, out, minimum = self.book.clients, [], self.minimum
+        if minimum is not None:
+            for client in self.touched:
+                s = clients.get(client)
+                if s is not None and s.n >= minimum and client != "-":
+                    out.append(Snapshot(client, s.n, s.last, ClientBook.counts(s), s))
         self.touched = {}
         return out
+
+    def take(self) -> tuple[list[Snapshot], list[tuple[str, ClientState]]]:
+        """The snapshots taken and the visits ended since the last ``take``."""
+        taken, ended = self.taken, self.ended
+        self.taken, self.ended = [], []
+        return taken, ended

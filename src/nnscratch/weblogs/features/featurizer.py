@@ -32,19 +32,20 @@ from __future__ import annotations
 import bisect
 import re
 import zlib
-from collections import Counter, OrderedDict, deque
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import unquote
 
 import numpy as np
 
 from ...extras import require
 from ..evidence.request import agent_class, is_static, path_shape, payload_evidence, query_shape, referrer_parts
-from ..lines.record import LogRecord, client_of
+from ..lines.record import LogRecord
+from .counts import IDLE, ClientBook, ClientState, JudgementPoints, RequestFacts
 from .families import FAMILIES
 
-__all__ = ["client_of", "request_tokens", "RequestFacts", "Context", "Featurizer", "AGENT_MODES"]
+__all__ = ["request_tokens", "request_facts", "Context", "Featurizer", "AGENT_MODES"]
 
 AGENT_MODES = next(f.choices for f in FAMILIES if f.setting == "agent")
 _PRODUCT = re.compile(r"([A-Za-z][\w.+-]*)/([\w.+-]+)")
@@ -131,66 +132,34 @@ def request_tokens(record: LogRecord, agent: str = "class", paths: bool = False)
     return tokens
 
 
-class RequestFacts(NamedTuple):
-    """What the context needs to know of a request, computed once per distinct request."""
-
-    path: str
-    static: bool
-    flagged: bool  # carries payload or probe evidence
-
-
 def request_facts(record: LogRecord, tokens: Iterable[str]) -> RequestFacts:
     path = record.target.split("?", 1)[0] if record.request_ok else record.request[:100]
     flagged = any(t.startswith(("pay:", "probe:", "enc:")) for t in tokens)
     return RequestFacts(path, is_static(path), flagged)
 
 
-class _Entry(NamedTuple):
-    """One request in a client's window: its time, the gap before it (-1: the first seen),
-    and what the window's shares count."""
-
-    time: float
-    gap: float
-    e4: bool
-    e5: bool
-    path: str
-    static: bool
-    post: bool
-    head: bool
-    flagged: bool
-    noref: bool
-    zero: bool
-
-
-_make_entry = _Entry._make
-
-
 class Context:
-    """Per-client sliding windows and site-relative evidence, as tokens.
+    """A client's sliding window and site-relative evidence, as tokens.
 
-    Feed lines in time order (``parse.TimeOrder`` does that for training,
-    ``evaluate``, ``classify`` and the watcher alike). For each line it looks at the client's requests in the last
-    ``window`` seconds, this one included, keeping running sums so that each
-    request enters and leaves the window once (a flood costs O(1) per line).
-    Site-relative evidence needs no labels: how many distinct clients have
-    asked for this path so far (up to 8), how often it answered 4xx/5xx, and
-    which referrer hosts are this site (hosts whose referring pages are paths
-    this site serves). Memory is bounded: idle clients are forgotten
-    (``forget_idle``) and at most ``max_paths`` paths are remembered.
+    The window is the client's own tally (``counts.Window``, kept by the stream's
+    ``ClientBook``: the requests of the last ``window`` seconds, this one included);
+    feed lines in time order (``lines.order.TimeOrder`` does that for training,
+    ``evaluate``, ``classify`` and the watcher alike). Site-relative evidence needs no
+    labels: how many distinct clients have asked for this path so far (up to 8), how
+    often it answered 4xx/5xx, and which referrer hosts are this site (hosts whose
+    referring pages are paths this site serves). At most ``max_paths`` paths are
+    remembered.
     """
 
-    _SUMS = ("e4", "e5", "static", "post", "head", "flagged", "noref", "zero")
-
-    def __init__(self, window: float = 600.0, max_paths: int = 100_000) -> None:
-        self.window, self.max_paths = float(window), max_paths
-        self.clients: dict[str, dict[str, Any]] = {}
+    def __init__(self, max_paths: int = 100_000) -> None:
+        self.max_paths = max_paths
         self.paths: OrderedDict[str, list] = OrderedDict()  # path -> [clients (<= 8), requests, failures]
         self.site_hosts: set[str] = set()
         self._host_matches: Counter = Counter()
         self._first_clients: set[str] = set()  # up to 20: enough clients to tell what is rare
 
     def __repr__(self) -> str:
-        return f"Context(window={self.window:g}s, clients={len(self.clients):,}, paths={len(self.paths):,})"
+        return f"Context(paths={len(self.paths):,}, site hosts={len(self.site_hosts)})"
 
     def _referrer(self, referrer: str) -> str:
         kind, host, ref_path = referrer_parts(referrer)
@@ -208,57 +177,29 @@ class Context:
                 return "same-site"
         return kind
 
-    def tokens(self, record: LogRecord, facts: RequestFacts) -> list[str]:
-        now, status = record.time, record.status
-        client = client_of(record)
-        state = self.clients.get(client)
-        # A client with nothing left in its window starts afresh here, exactly as if
-        # ``forget_idle`` had dropped it: when memory is freed never changes a token.
-        if state is None or state["queue"][-1].time < now - self.window:
-            if len(self._first_clients) < 20:
-                self._first_clients.add(client)
-            state = self.clients[client] = {"queue": deque(), "paths": Counter(), "gap2": 0.0,
-                                            "gaps": 0.0, **dict.fromkeys(self._SUMS, 0)}  # fmt: skip
-        queue, paths = state["queue"], state["paths"]
-        gap = now - queue[-1].time if queue else -1.0
-        method = record.method.upper()
-        entry = _make_entry((now, gap, 400 <= status < 500, status >= 500, facts.path, facts.static, method == "POST",
-                             method == "HEAD", facts.flagged, record.referrer in ("", "-"), gap == 0.0))  # fmt: skip
-        queue.append(entry)
-        self._add(state, entry, 1)
-        while queue[0].time < now - self.window:
-            self._add(state, queue.popleft(), -1)
-        n = len(queue)
+    def tokens(self, record: LogRecord, facts: RequestFacts, state: ClientState) -> list[str]:
+        """The context tokens of a line, from its client's ``state`` (this line included)."""
+        client, window = state.client, state.window
+        if len(self._first_clients) < 20:
+            self._first_clients.add(client)
+        entries = window.entries
+        n = len(entries)
         tokens = (
-            _RATE(n) + _4XX(state["e4"] / n) + _5XX(state["e5"] / n) + _PATHS(len(paths))
-            + _STATIC(state["static"] / n) + _POST(state["post"] / n) + _HEAD(state["head"] / n)
-            + _FLAGGED(state["flagged"] / n) + _NOREF(state["noref"] / n) + _SPAN(now - queue[0].time)
+            _RATE(n) + _4XX(window.e4 / n) + _5XX(window.e5 / n) + _PATHS(len(window.paths))
+            + _STATIC(window.static / n) + _POST(window.post / n) + _HEAD(window.head / n)
+            + _FLAGGED(window.flagged / n) + _NOREF(window.noref / n) + _SPAN(record.time - entries[0].time)
         )  # fmt: skip
         # Gaps between requests inside the window: the oldest request's gap reaches back
         # outside it (to a request that left, or was never seen), so it is taken out.
         gaps = n - 1
         if gaps >= 2:
-            outside = max(queue[0].gap, 0.0)
-            mean = (state["gaps"] - outside) / gaps
-            var = max((state["gap2"] - outside * outside) / gaps - mean * mean, 0.0)
+            outside = max(entries[0].gap, 0.0)
+            mean = (window.gaps - outside) / gaps
+            var = max((window.gap2 - outside * outside) / gaps - mean * mean, 0.0)
             cv = var**0.5 / mean if mean > 0 else 10.0
-            zero = (state["zero"] - queue[0].zero) / gaps
+            zero = (window.zero - entries[0].zero) / gaps
             tokens += ["b:gaps"] + _GAP(mean) + _CV(cv) + _ZERO(zero)
-        return tokens + self._site(facts.path, client, status) + ["ref:" + self._referrer(record.referrer)]
-
-    def _add(self, state: dict[str, Any], entry: _Entry, sign: int) -> None:
-        _, gap, e4, e5, path, static, post, head, flagged, noref, zero = entry
-        for name, flag in (("e4", e4), ("e5", e5), ("static", static), ("post", post), ("head", head),
-                           ("flagged", flagged), ("noref", noref), ("zero", zero)):  # fmt: skip
-            if flag:
-                state[name] += sign
-        if gap >= 0:
-            state["gaps"] += sign * gap
-            state["gap2"] += sign * gap * gap
-        paths = state["paths"]
-        paths[path] += sign
-        if not paths[path]:
-            del paths[path]
+        return tokens + self._site(facts.path, client, record.status) + ["ref:" + self._referrer(record.referrer)]
 
     def _site(self, path: str, client: str, status: int) -> list[str]:
         entry = self.paths.get(path)
@@ -276,13 +217,6 @@ class Context:
         if len(self._first_clients) < 20:  # too few clients yet to say what is rare on this site
             return []
         return ["site:warm"] + _SITE_CLIENTS(len(clients)) + _SITE_FAILS(entry[2] / entry[1])
-
-    def forget_idle(self, now: float) -> None:
-        """Drop clients with nothing in the window (keeps memory flat on long streams; a
-        client that comes back starts afresh either way, see ``tokens``)."""
-        idle = [c for c, state in self.clients.items() if state["queue"][-1].time < now - self.window]
-        for client in idle:
-            del self.clients[client]
 
 
 class Featurizer:
@@ -322,7 +256,7 @@ class Featurizer:
         self._cache: OrderedDict[tuple, tuple[list[str], RequestFacts]] = OrderedDict()
         self._column_cache: OrderedDict[tuple, tuple[np.ndarray, RequestFacts]] = OrderedDict()
         self.cache_hits = self.cache_lookups = 0
-        self.context = Context(window) if behaviour else None
+        self.reset_context()
 
     def __repr__(self) -> str:
         columns = f"hashing={self.hashing}" if self.hashing else f"vocabulary={len(self.vocabulary):,} tokens"
@@ -357,20 +291,23 @@ class Featurizer:
 
     def tokens_and_facts(self, record: LogRecord) -> tuple[list[str], RequestFacts]:
         """The tokens of one line (request tokens from the cache when possible) and the
-        request's facts (what the client book needs)."""
+        request's facts; the line joins its client's tally (``points``)."""
         tokens, facts = self._lookup(self._cache, record, self._request)
+        state = self.points.add(record, facts)
         if self.context is not None:
-            return tokens + self.context.tokens(record, facts), facts
+            return tokens + self.context.tokens(record, facts, state), facts
         return tokens, facts
 
     def tokens(self, record: LogRecord) -> list[str]:
         """The tokens of one line."""
         return self.tokens_and_facts(record)[0]
 
-    def reset_context(self) -> None:
-        """Start the client windows and site evidence afresh (between independent logs)."""
-        if self.behaviour:
-            self.context = Context(self.window)
+    def reset_context(self, idle: float = IDLE, max_clients: int | None = None) -> None:
+        """Start afresh (between independent logs): the clients' tally (``points``: each
+        client's counts and window, and when it is judged) and the site evidence."""
+        book = ClientBook(idle=idle, max_clients=max_clients, window=self.window if self.behaviour else None)
+        self.points = JudgementPoints(book)
+        self.context = Context() if self.behaviour else None
 
     def fit(self, token_lists: Iterable[Sequence[str]]) -> Featurizer:
         """Build the vocabulary from training tokens (a no-op with hashing)."""
@@ -387,8 +324,9 @@ class Featurizer:
             return zlib.crc32(token.encode("utf-8", "replace")) % self.hashing
         return self.vocabulary.get(token)
 
-    def columns(self, record: LogRecord) -> tuple[np.ndarray, RequestFacts]:
-        """The column indices of one line, for a fitted featurizer, and the request's facts.
+    def columns(self, record: LogRecord) -> tuple[np.ndarray, RequestFacts, ClientState]:
+        """The column indices of one line, for a fitted featurizer, the request's facts, and
+        its client's state once the line has joined its tally (``points``).
 
         The columns are what ``transform([tokens(record)])`` gives, but faster:
         the columns of each distinct request are cached as a small int32 array
@@ -402,19 +340,20 @@ class Featurizer:
             return np.array(sorted(columns), dtype=np.int32), facts
 
         cached, facts = self._lookup(self._column_cache, record, request_columns)
+        state = self.points.add(record, facts)
         if self.context is None:
-            return cached, facts
-        context = self.context.tokens(record, facts)
+            return cached, facts, state
+        context = self.context.tokens(record, facts, state)
         lookup = self._column if self.hashing else self.vocabulary.get
         extra = [c for c in map(lookup, context) if c is not None]
         if not extra:
-            return cached, facts
+            return cached, facts, state
         extra_columns = np.asarray(extra, dtype=np.int32)
         if self.hashing:  # a hashed context token may collide with a request token: merge
-            return np.union1d(cached, extra_columns), facts
+            return np.union1d(cached, extra_columns), facts, state
         # With a vocabulary, context tokens have columns of their own, so appending
         # is exact (CSR rows need not be sorted) and much cheaper than a union.
-        return np.concatenate((cached, extra_columns)), facts
+        return np.concatenate((cached, extra_columns)), facts, state
 
     def matrix(self, column_lists: Sequence[np.ndarray]) -> Any:
         """A CSR matrix from per-line column arrays (see ``columns``)."""

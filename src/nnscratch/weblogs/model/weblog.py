@@ -27,12 +27,12 @@ import numpy as np
 
 from ... import io as model_io
 from ...network import Network, load_bundle
-from ..features.counts import IDLE, ClientBook, ClientState, JudgementPoints, Snapshot
-from ..features.featurizer import Featurizer, RequestFacts, client_of
+from ..features.counts import ClientBook, ClientState, Snapshot
+from ..features.featurizer import Featurizer
 from ..labels.data import LabelledLines, split_by_client
 from ..labels.rules import CLASSES
 from ..lines.order import SLACK, in_time_order
-from ..lines.record import LogRecord
+from ..lines.record import LogRecord, client_of
 from .clients import ClientModel, Ruling, Verdict
 from .metrics import Judgement, Report
 
@@ -112,20 +112,19 @@ def prepare(featurizer: Featurizer, data: LabelledLines) -> Prepared:
     for i, name in enumerate(data.files):
         by_file.setdefault(name, []).append(i)
     for name, indices in by_file.items():
-        featurizer.reset_context()
-        book = ClientBook(idle=float("inf"))
-        points = JudgementPoints(ClientBook(idle=IDLE))
+        featurizer.reset_context()  # a fresh tally for each file, as the decision procedure keeps
+        featurizer.points.minimum = 1  # every judgement recorded; the model's minimum applies when ruling
+        book = ClientBook(idle=float("inf"))  # whole-file summaries: what the client model learns from
         prefix = Path(name).name + "|"
-        taken: list[Snapshot] = []
         for i in in_time_order(indices, lambda j: records[j].time, SLACK, tiebreak=lambda j: records[j]):
             tokens[i], facts = featurizer.tokens_and_facts(records[i])
             book.add(records[i], facts)
-            taken += points.add(records[i], facts)
             clients[i] = prefix + client_of(records[i])
-        taken += points.flush()
+        taken = featurizer.points.take()[0] + featurizer.points.flush()
         for snapshot in taken:
             snapshots.setdefault(prefix + snapshot.client, []).append(snapshot)
         summaries.update((prefix + client, state) for client, state in book.drain())
+    featurizer.reset_context()
     return Prepared(data, tokens, clients, summaries, snapshots)  # type: ignore[arg-type]
 
 
@@ -270,14 +269,14 @@ class WebLogModel:
         return model, report, info
 
     # --- use -------------------------------------------------------------------
-    def score(self, records: Sequence[LogRecord]) -> tuple[np.ndarray, np.ndarray, list[RequestFacts]]:
+    def score(self, records: Sequence[LogRecord]) -> tuple[np.ndarray, np.ndarray, list[ClientState]]:
         """The one scoring path for lines: class probabilities ``(n, len(classes))``, label
-        indices (``labels``) and each request's facts (what client evidence needs), for
-        records given in time order; the context (client windows, site evidence) carries
+        indices (``labels``) and each line's client state once the line joined the
+        featurizer's tally, for records given in time order; the tally and the context carry
         over between calls."""
-        columns, facts = zip(*map(self.featurizer.columns, records), strict=True) if records else ((), ())
+        columns, _, states = zip(*map(self.featurizer.columns, records), strict=True) if records else ((), (), ())
         proba, labels = self.predict_rows(self.featurizer.matrix(columns))
-        return proba, labels, list(facts)
+        return proba, labels, list(states)
 
     def predict_rows(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         """Class probabilities and label indices of feature rows ``X`` (the featurizer's CSR)."""

@@ -29,7 +29,6 @@ times how long a ban lasts (``watch``).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -84,11 +83,30 @@ class Decider:
         return f"Decider(slack={self.slack:g}s, idle={self.idle:g}s, clients={len(self.book):,}, judge={self.judge})"
 
     def reset(self) -> None:
-        """Start afresh: a new, independent log (empty order, evidence and context)."""
-        self.model.featurizer.reset_context()
+        """Start afresh: a new, independent log (empty order, tally and context)."""
+        self.model.featurizer.reset_context(idle=self.idle, max_clients=self.max_clients)
         self.order = TimeOrder(lambda item: item[1].time, self.slack, tiebreak=lambda item: item[1])
-        self.book = ClientBook(idle=self.idle, max_clients=self.max_clients)
-        self.points = JudgementPoints(self.book)
+
+    @property
+    def points(self) -> JudgementPoints:
+        """The stream's tally and judgement points: the featurizer's, one for features and rulings."""
+        return self.model.featurizer.points
+
+    @property
+    def book(self) -> ClientBook:
+        return self.points.book
+
+    def swap_model(self, model: Any) -> bool:
+        """Decide with ``model`` from now on. The clients' tally carries over when its
+        featurizer keeps the same windows (True); otherwise it starts afresh (False)."""
+        old, new = self.model.featurizer, model.featurizer
+        kept = (old.behaviour, old.window) == (new.behaviour, new.window)
+        if kept:
+            new.points = old.points
+        else:
+            new.reset_context(idle=self.idle, max_clients=self.max_clients)
+        self.model, self.judge = model, model.client_model is not None
+        return kept
 
     def feed(self, items: Iterable[tuple[Any, LogRecord]], end: bool = False) -> Decisions:
         """Push ``(key, record)`` items (``key`` is the caller's: a line number, the raw line);
@@ -97,21 +115,18 @@ class Decider:
         released = self.order.release(items)
         if end:
             released += self.order.ready(end=True)
-        proba = labels = None
-        snapshots, ended = [], []
+        points = self.points
         # Without a client model to rule, nobody is judged (no snapshots are taken).
-        self.points.minimum = self.model.client_model.min_requests if self.judge else sys.maxsize
+        points.minimum = self.model.client_model.min_requests if self.judge else None
+        proba = labels = None
         if released:
-            proba, labels, facts = self.model.score([record for _, record in released])
+            proba, labels, states = self.model.score([record for _, record in released])
             bad = self.model.classes.index("bad") if "bad" in self.model.classes else -1
-            add = self.points.add
-            for (_, record), fact, label in zip(released, facts, labels.tolist(), strict=True):
-                snapshots += add(record, fact, label == bad)
-            ended, self.points.ended = self.points.ended, []
-            if self.model.featurizer.context is not None:
-                self.model.featurizer.context.forget_idle(released[-1][1].time)
+            for state, label in zip(states, labels.tolist(), strict=True):
+                state.bad_lines += label == bad
+        snapshots, ended = points.take()
         if end:
-            snapshots += self.points.flush()
+            snapshots += points.flush()
         rulings = self.model.client_model.rulings(snapshots) if self.judge else []
         bans = []
         for snapshot, ruling in zip(snapshots, rulings, strict=True):

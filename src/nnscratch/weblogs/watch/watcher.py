@@ -261,7 +261,9 @@ class Watcher:
 
     def _reload(self) -> None:
         try:
-            self.model = self.decider.model = self._load_model()
+            self.model = self._load_model()
+            if not self.decider.swap_model(self.model):
+                self.report("the new model keeps other context windows: the clients' evidence starts afresh")
             self.policy.allowlist.reload()
             self.report(f"reloaded {self.model_path} and the allowlist")
         except (OSError, ValueError) as err:
