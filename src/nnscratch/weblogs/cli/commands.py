@@ -157,9 +157,10 @@ def cmd_classify(args: argparse.Namespace) -> int:
     """Label every line (CSV or JSON lines) and judge every client: the ban list."""
     from ..lines.reading import ParseStats
     from ..serve.classify import ClassifySettings, ClientTally, classify, verdict_rows
+    from ..serve.decision import tune_collector_for_streams
 
     _with_format(args)
-
+    tune_collector_for_streams()  # this command's own process
     model = _load_model(args)
     tally = ClientTally(args.ban_count, args.ban_minutes) if args.ban_rule == "count" else None
     if tally is None and model.client_model is None:
@@ -276,11 +277,13 @@ def cmd_crossval(args: argparse.Namespace) -> int:
 def cmd_watch(args: argparse.Namespace) -> int:
     """Follow live access logs (like tail -F), judge clients with the model's client verdicts, and ban
     and unban them through the chosen actions; state survives restarts."""
+    from ..serve.decision import tune_collector_for_streams
     from ..watch import actions as a
     from ..watch.state import Store
     from ..watch.watcher import Allowlist, BanPolicy, Watcher, WatchSettings
 
     _with_format(args)
+    tune_collector_for_streams()  # this command's own process
 
     chosen = a.actions_from_args(args)
     if not chosen and not args.dry_run:

@@ -31,7 +31,7 @@ from ..lines.reading import ParseStats, parse_stream
 from ..lines.record import LogRecord, client_of
 from ..model.clients import Verdict
 from ..model.weblog import WebLogModel
-from .decision import IDLE, SLACK, Decider
+from .decision import IDLE, SLACK, Decider, tune_collector_for_streams
 
 __all__ = ["ClientTally", "classify"]
 
@@ -137,6 +137,7 @@ _WORKER: dict[str, _Pipeline] = {}
 
 
 def _init_worker(model: WebLogModel, slack: float, idle: float, judge: bool) -> None:
+    tune_collector_for_streams()  # the worker is a process of our own
     _WORKER["pipeline"] = _Pipeline(model, slack, idle, judge)
 
 
