@@ -184,3 +184,18 @@ def test_a_client_summary_worked_by_hand():
     assert x["log_requests"] == pytest.approx(np.log(5)) and x["log_duration"] == pytest.approx(np.log(31))
     assert x["log_rate_per_minute"] == pytest.approx(np.log1p(4 / 90 * 60))  # 4 requests over 30 s + 60 s
     assert x["distinct_path_share"] == 0.75 and x["agent_browser"] == 1.0
+
+
+def test_a_library_call_leaves_the_callers_collector_alone(watch_model, logs):
+    """The streaming thresholds are set in processes of nnscratch's own (the worker, the
+    commands), never by a library call in the caller's process."""
+    import gc
+
+    from nnscratch.weblogs.serve.classify import ClassifySettings, classify
+    from nnscratch.weblogs.serve.decision import STREAM_GC_THRESHOLDS
+
+    before = gc.get_threshold()
+    assert before != STREAM_GC_THRESHOLDS
+    model = WebLogModel.load(watch_model)
+    n, _ = classify(model, [str(logs / FILES[1])], None, settings=ClassifySettings(workers=1))
+    assert n == 644 and gc.get_threshold() == before
