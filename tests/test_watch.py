@@ -467,3 +467,19 @@ def test_actions_declare_their_options_and_build_themselves(watch_model, tmp_pat
                               exec=["echo {address}", "logger {event}"], events="-")  # fmt: skip
     built = actions.actions_from_args(args)
     assert [type(a).__name__ for a in built] == ["NftablesSet", "Fail2ban", "CommandHook", "CommandHook", "JsonEvents"]
+
+
+def test_address_actions_skip_session_clients_and_say_so_once(tmp_path):
+    """A log without addresses bans by session id: the event log and commands get it; the ban
+    list (and every action that needs an address) skips it, and one note says so."""
+    reports: list[str] = []
+    events, ban_list = tmp_path / "events.jsonl", tmp_path / "ban.txt"
+    actions = Actions([BanListFile(ban_list), JsonEvents(str(events))], report=reports.append)
+    now = time.time()
+    session, address = "crv8slnnov42i8mci4ppsrou68", "203.0.113.9"
+    bans = [Ban(session, now, now + 60, "r"), Ban(address, now, now + 60, "r")]
+    actions.apply([Change("ban", session, 60.0, "r"), Change("ban", address, 60.0, "r")], bans)
+    actions.apply([Change("extend", session, 120.0, "r")], bans)
+    assert ban_list.read_text() == address + "\n"
+    assert [json.loads(line)["address"] for line in events.read_text().splitlines()] == [session, address, session]
+    assert len(reports) == 1 and "session id" in reports[0] and "ban list" in reports[0] and "--events" in reports[0]
