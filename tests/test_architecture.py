@@ -306,6 +306,7 @@ def test_one_per_client_tally_in_the_web_log_wing():
     """Client evidence lives in one place, ``ClientBook`` (``features.counts``): the context
     tokens read its windows, the client model its counts. The classic count rule
     (``ClientTally``, ``--ban-rule count``) keeps its own: it counts something else."""
+
     def targets(node: ast.AST) -> list[ast.AST]:
         if isinstance(node, ast.Assign):
             return node.targets

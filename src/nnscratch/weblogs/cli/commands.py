@@ -155,12 +155,17 @@ def _load_model(args: argparse.Namespace) -> Any:
 
 def cmd_classify(args: argparse.Namespace) -> int:
     """Label every line (CSV or JSON lines) and judge every client: the ban list."""
-    from ..lines.reading import ParseStats
-    from ..serve.classify import ClassifySettings, ClientTally, classify, verdict_rows
-    from ..serve.decision import tune_collector_for_streams
+    from ..serve.decision import collector_for_streams
 
     _with_format(args)
-    tune_collector_for_streams()  # this command's own process
+    with collector_for_streams():  # the collector as streaming wants it, while the command runs
+        return _classify(args)
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from ..lines.reading import ParseStats
+    from ..serve.classify import ClassifySettings, ClientTally, classify, verdict_rows
+
     model = _load_model(args)
     tally = ClientTally(args.ban_count, args.ban_minutes) if args.ban_rule == "count" else None
     if tally is None and model.client_model is None:
@@ -277,7 +282,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
 def cmd_watch(args: argparse.Namespace) -> int:
     """Follow live access logs (like tail -F), judge clients with the model's client verdicts, and ban
     and unban them through the chosen actions; state survives restarts."""
-    from ..serve.decision import tune_collector_for_streams
+    from ..serve.decision import collector_for_streams, tune_collector_for_streams
     from ..watch import actions as a
     from ..watch.state import Store
     from ..watch.watcher import Allowlist, BanPolicy, Watcher, WatchSettings
@@ -305,7 +310,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     print(f"watching {', '.join(args.logs)}; state in {args.state}; actions: "
           + (", ".join(x.name for x in chosen) or "none (dry run)"), file=sys.stderr, flush=True)  # fmt: skip
     try:
-        watcher.run()
+        with collector_for_streams():  # the collector as streaming wants it, while the watcher runs
+            watcher.run()
     finally:
         store.close()
     print(f"stopped after {watcher.lines:,} lines in all; {len(watcher.bans)} active ban(s)", file=sys.stderr)

@@ -29,8 +29,9 @@ times how long a ban lasts (``watch``).
 
 from __future__ import annotations
 
+import contextlib
 import gc
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -40,14 +41,22 @@ from ..lines.order import SLACK, TimeOrder
 from ..lines.record import LogRecord
 from ..model.clients import Ruling
 
-__all__ = ["Decider", "Decisions", "SLACK", "IDLE", "STREAM_GC_THRESHOLDS", "tune_collector_for_streams"]
+__all__ = [
+    "Decider",
+    "Decisions",
+    "SLACK",
+    "IDLE",
+    "STREAM_GC_THRESHOLDS",
+    "tune_collector_for_streams",
+    "collector_for_streams",
+]
 
 # Streaming a log makes and drops millions of small objects (records, tokens, tallies) while
 # caches of a few hundred thousand entries live on; with Python's default thresholds
 # (700, 10, 10) the collector then spends about a third of classify's time rescanning the
 # caches (1.80 s against 1.15 s per 100,000 lines here, measured with the collector's
-# thresholds at (50,000, 20, 50)). Only a process of nnscratch's own sets them (the
-# classify worker, the ``logs classify`` and ``logs watch`` commands), never a library call.
+# thresholds at (50,000, 20, 50)). Only a process of nnscratch's own keeps them (the classify
+# worker); the ``logs classify`` and ``logs watch`` commands set them while they run; a library call never.
 STREAM_GC_THRESHOLDS = (50_000, 20, 50)
 
 
@@ -151,7 +160,19 @@ class Decider:
         return list(self.book.drain())
 
 
-def tune_collector_for_streams() -> None:
-    """Set the garbage collector's thresholds for streaming logs (``STREAM_GC_THRESHOLDS``).
-    For processes of nnscratch's own: it changes the whole process."""
+def tune_collector_for_streams() -> tuple[int, int, int]:
+    """Set the garbage collector's thresholds for streaming logs (``STREAM_GC_THRESHOLDS``) and
+    return the ones before. For processes of nnscratch's own: it changes the whole process."""
+    before = gc.get_threshold()
     gc.set_threshold(*STREAM_GC_THRESHOLDS)
+    return before
+
+
+@contextlib.contextmanager
+def collector_for_streams() -> Iterator[None]:
+    """The streaming thresholds while the block runs (a command), the caller's afterwards."""
+    before = tune_collector_for_streams()
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
