@@ -483,3 +483,44 @@ def test_address_actions_skip_session_clients_and_say_so_once(tmp_path):
     assert ban_list.read_text() == address + "\n"
     assert [json.loads(line)["address"] for line in events.read_text().splitlines()] == [session, address, session]
     assert len(reports) == 1 and "session id" in reports[0] and "ban list" in reports[0] and "--events" in reports[0]
+
+
+def test_a_restart_lifts_what_expired_meanwhile_and_restores_the_rest_as_restore_events(watch_model, logs, tmp_path):
+    """A ban that expired while the watcher was down reaches every action as an unban at the
+    next start; an active one is applied again as a ``restore`` event, never a second ``ban``."""
+    log, state = tmp_path / "access.log", tmp_path / "state.sqlite"
+    log.write_text("")
+    first = make_watcher(watch_model, log, state, tmp_path, ban_time=0.5)
+    first.step()
+    append(log, scanner_lines(logs, 60) + scanner_lines(logs, 60, host="203.0.113.51"))
+    first.step()
+    assert set(first.bans) == {SCANNER, "203.0.113.51"}
+    first.store.commit(bans=[Ban(SCANNER, time.time(), time.time() + 3600, "kept")])  # one ban lasts longer
+    first.store.close()
+    time.sleep(0.6)  # the other expires while nobody watches
+    second = make_watcher(watch_model, log, state, tmp_path, ban_time=0.5)
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [(e["event"], e["address"]) for e in events][-2:] == [("unban", "203.0.113.51"), ("restore", SCANNER)]
+    assert events[-2]["reason"] == "expired while the watcher was down" and events[-1]["seconds"] > 3000
+    assert [e["event"] for e in events].count("ban") == 2  # the two bans, once each
+    assert (tmp_path / "ban.txt").read_text() == SCANNER + "\n" and set(second.bans) == {SCANNER}
+    assert second.store.decisions("203.0.113.51")[0]["action"] == "unban"
+
+
+def test_repeatable_options_are_safe_before_the_positionals(watch_model, tmp_path, monkeypatch):
+    """``--allow CIDR`` before the model and the logs takes one value and leaves them alone."""
+    from nnscratch.cli import main
+    from nnscratch.weblogs.watch import watcher as watcher_module
+
+    log = tmp_path / "access.log"
+    log.write_text("")
+    seen, original = {}, watcher_module.Watcher.run
+
+    def run_once(self, until=None):
+        seen["allow"] = [str(n) for n in self.policy.allowlist.networks]
+        return original(self, until=lambda: True)
+
+    monkeypatch.setattr(watcher_module.Watcher, "run", run_once)
+    assert main(["logs", "watch", "--allow", "10.0.0.0/8", "--allow", "192.0.2.1", str(watch_model), str(log),
+                 "--state", str(tmp_path / "s.sqlite"), "--dry-run"]) == 0  # fmt: skip
+    assert seen["allow"] == ["10.0.0.0/8", "192.0.2.1/32"]

@@ -569,7 +569,8 @@ def _add_watch(commands: Any, formatter: Any) -> None:
     p.add_argument("--ban-factor", type=positive_float, default=2.0, help="each earlier offence multiplies it")
     p.add_argument("--max-ban-time", type=positive_float, default=7 * 86400.0, help="the longest ban, seconds")
     p.add_argument("--allowlist", metavar="FILE", help="addresses and CIDR networks never banned (SIGHUP reloads)")
-    p.add_argument("--allow", nargs="+", default=[], metavar="CIDR", help="more addresses or networks never banned")
+    p.add_argument("--allow", action="append", default=[], metavar="CIDR",
+                   help="an address or network never banned (repeat for more; any position)")  # fmt: skip
     p.add_argument("--ban-private", action="store_true", help="also ban loopback and private addresses")
     p.add_argument("--dry-run", action="store_true", help="decide and report, act on nothing")
     p.add_argument("--challenge", metavar="FILE", help="write gray clients here (to send to a captcha)")

@@ -38,7 +38,7 @@ __all__ = [
 class Change:
     """One thing that happened to a ban."""
 
-    event: str  # "ban", "unban" or "extend"
+    event: str  # "ban", "unban", "extend", or "restore" (an active ban applied again after a restart)
     address: str
     seconds: float  # how long the ban lasts from now (0 for unban)
     reason: str = ""
@@ -202,7 +202,7 @@ class NftablesSet(Action):
         for c in changes:
             family = "banned6" if ipaddress.ip_address(c.address).version == 6 else "banned4"
             element = f"inet {self.table} {family} {{ {c.address}"
-            if c.event in ("ban", "extend"):
+            if c.event in ("ban", "extend", "restore"):
                 if c.event == "extend":
                     out.append(f"delete element {element} }}")
                 out.append(f"add element {element} timeout {max(int(c.seconds), 1)}s }}")
@@ -256,7 +256,7 @@ class Fail2ban(Action):
 
     def apply(self, changes: list[Change], active: list[Ban]) -> None:
         for c in changes:
-            if c.event == "ban":
+            if c.event in ("ban", "restore"):
                 _run([self.client, "set", self.jail, "banip", c.address])
             elif c.event == "unban":
                 _run([self.client, "set", self.jail, "unbanip", c.address])
@@ -316,7 +316,8 @@ class CommandHook(Action):
 class JsonEvents(Action):
     """One JSON line per change (ban, unban, extend) on standard output or appended to a file."""
 
-    option, metavar, help = "--events", "FILE", "action: JSON lines of ban/unban/extend events (- for stdout)"
+    option, metavar = "--events", "FILE"
+    help = "action: JSON lines of ban, unban, extend and restore events (- for stdout)"
     addresses_only = False
 
     def __init__(self, path: str | None = None) -> None:

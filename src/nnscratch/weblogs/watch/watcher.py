@@ -125,17 +125,24 @@ class Watcher:
 
     # --- the loop ----------------------------------------------------------------
     def restore(self) -> None:
-        """Apply the bans the state file holds (after a restart), lifting those that expired."""
+        """After a restart: lift the bans that expired while the watcher was down (every action
+        gets their ``unban``, and the decision is recorded) and apply the active ones again as
+        ``restore`` events (firewalls re-add them; an event log can tell them from new bans)."""
         now = time.time()
-        expired = [a for a, b in self.bans.items() if b.until <= now]
-        for address in expired:
-            del self.bans[address]
-        self.store.commit(unbans=expired)
+        expired = [b for b in self.bans.values() if b.until <= now]
+        for ban in expired:
+            del self.bans[ban.address]
+        why = "expired while the watcher was down"
+        self.store.commit(unbans=[b.address for b in expired],
+                          decisions=[{"time": now, "address": b.address, "action": "unban", "reason": why}
+                                     for b in expired])  # fmt: skip
         if not self.settings.dry_run:
-            changes = [Change("ban", b.address, b.remaining(now), b.reason) for b in self.bans.values()]
+            changes = [Change("unban", b.address, 0.0, why) for b in expired]
+            changes += [Change("restore", b.address, b.remaining(now), b.reason) for b in self.bans.values()]
             self.actions.apply(changes, list(self.bans.values()), force=True)
-        if self.bans:
-            self.report(f"restored {len(self.bans)} active ban(s) from {self.store.path}")
+        if self.bans or expired:
+            self.report(f"restored {len(self.bans)} active ban(s) from {self.store.path}; lifted {len(expired)} "
+                        "that expired while the watcher was down")  # fmt: skip
 
     def run(self, until: Callable[[], bool] | None = None) -> None:
         """Step until a signal (or ``until()`` says so), then commit and return."""
