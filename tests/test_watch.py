@@ -139,7 +139,10 @@ def test_file_actions_write_what_their_tools_read(tmp_path):
     IpsetRestore(tmp_path / "ipset.txt").apply(changes, active)
     ipset = (tmp_path / "ipset.txt").read_text().splitlines()
     assert ipset[:2] == ["create nnscratch hash:ip timeout 0 -exist", "flush nnscratch"]
-    assert ipset[2].startswith("add nnscratch 203.0.113.7 timeout 29") and len(ipset) == 3  # IPv4 set only
+    assert ipset[2].startswith("add nnscratch 203.0.113.7 timeout 29")
+    # An ipset holds one family: IPv6 bans go to a set of their own, never left out.
+    assert ipset[3:5] == ["create nnscratch6 hash:ip family inet6 timeout 0 -exist", "flush nnscratch6"]
+    assert ipset[5].startswith("add nnscratch6 2001:db8::1 timeout 5") and len(ipset) == 6
     CrowdsecDecisions(tmp_path / "decisions.json").apply(changes, active)
     decisions = json.loads((tmp_path / "decisions.json").read_text())
     assert {d["value"] for d in decisions} == {"203.0.113.7", "2001:db8::1"}

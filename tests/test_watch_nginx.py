@@ -192,3 +192,23 @@ def test_nftables_set_drops_the_scanner(nginx, watch_model, logs):
         if watcher.poll() is None:
             watcher.kill()
         subprocess.run([nft, "delete", "table", "inet", table], capture_output=True)
+
+
+def test_ipset_restore_loads_both_families_into_the_real_ipset(watch_model, tmp_path):
+    """The --ipset file, handed to the real ``ipset restore`` in a private network namespace:
+    the IPv4 set and the IPv6 set hold their bans, with their timeouts."""
+    ipset, unshare = _need("ipset"), _need("unshare")
+    from nnscratch.weblogs.watch.actions import IpsetRestore
+    from nnscratch.weblogs.watch.state import Ban
+
+    now = time.time()
+    path = tmp_path / "ipset.txt"
+    IpsetRestore(path).apply([], [Ban("203.0.113.7", now, now + 300, "x"), Ban("2001:db8::7", now, now + 60, "x")])
+    script = f"{ipset} restore -f {path} && {ipset} list nnscratch && {ipset} list nnscratch6"
+    run = subprocess.run([unshare, "-n", "sh", "-c", script], capture_output=True, text=True, timeout=30)
+    if run.returncode != 0 and "Operation not permitted" in run.stderr:
+        pytest.skip(f"no network namespace here: {run.stderr.strip()}")
+    assert run.returncode == 0, run.stderr
+    v4, v6 = run.stdout.split("Name: nnscratch6")
+    assert "203.0.113.7 timeout 29" in v4 and "family inet" in v4
+    assert "2001:db8::7 timeout 5" in v6 and "family inet6" in v6

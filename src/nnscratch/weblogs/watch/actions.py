@@ -228,21 +228,23 @@ class NftablesSet(Action):
 
 
 class IpsetRestore(Action):
-    """A file in ``ipset restore`` format: the set, flushed, with every active ban and its remaining time."""
+    """A file in ``ipset restore`` format: two sets (an ipset holds one address family), each
+    flushed and filled with the active bans of its family and their remaining time:
+    ``nnscratch`` (IPv4) and ``nnscratch6`` (IPv6, ``family inet6``)."""
 
-    option, metavar, help = "--ipset", "FILE", "action: a file in 'ipset restore' format"
+    option, metavar, help = "--ipset", "FILE", "action: a file in 'ipset restore' format (sets NAME and NAME6)"
 
     def __init__(self, path: str | Path, set_name: str = "nnscratch") -> None:
         self.path, self.set_name, self.name = Path(path), set_name, f"ipset file {path}"
 
     def apply(self, changes: list[Change], active: list[Ban]) -> None:
         now = time.time()
-        lines = [f"create {self.set_name} hash:ip timeout 0 -exist\n", f"flush {self.set_name}\n"]
-        lines += [
-            f"add {self.set_name} {b.address} timeout {max(int(b.remaining(now)), 1)} -exist\n"
-            for b in sorted(active, key=lambda b: b.address)
-            if ipaddress.ip_address(b.address).version == 4
-        ]
+        lines = []
+        for version, name, family in ((4, self.set_name, ""), (6, self.set_name + "6", " family inet6")):
+            lines += [f"create {name} hash:ip{family} timeout 0 -exist\n", f"flush {name}\n"]
+            lines += [f"add {name} {b.address} timeout {max(int(b.remaining(now)), 1)} -exist\n"
+                      for b in sorted(active, key=lambda b: b.address)
+                      if ipaddress.ip_address(b.address).version == version]  # fmt: skip
         replace_text(self.path, "".join(lines))
 
 
