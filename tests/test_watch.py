@@ -527,3 +527,33 @@ def test_repeatable_options_are_safe_before_the_positionals(watch_model, tmp_pat
     assert main(["logs", "watch", "--allow", "10.0.0.0/8", "--allow", "192.0.2.1", str(watch_model), str(log),
                  "--state", str(tmp_path / "s.sqlite"), "--dry-run"]) == 0  # fmt: skip
     assert seen["allow"] == ["10.0.0.0/8", "192.0.2.1/32"]
+
+
+def test_a_broken_action_is_reported_once_backs_off_and_says_when_it_works_again(tmp_path):
+    """Issue 26: a missing fail2ban jail gave the same error every 2 s forever. Now it is said
+    once, with the fix, retries wait twice as long each time (at most max_retry_after), and the
+    recovery is said too; the changes missed meanwhile all arrive."""
+    fake = tmp_path / "fail2ban-client"
+    calls = tmp_path / "calls.txt"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nif [ -e {tmp_path}/jail ]; then exit 0; fi\n'
+                    "echo \"Sorry but the jail 'sshd' does not exist\" >&2\nexit 255\n")  # fmt: skip
+    fake.chmod(0o755)
+    reports: list[str] = []
+    actions = Actions([Fail2ban("sshd", client=str(fake))], report=reports.append, retry_after=0.05,
+                      max_retry_after=0.2)  # fmt: skip
+    now = time.time()
+    active = [Ban("203.0.113.7", now, now + 60, "")]
+    actions.apply([Change("ban", "203.0.113.7", 60)], active)
+    for _ in range(40):  # 40 steps: retried 0.05, 0.1, 0.2, 0.2, ... s apart, not at every step
+        actions.apply([], active)
+        time.sleep(0.02)
+    tries = len(calls.read_text().splitlines())
+    assert 3 <= tries < 20, tries
+    assert len(reports) == 1 and "fail2ban has no jail 'sshd'" in reports[0] and "jail.local" in reports[0]
+    assert actions.delay[0] == 0.2
+    (tmp_path / "jail").touch()  # the operator creates the jail
+    actions.apply([Change("ban", "203.0.113.8", 60)], active)
+    time.sleep(0.25)
+    actions.apply([], active)
+    assert "works again" in reports[-1] and not actions.pending
+    assert calls.read_text().splitlines()[-2:] == ["set sshd banip 203.0.113.7", "set sshd banip 203.0.113.8"]

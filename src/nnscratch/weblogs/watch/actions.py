@@ -257,11 +257,18 @@ class Fail2ban(Action):
         self.jail, self.client, self.name = jail, client, f"fail2ban jail {jail}"
 
     def apply(self, changes: list[Change], active: list[Ban]) -> None:
-        for c in changes:
-            if c.event in ("ban", "restore"):
-                _run([self.client, "set", self.jail, "banip", c.address])
-            elif c.event == "unban":
-                _run([self.client, "set", self.jail, "unbanip", c.address])
+        try:
+            for c in changes:
+                if c.event in ("ban", "restore"):
+                    _run([self.client, "set", self.jail, "banip", c.address])
+                elif c.event == "unban":
+                    _run([self.client, "set", self.jail, "unbanip", c.address])
+        except RuntimeError as err:
+            if "does not exist" in str(err):
+                raise RuntimeError(f"fail2ban has no jail {self.jail!r} ({err}): create it (a jail.local section "
+                                   f"[{self.jail}] with enabled = true) or name an existing one with "
+                                   "--fail2ban JAIL") from None  # fmt: skip
+            raise
 
 
 class CrowdsecDecisions(Action):
@@ -372,15 +379,20 @@ def action_options() -> str:
 
 
 class Actions:
-    """Runs every action; a failure is reported and retried next time with what it missed."""
+    """Runs every action; one that fails is retried with every change it missed, after
+    ``retry_after`` seconds, then twice as long each time it fails again (at most
+    ``max_retry_after``). A failure is reported once, again only when its error changes, and
+    so is the recovery: a broken action never floods the log."""
 
     def __init__(self, actions: Sequence[Action], report: Callable[[str], Any] | None = None,
-                 retry_after: float = 2.0) -> None:  # fmt: skip
+                 retry_after: float = 2.0, max_retry_after: float = 60.0) -> None:  # fmt: skip
         self.actions = list(actions)
         self.report = report or (lambda message: print(message, file=sys.stderr, flush=True))
-        self.retry_after = retry_after
+        self.retry_after, self.max_retry_after = retry_after, max_retry_after
         self.pending: dict[int, list[Change]] = {}
         self.failed_at: dict[int, float] = {}
+        self.delay: dict[int, float] = {}  # the wait before the next retry of a failing action
+        self.errors: dict[int, tuple[str, int]] = {}  # its error, and how many times in a row
         self.failures = 0
         self.skipped_sessions = False
 
@@ -405,7 +417,7 @@ class Actions:
             else:
                 mine, active_here = list(changes), active
             todo = self.pending.get(i, []) + mine
-            if i in self.failed_at and not force and now - self.failed_at[i] < self.retry_after:
+            if i in self.failed_at and not force and now - self.failed_at[i] < self.delay[i]:
                 self.pending[i] = todo
                 continue
             if not todo and not force and i not in self.failed_at:
@@ -413,12 +425,27 @@ class Actions:
             try:
                 action.apply(todo, active_here)
             except Exception as err:  # noqa: BLE001 - an action must never stop the watcher
-                self.failures += 1
-                self.pending[i], self.failed_at[i] = todo, now
-                self.report(f"error: {action.name} failed ({type(err).__name__}: {err}); will retry")
+                self._failed(i, action, err, todo, now)
             else:
-                self.pending.pop(i, None)
-                self.failed_at.pop(i, None)
+                self._worked(i, action)
+
+    def _failed(self, i: int, action: Action, err: Exception, todo: list[Change], now: float) -> None:
+        self.failures += 1
+        self.pending[i], self.failed_at[i] = todo, now
+        self.delay[i] = min(self.delay[i] * 2, self.max_retry_after) if i in self.delay else self.retry_after
+        error = f"{type(err).__name__}: {err}"
+        previous, times = self.errors.get(i, ("", 0))
+        self.errors[i] = (error, times + 1 if error == previous else 1)
+        if error != previous:
+            self.report(f"error: {action.name} failed ({error}); retrying with the {len(todo)} change(s) it "
+                        f"missed in {self.delay[i]:g} s, then less often (at most every "
+                        f"{self.max_retry_after:g} s); the same error is not repeated")  # fmt: skip
+
+    def _worked(self, i: int, action: Action) -> None:
+        if i in self.errors:
+            self.report(f"{action.name} works again after {self.errors[i][1]} failure(s) in a row")
+        for table in (self.pending, self.failed_at, self.delay, self.errors):
+            table.pop(i, None)
 
     def close(self) -> None:
         for action in self.actions:
