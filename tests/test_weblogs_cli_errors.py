@@ -125,3 +125,44 @@ def test_logs_train_checks_its_output_before_training(secrepo, tmp_path, capsys)
     assert main(["logs", "train", str(secrepo), "--rules", "-o", str(tmp_path)]) == 1
     captured = capsys.readouterr()
     assert f"{tmp_path}: -o is a folder" in captured.err and "labels:" not in captured.out
+
+
+def test_a_state_file_that_is_not_a_watchers_is_refused_and_never_modified(model_file, secrepo, tmp_path, capsys):
+    """Issue 29, class 1: every file the tool opens is a boundary. Another program's SQLite
+    file, a zeroed or half-written file, a model, a missing folder: one sentence, exit 2, the
+    file byte for byte as it was; a state file of an older nnscratch (no id yet) is adopted."""
+    import sqlite3
+
+    from nnscratch.weblogs.watch.state import APPLICATION_ID, StateFileError, Store
+
+    other = tmp_path / "app.sqlite"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE customers (id INTEGER, name TEXT)")
+    good = tmp_path / "good.sqlite"
+    Store(good).close()
+    zeroed, half = tmp_path / "zeroed.sqlite", tmp_path / "half.sqlite"
+    zeroed.write_bytes(bytes(4096))
+    half.write_bytes(good.read_bytes()[:100])
+    cases = {other: "database of another program", zeroed: "not an SQLite database",
+             half: "not an SQLite database", model_file: "not an SQLite database"}  # fmt: skip
+    for path, words in cases.items():
+        before = path.read_bytes()
+        with pytest.raises(StateFileError, match=words):
+            Store(path)
+        for command in (["logs", "bans", "--state", str(path)], ["logs", "why", "1.2.3.4", "--state", str(path)],
+                        ["logs", "watch", str(model_file), str(secrepo), "--state", str(path), "--dry-run"]):
+            assert main(command) == 2, (path, command)
+            err = capsys.readouterr().err
+            assert words in err and "Traceback" not in err and err.count("\n") == 1
+        assert path.read_bytes() == before, path  # never modified
+    assert main(["logs", "watch", str(model_file), str(secrepo), "--state", str(tmp_path / "no" / "s.sqlite"),
+                 "--dry-run"]) == 2  # fmt: skip
+    assert "does not exist: create it (mkdir -p" in capsys.readouterr().err
+    older = tmp_path / "older.sqlite"  # a state file written before the application id
+    with sqlite3.connect(older) as db:
+        db.execute("CREATE TABLE bans (address TEXT PRIMARY KEY, since REAL, until REAL, reason TEXT)")
+        db.execute("INSERT INTO bans VALUES ('203.0.113.7', 0, 4e9, 'kept')")
+    store = Store(older)
+    assert [b.address for b in store.bans()] == ["203.0.113.7"]
+    assert store.db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    store.close()

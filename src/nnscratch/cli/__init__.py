@@ -154,6 +154,8 @@ def _silence_stdout() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
+    import sqlite3
+
     from ..datasets import CSVError, DataFileError, DataNotFoundError
     from ..extras import MissingExtraError
     from ..io import ModelFileError
@@ -173,6 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:  # a bad value that only the engine could judge
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except sqlite3.Error as err:  # a state file the tool opened and cannot use now (disk full, locked)
+        print(f"error: SQLite: {err} (the watcher's state file: see --state)", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as cat does
         _silence_stdout()
         return 141

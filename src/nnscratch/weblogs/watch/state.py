@@ -19,7 +19,7 @@ from typing import Any
 
 from .follow import Position
 
-__all__ = ["Ban", "Store"]
+__all__ = ["Ban", "Store", "StateFileError", "APPLICATION_ID"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS positions (path TEXT PRIMARY KEY, device INTEGER, inode INTEGER, offset INTEGER);
@@ -45,15 +45,56 @@ class Ban:
         return max(self.until - (time.time() if now is None else now), 0.0)
 
 
+APPLICATION_ID = 0x6E6E7363  # "nnsc" in SQLite's header: this file is a watcher's state
+TABLES = {"positions", "counters", "bans", "offenders", "decisions"}
+
+
+class StateFileError(ValueError):
+    """A state file that is not a watcher's (refused, never modified), or that cannot be used."""
+
+
+def _check_ours(path: Path) -> None:
+    """Refuse, before anything is written, a file that is not a watcher's state file: not an
+    SQLite database (zeroed, cut short, a model or a log), or another program's database."""
+    if not path.parent.is_dir():
+        raise StateFileError(f"the folder of the state file {path} does not exist: create it (mkdir -p "
+                             f"{path.parent}) or give --state a path in an existing folder.")  # fmt: skip
+    if not path.exists() or path.stat().st_size == 0:
+        return  # a new state file
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
+        try:
+            app = db.execute("PRAGMA application_id").fetchone()[0]
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as err:
+        raise StateFileError(f"{path} is not a watcher state file (not an SQLite database: {err}); it was not "
+                             "changed. Give --state another file, or move this one away to start afresh."
+                             ) from None  # fmt: skip
+    tables -= {"sqlite_sequence"}
+    if app == APPLICATION_ID or (app == 0 and tables <= TABLES):  # ours, or empty, or ours from before the id
+        return
+    found = ", ".join(sorted(tables)) or "none"
+    raise StateFileError(f"{path} is an SQLite database of another program (application id {app}, tables: "
+                         f"{found}); nnscratch will not touch it. Give --state another file.")  # fmt: skip
+
+
 class Store:
-    """The SQLite state file of one watcher (created if missing)."""
+    """The SQLite state file of one watcher (created if missing; a file that is not a
+    watcher's is refused with ``StateFileError`` and never modified)."""
 
     def __init__(self, path: str | Path, keep_decisions: int = 10_000) -> None:
         self.path, self.keep_decisions = Path(path), keep_decisions
-        self.db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        _check_ours(self.path)
+        try:
+            self.db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+            self.db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        except sqlite3.Error as err:
+            raise StateFileError(f"{self.path} cannot be used as the watcher's state file: {err}.") from None
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
