@@ -149,8 +149,11 @@ def test_a_state_file_that_is_not_a_watchers_is_refused_and_never_modified(model
         before = path.read_bytes()
         with pytest.raises(StateFileError, match=words):
             Store(path)
-        for command in (["logs", "bans", "--state", str(path)], ["logs", "why", "1.2.3.4", "--state", str(path)],
-                        ["logs", "watch", str(model_file), str(secrepo), "--state", str(path), "--dry-run"]):
+        for command in (
+            ["logs", "bans", "--state", str(path)],
+            ["logs", "why", "1.2.3.4", "--state", str(path)],
+            ["logs", "watch", str(model_file), str(secrepo), "--state", str(path), "--dry-run"],
+        ):
             assert main(command) == 2, (path, command)
             err = capsys.readouterr().err
             assert words in err and "Traceback" not in err and err.count("\n") == 1
