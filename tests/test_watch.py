@@ -467,7 +467,7 @@ def test_actions_declare_their_options_and_build_themselves(watch_model, tmp_pat
     assert not (tmp_path / "s.sqlite").exists()  # refused before any state is made
     args = argparse.Namespace(ban_list=None, nginx=None, nginx_reload=None, nft=True, nft_table="t", nft_apply=False,
                               nft_script=str(tmp_path / "nft.txt"), ipset=None, fail2ban="sshd", crowdsec=None,
-                              exec=["echo {address}", "logger {event}"], events="-")  # fmt: skip
+                              cscli=None, exec=["echo {address}", "logger {event}"], events="-")  # fmt: skip
     built = actions.actions_from_args(args)
     assert [type(a).__name__ for a in built] == ["NftablesSet", "Fail2ban", "CommandHook", "CommandHook", "JsonEvents"]
 
@@ -557,3 +557,23 @@ def test_a_broken_action_is_reported_once_backs_off_and_says_when_it_works_again
     actions.apply([], active)
     assert "works again" in reports[-1] and not actions.pending
     assert calls.read_text().splitlines()[-2:] == ["set sshd banip 203.0.113.7", "set sshd banip 203.0.113.8"]
+
+
+def test_crowdsec_through_cscli_gets_bans_and_unbans_without_duplicates(tmp_path):
+    """Issue 26: re-importing the decisions file duplicated decisions and unbans never reached
+    CrowdSec. --cscli drives ``cscli decisions add/delete`` (a stand-in cscli records them)."""
+    from nnscratch.weblogs.watch.actions import CrowdsecCscli
+
+    fake, calls = tmp_path / "cscli", tmp_path / "calls.txt"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    fake.chmod(0o755)
+    action, now = CrowdsecCscli(str(fake)), time.time()
+    action.apply([Change("ban", "203.0.113.7", 600, "P(bad)=0.97")], [Ban("203.0.113.7", now, now + 600, "")])
+    action.apply([Change("extend", "203.0.113.7", 1200, "again")], [Ban("203.0.113.7", now, now + 1200, "")])
+    action.apply([Change("unban", "203.0.113.7", 0, "expired")], [])
+    assert calls.read_text().splitlines() == [
+        "decisions add --ip 203.0.113.7 --duration 600s --type ban --reason nnscratch: P(bad)=0.97",
+        "decisions delete --ip 203.0.113.7",
+        "decisions add --ip 203.0.113.7 --duration 1200s --type ban --reason nnscratch: again",
+        "decisions delete --ip 203.0.113.7",
+    ]

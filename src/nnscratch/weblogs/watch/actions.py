@@ -29,8 +29,8 @@ from .state import Ban
 
 __all__ = [
     "Change", "Action", "Actions", "BanListFile", "NginxDeny", "NftablesSet", "IpsetRestore", "Fail2ban",
-    "CrowdsecDecisions", "CommandHook", "JsonEvents", "is_address", "replace_text", "ACTIONS", "add_action_options",
-    "actions_from_args", "action_options",
+    "CrowdsecDecisions", "CrowdsecCscli", "CommandHook", "JsonEvents", "is_address", "replace_text", "ACTIONS",
+    "add_action_options", "actions_from_args", "action_options",
 ]  # fmt: skip
 
 
@@ -294,6 +294,27 @@ class CrowdsecDecisions(Action):
         replace_text(self.path, json.dumps(rows, indent=1) + "\n")
 
 
+class CrowdsecCscli(Action):
+    """CrowdSec's own decisions, through ``cscli``: ``cscli decisions add --ip ADDRESS
+    --duration Ns --type ban --reason ...`` on a ban, ``cscli decisions delete --ip ADDRESS``
+    on an unban. An extension or a restore deletes first, so CrowdSec never holds two
+    decisions for one address; its bouncers then enforce them. (``cscli decisions list``
+    shows decisions added this way; imported ones need ``-a``.)"""
+
+    option, metavar, help = "--cscli", "CSCLI", "action: CrowdSec decisions through this cscli (e.g. cscli)"
+
+    def __init__(self, cscli: str = "cscli") -> None:
+        self.cscli, self.name = cscli, f"CrowdSec through {cscli}"
+
+    def apply(self, changes: list[Change], active: list[Ban]) -> None:
+        for c in changes:
+            if c.event in ("unban", "extend", "restore"):
+                _run([self.cscli, "decisions", "delete", "--ip", c.address])
+            if c.event in ("ban", "extend", "restore"):
+                _run([self.cscli, "decisions", "add", "--ip", c.address, "--duration", f"{max(int(c.seconds), 1)}s",
+                      "--type", "ban", "--reason", f"nnscratch: {c.reason}"[:200]])  # fmt: skip
+
+
 class CommandHook(Action):
     """Any command, run per change with ``{event}``, ``{address}``, ``{seconds}`` and
     ``{reason}`` filled in (each argument formatted on its own: no shell)."""
@@ -359,7 +380,7 @@ class JsonEvents(Action):
 # Every kind of action, in the order their options are listed: a new action is a class here
 # and one entry in this tuple.
 ACTIONS: tuple[type[Action], ...] = (BanListFile, NginxDeny, NftablesSet, IpsetRestore, Fail2ban, CrowdsecDecisions,
-                                     CommandHook, JsonEvents)  # fmt: skip
+                                     CrowdsecCscli, CommandHook, JsonEvents)  # fmt: skip
 
 
 def add_action_options(parser: argparse.ArgumentParser) -> None:
