@@ -524,9 +524,15 @@ def test_repeatable_options_are_safe_before_the_positionals(watch_model, tmp_pat
         return original(self, until=lambda: True)
 
     monkeypatch.setattr(watcher_module.Watcher, "run", run_once)
+    import signal
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     assert main(["logs", "watch", "--allow", "10.0.0.0/8", "--allow", "192.0.2.1", str(watch_model), str(log),
                  "--state", str(tmp_path / "s.sqlite"), "--dry-run"]) == 0  # fmt: skip
     assert seen["allow"] == ["10.0.0.0/8", "192.0.2.1/32"]
+    # The command puts the process's handlers back: a later fork must not inherit a SIGTERM
+    # that only sets a flag (a pool worker that then cannot be terminated hangs its parent).
+    assert {sig: signal.getsignal(sig) for sig in before} == before
 
 
 def test_a_broken_action_is_reported_once_backs_off_and_says_when_it_works_again(tmp_path):

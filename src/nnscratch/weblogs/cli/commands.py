@@ -306,13 +306,14 @@ def cmd_watch(args: argparse.Namespace) -> int:
         client_model.threshold = args.ban_threshold
     if args.min_requests is not None:
         client_model.min_requests = args.min_requests
-    watcher.install_signals()
+    previous = watcher.install_signals()
     print(f"watching {', '.join(args.logs)}; state in {args.state}; actions: "
           + (", ".join(x.name for x in chosen) or "none (dry run)"), file=sys.stderr, flush=True)  # fmt: skip
     try:
         with collector_for_streams():  # the collector as streaming wants it, while the watcher runs
             watcher.run()
     finally:
+        watcher.restore_signals(previous)  # main() called from Python leaves no handler behind
         store.close()
     print(f"stopped after {watcher.lines:,} lines in all; {len(watcher.bans)} active ban(s)", file=sys.stderr)
     return 0

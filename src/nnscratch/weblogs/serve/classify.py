@@ -137,6 +137,11 @@ _WORKER: dict[str, _Pipeline] = {}
 
 
 def _init_worker(model: WebLogModel, slack: float, idle: float, judge: bool) -> None:
+    import signal
+
+    # A forked worker inherits its parent's handlers; with a SIGTERM that only sets a flag
+    # (a watcher's), Pool.terminate could never stop it. The worker is ours: the default.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     tune_collector_for_streams()  # the worker is a process of our own
     _WORKER["pipeline"] = _Pipeline(model, slack, idle, judge)
 

@@ -109,8 +109,9 @@ class Watcher:
         return model
 
     # --- signals ---------------------------------------------------------------
-    def install_signals(self) -> None:
-        """SIGTERM and SIGINT stop after the current step; SIGHUP reloads the model and the allowlist."""
+    def install_signals(self) -> dict[int, Any]:
+        """SIGTERM and SIGINT stop after the current step; SIGHUP reloads the model and the
+        allowlist. Returns the handlers they replace (``restore_signals`` puts them back)."""
 
         def stop(signum: int, frame: Any) -> None:
             self.stopping = True
@@ -118,10 +119,17 @@ class Watcher:
         def reload(signum: int, frame: Any) -> None:
             self.reloading = True
 
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        handlers = {signal.SIGTERM: stop, signal.SIGINT: stop}
         if hasattr(signal, "SIGHUP"):
-            signal.signal(signal.SIGHUP, reload)
+            handlers[signal.SIGHUP] = reload
+        return {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
+
+    @staticmethod
+    def restore_signals(previous: dict[int, Any]) -> None:
+        """Put back the handlers ``install_signals`` replaced (a process that goes on after the
+        watcher, or forks, must not keep a SIGTERM that only sets a flag)."""
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
     # --- the loop ----------------------------------------------------------------
     def restore(self) -> None:
