@@ -169,3 +169,33 @@ def test_a_state_file_that_is_not_a_watchers_is_refused_and_never_modified(model
     assert [b.address for b in store.bans()] == ["203.0.113.7"]
     assert store.db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     store.close()
+
+
+def test_nothing_that_is_not_ours_is_overwritten(model_file, secrepo, logs, tmp_path, capsys):
+    """Issue 29, class 3: a model output that exists and is not an nnscratch model needs --force;
+    an output that is one of the command's own inputs is refused, --force or not; both before
+    any work, with the file as it was."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    assert main(["train", "digits", "--hidden", "8", "--epochs", "1", "--out", str(notes), "--quiet",
+                 "--no-plots"]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert "exists and is not an nnscratch model" in err and "--force" in err and notes.read_text() == "my notes\n"
+    assert main(["logs", "train", str(secrepo), "--rules", "-o", str(notes)]) == 1
+    assert "not an nnscratch model" in capsys.readouterr().err and notes.read_text() == "my notes\n"
+    log = tmp_path / "access.log"
+    log.write_bytes(secrepo.read_bytes())
+    for command in (["logs", "train", str(log), "--rules", "-o", str(log), "--force"],
+                    ["logs", "classify", str(model_file), str(log), "-o", str(log)],
+                    ["logs", "classify", str(model_file), str(log), "--ban-json", str(model_file)]):  # fmt: skip
+        before = (log.read_bytes(), model_file.read_bytes())
+        assert main(command) == 1, command
+        assert "is also an input of this command" in capsys.readouterr().err
+        assert (log.read_bytes(), model_file.read_bytes()) == before
+    model = tmp_path / "m.safetensors"  # an earlier model is ours: replaced without --force
+    assert main(["train", "digits", "--hidden", "8", "--epochs", "1", "--out", str(model), "--quiet",
+                 "--no-plots"]) == 0  # fmt: skip
+    assert main(["train", "digits", "--hidden", "8", "--epochs", "1", "--out", str(model), "--quiet",
+                 "--no-plots"]) == 0  # fmt: skip
+    assert main(["train", "digits", "--hidden", "8", "--epochs", "1", "--out", str(notes), "--quiet", "--no-plots",
+                 "--force"]) == 0 and notes.read_bytes()[:8] != b"my notes"  # fmt: skip

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["positive_int", "positive_float", "check_writable", "jobs_count"]
 
@@ -30,9 +32,13 @@ def positive_float(text: str) -> float:
     return value
 
 
-def check_writable(out: str | os.PathLike[str], option: str) -> None:
-    """Refuse an output file that cannot be written, before the work that produces it: a
-    folder, or a place where no file can be created. Raises OSError (one line from ``main``)."""
+def check_writable(
+    out: str | os.PathLike[str], option: str, *, model: bool = False, inputs: Sequence[Any] = (), force: bool = False
+) -> None:  # fmt: skip
+    """Refuse an output file before the work that produces it: a folder, a place where no file
+    can be created, one of the command's own ``inputs`` (always), and, for a ``model`` output,
+    an existing file that is not an nnscratch model (unless ``force``): nothing that is not
+    ours is overwritten. Raises OSError (one line from ``main``)."""
     import errno
     import tempfile
     from pathlib import Path
@@ -41,6 +47,13 @@ def check_writable(out: str | os.PathLike[str], option: str) -> None:
     if out.is_dir():
         raise IsADirectoryError(errno.EISDIR, f"{option} is a folder; give a file name such as "
                                 f"{out / 'model.safetensors'}", str(out))  # fmt: skip
+    for source in inputs:
+        if source not in (None, "-") and Path(source).exists() and out.exists() and out.samefile(source):
+            raise FileExistsError(errno.EEXIST, f"{option} is also an input of this command: writing it would "
+                                  f"destroy that input; choose another {option}", str(out))  # fmt: skip
+    if model and not force and out.is_file() and out.stat().st_size > 0 and not _is_model(out):
+        raise FileExistsError(errno.EEXIST, f"exists and is not an nnscratch model: {option} would replace it; "
+                              f"choose another {option}, or pass --force to replace it", str(out))  # fmt: skip
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".nnscratch-write-test-"):
@@ -48,6 +61,16 @@ def check_writable(out: str | os.PathLike[str], option: str) -> None:
     except OSError as err:
         raise OSError(err.errno, f"cannot write {option} here ({err.strerror or err}); choose another {option}",
                       str(out)) from None  # fmt: skip
+
+
+def _is_model(path: Any) -> bool:
+    from .. import io
+
+    try:
+        io.read_metadata(path)
+    except Exception:  # noqa: BLE001 - anything that does not read as our model is not ours
+        return False
+    return True
 
 
 def jobs_count(text: str) -> int:

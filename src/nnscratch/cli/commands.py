@@ -14,6 +14,7 @@ import numpy as np
 
 from ..datasets import load_csv
 from ..network import load_bundle
+from .args import check_writable
 from .data import apply_preprocessing, labelled_data, match_columns, parse_label
 from .train import CommandError, held_out_report
 
@@ -46,6 +47,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Predict labels and class probabilities for the rows of a CSV file."""
+    if args.output:
+        check_writable(args.output, "-o", inputs=[args.model, args.input])  # never over the model or the data
     net, meta = _load_model(args.model)
     X, _, names = load_csv(args.input, label=parse_label(args.drop_column) if args.drop_column is not None else None)
     X = apply_preprocessing(match_columns(X, names, meta, args.input), meta)
@@ -79,6 +82,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise CommandError(f"{args.model} is a web-log model: its input is log lines, not numbers; only plain "
                            "networks (nnscratch train) export to ONNX.")  # fmt: skip
     out = Path(args.output or Path(args.model).with_suffix(".onnx"))
+    check_writable(out, "-o", inputs=[args.model])
     path = export_onnx(net, out, scaler=meta.get("scaler"), classes=meta.get("classes"),
                        name=str(meta.get("dataset", "nnscratch")))  # fmt: skip
     print(f"Wrote {path} (ONNX opset 13, input 'input' of shape (N, {net.n_inputs}), output 'output'"

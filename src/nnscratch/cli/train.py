@@ -248,7 +248,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out or f"models/{data.name}.safetensors")
     from .args import check_writable
 
-    check_writable(out, "--out")  # before training, not after: a trained model must not be lost to a bad --out
+    # Before training, not after: a trained model must not be lost to a bad --out.
+    check_writable(out, "--out", model=True, inputs=[args.data], force=args.force)
     plots_dir = Path(args.plots or out.with_name(out.stem + "_plots"))
     say = (lambda *a: None) if args.quiet else print
     say(f"Training {net.layers} on {len(data.X_train):,} samples of {data.name} ({len(data.X_test):,} held out)")
@@ -379,6 +380,7 @@ def _add_training_options(p: Any) -> None:
     p.add_argument("--label", default="-1", help="CSV label column, by name or index (default: last)")
     p.add_argument("--scale", default="auto", choices=["auto", "standard", "none"], help="auto: standardise CSVs")
     p.add_argument("--out", help="model file (default: models/DATA.safetensors)")
+    p.add_argument("--force", action="store_true", help="replace --out even if it is not an nnscratch model")
     p.add_argument("--plots", help="plots folder (default: beside the model)")
     p.add_argument("--no-plots", action="store_true", help="write no plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

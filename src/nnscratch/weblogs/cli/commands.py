@@ -110,7 +110,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..features.featurizer import Featurizer
     from ..model.weblog import TrainSettings, WebLogModel
 
-    check_writable(args.output, "-o")  # before the work, so a trained model is never lost to a bad path
+    inputs = [*args.logs, *args.good, *args.bad, *args.gray, *args.labels, args.manifest]
+    # Before the work, so a trained model is never lost to a bad path.
+    check_writable(args.output, "-o", model=True, inputs=inputs, force=args.force)
     data = _data(args)
     print(data.stats.summary())
     labelled = Counter(label for label in data.labels if label is not None)
@@ -163,9 +165,14 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def _classify(args: argparse.Namespace) -> int:
+    from ...cli.args import check_writable
     from ..lines.reading import ParseStats
     from ..serve.classify import ClassifySettings, ClientTally, classify, verdict_rows
 
+    for option, out in (("-o", args.output), ("--ban-list", args.ban_list), ("--ban-json", args.ban_json),
+                        ("--ban-csv", args.ban_csv)):  # fmt: skip
+        if out not in (None, "-"):
+            check_writable(out, option, inputs=[args.model, *args.logs])  # never over a log or the model
     model = _load_model(args)
     tally = ClientTally(args.ban_count, args.ban_minutes) if args.ban_rule == "count" else None
     if tally is None and model.client_model is None:
@@ -501,6 +508,7 @@ def _add_train(commands: Any, formatter: Any) -> None:
     add_family_options(p)
     _decision_options(p, defaults=True)
     p.add_argument("-o", "--output", default="weblogs.safetensors", help="model file to write")
+    p.add_argument("--force", action="store_true", help="replace -o even if it is not an nnscratch model")
     p.add_argument("--hashing", type=positive_int, help="hash tokens into N columns instead of a vocabulary")
     p.add_argument("--min-count", type=positive_int, default=2, help="tokens seen fewer times are dropped")
     p.add_argument("--max-features", type=positive_int, default=50_000, help="the most frequent tokens kept")
