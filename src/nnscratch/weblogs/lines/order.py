@@ -16,10 +16,11 @@ class TimeOrder:
     Access logs are only approximately in time order (a request is logged when
     it ends). Every consumer of time windows (training, ``evaluate``,
     ``classify``, the live watcher) reads lines through this one class, so they
-    all see the same order and compute the same windows. ``push`` items, take
-    what ``ready()`` gives; ``ready(end=True)`` flushes the rest. An item more
-    than ``slack`` behind the newest one seen comes out with the next batch
-    (its window is then approximate, the same way for every consumer). Items
+    all see the same order and compute the same windows. ``release(items)``
+    pushes them one at a time and returns what each lets go (so the result does
+    not depend on how a caller cut them into calls); ``ready(end=True)`` flushes
+    the rest. An item more than ``slack`` behind the newest one seen comes out
+    at once (its window is then approximate, the same way for every consumer). Items
     with the same time come out in the order of ``tiebreak(item)`` (time stamps
     have whole seconds, so the order does not depend on how the file
     interleaved them), then in the order pushed.
@@ -33,14 +34,6 @@ class TimeOrder:
 
     def __len__(self) -> int:
         return len(self.heap)
-
-    def push(self, item: Any) -> None:
-        import heapq
-
-        when = self.time_of(item)
-        self.newest = max(self.newest, when)
-        heapq.heappush(self.heap, (when, self.tiebreak(item) if self.tiebreak else 0, self.pushed, item))
-        self.pushed += 1
 
     def release(self, items: Iterable[Any]) -> list[Any]:
         """Push each item and take what it lets go, one item at a time: what comes out

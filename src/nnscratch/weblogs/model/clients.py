@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -50,6 +51,24 @@ class Verdict:
     reason: str
     ban_request: int | None = None  # the judgement that banned: the client's request number ...
     ban_time: float | None = None  # ... and the log time of its latest request then
+
+    @classmethod
+    def of(cls, client: str, state: ClientState, ban: Ruling | None, peak: float | None,
+           min_requests: int) -> Verdict:  # fmt: skip
+        """The verdict on a client's evidence ``state``, given the first ruling that banned it
+        (None: none did) and the highest P(bad) of its rulings (None: it was never judged).
+        The one place a verdict is worded."""
+        if client == "-":
+            reason = "no client address"
+        elif ban is not None:
+            when = datetime.fromtimestamp(ban.time, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+            reason = f"P(bad)={ban.probability:.2f} at request {ban.request} ({when}); {state.n} in all"
+        elif peak is not None:
+            reason = f"P(bad) at most {peak:.2f} over {state.n} requests"
+        else:
+            reason = f"only {state.n} request(s), fewer than {min_requests}"
+        return cls(client, ban.probability if ban else peak, state.n, state.bad_lines, state.first, state.last,
+                   ban is not None, reason, ban.request if ban else None, ban.time if ban else None)  # fmt: skip
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -120,23 +139,18 @@ class ClientModel:
                 for s, q in zip(snapshots, p, strict=True)]  # fmt: skip
 
     def verdicts(self, clients: Sequence[tuple[str, ClientState]]) -> list[Verdict]:
-        """One ``Verdict`` per ``(client, state)`` from a ``ClientBook``, judged once on that
-        state. Clients with fewer than ``min_requests`` requests cannot be banned, so their
-        probability is not computed (``None``): most clients of a busy site come once or twice."""
-        enough = [(c, s) for c, s in clients if s.n >= self.min_requests and c != "-"]
-        p = self.probability(np.stack([ClientBook.features(s) for _, s in enough])).tolist() if enough else []
-        probabilities = dict(zip((c for c, _ in enough), p, strict=True))
+        """One ``Verdict`` per ``(client, state)`` from a ``ClientBook``, ruled once on that
+        state (``rulings``). Clients with fewer than ``min_requests`` requests cannot be banned,
+        so they are not ruled on (probability ``None``): most clients of a busy site come once
+        or twice."""
+        judged = [Snapshot(c, st.n, st.last, ClientBook.counts(st), st) for c, st in clients
+                  if st.n >= self.min_requests and c != "-"]  # fmt: skip
+        rulings = {r.client: r for r in self.rulings(judged)}
         out = []
-        for client, s in clients:
-            prob = probabilities.get(client)
-            if client == "-":  # lines with neither a session nor an address: nobody to ban
-                out.append(Verdict(client, None, s.n, s.bad_lines, s.first, s.last, False, "no client address"))
-            elif prob is None:
-                out.append(Verdict(client, None, s.n, s.bad_lines, s.first, s.last, False,
-                                   f"only {s.n} request(s), fewer than {self.min_requests}"))  # fmt: skip
-            else:
-                out.append(Verdict(client, prob, s.n, s.bad_lines, s.first, s.last, self.bans(prob, s.n),
-                                   f"P(bad)={prob:.2f} over {s.n} requests"))  # fmt: skip
+        for client, st in clients:
+            ruling = rulings.get(client)
+            ban = ruling if ruling is not None and ruling.ban else None
+            out.append(Verdict.of(client, st, ban, ruling.probability if ruling else None, self.min_requests))
         return out
 
     def contributions(self, x: np.ndarray | ClientState, top: int = 5) -> list[tuple[str, float, float]]:

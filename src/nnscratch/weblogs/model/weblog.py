@@ -211,17 +211,10 @@ class WebLogModel:
             rulings.setdefault(key, []).append(ruling)
         out = {}
         for key in keys:
-            summary, mine = prepared.summaries[key], rulings.get(key, [])
+            mine = rulings.get(key, [])
             ban = next((r for r in mine if r.ban), None)
-            if ban is not None:
-                reason, p = f"P(bad)={ban.probability:.2f} at request {ban.request}", ban.probability
-            elif mine:
-                p = max(r.probability for r in mine)
-                reason = f"P(bad) at most {p:.2f} over {summary.n} requests"
-            else:
-                p, reason = None, f"only {summary.n} request(s), fewer than {cm.min_requests}"
-            out[key] = Verdict(key, p, summary.n, summary.bad_lines, summary.first, summary.last, ban is not None,
-                               reason, ban.request if ban else None, ban.time if ban else None)  # fmt: skip
+            peak = max((r.probability for r in mine), default=None)
+            out[key] = Verdict.of(key, prepared.summaries[key], ban, peak, cm.min_requests)
         return out
 
     def report(self, prepared: Prepared, rows: np.ndarray) -> Report:

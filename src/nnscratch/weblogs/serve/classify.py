@@ -21,7 +21,6 @@ import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import IO, Any
 
 import numpy as np
@@ -83,19 +82,7 @@ class ClientTally:
 def visit_verdict(client: str, state: ClientState, min_requests: int) -> Verdict:
     """The ``Verdict`` on one ended visit (``Decisions.ended``): banned by its first banning
     ruling, if any, else its highest P(bad), if it was ever judged."""
-    ban = state.ban
-    if client == "-":
-        reason = "no client address"
-    elif ban is not None:
-        when = datetime.fromtimestamp(ban.time, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-        reason = f"P(bad)={ban.probability:.2f} at request {ban.request} ({when}); {state.n} in all"
-    elif state.peak is not None:
-        reason = f"P(bad) at most {state.peak:.2f} over {state.n} requests"
-    else:
-        reason = f"only {state.n} request(s), fewer than {min_requests}"
-    return Verdict(client, ban.probability if ban else state.peak, state.n, state.bad_lines, state.first,
-                   state.last, ban is not None, reason, ban.request if ban else None,
-                   ban.time if ban else None)  # fmt: skip
+    return Verdict.of(client, state, state.ban, state.peak, min_requests)
 
 
 class _Pipeline:
