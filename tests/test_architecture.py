@@ -202,7 +202,7 @@ def _calls(tree: ast.AST, attribute: str) -> int:
     ("concept", "home"),
     [("client_of", "weblogs.lines.record"), ("decode_twice", "weblogs.evidence.vocabulary"),
      ("bucket", "weblogs.evidence.vocabulary"), ("write_atomically", "io"), ("ClientBook", "weblogs.features.counts"),
-     ("JudgementPoints", "weblogs.features.counts"), ("Decider", "weblogs.serve.decision"),
+     ("JudgementPoints", "weblogs.features.points"), ("Decider", "weblogs.serve.decision"),
      ("TimeOrder", "weblogs.lines.order")],
 )  # fmt: skip
 def test_each_web_log_concept_is_defined_once(concept, home):

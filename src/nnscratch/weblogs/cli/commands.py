@@ -123,7 +123,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         svd=args.svd, hidden=args.hidden, epochs=args.epochs, learning_rate=args.lr, restarts=args.restarts,
         n_jobs=args.jobs, backend="dask" if args.dask else "loky", scheduler=args.dask, seed=args.seed,
         progress=not args.quiet, line_threshold=args.line_threshold, ban_threshold=args.ban_threshold,
-        min_requests=args.min_requests,
+        min_evidence=args.min_evidence, members=args.members, target_rate=args.target_rate,
     )  # fmt: skip
     model, report, info = WebLogModel.train(data, featurizer=featurizer, settings=settings)
     print(info["selection"])
@@ -150,8 +150,8 @@ def _load_model(args: argparse.Namespace) -> Any:
     if model.client_model is not None:
         if args.ban_threshold is not None:
             model.client_model.threshold = args.ban_threshold
-        if args.min_requests is not None:
-            model.client_model.min_requests = args.min_requests
+        if args.min_evidence is not None:
+            model.client_model.min_evidence = args.min_evidence
     return model
 
 
@@ -212,8 +212,8 @@ def _classify(args: argparse.Namespace) -> int:
           f"{model.featurizer.cache_hit_rate:.1%}); "
           + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())), file=report)  # fmt: skip
     rule = (f">= {args.ban_count} bad lines within {args.ban_minutes:g} minutes" if tally is not None else
-            f"client model, P(bad) >= {model.client_model.threshold:g} and >= {model.client_model.min_requests} "
-            "requests")  # fmt: skip
+            f"client model, P(bad) >= {model.client_model.threshold:.3g} and evidence >= "
+            f"{model.client_model.min_evidence}")  # fmt: skip
     print(f"{len(banned)} of {len(clients):,} client(s) banned ({rule}; {visits:,} visit(s) judged)"
           + (f" -> {args.ban_list}" if args.ban_list else ""), file=report)  # fmt: skip
     for row in banned[:10]:
@@ -311,8 +311,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     client_model = watcher.model.client_model
     if args.ban_threshold is not None:
         client_model.threshold = args.ban_threshold
-    if args.min_requests is not None:
-        client_model.min_requests = args.min_requests
+    if args.min_evidence is not None:
+        client_model.min_evidence = args.min_evidence
     previous = watcher.install_signals()
     print(f"watching {', '.join(args.logs)}; state in {args.state}; actions: "
           + (", ".join(x.name for x in chosen) or "none (dry run)"), file=sys.stderr, flush=True)  # fmt: skip
@@ -446,6 +446,7 @@ def _label_options(p: argparse.ArgumentParser) -> None:
 
 def _decision_options(p: argparse.ArgumentParser, defaults: bool) -> None:
     from ...cli.args import positive_int
+    from ..features.summary import EXPLOIT_WEIGHT
 
     def probability(text: str) -> float:
         value = float(text)
@@ -459,15 +460,28 @@ def _decision_options(p: argparse.ArgumentParser, defaults: bool) -> None:
         default=0.5 if defaults else None,
         help="a line is bad when P(bad) reaches this" + ("" if defaults else " (default: the model's)"),
     )
-    p.add_argument("--ban-threshold", type=probability, default=0.8 if defaults else None,
+    p.add_argument("--ban-threshold", type=probability, default=None,
                    help="ban a client when the client model's P(bad) reaches this"
-                        + ("" if defaults else " (default: the model's)"))  # fmt: skip
+                        + (" (default: chosen by cross-fitting for --target-rate)" if defaults
+                           else " (default: the model's)"))  # fmt: skip
     p.add_argument(
-        "--min-requests",
+        "--min-evidence",
         type=positive_int,
         default=5 if defaults else None,
-        help="... and it made at least this many requests" + ("" if defaults else " (default: the model's)"),
+        help=f"... and its evidence reaches this: one per request, {EXPLOIT_WEIGHT} per request with unambiguous "
+        "exploit evidence" + ("" if defaults else " (default: the model's)"),
     )
+    if defaults:
+        p.add_argument("--target-rate", type=probability, default=0.01,
+                       help="the ban threshold is the lowest at which at most this share of each training file's "
+                            "good clients would ever have been banned (held out, by cross-fitting)")  # fmt: skip
+        p.add_argument(
+            "--members",
+            type=positive_int,
+            default=5,
+            help="client networks in the ensemble (the clients are dealt into as many folds, and each "
+            "network is trained without one)",
+        )
 
 
 def add_logs_parser(sub: Any, parser_class: Any, formatter: Any) -> None:

@@ -1,59 +1,45 @@
-"""Per-client counts: each client's evidence over its visit, and when it is judged.
+"""Per-client counts: each client's evidence over its visit.
 
 ``ClientBook`` keeps every client's running tally (``ClientState``, named
 fields, bounded memory): how much it asked and how fast, how regular its rhythm
 is, what share of its requests failed, hit distinct paths, fetched static
-assets, posted, carried payloads or probes, came without a referrer, and which
-class of user agent it showed. ``ClientBook.summarise`` turns the counts into
-the client model's inputs (``FEATURES``). ``JudgementPoints`` says when clients
-are judged: at the end of every log-second in which they made requests.
+assets, posted, carried payloads, probes or exploits, came without a referrer,
+how it read pages (think time between page views, links followed, depth and
+width), and which class of user agent it showed. ``ClientBook.summarise``
+(``summary.summarise``) turns the counts into the client model's inputs
+(``FEATURES``); ``points.JudgementPoints`` says when clients are judged.
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter, OrderedDict, deque, namedtuple
-from collections.abc import Iterator, Sequence
+from collections import Counter, OrderedDict, deque
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from ..evidence.request import agent_class
+from ..evidence.request import agent_class, referrer_parts
 from ..lines.record import LogRecord, client_of
+from .summary import AGENT_CLASSES, EXPLOIT_WEIGHT, Counts, summarise
 
 if TYPE_CHECKING:
     from ..model.clients import Ruling
 
-__all__ = [
-    "RequestFacts", "ClientState", "ClientBook", "Window", "WindowEntry", "JudgementPoints", "Snapshot", "Counts",
-    "FEATURES", "AGENT_CLASSES", "IDLE",
-]  # fmt: skip
-
-AGENT_CLASSES = ("browser", "crawler", "monitor", "script", "attack-tool", "empty", "malformed")
-FEATURES = (
-    "log_requests", "log_duration", "log_rate_per_minute", "gap_cv", "same_second_share", "share_4xx",
-    "share_5xx", "distinct_path_share", "static_share", "post_share", "head_share", "other_method_share",
-    "flagged_share", "no_referrer_share", "malformed_share",
-) + tuple(f"agent_{name}" for name in AGENT_CLASSES)  # fmt: skip
+__all__ = ["RequestFacts", "ClientState", "ClientBook", "Window", "WindowEntry", "IDLE"]
 
 _KIND = {name: i for i, name in enumerate(AGENT_CLASSES)}
 
 
 class RequestFacts(NamedTuple):
-    """What the context needs to know of a request, computed once per distinct request."""
+    """What the tally needs to know of a request, computed once per distinct request."""
 
     path: str
     static: bool
     flagged: bool  # carries payload or probe evidence
+    exploit: bool = False  # unambiguous: code execution, system files, secrets, exploit endpoints
+    image: bool = False  # a static asset that is an image
 
 
-# A client's counts at one judgement, by name: requests, seconds from first to last request, the sum
-# and sum of squares of the gaps between requests and their number, gaps of 0 s, 4xx and 5xx answers,
-# distinct paths, static assets, POST, HEAD and other methods, flagged requests, requests without a
-# referrer, malformed requests, and requests by agent class. ``ClientBook.summarise`` reads them.
-Counts = namedtuple("Counts", ["requests", "duration", "gaps", "gap2", "ngaps", "same", "e4", "e5", "paths",
-                               "static", "post", "head", "other", "flagged", "noref", "malformed"]
-                    + [f"agent_{name.replace('-', '_')}" for name in AGENT_CLASSES])  # fmt: skip
 _make_counts = Counts._make
 IDLE = 1800.0  # seconds of log time after which a client's next request starts a new visit
 
@@ -65,15 +51,19 @@ class ClientState:
 
     __slots__ = ("client", "n", "first", "last", "gaps", "gap2", "ngaps", "same", "e4", "e5", "static", "post",
                  "head", "other", "flagged", "noref", "malformed", "bad_lines", "paths", "agents", "kinds", "peak",
-                 "ban", "window")  # fmt: skip
+                 "ban", "window", "pages", "last_page", "pgaps", "pgap2", "npgaps", "pageref", "linked", "images",
+                 "bytes", "exploit", "width", "depth")  # fmt: skip
 
     def __init__(self, now: float, client: str = "") -> None:
         self.client = client
         self.window: Window | None = None  # the last requests, when the book keeps windows
         self.n = self.ngaps = self.same = self.e4 = self.e5 = self.static = self.post = self.head = 0
         self.other = self.flagged = self.noref = self.malformed = self.bad_lines = 0
+        self.pages = self.npgaps = self.pageref = self.linked = self.images = self.bytes = self.exploit = 0
+        self.width = self.depth = 0
         self.first = self.last = now
-        self.gaps = self.gap2 = 0.0
+        self.gaps = self.gap2 = self.pgaps = self.pgap2 = 0.0
+        self.last_page: float | None = None
         self.paths: set[str] = set()
         self.agents: dict[str, int] = {}  # up to 8 user agents -> their class (an index into AGENT_CLASSES)
         self.kinds = [0] * len(AGENT_CLASSES)  # requests by agent class, of those agents
@@ -82,6 +72,11 @@ class ClientState:
 
     def __repr__(self) -> str:
         return f"ClientState(requests={self.n}, first={self.first:.0f}, last={self.last:.0f})"
+
+    @property
+    def evidence(self) -> int:
+        """How much there is to judge: one per request, ``EXPLOIT_WEIGHT`` per exploit request."""
+        return self.n + (EXPLOIT_WEIGHT - 1) * self.exploit
 
 
 class WindowEntry(NamedTuple):
@@ -207,26 +202,55 @@ class ClientBook:
             s.other += 1
         if facts.static:
             s.static += 1
+            s.images += facts.image
+        elif method == "GET":
+            self._page_view(s, record, facts)
         if facts.flagged:
             s.flagged += 1
-        if record.referrer in ("", "-"):
+            s.exploit += facts.exploit
+        referrer = record.referrer
+        if referrer in ("", "-"):
             s.noref += 1
+        elif referrer_parts(referrer)[2] in s.paths:
+            s.linked += 1
         if not record.request_ok:
             s.malformed += 1
         if bad_line:
             s.bad_lines += 1
+        s.bytes += record.size
         if len(s.paths) < self.max_paths:
             s.paths.add(facts.path)
-        agents = s.agents
-        kind = agents.get(record.agent)
-        if kind is None and len(agents) < 8:
-            kind = agents[record.agent] = _KIND[agent_class(record.agent)]
-        if kind is not None:
-            s.kinds[kind] += 1
+        self._agent(s, record.agent)
         if self.window is not None:
             self._push_window(s, record, facts)
         clients.move_to_end(client)
         return s
+
+    @staticmethod
+    def _agent(s: ClientState, agent: str) -> None:
+        """Count the request under its user agent's class (of the client's first 8 agents)."""
+        kind = s.agents.get(agent)
+        if kind is None and len(s.agents) < 8:
+            kind = s.agents[agent] = _KIND[agent_class(agent)]
+        if kind is not None:
+            s.kinds[kind] += 1
+
+    def _page_view(self, s: ClientState, record: LogRecord, facts: RequestFacts) -> None:
+        """A GET of anything but a static asset: a page the client reads."""
+        s.pages += 1
+        if s.last_page is not None:
+            gap = record.time - s.last_page if record.time > s.last_page else 0.0
+            s.pgaps += gap
+            s.pgap2 += gap * gap
+            s.npgaps += 1
+        s.last_page = record.time
+        if record.referrer not in ("", "-"):
+            s.pageref += 1
+        if facts.path not in s.paths:
+            s.width += 1
+        depth = facts.path.count("/")
+        if depth > s.depth:
+            s.depth = depth
 
     def _push_window(self, s: ClientState, record: LogRecord, facts: RequestFacts) -> None:
         window = s.window
@@ -239,33 +263,11 @@ class ClientBook:
     def counts(s: ClientState) -> Counts:
         """The raw counts ``summarise`` needs: what a judgement records (named, and cheap)."""
         return _make_counts((s.n, s.last - s.first, s.gaps, s.gap2, s.ngaps, s.same, s.e4, s.e5, len(s.paths),
-                             s.static, s.post, s.head, s.other, s.flagged, s.noref, s.malformed, *s.kinds))  # fmt: skip
+                             s.static, s.post, s.head, s.other, s.flagged, s.noref, s.malformed, s.pages, s.pgaps,
+                             s.pgap2, s.npgaps, s.pageref, s.linked, s.images, s.bytes, s.exploit, s.width, s.depth,
+                             *s.kinds))  # fmt: skip
 
-    @staticmethod
-    def summarise(counts: Sequence[Counts] | np.ndarray) -> np.ndarray:
-        """Client summaries ``(k, len(FEATURES))`` from ``k`` rows of ``counts``, all at once.
-
-        Per client: the log of its requests, of its duration and of its rate per
-        minute; the coefficient of variation of the gaps between its requests (0
-        with fewer than two gaps, at most 10) and the share of gaps of 0 s; the
-        shares of 4xx and 5xx answers, distinct paths, static assets, POST, HEAD,
-        other methods, flagged requests, requests without a referrer and malformed
-        ones; and the share of its requests from each class of user agent.
-        """
-        c = np.asarray(counts, dtype=np.float64).reshape(-1, 16 + len(AGENT_CLASSES))
-        n, duration, gaps, gap2, ngaps = c[:, 0], c[:, 1], c[:, 2], c[:, 3], c[:, 4]
-        has_gaps = ngaps > 0
-        per_gap = np.where(has_gaps, ngaps, 1.0)
-        mean = np.where(has_gaps, gaps / per_gap, 0.0)
-        spread = np.sqrt(np.maximum(gap2 / per_gap - mean * mean, 0.0))
-        regular = (ngaps >= 2) & (mean > 0)
-        cv = np.where(regular, spread / np.where(regular, mean, 1.0), 0.0)
-        kinds = c[:, 16:]
-        agents = np.maximum(kinds.sum(axis=1, keepdims=True), 1.0)
-        return np.column_stack([
-            np.log1p(n), np.log1p(duration), np.log1p(n / (duration + 60.0) * 60.0), np.minimum(cv, 10.0),
-            np.where(has_gaps, c[:, 5] / per_gap, 0.0), c[:, 6:16] / n[:, None], kinds / agents,
-        ])  # fmt: skip
+    summarise = staticmethod(summarise)
 
     @staticmethod
     def features(s: ClientState) -> np.ndarray:
@@ -289,71 +291,3 @@ class ClientBook:
         while self.clients:
             client = next(iter(self.clients))
             yield client, self.clients.pop(client)
-
-
-class Snapshot(NamedTuple):
-    """A client's evidence at one judgement: its request count in this visit, the log time
-    of its latest request, its raw counts (``ClientBook.counts``) and the visit's state."""
-
-    client: str
-    request: int
-    time: float
-    counts: Counts
-    state: ClientState
-
-
-class JudgementPoints:
-    """When a client is judged: at the end of every log-second in which it made requests.
-
-    Feed lines in time order with ``add`` (the featurizer does, as it makes each line's
-    columns); when a line opens a new second (or goes back to an earlier one, a late
-    line), the clients of the second that ended are judged: their ``Snapshot``s, taken
-    before this line is added, go to ``taken``; then the visits idle by now end (to
-    ``ended``), and the line joins its client's evidence. ``flush()`` closes the current
-    second (the end of a log, or of what a live log holds so far). Clients with fewer
-    than ``minimum`` requests, and ``"-"`` (nobody), are not judged; with ``minimum``
-    None nobody is, and ended visits are not kept. The points depend only on the lines'
-    time stamps and order, so a file replayed by ``classify``, ``evaluate`` or
-    ``crossval`` is judged exactly where the live watcher judges it.
-    """
-
-    def __init__(self, book: ClientBook, minimum: int | None = None) -> None:
-        self.book, self.minimum = book, minimum
-        self.second: float | None = None
-        self.touched: dict[str, None] = {}  # an ordered set: judged in order of first request
-        self.taken: list[Snapshot] = []
-        self.ended: list[tuple[str, ClientState]] = []
-
-    def __repr__(self) -> str:
-        return f"JudgementPoints(second={self.second}, clients waiting={len(self.touched)}, minimum={self.minimum})"
-
-    def add(self, record: LogRecord, facts: RequestFacts, bad_line: bool = False) -> ClientState:
-        """Add a line (see the class docstring); returns its client's state."""
-        second = math.floor(record.time)
-        if second != self.second:
-            self.taken += self.flush()
-            self.second = second
-            ended = self.book.finished(record.time)
-            if self.minimum is not None:
-                self.ended += ended
-        state = self.book.add(record, facts, bad_line)
-        self.touched[state.client] = None
-        return state
-
-    def flush(self) -> list[Snapshot]:
-        """Snapshots of the clients that made requests in the current second (returned, not
-        added to ``taken``)."""
-        clients, out, minimum = self.book.clients, [], self.minimum
-        if minimum is not None:
-            for client in self.touched:
-                s = clients.get(client)
-                if s is not None and s.n >= minimum and client != "-":
-                    out.append(Snapshot(client, s.n, s.last, ClientBook.counts(s), s))
-        self.touched = {}
-        return out
-
-    def take(self) -> tuple[list[Snapshot], list[tuple[str, ClientState]]]:
-        """The snapshots taken and the visits ended since the last ``take``."""
-        taken, ended = self.taken, self.ended
-        self.taken, self.ended = [], []
-        return taken, ended

@@ -42,12 +42,15 @@ import numpy as np
 from ...extras import require
 from ..evidence.request import agent_class, is_static, path_shape, payload_evidence, query_shape, referrer_parts
 from ..lines.record import LogRecord
-from .counts import IDLE, ClientBook, ClientState, JudgementPoints, RequestFacts
+from .counts import IDLE, ClientBook, ClientState, RequestFacts
 from .families import FAMILIES
+from .points import JudgementPoints
+from .summary import CLIENT_SETS
 
-__all__ = ["request_tokens", "request_facts", "Context", "Featurizer", "AGENT_MODES"]
+__all__ = ["request_tokens", "request_facts", "Context", "Featurizer", "AGENT_MODES", "EXPLOIT_TOKENS"]
 
 AGENT_MODES = next(f.choices for f in FAMILIES if f.setting == "agent")
+_IMAGES = frozenset("png jpg jpeg gif ico svg webp bmp avif".split())
 _PRODUCT = re.compile(r"([A-Za-z][\w.+-]*)/([\w.+-]+)")
 _PARENS = re.compile(r"\(([^)]*)\)")
 
@@ -132,10 +135,19 @@ def request_tokens(record: LogRecord, agent: str = "class", paths: bool = False)
     return tokens
 
 
+# Evidence that means an attack on any site, whatever else the client did: code execution
+# payloads, traversal to system files, secrets, webshells and known exploit endpoints. A
+# 404, an odd path, a CMS login or a quote in a query is ambiguous: it needs company.
+EXPLOIT_TOKENS = frozenset({"pay:command", "pay:traversal", "probe:secret", "probe:exploit"})
+
+
 def request_facts(record: LogRecord, tokens: Iterable[str]) -> RequestFacts:
     path = record.target.split("?", 1)[0] if record.request_ok else record.request[:100]
+    tokens = set(tokens)
     flagged = any(t.startswith(("pay:", "probe:", "enc:")) for t in tokens)
-    return RequestFacts(path, is_static(path), flagged)
+    static = is_static(path)
+    return RequestFacts(path, static, flagged, not EXPLOIT_TOKENS.isdisjoint(tokens),
+                        static and path.rsplit(".", 1)[-1].lower() in _IMAGES)  # fmt: skip
 
 
 class Context:
@@ -220,7 +232,8 @@ class Context:
 
 
 class Featurizer:
-    """Tokens -> columns of a sparse 0/1 matrix, with a cache of identical requests.
+    """Tokens -> columns of a sparse 0/1 matrix, with a cache of identical requests
+    (``cache_size`` distinct requests remembered, the least recently used going first).
 
     Parameters
     ----------
@@ -234,24 +247,28 @@ class Featurizer:
         class); needs the lines in time order.
     window : float, default 600
         The behaviour window in seconds.
+    client : {"default", "paper", "all"}, default "default"
+        What the client model trained with this featurizer reads (``counts.CLIENT_SETS``).
     hashing : int, optional
         Hash tokens into this many columns instead of fitting a vocabulary.
     min_count, max_features
         Vocabulary pruning: tokens seen fewer than ``min_count`` times in
         training are dropped, then the ``max_features`` most frequent are kept.
-    cache_size : int
-        Distinct requests whose tokens are remembered (least recently used go first).
     """
+
+    cache_size = 200_000
 
     def __init__(
         self, *, agent: str = "class", paths: bool = False, behaviour: bool = False, window: float = 600.0,
-        hashing: int | None = None, min_count: int = 2, max_features: int = 50_000, cache_size: int = 200_000,
+        hashing: int | None = None, min_count: int = 2, max_features: int = 50_000, client: str = "default",
     ) -> None:  # fmt: skip
         if agent not in AGENT_MODES:
             raise ValueError(f"agent must be one of {AGENT_MODES}. Received: agent={agent!r}.")
+        if client not in CLIENT_SETS:
+            raise ValueError(f"client must be one of {tuple(CLIENT_SETS)}. Received: client={client!r}.")
         self.agent, self.paths, self.behaviour, self.window = agent, bool(paths), bool(behaviour), float(window)
+        self.client = client
         self.hashing, self.min_count, self.max_features = hashing, min_count, max_features
-        self.cache_size = cache_size
         self.vocabulary: dict[str, int] = {}
         self._cache: OrderedDict[tuple, tuple[list[str], RequestFacts]] = OrderedDict()
         self._column_cache: OrderedDict[tuple, tuple[np.ndarray, RequestFacts]] = OrderedDict()
@@ -377,7 +394,7 @@ class Featurizer:
         return {
             **{family.setting: getattr(self, family.setting) for family in FAMILIES}, "window": self.window,
             "hashing": self.hashing, "min_count": self.min_count, "max_features": self.max_features,
-            "cache_size": self.cache_size, "vocabulary": sorted(self.vocabulary, key=self.vocabulary.__getitem__),
+            "vocabulary": sorted(self.vocabulary, key=self.vocabulary.__getitem__),
         }  # fmt: skip
 
     @classmethod

@@ -81,6 +81,14 @@ def read_label_file(path: str | Path) -> tuple[str, dict, set[str]]:
     raise ValueError(f"{path}: expected columns session_id+label or file+line+label; found {sorted(columns)}.")
 
 
+def session_splits(path: str | Path) -> dict[str, str]:
+    """``{session_id: label_source}`` of a per-session label file that has a ``label_source``
+    column (e.g. the Web Bot data's ``annotation_train``); empty when it has none."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return {r["session_id"]: r["label_source"] for r in rows if r.get("session_id") and r.get("label_source")}
+
+
 def _any(words: Sequence[str]) -> re.Pattern[str]:
     return re.compile("|".join(words), re.IGNORECASE)
 

@@ -47,7 +47,8 @@ from .weblog import Prepared, TrainSettings, WebLogModel, prepare
 
 __all__ = ["Source", "read_manifest", "load_sources", "rename_site", "crossval", "format_markdown"]
 
-_SOURCE_KEYS = {"name", "good", "bad", "gray", "logs", "labels", "rules", "unknown_agent", "folds", "format", "note"}
+_SOURCE_KEYS = {"name", "good", "bad", "gray", "logs", "labels", "rules", "unknown_agent", "folds", "format", "note",
+                "paper_split"}  # fmt: skip
 
 
 @dataclass
@@ -63,6 +64,7 @@ class Source:
     rules: bool = False
     unknown_agent: str | None = None
     folds: int = 0
+    paper_split: str | None = None  # the label_source of the paper's train split: its protocol runs on those
 
 
 def default_root() -> Path | None:
@@ -104,7 +106,8 @@ def read_manifest(path: str | Path, root: str | Path | None = None,
                 raise FileNotFoundError(f"{path}: source {item['name']!r} names {name}, which does not exist "
                                         f"(files are relative to --root, here {base}).")  # fmt: skip
         sources.append(Source(item["name"], **files, rules=bool(item.get("rules")),
-                              unknown_agent=item.get("unknown_agent"), folds=int(item.get("folds", 0))))  # fmt: skip
+                              unknown_agent=item.get("unknown_agent"), folds=int(item.get("folds", 0)),
+                              paper_split=item.get("paper_split")))  # fmt: skip
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: source names must differ. Received: {names}.")
@@ -200,7 +203,13 @@ def _line_result(report: Report) -> dict[str, Any]:
     if report.clients:
         c = report.clients
         out.update(clients=c.n, bad_clients=c.bad, ban_precision=c.precision, ban_recall=c.recall,
-                   false_bans=c.false_bans, good_clients=c.n - c.bad)  # fmt: skip
+                   false_bans=c.false_bans, good_clients=c.n - c.bad, small_banned=c.small_banned,
+                   small_precision=c.small_precision)  # fmt: skip
+        if c.ban_requests:
+            out.update(ban_request_median=float(np.median(c.ban_requests)), ban_request_max=c.ban_requests[-1])
+        if c.session_accuracy is not None:
+            out.update(session_accuracy=c.session_accuracy, session_recall=c.session_recall,
+                       session_false_bans=c.session_false_bans)  # fmt: skip
     return out
 
 
@@ -253,6 +262,8 @@ def crossval(
                              "renamed": True, **_line_result(report)})  # fmt: skip
             if source.folds:
                 runs.append(_folds(prepared, names, source, seed, fit, progress))
+            if source.paper_split:
+                runs.append(_folds(prepared, names, source, seed, fit, progress, _paper_rows(prepared, names, source)))
     return {"runs": runs, "settings": {"featurizer": featurizer_settings, "fit": fit_settings, "gray_as": gray_as,
                                        "seeds": list(seeds)}}  # fmt: skip
 
@@ -265,32 +276,41 @@ def _renamed(data: LabelledLines, rows: np.ndarray, featurizer_settings: dict[st
     return prepare(Featurizer(**featurizer_settings), renamed)
 
 
-def _folds(prepared: Prepared, names: np.ndarray, source: Source, seed: int, fit: Any,
-           progress: Any) -> dict[str, Any]:  # fmt: skip
-    """k-fold by client within ``source``, the other sources always in training; pooled metrics."""
-    inside = np.flatnonzero(names == source.name)
-    fold = _fold_of(prepared.clients[inside], source.folds, seed)
+def _paper_rows(prepared: Prepared, names: np.ndarray, source: Source) -> np.ndarray:
+    """The rows of ``source`` whose session is in the paper's train split (``paper_split``)."""
+    from ..labels.rules import session_splits
+
+    split = {s for path in source.labels for s, kind in session_splits(path).items() if kind == source.paper_split}
+    return np.array([i for i in np.flatnonzero(names == source.name) if prepared.data.records[i].session in split],
+                    dtype=np.int64)  # fmt: skip
+
+
+def _folds(prepared: Prepared, names: np.ndarray, source: Source, seed: int, fit: Any, progress: Any,
+           paper: np.ndarray | None = None) -> dict[str, Any]:  # fmt: skip
+    """k-fold by client within ``source``, the other sources always in training; pooled metrics.
+    With ``paper`` (rows of the paper's train split), the paper's protocol: folds over those
+    sessions only (5 if the source asks for none), the rest of the source left out."""
+    inside = np.flatnonzero(names == source.name) if paper is None else paper
+    k_folds = source.folds or 5
+    fold = _fold_of(prepared.clients[inside], k_folds, seed)
     parts = []
-    for k in range(source.folds):
+    for k in range(k_folds):
         if progress:
-            progress(f"seed {seed}: {source.name} fold {k + 1} of {source.folds}")
+            progress(f"seed {seed}: {source.name} {'paper protocol ' if paper is not None else ''}fold {k + 1} of "
+                     f"{k_folds}")  # fmt: skip
         model = fit(np.concatenate([np.flatnonzero(names != source.name), inside[fold != k]]), seed)
         parts.append(model.judge(prepared, inside[fold == k]))
-    return {"seed": seed, "protocol": f"{source.folds}-fold by client", "source": source.name, "renamed": False,
+    protocol = (f"{k_folds}-fold by client" if paper is None else
+                f"paper: {source.paper_split} sessions, {k_folds}-fold by session")  # fmt: skip
+    return {"seed": seed, "protocol": protocol, "source": source.name, "renamed": False,
             **_line_result(Judgement.pool(parts).report(pooled=True))}  # fmt: skip
 
 
 FIGURES = (
-    "precision",
-    "recall",
-    "f1",
-    "fpr",
-    "ban_precision",
-    "ban_recall",
-    "false_bans",
-    "line_model_recall",
-    "line_model_fpr",
-)
+    "precision", "recall", "f1", "fpr", "ban_precision", "ban_recall", "false_bans", "line_model_recall",
+    "line_model_fpr", "small_banned", "small_precision", "ban_request_median", "ban_request_max",
+    "session_accuracy", "session_recall", "session_false_bans",
+)  # fmt: skip
 
 
 def summarise(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -317,14 +337,19 @@ def summarise(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def format_markdown(result: dict[str, Any]) -> str:
-    """The cross-validation tables as Markdown (means over seeds, spread in brackets)."""
+    """The cross-validation tables as Markdown (means over seeds, spread in brackets): the line
+    and ban figures, then the bans in time (clients of 1-4 requests, the request number of the
+    bans) and the whole-session rulings of the Web Bot paper's protocol."""
     rows = summarise(result["runs"])
 
     def cell(row: dict[str, Any], figure: str, digits: int = 3) -> str:
         if figure not in row:
             return ""
         mean, spread = row[figure]
-        return f"{mean:.{digits}f} ({spread:.{digits}f})" if figure != "false_bans" else f"{mean:.1f} ({spread:.0f})"
+        return f"{mean:.{digits}f} ({spread:.{digits}f})"
+
+    def name(row: dict[str, Any]) -> str:
+        return f"| {row['protocol']} | {row['source']} | {'renamed' if row['renamed'] else 'as is'} |"
 
     out = [
         "| protocol | source | site | lines | precision | recall | F1 | FPR | clients bad/good | ban precision | "
@@ -333,17 +358,29 @@ def format_markdown(result: dict[str, Any]) -> str:
     ]
     for row in rows:
         if "error" in row:
-            out.append(f"| {row['protocol']} | {row['source']} | as is | {row['lines']:,} | {row['error']} "
-                       "|  |  |  |  |  |  |  |")  # fmt: skip
+            out.append(f"{name(row)} {row['lines']:,} | {row['error']} |  |  |  |  |  |  |  |")
             continue
         clients = f"{row.get('bad_clients', 0)}/{row.get('good_clients', 0)}"
-        out.append(f"| {row['protocol']} | {row['source']} | {'renamed' if row['renamed'] else 'as is'} | "
-                   f"{row['lines']:,} | {cell(row, 'precision')} | {cell(row, 'recall')} | {cell(row, 'f1')} | "
-                   f"{cell(row, 'fpr')} | {clients} | {cell(row, 'ban_precision')} | {cell(row, 'ban_recall')} | "
-                   f"{cell(row, 'false_bans')} |")  # fmt: skip
+        out.append(f"{name(row)} {row['lines']:,} | {cell(row, 'precision')} | {cell(row, 'recall')} | "
+                   f"{cell(row, 'f1')} | {cell(row, 'fpr')} | {clients} | {cell(row, 'ban_precision')} | "
+                   f"{cell(row, 'ban_recall')} | {cell(row, 'false_bans', 1)} |")  # fmt: skip
+    out += [
+        "", "| protocol | source | site | clients of 1-4 requests banned | their ban precision | bad clients banned "
+        "at request (median) | (latest) | whole sessions: accuracy | bad found | good said bad |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]  # fmt: skip
+    for row in rows:
+        if "error" not in row:
+            out.append(f"{name(row)} {cell(row, 'small_banned', 1)} | {cell(row, 'small_precision')} | "
+                       f"{cell(row, 'ban_request_median', 1)} | {cell(row, 'ban_request_max', 1)} | "
+                       f"{cell(row, 'session_accuracy')} | {cell(row, 'session_recall')} | "
+                       f"{cell(row, 'session_false_bans', 1)} |")  # fmt: skip
     settings = result["settings"]
+    features = settings["featurizer"] or "defaults"
     out.append("")
     out.append(f"Seeds {settings['seeds']}; each figure is the mean over seeds, the spread (largest minus smallest) "
-               f"in brackets. Gray counted as {settings['gray_as']}. Features: {settings['featurizer'] or 'defaults'}; "
+               f"in brackets. Gray counted as {settings['gray_as']}. Bans are counted the watcher's way: a client "
+               "is banned if any of its judgements bans it. Whole sessions: each client's whole visit ruled on once "
+               f"at P(bad) 0.5, as the Web Bot paper classifies sessions. Features: {features}; "
                f"fit: {settings['fit']}.")  # fmt: skip
     return "\n".join(out)

@@ -46,7 +46,11 @@ class SectionMetrics:
 @dataclass
 class BanMetrics:
     """Bans over clients: ``n`` clients, ``bad`` of them bad, ``banned``, the ban precision
-    and recall, and ``false_bans`` (not-bad clients banned)."""
+    and recall, and ``false_bans`` (not-bad clients banned), the watcher's way (banned at any
+    judgement); the same for clients of 1-4 requests (``small_banned``, ``small_precision``);
+    the request number of each bad client's ban (``ban_requests``); and, where the whole
+    visits were ruled on once (the Web Bot paper's protocol), the ``session_accuracy``,
+    ``session_recall`` and ``session_false_bans`` of those rulings at P(bad) 0.5."""
 
     n: int
     bad: int
@@ -54,6 +58,12 @@ class BanMetrics:
     precision: float
     recall: float
     false_bans: int
+    small_banned: int = 0
+    small_precision: float = 1.0
+    ban_requests: list[int] | None = None
+    session_accuracy: float | None = None
+    session_recall: float | None = None
+    session_false_bans: int | None = None
 
 
 @dataclass
@@ -85,8 +95,14 @@ class Report:
                 for name, s in self.line_only.sections.items() if "bad" in s.per_class))  # fmt: skip
         if self.clients:
             c = self.clients
-            lines.append(f"clients: {c.bad} bad of {c.n}; banned {c.banned} (precision {c.precision:.3f}, "
-                         f"recall {c.recall:.3f}); not-bad clients banned {c.false_bans} of {c.n - c.bad}")  # fmt: skip
+            lines.append(
+                f"clients: {c.bad} bad of {c.n}; banned {c.banned} (precision {c.precision:.3f}, "
+                f"recall {c.recall:.3f}); not-bad clients banned {c.false_bans} of {c.n - c.bad}; "
+                f"clients of 1-4 requests banned {c.small_banned} (precision {c.small_precision:.3f})"
+            )
+            if c.ban_requests:
+                lines.append(f"bad clients banned at request {c.ban_requests[len(c.ban_requests) // 2]} (median), "
+                             f"{c.ban_requests[-1]} at the latest")  # fmt: skip
         return "\n".join(lines)
 
 
@@ -114,13 +130,29 @@ def evaluate(
     return Report(labels, out)
 
 
-def client_metrics(truth: Sequence[bool], banned: Sequence[bool]) -> BanMetrics:
-    """Ban precision and recall over clients (``truth``: the client is bad)."""
+def client_metrics(truth: Sequence[bool], banned: Sequence[bool], requests: Sequence[int] | None = None,
+                   ban_requests: Sequence[int | None] | None = None,
+                   session: Sequence[float] | None = None) -> BanMetrics:  # fmt: skip
+    """Ban precision and recall over clients (``truth``: the client is bad), and where given,
+    each client's ``requests`` (for the 1-4 request figures), the request number of its ban
+    and its P(bad) on the whole visit (``session``, for the paper's figures)."""
     truth, banned = np.asarray(truth, dtype=bool), np.asarray(banned, dtype=bool)
     hits = int((truth & banned).sum())
-    return BanMetrics(int(truth.size), int(truth.sum()), int(banned.sum()),
-                      hits / banned.sum() if banned.any() else (1.0 if not truth.any() else 0.0),
-                      hits / truth.sum() if truth.any() else 1.0, int((banned & ~truth).sum()))  # fmt: skip
+    out = BanMetrics(int(truth.size), int(truth.sum()), int(banned.sum()),
+                     hits / banned.sum() if banned.any() else (1.0 if not truth.any() else 0.0),
+                     hits / truth.sum() if truth.any() else 1.0, int((banned & ~truth).sum()))  # fmt: skip
+    if requests is not None:
+        small = banned & (np.asarray(requests) < 5)
+        out.small_banned = int(small.sum())
+        out.small_precision = float(truth[small].mean()) if small.any() else 1.0
+    if ban_requests is not None:
+        out.ban_requests = sorted(int(r) for r, t, b in zip(ban_requests, truth, banned, strict=True) if t and b)
+    if session is not None:
+        said = np.asarray(session, dtype=float) >= 0.5
+        out.session_accuracy = float((said == truth).mean()) if truth.size else 1.0
+        out.session_recall = float(said[truth].mean()) if truth.any() else 1.0
+        out.session_false_bans = int((said & ~truth).sum())
+    return out
 
 
 @dataclass
@@ -135,14 +167,16 @@ class Judgement:
     clients: np.ndarray
     client_truth: dict[str, bool]
     verdicts: dict[str, Any]
+    sessions: dict[str, float] | None = None  # P(bad) of each client's whole visit, ruled on once
 
     @classmethod
     def pool(cls, parts: Sequence[Judgement]) -> Judgement:
         """Several judgements (folds) as one."""
         join = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+        sessions = {k: v for p in parts for k, v in (p.sessions or {}).items()}
         return cls(parts[0].classes, join("truth"), join("predicted"), join("sources"), join("clients"),
                    {k: v for p in parts for k, v in p.client_truth.items()},
-                   {k: v for p in parts for k, v in p.verdicts.items()})  # fmt: skip
+                   {k: v for p in parts for k, v in p.verdicts.items()}, sessions or None)  # fmt: skip
 
     def report(self, pooled: bool = False) -> Report:
         """Lines judged as an operator sees them: bad when the line model says so **or** the
@@ -158,5 +192,8 @@ class Judgement:
         report = evaluate(self.classes, self.truth, np.where(banned, "bad", self.predicted), sections)
         report.line_only = line_only
         keys = sorted(self.client_truth)
-        report.clients = client_metrics([self.client_truth[k] for k in keys], [self.verdicts[k].ban for k in keys])
+        verdicts = [self.verdicts[k] for k in keys]
+        report.clients = client_metrics([self.client_truth[k] for k in keys], [v.ban for v in verdicts],
+                                        [v.requests for v in verdicts], [v.ban_request for v in verdicts],
+                                        [self.sessions[k] for k in keys] if self.sessions else None)  # fmt: skip
         return report

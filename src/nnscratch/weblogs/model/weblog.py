@@ -27,18 +27,20 @@ import numpy as np
 
 from ... import io as model_io
 from ...network import Network, load_bundle
-from ..features.counts import ClientBook, ClientState, Snapshot
+from ..features.counts import ClientBook, ClientState
 from ..features.featurizer import Featurizer
+from ..features.points import Snapshot
+from ..features.summary import CLIENT_SETS
 from ..labels.data import LabelledLines, split_by_client
 from ..labels.rules import CLASSES
 from ..lines.order import SLACK, in_time_order
 from ..lines.record import LogRecord, client_of
-from .clients import ClientModel, Ruling, Verdict
+from .clients import ClientModel, ClientSettings, Ruling, Verdict, evidence
 from .metrics import Judgement, Report
 
 __all__ = ["WebLogModel", "TrainSettings", "Prepared", "prepare", "FEATURE_VERSION"]
 
-FEATURE_VERSION = 2  # model files from before the shape/evidence features (version 1) must be retrained
+FEATURE_VERSION = 3  # 1: before the shape/evidence features; 2: before page views and the client ensemble
 
 
 @dataclass
@@ -50,8 +52,12 @@ class TrainSettings:
     ``learning_rate`` (Adam) and ``batch_size``; ``restarts`` networks, the best
     on validation kept, run on ``n_jobs`` workers of ``backend`` (``loky`` or
     ``dask``, with ``scheduler``); ``seed`` for the split and every network;
-    ``progress`` bars. The decision settings saved with the model:
-    ``line_threshold``, ``ban_threshold`` and ``min_requests``.
+    ``progress`` bars. The client model: ``members`` cross-fitted networks
+    (``clients.ClientSettings``) on at most ``judgements`` judgements per
+    client. The decision settings saved with the model: ``line_threshold``,
+    ``ban_threshold`` (None: chosen by cross-fitting for at most
+    ``target_rate`` of each training file's good clients ever banned) and
+    ``min_evidence``.
     """
 
     svd: int | None = None
@@ -67,8 +73,11 @@ class TrainSettings:
     seed: int = 0
     progress: bool = False
     line_threshold: float = 0.5
-    ban_threshold: float = 0.8
-    min_requests: int = 5
+    ban_threshold: float | None = None
+    target_rate: float = 0.01
+    min_evidence: int = 5
+    members: int = 5
+    judgements: int = 24
 
 
 @dataclass
@@ -91,12 +100,16 @@ class Prepared:
 
     def client_truth(self, rows: np.ndarray) -> dict[str, bool]:
         """Each client of ``rows`` that has labelled lines: is it bad (at least half its labelled lines bad)?"""
+        return {client: share >= 0.5 for client, share in self.bad_shares(rows).items()}
+
+    def bad_shares(self, rows: np.ndarray) -> dict[str, float]:
+        """Each client of ``rows`` that has labelled lines: the share of them that is bad."""
         bad: dict[str, list[int]] = {}
         for i in rows:
             label = self.data.labels[i]
             if label is not None:
                 bad.setdefault(self.clients[i], []).append(label == "bad")
-        return {client: float(np.mean(flags)) >= 0.5 for client, flags in bad.items()}
+        return {client: float(np.mean(flags)) for client, flags in bad.items()}
 
 
 def prepare(featurizer: Featurizer, data: LabelledLines) -> Prepared:
@@ -182,7 +195,8 @@ class WebLogModel:
             X_train = np.asarray(X_train @ projection, dtype=np.float32)
             X_val = np.asarray(X_val @ projection, dtype=np.float32)
         result = _select_line_network(X_train, y_train, (X_val, y_val), len(classes), s)
-        client_model = _fit_client_model(prepared, client_rows, s) if "bad" in classes else None
+        client_features = CLIENT_SETS[featurizer.client]
+        client_model = _fit_client_model(prepared, client_rows, s, client_features) if "bad" in classes else None
         return cls(featurizer, result.best, classes, projection, client_model, s.line_threshold), result
 
     def judge(self, prepared: Prepared, rows: np.ndarray) -> Judgement:
@@ -198,14 +212,21 @@ class WebLogModel:
                              f"(it has {self.classes}).")  # fmt: skip
         sources = np.array([prepared.data.sources[i] for i in rows], dtype=str)
         client_truth = prepared.client_truth(rows) if self.client_model is not None else {}
-        verdicts = self.client_verdicts(prepared, sorted(client_truth)) if client_truth else {}
-        return Judgement(self.classes, truth, predicted, sources, prepared.clients[rows], client_truth, verdicts)
+        keys = sorted(client_truth)
+        verdicts = self.client_verdicts(prepared, keys) if client_truth else {}
+        sessions = None
+        if client_truth:  # each whole visit ruled on once, as the Web Bot paper classifies sessions
+            whole = self.client_model.probability(ClientBook.summarise([ClientBook.counts(prepared.summaries[k])
+                                                                       for k in keys]))  # fmt: skip
+            sessions = dict(zip(keys, whole.tolist(), strict=True))
+        return Judgement(self.classes, truth, predicted, sources, prepared.clients[rows], client_truth, verdicts,
+                         sessions)  # fmt: skip
 
     def client_verdicts(self, prepared: Prepared, keys: Sequence[str]) -> dict[str, Verdict]:
         """Each client's ``Verdict`` the watcher's way: ruled on at every judgement point of
         its file, banned by the first ruling that bans it (``prepared.snapshots``)."""
         cm = self.client_model
-        judged = [(k, s) for k in keys for s in prepared.snapshots.get(k, []) if s.request >= cm.min_requests]
+        judged = [(k, s) for k in keys for s in prepared.snapshots.get(k, []) if evidence(s.counts) >= cm.min_evidence]
         rulings: dict[str, list[Ruling]] = {}
         for (key, _), ruling in zip(judged, cm.rulings([s for _, s in judged]), strict=True):
             rulings.setdefault(key, []).append(ruling)
@@ -214,7 +235,7 @@ class WebLogModel:
             mine = rulings.get(key, [])
             ban = next((r for r in mine if r.ban), None)
             peak = max((r.probability for r in mine), default=None)
-            out[key] = Verdict.of(key, prepared.summaries[key], ban, peak, cm.min_requests)
+            out[key] = Verdict.of(key, prepared.summaries[key], ban, peak, cm.min_evidence)
         return out
 
     def report(self, prepared: Prepared, rows: np.ndarray) -> Report:
@@ -298,8 +319,8 @@ class WebLogModel:
         if meta.get("feature_version", 1) != FEATURE_VERSION:
             raise model_io.ModelFileError(
                 f"{path} is a web-log model with feature version {meta.get('feature_version', 1)}; this nnscratch "
-                f"computes version {FEATURE_VERSION} (shape and evidence features). Retrain it with 'nnscratch logs "
-                "train'."
+                f"computes version {FEATURE_VERSION} (page views, the client ensemble). Retrain it with "
+                "'nnscratch logs train'."
             )
         client_config = meta.get("client_model")
         client_model = ClientModel.from_parts(client_config, arrays) if client_config else None
@@ -359,16 +380,37 @@ def _select_line_network(X: Any, y: np.ndarray, validation: tuple[Any, np.ndarra
     return result
 
 
-def _fit_client_model(prepared: Prepared, rows: np.ndarray, s: TrainSettings) -> ClientModel | None:
-    """The client model, on the whole-visit summaries of the labelled clients of ``rows``
-    (None unless there are bad and not-bad clients)."""
-    truth = prepared.client_truth(rows)
+def _fit_client_model(prepared: Prepared, rows: np.ndarray, s: TrainSettings,
+                      features: Sequence[str]) -> ClientModel | None:  # fmt: skip
+    """The client model, on the labelled clients of ``rows`` as they are judged: at most
+    ``s.judgements`` of each client's judgement points, spread over its visit, and its
+    whole-file summary (None unless there are bad and not-bad clients)."""
+    shares = prepared.bad_shares(rows)
+    truth = {key: share >= 0.5 for key, share in shares.items()}
     if len(set(truth.values())) < 2:
         return None
-    keys = sorted(truth)
-    return ClientModel.fit(np.stack([ClientBook.features(prepared.summaries[k]) for k in keys]),
-                           np.array([truth[k] for k in keys], dtype=np.int64), seed=s.seed,
-                           threshold=s.ban_threshold, min_requests=s.min_requests)  # fmt: skip
+    counts, labels, groups, files, judged = [], [], [], [], []
+    for key in sorted(truth):
+        snapshots = prepared.snapshots.get(key, [])
+        if len(snapshots) > s.judgements:
+            snapshots = [snapshots[i] for i in np.linspace(0, len(snapshots) - 1, s.judgements).round().astype(int)]
+        mine = [snap.counts for snap in snapshots] + [ClientBook.counts(prepared.summaries[key])]
+        counts += mine
+        labels += [truth[key]] * len(mine)
+        groups += [key] * len(mine)
+        files += [key.split("|", 1)[0]] * len(mine)
+        # The threshold is held on clean good clients (no bad line at all): a client that is
+        # a browser and curl by turns is not the person the false-ban rate is about.
+        clean = truth[key] or shares[key] == 0.0
+        judged += [clean and evidence(c) >= s.min_evidence for c in mine[:-1]] + [False]
+    settings = ClientSettings(tuple(features), s.members, seed=s.seed, target_rate=s.target_rate,
+                              floor=s.ban_threshold if s.ban_threshold is not None else 0.5,
+                              min_evidence=s.min_evidence, judged=np.array(judged))  # fmt: skip
+    model = ClientModel.fit(ClientBook.summarise(counts), np.array(labels, dtype=np.int64), groups, files=files,
+                            settings=settings)  # fmt: skip
+    if s.ban_threshold is not None:
+        model.threshold = s.ban_threshold
+    return model
 
 
 def _balanced(y: np.ndarray, k: int) -> np.ndarray:

@@ -79,10 +79,10 @@ class ClientTally:
         return out
 
 
-def visit_verdict(client: str, state: ClientState, min_requests: int) -> Verdict:
+def visit_verdict(client: str, state: ClientState, min_evidence: int) -> Verdict:
     """The ``Verdict`` on one ended visit (``Decisions.ended``): banned by its first banning
     ruling, if any, else its highest P(bad), if it was ever judged."""
-    return Verdict.of(client, state, state.ban, state.peak, min_requests)
+    return Verdict.of(client, state, state.ban, state.peak, min_evidence)
 
 
 class _Pipeline:
@@ -112,7 +112,7 @@ class _Pipeline:
         ended = decided.ended + (decider.drain() if end else [])
         verdicts: list[tuple] = []
         if decider.judge:
-            minimum = decider.model.client_model.min_requests
+            minimum = decider.model.client_model.min_evidence
             verdicts = [tuple(vars(visit_verdict(client, state, minimum)).values()) for client, state in ended]
         if end:
             self.fresh = True

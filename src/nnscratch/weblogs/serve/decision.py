@@ -36,7 +36,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..features.counts import IDLE, ClientBook, ClientState, JudgementPoints
+from ..features.counts import IDLE, ClientBook, ClientState
+from ..features.points import JudgementPoints
 from ..lines.order import SLACK, TimeOrder
 from ..lines.record import LogRecord
 from ..model.clients import Ruling
@@ -135,7 +136,7 @@ class Decider:
             released += self.order.ready(end=True)
         points = self.points
         # Without a client model to rule, nobody is judged (no snapshots are taken).
-        points.minimum = self.model.client_model.min_requests if self.judge else None
+        points.minimum = self.model.client_model.min_evidence if self.judge else None
         proba = labels = None
         if released:
             proba, labels, states = self.model.score([record for _, record in released])

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from ..features.counts import FEATURES, IDLE, ClientBook
+from ..features.counts import IDLE, ClientBook
+from ..features.summary import FEATURES
 from ..lines.formats import LineParser, detect, get_format
 from ..lines.record import LogRecord, client_of
 from ..model.clients import Ruling
