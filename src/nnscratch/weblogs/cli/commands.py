@@ -281,7 +281,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     if args.json:
         for result in results:
             for run in result["runs"]:
-                run.pop("verdicts", None)
+                run.pop("p_bad", None)
         Path(args.json).write_text(json.dumps(results, indent=1), encoding="utf-8")
     return 0
 

@@ -25,7 +25,7 @@ from .summary import AGENT_CLASSES, EXPLOIT_WEIGHT, Counts, summarise
 if TYPE_CHECKING:
     from ..model.clients import Ruling
 
-__all__ = ["RequestFacts", "ClientState", "ClientBook", "Window", "WindowEntry", "IDLE"]
+__all__ = ["RequestFacts", "ClientState", "ClientBook", "Window", "WindowEntry", "IDLE", "MAX_CLIENTS"]
 
 _KIND = {name: i for i, name in enumerate(AGENT_CLASSES)}
 
@@ -42,6 +42,7 @@ class RequestFacts(NamedTuple):
 
 _make_counts = Counts._make
 IDLE = 1800.0  # seconds of log time after which a client's next request starts a new visit
+MAX_CLIENTS = 100_000  # clients a stream keeps in memory (classify, watch); the least recently active go first
 
 
 class ClientState:

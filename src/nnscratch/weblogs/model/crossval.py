@@ -192,6 +192,17 @@ def _fold_of(clients: np.ndarray, k: int, seed: int) -> np.ndarray:
     return np.array([fold[c] for c in clients])
 
 
+def _result(judgement: Judgement) -> dict[str, Any]:
+    """A run's figures (``_line_result``) and, for the stability figure, the whole-visit P(bad)
+    of each client with at least 20 requests and whether it was banned."""
+    out = _line_result(judgement.report(pooled=True))
+    sessions = judgement.sessions or {}
+    out["p_bad"] = {
+        k: (p, judgement.verdicts[k].ban) for k, p in sessions.items() if judgement.verdicts[k].requests >= 20
+    }
+    return out
+
+
 def _line_result(report: Report) -> dict[str, Any]:
     (section,) = report.sections.values()
     bad = section.per_class["bad"]
@@ -253,13 +264,13 @@ def crossval(
                              "renamed": False, "lines": len(test), "error": str(err)})  # fmt: skip
                 continue
             runs.append({"seed": seed, "protocol": "leave-one-source-out", "source": source.name, "renamed": False,
-                         **_line_result(model.judge(prepared, test).report(pooled=True))})  # fmt: skip
+                         **_result(model.judge(prepared, test))})  # fmt: skip
             if rename:
                 if source.name not in renamed_cache:
                     renamed_cache[source.name] = _renamed(data, test, featurizer_settings)
-                report = model.judge(renamed_cache[source.name], np.arange(len(test))).report(pooled=True)
+                judgement = model.judge(renamed_cache[source.name], np.arange(len(test)))
                 runs.append({"seed": seed, "protocol": "leave-one-source-out", "source": source.name,
-                             "renamed": True, **_line_result(report)})  # fmt: skip
+                             "renamed": True, **_result(judgement)})  # fmt: skip
             if source.folds:
                 runs.append(_folds(prepared, names, source, seed, fit, progress))
             if source.paper_split:
@@ -303,7 +314,7 @@ def _folds(prepared: Prepared, names: np.ndarray, source: Source, seed: int, fit
     protocol = (f"{k_folds}-fold by client" if paper is None else
                 f"paper: {source.paper_split} sessions, {k_folds}-fold by session")  # fmt: skip
     return {"seed": seed, "protocol": protocol, "source": source.name, "renamed": False,
-            **_line_result(Judgement.pool(parts).report(pooled=True))}  # fmt: skip
+            **_result(Judgement.pool(parts))}  # fmt: skip
 
 
 FIGURES = (
@@ -311,6 +322,20 @@ FIGURES = (
     "line_model_fpr", "small_banned", "small_precision", "ban_request_median", "ban_request_max",
     "session_accuracy", "session_recall", "session_false_bans",
 )  # fmt: skip
+
+
+def _stability(members: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """How far seeds move the verdicts on clients with at least 20 requests: the largest spread
+    of a client's whole-visit P(bad), and how many of them are banned in some seeds, not all."""
+    per_client: dict[str, list[tuple[float, bool]]] = {}
+    for m in members:
+        for client, value in m.get("p_bad", {}).items():
+            per_client.setdefault(client, []).append(tuple(value))
+    shared = [v for v in per_client.values() if len(v) == len(members)]
+    if len(members) < 2 or not shared:
+        return {}
+    return {"p_spread_20": max(max(p for p, _ in v) - min(p for p, _ in v) for v in shared),
+            "ban_flips_20": sum(len({b for _, b in v}) > 1 for v in shared)}  # fmt: skip
 
 
 def summarise(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -332,6 +357,7 @@ def summarise(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             values = [m[figure] for m in members if figure in m]
             if values:
                 row[figure] = (float(np.mean(values)), float(np.max(values) - np.min(values)))
+        row.update(_stability(members))
         rows.append(row)
     return rows
 
@@ -366,15 +392,17 @@ def format_markdown(result: dict[str, Any]) -> str:
                    f"{cell(row, 'ban_recall')} | {cell(row, 'false_bans', 1)} |")  # fmt: skip
     out += [
         "", "| protocol | source | site | clients of 1-4 requests banned | their ban precision | bad clients banned "
-        "at request (median) | (latest) | whole sessions: accuracy | bad found | good said bad |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "at request (median) | (latest) | whole sessions: accuracy | bad found | good said bad | seeds move "
+        "P(bad) of clients of 20+ requests by at most | banned in some seeds only |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]  # fmt: skip
     for row in rows:
         if "error" not in row:
             out.append(f"{name(row)} {cell(row, 'small_banned', 1)} | {cell(row, 'small_precision')} | "
                        f"{cell(row, 'ban_request_median', 1)} | {cell(row, 'ban_request_max', 1)} | "
                        f"{cell(row, 'session_accuracy')} | {cell(row, 'session_recall')} | "
-                       f"{cell(row, 'session_false_bans', 1)} |")  # fmt: skip
+                       f"{cell(row, 'session_false_bans', 1)} | {row.get('p_spread_20', float('nan')):.3f} | "
+                       f"{row.get('ban_flips_20', '')} |")  # fmt: skip
     settings = result["settings"]
     features = settings["featurizer"] or "defaults"
     out.append("")

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..features.counts import ClientState
+from ..features.counts import MAX_CLIENTS, ClientState
 from ..lines.reading import ParseStats, parse_stream
 from ..lines.record import LogRecord, client_of
 from ..model.clients import Verdict
@@ -91,8 +91,8 @@ class _Pipeline:
     and writing it. It runs here, or whole in one worker process (its state must see every
     line, in order)."""
 
-    def __init__(self, model: WebLogModel, slack: float, idle: float, judge: bool) -> None:
-        self.decider = Decider(model, slack=slack, idle=idle, judge=judge)
+    def __init__(self, model: WebLogModel, s: ClassifySettings, judge: bool) -> None:
+        self.decider = Decider(model, slack=s.slack, idle=s.idle, max_clients=s.max_clients, judge=judge)
         self.fresh = True
 
     def feed(self, chunk: list[tuple[int, LogRecord]], end: bool) -> tuple:
@@ -123,14 +123,14 @@ class _Pipeline:
 _WORKER: dict[str, _Pipeline] = {}
 
 
-def _init_worker(model: WebLogModel, slack: float, idle: float, judge: bool) -> None:
+def _init_worker(model: WebLogModel, s: ClassifySettings, judge: bool) -> None:
     import signal
 
     # A forked worker inherits its parent's handlers; with a SIGTERM that only sets a flag
     # (a watcher's), Pool.terminate could never stop it. The worker is ours: the default.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     tune_collector_for_streams()  # the worker is a process of our own
-    _WORKER["pipeline"] = _Pipeline(model, slack, idle, judge)
+    _WORKER["pipeline"] = _Pipeline(model, s, judge)
 
 
 def _feed_worker(job: tuple[list[tuple[int, tuple]], bool]) -> tuple:
@@ -156,7 +156,9 @@ class ClassifySettings:
     ``tally``, the classic "N bad lines within X minutes" rule instead of the client model;
     ``chunk`` lines at a time; ``workers`` (1: one worker process runs the pipeline while
     this one parses and writes, the default with 2 or more cores; 0: everything here; the
-    result is the same); ``slack`` and ``idle``, the decision procedure's (``decision``)."""
+    result is the same); ``slack``, ``idle`` and ``max_clients`` (clients kept in memory, the
+    least recently active forgotten beyond it, as the watcher does), the decision
+    procedure's (``decision``)."""
 
     output_format: str = "csv"
     tally: ClientTally | None = None
@@ -164,6 +166,7 @@ class ClassifySettings:
     workers: int | None = None
     slack: float = SLACK
     idle: float = IDLE
+    max_clients: int | None = MAX_CLIENTS
 
 
 def classify(
@@ -211,14 +214,14 @@ def _results(model: WebLogModel, paths: Iterable[str], s: ClassifySettings, stat
     worker process."""
     judge, workers = run
     if not workers:
-        pipeline = _Pipeline(model, s.slack, s.idle, judge)
+        pipeline = _Pipeline(model, s, judge)
         for lines, end in _chunks(paths, s.chunk, stats):
             yield pipeline.feed(numbered(lines), end)
         return
     import multiprocessing
 
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    with context.Pool(1, initializer=_init_worker, initargs=(model, s.slack, s.idle, judge)) as pool:
+    with context.Pool(1, initializer=_init_worker, initargs=(model, s, judge)) as pool:
         # Parsing happens here, in this thread, while the worker works on the chunk before:
         # at most two chunks in flight. Records travel as plain tuples (a NamedTuple
         # costs five times more to unpickle).

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..features.counts import IDLE, ClientBook
+from ..features.counts import IDLE, MAX_CLIENTS, ClientBook
 from ..features.summary import FEATURES
 from ..lines.formats import LineParser, detect, get_format
 from ..lines.record import LogRecord, client_of
@@ -62,7 +62,7 @@ class WatchSettings:
     challenge: Path | None = None
     poll: float = 0.2
     idle: float = IDLE
-    max_clients: int = 100_000
+    max_clients: int = MAX_CLIENTS
     status_every: float = 60.0
     batch: int = 20_000
 
