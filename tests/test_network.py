@@ -384,3 +384,32 @@ def test_x_in_another_dtype_or_layout_is_converted_batch_by_batch_never_copied_w
     for name in ("f64", "fortran"):
         np.testing.assert_array_equal(nets[name][0], nets["f32"][0])
         np.testing.assert_array_equal(nets[name][1], nets["f32"][1])
+
+
+def test_a_loop_of_short_fits_survives_an_ordinary_adam_bump():
+    """The playground's spiral (x1, x2, sin x1, sin x2; 8-8 tanh; Adam 0.03; seed 1) runs one
+    ``fit(epochs=1)`` per update. At epoch 242 the loss is 1.1e-4 at a call's first step and
+    an ordinary Adam bump lifts the epoch to 0.58: not a blow-up (the reference is at least
+    the loss of an all-zero output, log 2 here), so training goes on."""
+    from nnscratch.playground.session import Session
+
+    layers = [{"units": 8, "activation": "tanh"}] * 2
+    session = Session({"dataset": "spiral", "features": ["x1", "x2", "sin(x1)", "sin(x2)"], "optimizer": "adam",
+                       "learning_rate": 0.03, "seed": 1, "layers": layers})  # fmt: skip
+    for _ in range(300):
+        session.train_epoch()
+    assert session.epoch == 300 and max(train for train, _ in session.curve[230:260]) > 0.3  # the bump happened
+
+
+def test_a_finite_blow_up_of_a_short_fit_still_stops():
+    """The same reference still catches a real blow-up that stays finite: a loop of one-epoch
+    calls with SGD at 1e9 stops at its first call, the weights from before it restored."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 2))
+    y = (X[:, 0] > 0).astype(int)
+    net = nn.Network.from_sizes([2, 8, 2], "tanh", "softmax", optimizer=nn.SGD(1e9), seed=0)
+    before, calls = net.parameters.snapshot(), 0
+    with pytest.raises(nn.TrainingDivergedError, match="all-zero output"):
+        for calls in range(1, 6):  # noqa: B007 (read after the loop)
+            net.fit(X, y, epochs=1, batch_size=8)
+    assert calls == 1 and np.array_equal(before, net.parameters.snapshot())  # the epoch undone

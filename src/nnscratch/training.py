@@ -30,9 +30,13 @@ from .data import batch_indices, take_rows
 
 __all__ = ["fit", "TrainingDivergedError", "BLOW_UP"]
 
-# An epoch whose mean loss is this many times the first step's has blown up, even
-# if every number stayed finite (a learning rate of 1e9 can keep the loss finite
-# and useless): training stops as it does on an overflow.
+# An epoch whose mean loss is this many times its reference has blown up, even if
+# every number stayed finite (a learning rate of 1e9 can keep the loss finite and
+# useless): training stops as it does on an overflow. The reference is the larger
+# of the call's first step and the loss of an all-zero output (a network that has
+# learnt nothing: log k for a softmax over k classes), so that a loop of short
+# ``fit`` calls on a network already near zero loss (a playground, ``partial_fit``)
+# is not stopped by an ordinary bump of Adam from 1e-4 to 0.6.
 BLOW_UP = 1000.0
 
 
@@ -143,7 +147,7 @@ def fit(
     # Only callbacks that act after each step are called after each step.
     batch_callbacks = [cb for cb in all_callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
     step = 0
-    first_loss: float | None = None  # the very first step's loss: what a blow-up is measured against
+    first_loss: float | None = None  # what a blow-up is measured against (see BLOW_UP)
     sane = params.snapshot()  # the weights after the last epoch whose loss had not blown up
     # One BLAS thread for small products; for large ones, measured each epoch: see nnscratch.threads.
     largest = threads.largest_product(net.layers, size)
@@ -157,9 +161,9 @@ def fit(
                     first_loss = first if first_loss is None else first_loss
                     if total_loss / n > BLOW_UP * max(first_loss, 1e-12):
                         np.copyto(backup, sane)
-                        raise _StepDiverged(f"the loss rose from {first_loss:.4g} at the first step to "
-                                            f"{total_loss / n:.4g} and stayed finite: more than {BLOW_UP:g} times "
-                                            "its first value")  # fmt: skip
+                        raise _StepDiverged(f"the loss rose to {total_loss / n:.4g} and stayed finite: more than "
+                                            f"{BLOW_UP:g} times {first_loss:.4g}, the larger of its first value "
+                                            "and the loss of an all-zero output")  # fmt: skip
                     np.copyto(sane, params.values)
                 except _StepDiverged as err:
                     params.restore(backup)
@@ -210,7 +214,8 @@ def _run_epoch(
     tuner: threads.Tuner,
 ) -> tuple[float, float, int]:
     """One pass over the data. Returns the summed loss, the number of correct
-    predictions, the running step count and the loss of the epoch's first step.
+    predictions, the running step count and the blow-up reference: the larger of
+    the epoch's first step's loss and the loss of an all-zero output on its batch.
     ``tuner`` picks the BLAS threads for large products (see ``nnscratch.threads``)."""
     total_loss, correct = 0.0, 0.0
     first = None
@@ -237,7 +242,9 @@ def _run_epoch(
             if not math.isfinite(loss):
                 raise _StepDiverged(f"loss = {loss}")
             total_loss += loss * xb.shape[0]
-            first = loss if first is None else first
+            if first is None:
+                zeros = np.zeros((xb.shape[0], net.n_outputs), dtype=net.dtype)
+                first = max(loss, net.loss.reduce(net.loss.per_sample(zeros, yb), wb))
             if net.is_classifier:
                 correct += net.loss.count_correct(out, yb, logits)
             step += 1
