@@ -293,3 +293,55 @@ def test_closing_the_page_stops_its_training(server, browser):
         time.sleep(0.1)
     status = _status(server)
     assert (status["pages"], status["playing"]) == (0, 0)
+
+
+BLOW_UP = "#dataset=plane&optimizer=sgd&learning_rate=10&features=x1,x2,x1^2,x2^2,x1*x2&layers=8:relu,8:relu,8:relu"
+
+
+def test_training_that_blows_up_says_so_and_the_page_goes_on(server, browser):
+    """A real blow-up (SGD at 10 on the plane) stops play with the reason on the page and the
+    button back to play; the one-step button gets the same sentence instead of a dropped
+    connection; a sane learning rate then trains again in the same page."""
+    page = browser.new_page()
+    page.goto(server + BLOW_UP)
+    page.wait_for_function("window.playground.stats.frames > 0", timeout=20_000)
+    page.click("#play")
+    page.wait_for_function("document.getElementById('error').textContent.includes('Training stopped')",
+                           timeout=20_000)  # fmt: skip
+    assert "lower learning rate" in page.text_content("#error")
+    assert not page.evaluate("document.getElementById('play').classList.contains('playing')")
+    assert _status(server)["playing"] == 0
+    page.evaluate("document.getElementById('error').textContent = ''")
+    page.click("#step")
+    page.wait_for_function("document.getElementById('error').textContent.includes('Training stopped')",
+                           timeout=20_000)  # fmt: skip
+    assert "connection" not in page.text_content("#error") and _status(server)["pages"] >= 1
+    page.select_option("#learning_rate", "0.03")
+    page.wait_for_function("document.getElementById('error').textContent === ''", timeout=10_000)
+    frames = page.evaluate("window.playground.stats.frames")
+    page.click("#play")
+    page.wait_for_function(f"window.playground.stats.frames > {frames + 10}", timeout=20_000)
+    page.click("#play")
+    assert "Training stopped" not in page.text_content("#error")
+    page.close()
+
+
+def test_the_page_past_the_limit_keeps_the_servers_reason(server, browser):
+    """The ninth page hears "at most 8 pages" and keeps it, not "restart the server"."""
+    from nnscratch.playground.server import MAX_SESSIONS
+
+    pages = [browser.new_page() for _ in range(MAX_SESSIONS)]
+    try:
+        for page in pages:
+            page.goto(server)
+            page.wait_for_function("window.playground.stats.frames > 0", timeout=20_000)
+        extra = browser.new_page()
+        extra.goto(server)
+        extra.wait_for_function("document.getElementById('error').textContent !== ''", timeout=20_000)
+        time.sleep(0.5)  # the close that follows the refusal must not overwrite it
+        text = extra.text_content("#error")
+        assert f"at most {MAX_SESSIONS} pages" in text and "Restart" not in text
+        extra.close()
+    finally:
+        for page in pages:
+            page.close()

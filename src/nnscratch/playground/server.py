@@ -7,6 +7,10 @@ features), ``frame`` (losses, output surface, neuron maps, weights),
 ``explain`` and ``export`` messages, or ``error`` with a sentence a person can
 act on. While a page plays, the server trains one epoch per frame, at most
 ``max_rate`` frames a second; a page that closes takes its training with it.
+When training stops on its own (the loss blew up), the page gets ``stopped``
+with the reason and the frame of the restored weights; any other failure on
+the server reaches the page as an ``error`` sentence (and its traceback the
+terminal), and the session stays usable.
 
 Limits keep a shared machine safe: at most ``MAX_SESSIONS`` pages at once,
 messages of at most ``MAX_MESSAGE`` bytes (a CSV included), the network and
@@ -19,11 +23,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 from ..extras import require
+from ..training import TrainingDivergedError
 from .datasets import MAX_CSV_BYTES, DataError
 from .session import Session, SettingsError
 
@@ -32,6 +38,7 @@ __all__ = ["create_app", "serve", "MAX_SESSIONS", "MAX_MESSAGE", "is_loopback"]
 STATIC = Path(__file__).parent / "static"
 MAX_SESSIONS = 8
 MAX_MESSAGE = MAX_CSV_BYTES + 10_000
+_log = logging.getLogger(__name__)
 
 
 def is_loopback(host: str) -> bool:
@@ -61,11 +68,30 @@ class _Page:
         await self.send(self.session.frame())
 
     async def play(self) -> None:
-        while True:
-            started = time.perf_counter()
-            self.session.train_epoch()
-            await self.send_frame()
-            await asyncio.sleep(max(0.0, self.interval - (time.perf_counter() - started)))
+        try:
+            while True:
+                started = time.perf_counter()
+                self.session.train_epoch()
+                await self.send_frame()
+                await asyncio.sleep(max(0.0, self.interval - (time.perf_counter() - started)))
+        except TrainingDivergedError as err:
+            self.player = None
+            await self.stopped(err)
+        except Exception as err:  # noqa: BLE001 (a page's training must never die in silence)
+            self.player = None
+            await self.failed(err)
+
+    async def stopped(self, err: TrainingDivergedError) -> None:
+        """Training stopped on its own: say why, and show the weights it restored."""
+        await self.send({"type": "stopped", "epoch": self.session.epoch,
+                         "message": f"Training stopped at epoch {self.session.epoch + 1}: {err}"})  # fmt: skip
+        await self.send_frame()
+
+    async def failed(self, err: Exception) -> None:
+        """Anything else that went wrong on the server: a sentence to the page, the traceback to the terminal."""
+        _log.exception("playground: a page's request failed")
+        await self.send({"type": "error", "message": f"The server could not do that ({type(err).__name__}: {err}); "
+                         "the page is still connected: change a setting or press reset."})  # fmt: skip
 
     def pause(self) -> None:
         if self.player is not None:
@@ -91,7 +117,11 @@ class _Page:
             await self.send({"type": "paused", "epoch": session.epoch})
         elif kind == "step":
             self.pause()
-            session.train_epoch()
+            try:
+                session.train_epoch()
+            except TrainingDivergedError as err:
+                await self.stopped(err)
+                return
             await self.send_frame()
         elif kind == "reset":
             self.pause()
@@ -152,6 +182,10 @@ def create_app(max_rate: float = 20.0) -> Any:
                     await page.handle(message)
                 except (SettingsError, DataError, json.JSONDecodeError) as err:
                     await page.send({"type": "error", "message": str(err)})
+                except WebSocketDisconnect:
+                    raise
+                except Exception as err:  # noqa: BLE001 (the page hears of it; the session goes on)
+                    await page.failed(err)
         except WebSocketDisconnect:
             pass
         finally:

@@ -61,7 +61,10 @@ function send(message) {
   if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
 }
 socket.onopen = () => pushSettings();
-socket.onclose = () => showError("The connection to the playground server closed. Restart `nnscratch playground` and reload.");
+// A server that refuses the page (too many pages: code 1013) has said why; keep its words.
+socket.onclose = (event) => {
+  if (event.code !== 1013) showError("The connection to the playground server closed. Restart `nnscratch playground` and reload.");
+};
 socket.onmessage = (event) => {
   const m = JSON.parse(event.data);
   if (m.type === "data") onData(m);
@@ -69,6 +72,7 @@ socket.onmessage = (event) => {
   else if (m.type === "explain") onExplain(m);
   else if (m.type === "export") onExport(m);
   else if (m.type === "paused") setPlaying(false);
+  else if (m.type === "stopped") { setPlaying(false); showError(m.message); }
   else if (m.type === "error") showError(m.message);
 };
 
