@@ -12,7 +12,9 @@ versions classify the same file with the same model, alternating round by
 round (which one goes first alternates too, so a noisy minute hurts both), and
 the median of the per-round ratios of their lines per second is reported. The
 two versions are the same package, so each runs in a child process of its own;
-lines per second are the ones ``classify`` reports (start-up excluded).
+lines per second are the ones ``classify`` reports (start-up excluded). When the
+model file format changed between them, ``--against-model`` names a model that
+REV trained on the same data with the same settings.
 """
 
 from __future__ import annotations
@@ -64,8 +66,9 @@ def _lines_per_second(model: str, path: Path, source: Path | None) -> float:
     return float(re.search(r"\(([\d,]+) lines/s", run.stderr)[1].replace(",", ""))
 
 
-def compare(model: str, path: Path, revision: str, rounds: int) -> None:
-    """Interleaved rounds of this checkout against ``revision`` (see the module docstring)."""
+def compare(model: str, path: Path, revision: str, rounds: int, their_model: str | None = None) -> None:
+    """Interleaved rounds of this checkout against ``revision`` (see the module docstring);
+    ``their_model``: the model ``revision`` classifies with, when its model files differ."""
     import statistics
     import tempfile
 
@@ -75,7 +78,8 @@ def compare(model: str, path: Path, revision: str, rounds: int) -> None:
             ratios, now, then = [], [], []
             for i in range(rounds):
                 order = [None, Path(tree) / "src"] if i % 2 == 0 else [Path(tree) / "src", None]
-                speed = {str(src): _lines_per_second(model, path, src) for src in order}
+                speed = {str(src): _lines_per_second(model if src is None else their_model or model, path, src)
+                         for src in order}  # fmt: skip
                 now.append(speed["None"])
                 then.append(speed[str(Path(tree) / "src")])
                 ratios.append(now[-1] / then[-1])
@@ -95,6 +99,8 @@ def main() -> None:
     parser.add_argument("--file", default="/tmp/nnscratch-1M.log")
     parser.add_argument("--against", metavar="REV", help="compare with this git revision, interleaved")
     parser.add_argument("--rounds", type=int, default=6, help="rounds of the comparison")
+    parser.add_argument("--against-model", metavar="MODEL",
+                        help="the model REV classifies with (a model trained by REV, when its model files differ)")
     args = parser.parse_args()
     path = Path(args.file)
     if not path.is_file() or sum(1 for _ in path.open("rb")) != args.lines:
@@ -103,7 +109,7 @@ def main() -> None:
         size = path.stat().st_size / 2**20
         print(f"generated {args.lines:,} lines ({size:.0f} MB) in {time.perf_counter() - start:.0f} s")
     if args.against:
-        compare(args.model, path, args.against, args.rounds)
+        compare(args.model, path, args.against, args.rounds, args.against_model)
         return
     command = [sys.executable, "-m", "nnscratch", "logs", "classify", args.model, str(path), "-o", os.devnull,
                "--ban-list", os.devnull]  # fmt: skip
