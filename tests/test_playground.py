@@ -345,3 +345,43 @@ def test_the_page_past_the_limit_keeps_the_servers_reason(server, browser):
     finally:
         for page in pages:
             page.close()
+
+
+def test_frames_the_server_cannot_take_get_a_sentence_and_the_page_stays(server):
+    """A binary frame, a message nested 100,000 deep, a JSON array, an unknown type and a number
+    out of range: each gets an error sentence back, and the same connection then trains."""
+    from websockets.sync.client import connect
+
+    url = server.replace("http://", "ws://") + "ws"
+    deadline = time.monotonic() + 20
+    while True:  # the address is announced just before the server listens
+        try:
+            _status(server)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    with connect(url, max_size=None) as socket:
+
+        def answer(frame) -> dict:
+            socket.send(frame)
+            while True:
+                message = json.loads(socket.recv(timeout=20))
+                if message["type"] in ("error", "frame"):
+                    return message
+
+        frames = [
+            b"\x00\x01binary",
+            "[" * 100_000 + "]" * 100_000,
+            "[1, 2]",
+            json.dumps({"type": "dance"}),
+            json.dumps({"type": "settings", "settings": {"learning_rate": 1e9}}),
+        ]
+        sentences = [answer(frame)["message"] for frame in frames]
+        assert "binary frame of 8 bytes" in sentences[0]
+        assert "nested too deeply" in sentences[1]
+        assert "JSON objects; received list" in sentences[2]
+        assert "unknown message type 'dance'" in sentences[3]
+        assert "learning_rate" in sentences[4]
+        assert answer(json.dumps({"type": "step"}))["type"] == "frame"  # the session is still usable

@@ -143,6 +143,24 @@ class _Page:
             raise SettingsError(f"unknown message type {kind!r}")
 
 
+def _message(received: dict[str, Any]) -> dict[str, Any]:
+    """The JSON object in a WebSocket frame, or a ``SettingsError`` that says what came instead."""
+    text = received.get("text")
+    if text is None:
+        size = len(received.get("bytes") or b"")
+        raise SettingsError(f"the playground takes text frames holding JSON; received a binary frame of {size:,} "
+                            "bytes")  # fmt: skip
+    if len(text) > MAX_MESSAGE:
+        raise SettingsError(f"a message of {len(text):,} bytes is over the limit of {MAX_MESSAGE:,}")
+    try:
+        message = json.loads(text)
+    except RecursionError:
+        raise SettingsError("the message is nested too deeply to read; messages are flat JSON objects") from None
+    if not isinstance(message, dict):
+        raise SettingsError(f"messages are JSON objects; received {type(message).__name__}")
+    return message
+
+
 def create_app(max_rate: float = 20.0) -> Any:
     """The Starlette application (needs the playground extra)."""
     require("starlette", "playground")
@@ -172,14 +190,11 @@ def create_app(max_rate: float = 20.0) -> Any:
         pages.add(page)
         try:
             while True:
-                text = await websocket.receive_text()
+                received = await websocket.receive()
+                if received["type"] == "websocket.disconnect":
+                    break
                 try:
-                    if len(text) > MAX_MESSAGE:
-                        raise SettingsError(f"a message of {len(text):,} bytes is over the limit of {MAX_MESSAGE:,}")
-                    message = json.loads(text)
-                    if not isinstance(message, dict):
-                        raise SettingsError("messages are JSON objects")
-                    await page.handle(message)
+                    await page.handle(_message(received))
                 except (SettingsError, DataError, json.JSONDecodeError) as err:
                     await page.send({"type": "error", "message": str(err)})
                 except WebSocketDisconnect:
