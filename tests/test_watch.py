@@ -101,7 +101,7 @@ def test_backfill_reads_a_gzip_log_once(tmp_path):
     path = tmp_path / "old.log.gz"
     path.write_bytes(gzip.compress(b"x\ny\nz"))
     backfill = Backfill(path, chunk=2)
-    assert Backfill.is_gzip(path) and backfill.read() == [b"x\n", b"y\n"] and backfill.read() == [b"z\n"]
+    assert Backfill.is_compressed(path) and backfill.read() == [b"x\n", b"y\n"] and backfill.read() == [b"z\n"]
     assert backfill.read() == []
 
 

@@ -199,3 +199,67 @@ def test_nothing_that_is_not_ours_is_overwritten(model_file, secrepo, logs, tmp_
                  "--no-plots"]) == 0  # fmt: skip
     assert main(["train", "digits", "--hidden", "8", "--epochs", "1", "--out", str(notes), "--quiet", "--no-plots",
                  "--force"]) == 0 and notes.read_bytes()[:8] != b"my notes"  # fmt: skip
+
+
+def test_bzip2_and_xz_logs_are_read_and_cut_short_ones_reported(secrepo, model_file, tmp_path, capsys):
+    """bzip2 and xz are read like gzip, from files and standard input; one cut short is used up
+    to the cut and reported."""
+    import bz2
+    import lzma
+
+    for name, pack in (("bz2", bz2.compress), ("xz", lzma.compress)):
+        packed = pack(secrepo.read_bytes())
+        path = tmp_path / f"log.{name}"
+        path.write_bytes(packed)
+        stats = ParseStats()
+        assert sum(1 for _ in parse_stream([path], stats)) == 644 and not stats.unreadable
+        run = nnscratch("logs", "classify", str(model_file), "-", "-o", str(tmp_path / "out.csv"), stdin=packed)
+        assert run.returncode == 0 and b"644 of 644 lines parsed" in run.stderr, run.stderr
+        cut = tmp_path / f"cut.{name}"
+        cut.write_bytes(packed[: len(packed) // 2])
+        stats = ParseStats()
+        assert sum(1 for _ in parse_stream([cut], stats)) < 644  # bzip2 gives nothing of a block cut short
+        assert f"the {'bzip2' if name == 'bz2' else 'xz'} stream is cut short" in str(stats.unreadable[0])
+
+
+def test_watch_from_start_on_a_compressed_log_cut_short_reports_it_and_goes_on(secrepo, model_file, tmp_path):
+    """``logs watch --from-start`` on a .gz cut short: the lines before the cut are judged, the
+    cut is reported in one line, no traceback (it used to end in ``EOFError``)."""
+    import signal
+    import sqlite3
+    import time
+
+    cut = tmp_path / "cut.log.gz"
+    cut.write_bytes(gzip.compress(secrepo.read_bytes())[:5000])
+    readable = sum(1 for _ in read_lines([cut], []))  # whole lines and the piece before the cut
+    state = tmp_path / "s.sqlite"
+    proc = subprocess.Popen([sys.executable, "-m", "nnscratch", "logs", "watch", str(model_file), str(cut), "--state",
+                             str(state), "--from-start", "--dry-run", "--poll", "0.05"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    deadline, done = time.time() + 60, 0
+    while time.time() < deadline and proc.poll() is None and done < readable:
+        time.sleep(0.1)
+        try:
+            with sqlite3.connect(state) as db:
+                row = db.execute("SELECT value FROM counters WHERE name = 'lines'").fetchone()
+            done = row[0] if row else 0
+        except sqlite3.Error:
+            pass
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and done == readable, err.decode()
+    assert b"cut short" in err and b"Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("prepare", "hint"),
+    [(lambda text: text.encode("utf-16"), "UTF-16 text"),
+     (lambda text: "".join("Dec  2 10:00:00 web nginx: " + line + "\n" for line in text.splitlines()).encode(),
+      "syslog lines carrying combined lines")],
+)  # fmt: skip
+def test_a_log_that_no_format_reads_says_what_it_looks_like(secrepo, model_file, tmp_path, capsys, prepare, hint):
+    path = tmp_path / "odd.log"
+    path.write_bytes(prepare(secrepo.read_text()[:5000]))
+    assert main(["logs", "classify", str(model_file), str(path), "-o", str(tmp_path / "out.csv")]) != 0
+    err = capsys.readouterr().err
+    assert hint in err and "--format" in err and "Traceback" not in err

@@ -419,7 +419,7 @@ def _format_option(p: argparse.ArgumentParser) -> None:
 
 
 def _label_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("logs", nargs="*", help="log files labelled by --labels and/or --rules (gzip is fine)")
+    p.add_argument("logs", nargs="*", help="log files labelled by --labels and/or --rules (gzip, bzip2, xz fine)")
     p.add_argument("--manifest", metavar="JSON", help="sources and their labels in one file "
                    "(examples/shared_logs.json: the shared sample)")  # fmt: skip
     p.add_argument("--root", metavar="DIR", help="folder the manifest's files are in (default: $NNSCRATCH_DATA/logs)")
@@ -544,7 +544,7 @@ def _add_classify(commands: Any, formatter: Any) -> None:
     p = commands.add_parser("classify", help="label lines, judge clients, write the ban list",
                             description=cmd_classify.__doc__, formatter_class=formatter, epilog=EPILOG)  # fmt: skip
     p.add_argument("model")
-    p.add_argument("logs", nargs="+", help="log files (gzip is fine), or - for standard input")
+    p.add_argument("logs", nargs="+", help="log files (gzip, bzip2 and xz are fine), or - for standard input")
     p.add_argument("-o", "--output", help="per-line labels (default: standard output)")
     p.add_argument("--output-format", choices=["csv", "jsonl"], default="csv", help="per-line output format")
     _format_option(p)
@@ -585,7 +585,7 @@ def _add_watch(commands: Any, formatter: Any) -> None:
     p.add_argument("model")
     p.add_argument("logs", nargs="+", help="log files to follow (rotation survived), or - for standard input")
     _state_option(p, "SQLite state file (bans, offsets, decisions)")
-    p.add_argument("--from-start", action="store_true", help="read the files from their start (gzip allowed)")
+    p.add_argument("--from-start", action="store_true", help="read the files from their start (gzip, bzip2, xz too)")
     _format_option(p)
     _decision_options(p, defaults=False)
     p.add_argument("--ban-time", type=positive_float, default=600.0, help="seconds of a first ban")

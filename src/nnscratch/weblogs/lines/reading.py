@@ -8,6 +8,8 @@ file has (named, or detected from its first lines: ``formats``); and
 
 from __future__ import annotations
 
+import bz2
+import lzma
 import sys
 import zlib
 from collections import Counter
@@ -20,7 +22,7 @@ from typing import IO, NamedTuple
 from .formats import DETECT_LINES, LogFormat, detect, get_format
 from .record import LogRecord, Malformed
 
-__all__ = ["UnreadableLog", "ParseStats", "LogPath", "read_lines", "parse_stream"]
+__all__ = ["compression_of", "UnreadableLog", "ParseStats", "LogPath", "read_lines", "parse_stream"]
 
 
 @dataclass
@@ -69,23 +71,39 @@ class ParseStats:
         return "\n".join(lines)
 
 
-def _open(path: str | Path) -> tuple[IO[bytes], bool]:
-    """A binary reader for a path or ``-`` (standard input), and whether it holds gzip
-    (detected by its magic bytes, for files and standard input alike)."""
+# Compressed logs are recognised by their first bytes, for files and standard input alike.
+_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"))
+_DECOMPRESSORS = {"gzip": lambda: zlib.decompressobj(wbits=31), "bzip2": bz2.BZ2Decompressor,
+                  "xz": lzma.LZMADecompressor}  # fmt: skip
+_CORRUPT = (EOFError, zlib.error, OSError, lzma.LZMAError)  # what a cut-short or corrupt stream raises
+
+
+def _open(path: str | Path) -> tuple[IO[bytes], str | None]:
+    """A binary reader for a path or ``-`` (standard input), and its compression (``gzip``,
+    ``bzip2``, ``xz``, detected by the magic bytes; None: plain text)."""
     if str(path) == "-":
-        stdin = sys.stdin.buffer
-        return stdin, (stdin.peek(2)[:2] if hasattr(stdin, "peek") else b"") == b"\x1f\x8b"
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(21, "is a directory, not a log file (give the files inside it)", str(path))
-    handle = path.open("rb", buffering=1 << 20)
-    return handle, handle.peek(2)[:2] == b"\x1f\x8b"
+        handle = sys.stdin.buffer
+        head = handle.peek(6)[:6] if hasattr(handle, "peek") else b""
+    else:
+        path = Path(path)
+        if path.is_dir():
+            raise IsADirectoryError(21, "is a directory, not a log file (give the files inside it)", str(path))
+        handle = path.open("rb", buffering=1 << 20)
+        head = handle.peek(6)[:6]
+    return handle, next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
 
 
-def _gunzip_lines(handle: IO[bytes]) -> Iterator[bytes]:
-    """The lines of a gzip stream (several members allowed), decompressed piece by piece
-    so that a stream cut short still gives every line before the cut; then ``EOFError``."""
-    decompressor = zlib.decompressobj(wbits=31)
+def compression_of(path: str | Path) -> str | None:
+    """The compression of a log file (``gzip``, ``bzip2``, ``xz``) by its first bytes; None: plain."""
+    handle, compression = _open(path)
+    handle.close()
+    return compression
+
+
+def _decompressed_lines(handle: IO[bytes], kind: str) -> Iterator[bytes]:
+    """The lines of a compressed stream (several members allowed), decompressed piece by
+    piece so that a stream cut short still gives every line before the cut; then ``EOFError``."""
+    decompressor = _DECOMPRESSORS[kind]()
     rest = b""
     while True:
         block = handle.read(1 << 16)
@@ -94,7 +112,7 @@ def _gunzip_lines(handle: IO[bytes]) -> Iterator[bytes]:
         data = decompressor.decompress(block)
         while decompressor.eof and decompressor.unused_data:  # the next member of a multi-member file
             tail = decompressor.unused_data
-            decompressor = zlib.decompressobj(wbits=31)
+            decompressor = _DECOMPRESSORS[kind]()
             data += decompressor.decompress(tail)
         lines = (rest + data).split(b"\n")
         rest = lines.pop()
@@ -106,7 +124,7 @@ def _gunzip_lines(handle: IO[bytes]) -> Iterator[bytes]:
 
 
 class UnreadableLog(NamedTuple):
-    """A log that stopped before its end (a truncated or corrupt gzip stream)."""
+    """A log that stopped before its end (a truncated or corrupt compressed stream)."""
 
     path: str
     lines: int
@@ -120,22 +138,22 @@ def read_lines(
     paths: Iterable[str | Path], problems: list[UnreadableLog] | None = None
 ) -> Iterator[tuple[str, int, bytes]]:  # fmt: skip
     """``(source, line_number, raw_line)`` for every line of every file, streamed
-    (gzip detected by content; ``-`` is standard input). Memory stays bounded.
+    (gzip, bzip2 and xz detected by content; ``-`` is standard input). Memory stays bounded.
 
-    A gzip stream that ends early or is corrupt stops its file: the lines read
+    A compressed stream that ends early or is corrupt stops its file: the lines read
     so far are yielded, and the problem is appended to ``problems`` (raised as
     ``EOFError`` when ``problems`` is None) so that the caller can report it.
     """
     for path in paths:
-        handle, gzipped = _open(path)
+        handle, compression = _open(path)
         number = 0
         try:
-            lines = _gunzip_lines(handle) if gzipped else handle
+            lines = _decompressed_lines(handle, compression) if compression else handle
             try:
                 for number, raw in enumerate(lines, start=1):  # noqa: B007 - number is reported below
                     yield str(path), number, raw
-            except (EOFError, zlib.error) as err:
-                problem = UnreadableLog(str(path), number, f"the gzip stream is cut short or corrupt ({err})")
+            except _CORRUPT as err:
+                problem = UnreadableLog(str(path), number, f"the {compression} stream is cut short or corrupt ({err})")
                 if problems is None:
                     raise EOFError(str(problem)) from None
                 problems.append(problem)

@@ -14,7 +14,6 @@ and finished first. ``StdinFollower`` reads standard input without blocking.
 
 from __future__ import annotations
 
-import gzip
 import os
 import select
 import sys
@@ -23,6 +22,8 @@ from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, NamedTuple
+
+from ..lines.reading import UnreadableLog, compression_of, read_lines
 
 __all__ = ["Position", "Follower", "StdinFollower", "Backfill"]
 
@@ -222,36 +223,35 @@ class StdinFollower:
 
 
 class Backfill:
-    """A finished log read once from its start (gzip allowed), for ``--from-start`` on a
-    rotated file; it has no position to save (it is not followed)."""
+    """A finished log read once from its start (gzip, bzip2 or xz allowed), for
+    ``--from-start`` on a rotated file; it has no position to save (it is not followed). A
+    compressed stream cut short ends the file after its last whole line: the problem is
+    kept in ``problems`` (``lines.reading.UnreadableLog``) for the watcher to report."""
 
     position = None
 
     def __init__(self, path: str | os.PathLike[str], chunk: int = 100_000) -> None:
         self.path, self.chunk = Path(path), chunk
-        self._lines: Iterator[bytes] | None = None
-        self._handle: IO[bytes] | None = None
+        self.problems: list[UnreadableLog] = []
+        self._lines: Iterator[tuple[str, int, bytes]] | None = None
 
     @staticmethod
-    def is_gzip(path: str | os.PathLike[str]) -> bool:
+    def is_compressed(path: str | os.PathLike[str]) -> bool:
         try:
-            with open(path, "rb") as probe:
-                return probe.read(2) == b"\x1f\x8b"
+            return compression_of(path) is not None
         except OSError:
             return False
 
     def read(self, limit: float = float("inf")) -> list[bytes]:
-        if self._handle is None:
-            self._handle = gzip.open(self.path, "rb") if self.is_gzip(self.path) else open(self.path, "rb")
-            self._lines = iter(self._handle)
-        assert self._lines is not None
+        if self._lines is None:
+            self._lines = read_lines([self.path], self.problems)
         out = []
-        for line in self._lines:
+        for _, _, line in self._lines:
             out.append(line if line.endswith(b"\n") else line + b"\n")
             if len(out) >= min(self.chunk, limit):
                 break
         return out
 
     def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
+        if self._lines is not None:
+            self._lines.close()

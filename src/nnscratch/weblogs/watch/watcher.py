@@ -80,7 +80,7 @@ class Watcher:
         self.model = self._load_model()
         saved, from_start = store.positions(), self.settings.from_start
         self.followers: list[Any] = [
-            StdinFollower() if p == "-" else Backfill(p) if from_start and Backfill.is_gzip(p) else
+            StdinFollower() if p == "-" else Backfill(p) if from_start and Backfill.is_compressed(p) else
             Follower(p, from_start=from_start, position=saved.get(str(Path(p).resolve())))
             for p in paths
         ]  # fmt: skip
@@ -175,6 +175,10 @@ class Watcher:
         batch: list[tuple[str, bytes]] = []
         for follower in self.followers:  # at most ``batch`` lines a step: each step is committed
             batch += [(str(follower.path), raw) for raw in follower.read(self.settings.batch - len(batch))]
+            for problem in getattr(follower, "problems", ()):  # a compressed log cut short: said once
+                self.report(f"warning: {problem}")
+            if getattr(follower, "problems", None):
+                follower.problems.clear()
         decided = self._decide(batch, end=final or len(batch) < self.settings.batch)
         now = time.time()
         changes, decisions = self._judge(now, decided)
