@@ -111,12 +111,18 @@ def test_random_bytes(tmp_path):
         nn.load(path)
 
 
-def _rewrite_metadata(path, **changes):
+def _rewrite_metadata(path, checksum=True, **changes):
+    """Change metadata entries (None: remove) as a forger would: with the metadata checksum
+    recomputed (``checksum``), or as a flipped bit would, without."""
+    from nnscratch.io import _metadata_checksum
+
     data = path.read_bytes()
     (n,) = struct.unpack("<Q", data[:8])
     header = json.loads(data[8 : 8 + n])
     header["__metadata__"].update(changes)
     header["__metadata__"] = {k: v for k, v in header["__metadata__"].items() if v is not None}  # None: remove
+    if checksum and "metadata_sha256" in header["__metadata__"]:
+        header["__metadata__"]["metadata_sha256"] = _metadata_checksum(header["__metadata__"])
     new = json.dumps(header).encode()
     new += b" " * ((8 - len(new) % 8) % 8)
     path.write_bytes(struct.pack("<Q", len(new)) + new + data[8 + n :])
@@ -179,10 +185,22 @@ def test_a_flipped_byte_in_the_tensor_data_is_refused(trained, blobs, tmp_path):
         nn.load(path)
 
 
+def test_a_changed_byte_in_the_metadata_is_refused(trained, tmp_path):
+    """The classes, the config and every setting predictions depend on are covered by a
+    checksum of their own: a model whose metadata changed after it was written is refused."""
+    path = tmp_path / "m.safetensors"
+    trained.save(path, extra={"classes": ["good", "bad"]})
+    _rewrite_metadata(path, checksum=False, extra=json.dumps({"classes": ["bad", "good"]}))
+    with pytest.raises(nn.ModelFileError, match="corrupted: its metadata .* do not match the checksum"):
+        nn.load(path)
+    with pytest.raises(nn.ModelFileError, match="corrupted: its metadata"):
+        read_metadata(path)
+
+
 def test_files_saved_before_checksums_still_load(trained, blobs, tmp_path):
     path = tmp_path / "m.safetensors"
     trained.save(path)
-    _rewrite_metadata(path, tensor_sha256=None)
+    _rewrite_metadata(path, tensor_sha256=None, metadata_sha256=None)
     X, _ = blobs
     assert np.array_equal(nn.load(path).predict(X), trained.predict(X))
 

@@ -3,6 +3,7 @@ what was received, and leaves the network exactly as it was."""
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -86,18 +87,22 @@ def test_predict_finds_every_non_finite_input(activation, bad):
             net.predict_proba(bad_X)
 
 
-def test_predict_accepts_huge_but_finite_inputs():
+def test_predict_refuses_outputs_that_overflow_from_huge_but_finite_inputs():
     # 1e38 * 10 overflows float32, so the first pre-activation is not finite,
-    # but X is: that is the caller's scaling problem, not a missing value.
-    # NumPy's overflow warning still reaches the caller, under the caller's error state.
+    # but X is: not a missing value, the caller's scaling problem. NumPy's overflow
+    # warning still reaches the caller, under the caller's error state; and an
+    # infinite output is never returned as a prediction (it used to be: a silent
+    # wrong answer), but refused with the inputs' and weights' scale.
     net = nn.Network([nn.Dense(1, 2, "identity", weights=[[10.0, 0.5]])], loss="mse", optimizer="sgd")
     X = np.array([[1e38], [1.0]], dtype=np.float32)
     with pytest.warns(RuntimeWarning, match="overflow"):
-        out = net.predict(X)
-    assert np.isinf(out[0, 0]) and out[0, 1] == np.float32(5e37) and out[1, 1] == np.float32(0.5)
+        with pytest.raises(nn.NonFiniteOutputError, match=r"1 of 2 rows.*inputs reach 1e\+38.*Scale the inputs"):
+            net.predict(X)
     with np.errstate(over="ignore"), warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert np.array_equal(net.predict(X), out)
+        with pytest.raises(nn.NonFiniteOutputError):
+            net.predict(X)
+    assert np.array_equal(net.predict(X[1:]), np.array([[10.0, 0.5]], dtype=np.float32))
 
 
 @pytest.mark.parametrize(
@@ -137,3 +142,47 @@ def test_regression_target_shape_mismatch():
     bce = nn.Network.from_sizes([3, 1], output_activation="sigmoid", loss="binary_cross_entropy", seed=0)
     with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
         bce.fit(GOOD_X, np.array([0, 2, 0, 1, 1]))
+
+
+# --- round two of bad input: silent wrong results and limits (issue 29) --------------------------
+def test_outputs_that_overflow_are_an_error_naming_the_weights():
+    """Finite but huge weights (1e38) used to give NaN probabilities and label 0; now an error
+    that says the outputs are not finite, how large the weights are, and what to do."""
+    net = nn.Network.from_sizes([2, 4, 2], "tanh", "softmax", seed=0)
+    for layer in net.layers:
+        layer.params["W"][...] = 1e38
+    with np.errstate(over="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's own overflow warnings, under the caller's state
+        with pytest.raises(nn.NonFiniteOutputError, match=r"NaN or infinite for 3 of 3 rows.*weights reach 1e\+38"):
+            net.predict(np.ones((3, 2)))
+        with pytest.raises(nn.NonFiniteOutputError):
+            net.predict_labels(np.ones((3, 2)))
+
+
+def test_values_too_large_for_the_networks_dtype_are_named_as_such():
+    """1e200 is finite in float64 and infinite in a float32 network: say it overflows, not that
+    the data holds NaN or infinite values it does not hold."""
+    net = nn.Network.from_sizes([2, 4, 2], "tanh", "softmax", seed=0)
+    X = np.array([[1.0, 2.0], [1e200, 3.0]])
+    with pytest.raises(ValueError, match=r"1 value\(s\) too large for float32 .*1e\+200"):
+        net.predict(X)
+    with pytest.raises(ValueError, match="too large for float32"):
+        net.fit(X, np.array([0, 1]), epochs=1)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("a,b\n1,2\n1e200,3\n", r"too large for float32.*line 3, column 'a': 1e\+200"),
+     ("a,b\n1," + "x" * 200_000 + "\n", "line 2: field larger than field limit"),
+     ("a,a,b\n1,2,3\n", "names the column\\(s\\) 'a' more than once")],
+)  # fmt: skip
+def test_a_csv_at_the_limits_gets_one_sentence(tmp_path, capsys, text, message):
+    from nnscratch.cli import main
+
+    model = tmp_path / "m.safetensors"
+    nn.Network.from_sizes([2, 4, 2], "tanh", "softmax", seed=0).save(model)
+    table = tmp_path / "t.csv"
+    table.write_text(text)
+    assert main(["predict", str(model), str(table)]) == 1
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "Traceback" not in err

@@ -19,6 +19,7 @@ from .activations import Activation, Identity, LeakyReLU, ReLU, Sigmoid, Softmax
 from .callbacks import Callback, EarlyStopping, History, ProgressBar
 from .export import export_onnx, to_sklearn
 from .gradcheck import GradCheckResult, gradcheck
+from .inference import NonFiniteOutputError
 from .io import ModelFileError
 from .layers import Dense, Dropout, Layer
 from .losses import BinaryCrossEntropy, CrossEntropy, Loss, MeanSquaredError, Quadratic
@@ -71,5 +72,6 @@ __all__ = [
     "Schedule",
     "StepDecay",
     "TrainingDivergedError",
+    "NonFiniteOutputError",
     "__version__",
 ]

@@ -119,6 +119,7 @@ def check_X(X: Any, n_features: int, dtype: np.dtype, name: str = "X", finite: b
         if arr.ndim != 2:
             hint = " Use X.reshape(-1, 1) for a single feature." if arr.ndim == 1 else ""
             raise ValueError(f"{name} must be 2-D (n_samples, n_features). Received shape {arr.shape}.{hint}")
+        check_fits(arr, dtype, name)  # finite values that would overflow ``dtype`` are said so, not cast to inf
         X = data = np.ascontiguousarray(arr, dtype=dtype) if convert else arr
     if X.shape[0] == 0:
         raise ValueError(f"{name} is empty: it has 0 samples. Pass at least one row.")
@@ -137,6 +138,26 @@ def check_finite(data: np.ndarray, name: str = "X") -> None:
     if not all_finite(data):
         bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s). Remove or impute them first.")
+
+
+def check_fits(data: np.ndarray, dtype: np.dtype, name: str = "X") -> None:
+    """Raise a ValueError when finite values of ``data`` are too large for ``dtype`` (1e200 in
+    a float32 network would become inf), naming how many, the largest and the limit."""
+    dtype = np.dtype(dtype)
+    if not (np.issubdtype(dtype, np.floating) and np.issubdtype(data.dtype, np.floating)) or data.size == 0 \
+            or data.dtype.itemsize <= dtype.itemsize:  # fmt: skip
+        return
+    limit = float(np.finfo(dtype).max)
+    with np.errstate(invalid="ignore"):
+        if -limit <= np.min(data) and np.max(data) <= limit:  # two reductions, no temporary: the usual case
+            return
+        big = np.isfinite(data) & (np.abs(data) > limit)
+    if big.any():
+        raise ValueError(
+            f"{name} has {int(big.sum())} value(s) too large for {dtype} (the largest in magnitude is "
+            f"{float(np.max(np.abs(data[big]))):.3g}; {dtype} holds up to {limit:.3g}). Scale the features first "
+            "(e.g. standardise them), or use a float64 network (dtype='float64')."
+        )
 
 
 def all_finite(a: np.ndarray) -> bool:

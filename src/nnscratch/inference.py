@@ -16,11 +16,24 @@ from typing import Any
 import numpy as np
 
 from . import threads
-from ._validation import all_finite, check_finite, check_positive_int, check_sample_weight, check_X, is_sparse
+from ._validation import (
+    all_finite,
+    check_finite,
+    check_positive_int,
+    check_sample_weight,
+    check_X,
+    is_sparse,
+)
 from .data import take_rows
 from .layers import Dense
 
-__all__ = ["predict", "predict_proba", "predict_labels", "evaluate", "chunks", "CHUNK"]
+__all__ = ["predict", "predict_proba", "predict_labels", "evaluate", "chunks", "CHUNK", "NonFiniteOutputError"]
+
+
+class NonFiniteOutputError(FloatingPointError):
+    """The network's outputs for finite inputs are NaN or infinite: its weights are too large
+    for its dtype (a damaged model file, or a training run that diverged)."""
+
 
 CHUNK = 8192  # rows per inference chunk: bounded memory, BLAS-friendly sizes
 
@@ -51,7 +64,22 @@ def predict(net: Any, X: Any, batch_size: int | None = None) -> np.ndarray:
     size = check_positive_int("batch_size", batch_size, allow_none=True) or CHUNK
     with threads.limited(threads.largest_product(net.layers, min(X.shape[0], size))):
         _predict_chunks(net, X, size, by_first_layer, out)
+    if not all_finite(out):
+        _refuse_non_finite(net, X, out)
     return out
+
+
+def _refuse_non_finite(net: Any, X: Any, out: np.ndarray) -> None:
+    """Outputs that are NaN or infinite are never returned as predictions: say why."""
+    rows = int((~np.isfinite(out)).any(axis=1).sum())
+    weights = max((float(np.max(np.abs(v))) for v in net.parameters.state_dict().values() if v.size), default=0.0)
+    inputs = float(abs(X).max()) if X.shape[0] else 0.0
+    raise NonFiniteOutputError(
+        f"the network's outputs are NaN or infinite for {rows:,} of {out.shape[0]:,} rows although the inputs are "
+        f"finite: the inputs reach {inputs:.3g} and the weights reach {weights:.3g} in magnitude, and {net.dtype} "
+        f"overflows above {float(np.finfo(net.dtype).max):.3g}. Scale the inputs; or, if the weights are huge, the "
+        "model is damaged or its training diverged: use a good copy or retrain it."
+    )
 
 
 def _predict_chunks(net: Any, X: Any, size: int, by_first_layer: bool, out: np.ndarray) -> None:

@@ -89,6 +89,7 @@ def save(
         "optimizer_state": json.dumps(optimizer_meta),
         "extra": json.dumps(extra or {}),
     }
+    metadata["metadata_sha256"] = _metadata_checksum(metadata)
     blob = st_save(tensors, metadata=metadata)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,6 +152,17 @@ def _checksum(tensors: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
+def _metadata_checksum(metadata: dict[str, str]) -> str:
+    """SHA-256 over every metadata entry but this checksum itself: the config, the classes
+    and settings in ``extra``, everything predictions depend on besides the tensors."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key in sorted(k for k in metadata if k != "metadata_sha256"):
+        digest.update(f"{len(key)}|{key}|{len(metadata[key])}|{metadata[key]}|".encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
 def _read_header(path: Path) -> tuple[dict[str, Any], bytes]:
     if not path.is_file():
         raise ModelFileError(f"No model file at {path}.")
@@ -178,6 +190,11 @@ def _read_header(path: Path) -> tuple[dict[str, Any], bytes]:
             f"{path} was written by a newer nnscratch (model format {version}; this version reads up to "
             f"{FORMAT_VERSION}). Upgrade nnscratch to load it."
         )
+    expected_meta = meta.get("metadata_sha256")  # absent in files saved before it was kept
+    if expected_meta is not None and _metadata_checksum(meta) != expected_meta:
+        raise ModelFileError(f"{path} is corrupted: its metadata (the network's config, classes and settings) do "
+                             "not match the checksum saved with them (the file changed after it was written). Use a "
+                             "good copy or retrain.")  # fmt: skip
     payload = len(data) - 8 - n
     for name, info in header.items():
         if name == "__metadata__":

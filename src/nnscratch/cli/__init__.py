@@ -175,6 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:  # a bad value that only the engine could judge
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except FloatingPointError as err:  # outputs that overflowed, a training run that diverged
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except sqlite3.Error as err:  # a state file the tool opened and cannot use now (disk full, locked)
         print(f"error: SQLite: {err} (the watcher's state file: see --state)", file=sys.stderr)
         return 1

@@ -108,10 +108,19 @@ def load_csv(
             delimiter = csv.Sniffer().sniff(text[:4096], delimiters=",;\t ").delimiter
         except csv.Error:
             delimiter = ","
-    rows = [row for row in csv.reader(text.splitlines(), delimiter=delimiter) if row]
+    reader = csv.reader(text.splitlines(), delimiter=delimiter)
+    try:
+        rows = [row for row in reader if row]
+    except csv.Error as err:  # e.g. a field over the csv module's limit (131,072 characters)
+        raise CSVError(f"{path}, line {reader.line_num}: {err}. A table's cells are numbers; is this the right "
+                       "file?") from None  # fmt: skip
     header = None
     if any(not is_number(cell) for cell in rows[0]):
         header, rows = [c.strip() for c in rows[0]], rows[1:]
+        twice = sorted({name for name in header if header.count(name) > 1})
+        if twice:
+            raise CSVError(f"{path}: the header names the column(s) {', '.join(map(repr, twice))} more than once; "
+                           "columns are matched by name, so give each a name of its own.")  # fmt: skip
     if not rows:
         raise CSVError(f"{path} has a header but no data rows.")
     width = len(rows[0])
@@ -153,6 +162,13 @@ def load_csv(
                 ) from None
     if not np.isfinite(values).all():
         raise CSVError(f"{path} contains infinite values.")
+    limit = float(np.finfo(np.float32).max)
+    too_big = np.argwhere(np.abs(values) > limit)
+    if len(too_big):
+        r, c = too_big[0]
+        raise CSVError(f"{path}: {len(too_big)} value(s) are too large for float32, the networks' default (e.g. "
+                       f"line {r + 1 + (header is not None)}, column {names[c]!r}: {values[r, c]:.3g}; float32 holds "
+                       f"up to {limit:.3g}). Scale them first.")  # fmt: skip
     if index is None:
         return values.astype(np.float32), None, names
     X = np.delete(values, index, axis=1)
