@@ -249,12 +249,15 @@ def test_one_exploit_request_is_evidence_enough_and_a_404_is_not():
     ``min_evidence``: one ``eval-stdin.php`` or ``/.env`` grab can be judged; one 404 cannot."""
     f = Featurizer()
     book = ClientBook()
-    for host, target in (("rce", "/vendor/phpunit/phpunit/src/Util/PHP/eval-stdin.php"), ("env", "/.env"),
-                         ("miss", "/no-such-page"), ("cms", "/wp-login.php")):  # fmt: skip
+    targets = {"rce": "/vendor/phpunit/phpunit/src/Util/PHP/eval-stdin.php", "env": "/.env", "git": "/.git/config",
+               "shell": "/uploads/shell.php", "passwd": "/a/../../etc/passwd", "miss": "/no-such-page",
+               "cms": "/wp-login.php", "blog": "/blog/tags/shell?page=1", "joomla": "/administrator/index.php"}
+    for host, target in targets.items():
         r = record(target, status=404, host=host)
         book.add(r, f.tokens_and_facts(r)[1])
     evidence = {c: s.evidence for c, s in book.clients.items()}
-    assert evidence == {"rce": EXPLOIT_WEIGHT, "env": EXPLOIT_WEIGHT, "miss": 1, "cms": 1}
+    one_shot = {"rce", "env", "git", "shell", "passwd"}
+    assert evidence == {c: EXPLOIT_WEIGHT if c in one_shot else 1 for c in targets}
 
 
 def test_the_ban_threshold_is_chosen_on_held_out_clients_for_the_target_rate():

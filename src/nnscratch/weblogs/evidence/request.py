@@ -87,6 +87,20 @@ PROBES = {
 }
 _PROBES = {name: re.compile(pattern) for name, pattern in PROBES.items()}
 
+# Requests that are an attack on any site, whoever sends them: secrets and key files no
+# page links to, and endpoints of known exploits and webshells. Narrower than the probes
+# above (a blog's "/tags/shell" page or a Joomla "/administrator/" is not in here): one such
+# request is evidence enough to judge a client (``features.summary.EXPLOIT_WEIGHT``).
+EXPLOITS = {
+    "secret": r"/\.env(?:$|[.?/~])|/\.git/(?:config|head|index|logs)|/\.(?:aws|ssh|docker)/|id_[rd]sa\b|"
+    r"/\.htpasswd|/\.bash_history|wp-config\.php|/etc/(?:passwd|shadow)|/proc/self/|win\.ini|boot\.ini",
+    "endpoint": r"eval-stdin\.php|/vendor/phpunit/|/hnap1|/boaform|/gponform|/_ignition/execute-solution|"
+    r"(?:^|/)(?:c99|r57|wso|b374k|alfa)[^/]*\.php|/shell[^/]*\.(?:php|asp|aspx|jsp)\b|webshell|"
+    r"/cgi-bin/.*(?:;|\|)|/actuator/(?:env|heapdump|gateway)|/jmx-console|/invoker/|/manager/html|"
+    r"think\\app/invokefunction|/setup\.cgi|/apply\.cgi",
+}
+_EXPLOITS = {name: re.compile(pattern) for name, pattern in EXPLOITS.items()}
+
 _ATTACK_AGENT = re.compile("|".join(ATTACK_AGENTS), re.IGNORECASE)
 _CRAWLER_AGENT = re.compile("|".join(SEO_AGENTS + CRAWLER_AGENTS), re.IGNORECASE)
 _MONITOR_AGENT = re.compile("|".join(MONITOR_AGENTS), re.IGNORECASE)
@@ -193,6 +207,7 @@ def payload_evidence(target: str) -> list[str]:
     decoded = decode(target)
     tokens = [f"pay:{name}" for name, pattern in _PAYLOADS.items() if pattern.search(decoded)]
     tokens += [f"probe:{name}" for name, pattern in _PROBES.items() if pattern.search(decoded)]
+    tokens += [f"exploit:{name}" for name, pattern in _EXPLOITS.items() if pattern.search(decoded)]
     low = target.lower()
     if "%25" in low:
         tokens.append("enc:double")

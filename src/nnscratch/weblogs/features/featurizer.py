@@ -136,15 +136,16 @@ def request_tokens(record: LogRecord, agent: str = "class", paths: bool = False)
 
 
 # Evidence that means an attack on any site, whatever else the client did: code execution
-# payloads, traversal to system files, secrets, webshells and known exploit endpoints. A
-# 404, an odd path, a CMS login or a quote in a query is ambiguous: it needs company.
-EXPLOIT_TOKENS = frozenset({"pay:command", "pay:traversal", "probe:secret", "probe:exploit"})
+# payloads, path traversal, secrets and key files, webshells and known exploit endpoints
+# (``evidence.request.EXPLOITS``). A 404, an odd path, a CMS login or a quote in a query is
+# ambiguous: it needs company.
+EXPLOIT_TOKENS = frozenset({"pay:command", "pay:traversal", "exploit:secret", "exploit:endpoint"})
 
 
 def request_facts(record: LogRecord, tokens: Iterable[str]) -> RequestFacts:
     path = record.target.split("?", 1)[0] if record.request_ok else record.request[:100]
     tokens = set(tokens)
-    flagged = any(t.startswith(("pay:", "probe:", "enc:")) for t in tokens)
+    flagged = any(t.startswith(("pay:", "probe:", "enc:", "exploit:")) for t in tokens)
     static = is_static(path)
     return RequestFacts(path, static, flagged, not EXPLOIT_TOKENS.isdisjoint(tokens),
                         static and path.rsplit(".", 1)[-1].lower() in _IMAGES)  # fmt: skip
