@@ -104,3 +104,58 @@ def watch_model(logs, tmp_path_factory):
     path = tmp_path_factory.mktemp("watch") / "model.safetensors"
     model.save(path)
     return path
+
+
+def _postgres_binaries() -> Path | None:
+    """The folder of Debian's PostgreSQL server binaries (initdb, pg_ctl), if installed."""
+    import glob
+    import shutil
+
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(versions[-1]).parent if versions else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory):
+    """A real PostgreSQL server for the session: ``initdb`` and ``pg_ctl`` in a temporary folder,
+    run as an unprivileged user (``postgres`` when the tests run as root), listening on a free
+    loopback port with its socket in that folder. Yields a URL; the server stops at the end."""
+    import shutil
+    import socket
+    import subprocess
+
+    binaries = _postgres_binaries()
+    if binaries is None:
+        message = "PostgreSQL is not installed (Debian's postgresql package: initdb, pg_ctl)"
+        if os.environ.get("CI"):
+            pytest.fail(message + "; .ci/run installs it")
+        pytest.skip(message)
+    folder = tmp_path_factory.mktemp("postgres")
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # the server refuses to run as root: run it as its own user
+        import pwd
+
+        user = "postgres" if "postgres" in {p.pw_name for p in pwd.getpwall()} else "nobody"
+        for path in [folder, *folder.parents]:
+            if str(path) in ("/", "/tmp"):
+                break
+            os.chmod(path, os.stat(path).st_mode | 0o711)  # let the server's user reach its folder
+        shutil.chown(folder, user)
+        run_as = ["runuser", "-u", user, "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = folder / "data"
+    subprocess.run([*run_as, str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "nnscratch", "-E", "UTF8",
+                    "--no-sync"], check=True, capture_output=True, timeout=120)  # fmt: skip
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50"
+    subprocess.run([*run_as, str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w",
+                    "-t", "60", "start"], check=True, capture_output=True, timeout=120)  # fmt: skip
+    try:
+        yield f"postgresql://nnscratch@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*run_as, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True, timeout=60)  # fmt: skip

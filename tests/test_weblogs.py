@@ -249,9 +249,17 @@ def test_one_exploit_request_is_evidence_enough_and_a_404_is_not():
     ``min_evidence``: one ``eval-stdin.php`` or ``/.env`` grab can be judged; one 404 cannot."""
     f = Featurizer()
     book = ClientBook()
-    targets = {"rce": "/vendor/phpunit/phpunit/src/Util/PHP/eval-stdin.php", "env": "/.env", "git": "/.git/config",
-               "shell": "/uploads/shell.php", "passwd": "/a/../../etc/passwd", "miss": "/no-such-page",
-               "cms": "/wp-login.php", "blog": "/blog/tags/shell?page=1", "joomla": "/administrator/index.php"}
+    targets = {
+        "rce": "/vendor/phpunit/phpunit/src/Util/PHP/eval-stdin.php",
+        "env": "/.env",
+        "git": "/.git/config",
+        "shell": "/uploads/shell.php",
+        "passwd": "/a/../../etc/passwd",
+        "miss": "/no-such-page",
+        "cms": "/wp-login.php",
+        "blog": "/blog/tags/shell?page=1",
+        "joomla": "/administrator/index.php",
+    }
     for host, target in targets.items():
         r = record(target, status=404, host=host)
         book.add(r, f.tokens_and_facts(r)[1])

@@ -16,6 +16,9 @@ weblogs       scipy, scikit-learn                         ``nnscratch logs`` / `
 parallel      joblib                                      restarts and search in parallel
 dask          joblib, dask[distributed]                   the same on a Dask cluster
 onnx          onnx                                        ``export_onnx``, ``nnscratch export``
+playground    starlette, uvicorn, websockets              ``nnscratch playground``
+fast          numba                                       fused passes (``nnscratch.kernels``)
+fleet         psycopg                                     ``logs watch --state postgresql://...``
 all           every extra above
 ============  ==========================================  =================================
 """
@@ -30,7 +33,7 @@ __all__ = ["MissingExtraError", "require", "EXTRAS"]
 EXTRAS = {
     "datasets": "scikit-learn", "plots": "matplotlib", "sklearn": "scikit-learn", "weblogs": "scipy, scikit-learn",
     "parallel": "joblib", "dask": "joblib, dask[distributed]", "onnx": "onnx",
-    "playground": "starlette, uvicorn", "fast": "numba",
+    "playground": "starlette, uvicorn", "fast": "numba", "fleet": "psycopg",
 }  # fmt: skip
 
 

@@ -291,7 +291,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     and unban them through the chosen actions; state survives restarts."""
     from ..serve.decision import collector_for_streams, tune_collector_for_streams
     from ..watch import actions as a
-    from ..watch.state import Store
+    from ..watch.fleet import open_store
     from ..watch.watcher import Allowlist, BanPolicy, Watcher, WatchSettings
 
     _with_format(args)
@@ -300,7 +300,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     chosen = a.actions_from_args(args)
     if not chosen and not args.dry_run:
         raise ValueError(f"choose at least one action ({a.action_options()}) or --dry-run.")
-    store = Store(args.state)
+    store = open_store(args.state, args.fleet_host)
     policy = BanPolicy(args.ban_time, args.ban_factor, args.max_ban_time,
                        Allowlist(args.allowlist, args.allow, ban_private=args.ban_private))  # fmt: skip
     challenge = Path(args.challenge) if args.challenge else None
@@ -327,9 +327,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def _existing_store(path: str) -> Any:
-    """The state file of a watcher that has run (never a new, empty one)."""
+    """The state file of a watcher that has run (never a new, empty one), or a fleet's database."""
+    from ..watch.fleet import PostgresStore, is_database_url
     from ..watch.state import Store
 
+    if is_database_url(path):
+        return PostgresStore(path)
     if not Path(path).is_file():
         raise FileNotFoundError(2, "no such state file (start 'nnscratch logs watch --state FILE' first)", path)
     return Store(path)
@@ -584,7 +587,17 @@ def _add_watch(commands: Any, formatter: Any) -> None:
                             formatter_class=formatter, epilog=WATCH_EPILOG)  # fmt: skip
     p.add_argument("model")
     p.add_argument("logs", nargs="+", help="log files to follow (rotation survived), or - for standard input")
-    _state_option(p, "SQLite state file (bans, offsets, decisions)")
+    _state_option(
+        p,
+        "SQLite state file (bans, offsets, decisions), or postgresql://... to share bans and "
+        "decisions with a fleet of watchers (the extra 'fleet')",
+    )
+    p.add_argument(
+        "--fleet-host",
+        metavar="NAME",
+        help="this watcher's name in a fleet's database (its positions and "
+        "line counts; default: this machine's host name)",
+    )
     p.add_argument("--from-start", action="store_true", help="read the files from their start (gzip, bzip2, xz too)")
     _format_option(p)
     _decision_options(p, defaults=False)

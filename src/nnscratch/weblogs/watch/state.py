@@ -102,6 +102,11 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def wait(self, timeout: float) -> bool:
+        """Sleep ``timeout`` seconds (one host: nobody else bans). Returns False."""
+        time.sleep(timeout)
+        return False
+
     # --- reading ------------------------------------------------------------
     def positions(self) -> dict[str, Position]:
         rows = self.db.execute("SELECT path, device, inode, offset FROM positions")

@@ -158,7 +158,7 @@ class Watcher:
         self.restore()
         while not self.stopping and not (until is not None and until()):
             if self.step() == 0:
-                time.sleep(self.settings.poll)
+                self.store.wait(self.settings.poll)  # a fleet's store wakes on another host's ban
         self.step(final=True)  # what arrived before the signal, judged at once
         for follower in self.followers:
             follower.close()
@@ -188,9 +188,11 @@ class Watcher:
         for address in [a for a, b in self.bans.items() if b.until <= now]:
             changes.append(Change("unban", address, 0.0, "expired"))
             decisions.append({"time": now, "address": address, "action": "unban", "reason": "expired"})
-        stored = {b.address for b in self.store.bans()}  # lifted with `nnscratch logs bans --unban`
+        stored = {b.address: b for b in self.store.bans()}
         for address in [a for a in self.bans if a not in stored and not any(c.address == a for c in changes)]:
-            changes.append(Change("unban", address, 0.0, "lifted by hand"))
+            changes.append(Change("unban", address, 0.0, "lifted by hand or by another watcher"))
+        shared = self._shared(stored, changes, now)
+        changes += shared
         for change in changes:
             if change.event == "unban":
                 self.bans.pop(change.address, None)
@@ -205,6 +207,20 @@ class Watcher:
             self.actions.apply([], list(self.bans.values()))  # retries of earlier failures
         self._status(len(batch))
         return len(batch)
+
+    def _shared(self, stored: dict[str, Ban], changes: list[Change], now: float) -> list[Change]:
+        """Bans another watcher of the fleet made or extended (in the shared store, not yet here):
+        applied by this host's actions as ``restore`` events, never committed again (their
+        offence was counted once, where they were made)."""
+        out = []
+        mine = {c.address for c in changes}
+        for address, ban in stored.items():
+            current = self.bans.get(address)
+            if address in mine or ban.until <= now or (current is not None and current.until >= ban.until):
+                continue
+            self.bans[address] = ban
+            out.append(Change("restore", address, ban.remaining(now), f"{ban.reason} (shared by the fleet)"))
+        return out
 
     def _decide(self, batch: list[tuple[str, bytes]], end: bool) -> Decisions:
         """The batch's lines through the decision procedure; keeps each client's last lines."""

@@ -1,0 +1,174 @@
+"""The state of a fleet of watchers in one PostgreSQL database (the extra ``fleet``).
+
+A site behind a load balancer runs one ``logs watch`` per web server. Given
+``--state postgresql://...``, they share one database: the bans, the offence
+counts and the decisions are the fleet's, the file positions and line counts
+each host's own. ``PostgresStore`` has the methods of the SQLite ``state.Store``
+(the watcher cannot tell them apart), plus the push the fleet needs: every
+commit that bans or unbans sends ``NOTIFY nnscratch_bans``, and ``wait`` wakes
+a watcher on that notice instead of sleeping out its poll interval, so a ban
+made on one host reaches the actions of every other host at its next step
+(the watcher learns it from ``bans()``, as it learns an unban made by hand).
+
+Each batch is still one transaction with the positions after it, so a watcher
+killed with ``kill -9`` resumes after its last committed line; two watchers
+banning the same client at once write one row (``ON CONFLICT``), and each host
+applies it once.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ...extras import require
+from .follow import Position
+from .state import Ban, StateFileError
+
+__all__ = ["PostgresStore", "is_database_url", "open_store", "CHANNEL"]
+
+CHANNEL = "nnscratch_bans"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS nnscratch_positions (host TEXT, path TEXT, device BIGINT, inode BIGINT, "offset" BIGINT,
+    PRIMARY KEY (host, path));
+CREATE TABLE IF NOT EXISTS nnscratch_counters (host TEXT, name TEXT, value BIGINT, PRIMARY KEY (host, name));
+CREATE TABLE IF NOT EXISTS nnscratch_bans (address TEXT PRIMARY KEY, since DOUBLE PRECISION,
+    until DOUBLE PRECISION, reason TEXT, host TEXT);
+CREATE TABLE IF NOT EXISTS nnscratch_offenders (address TEXT PRIMARY KEY, offenses INTEGER, last DOUBLE PRECISION);
+CREATE TABLE IF NOT EXISTS nnscratch_decisions (id BIGSERIAL PRIMARY KEY, time DOUBLE PRECISION, address TEXT,
+    action TEXT, probability DOUBLE PRECISION, requests INTEGER, reason TEXT, detail TEXT, host TEXT);
+CREATE INDEX IF NOT EXISTS nnscratch_decisions_address ON nnscratch_decisions (address);
+"""
+
+
+_POSITION = (
+    "INSERT INTO nnscratch_positions VALUES (%s, %s, %s, %s, %s) ON CONFLICT (host, path) DO UPDATE SET "
+    'device = EXCLUDED.device, inode = EXCLUDED.inode, "offset" = EXCLUDED."offset"'
+)
+_COUNTER = (
+    "INSERT INTO nnscratch_counters VALUES (%s, %s, %s) ON CONFLICT (host, name) DO UPDATE SET "
+    "value = nnscratch_counters.value + EXCLUDED.value"
+)
+_BAN = (
+    "INSERT INTO nnscratch_bans VALUES (%s, %s, %s, %s, %s) ON CONFLICT (address) DO UPDATE SET "
+    "since = EXCLUDED.since, until = EXCLUDED.until, reason = EXCLUDED.reason, host = EXCLUDED.host"
+)
+_OFFENCE = (
+    "INSERT INTO nnscratch_offenders VALUES (%s, 1, %s) ON CONFLICT (address) DO UPDATE SET "
+    "offenses = nnscratch_offenders.offenses + 1, last = EXCLUDED.last"
+)
+_DECISION = (
+    "INSERT INTO nnscratch_decisions (time, address, action, probability, requests, reason, detail, host) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+def is_database_url(state: str) -> bool:
+    """Whether ``--state`` names a PostgreSQL database rather than an SQLite file."""
+    return str(state).startswith(("postgresql://", "postgres://"))
+
+
+def open_store(state: str, host: str | None = None) -> Any:
+    """The watcher's state: a ``PostgresStore`` for a ``postgresql://`` URL, else the SQLite
+    ``state.Store`` at that path."""
+    from .state import Store
+
+    return PostgresStore(state, host) if is_database_url(state) else Store(state)
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class PostgresStore:
+    """The shared state of a fleet of watchers, in the PostgreSQL database at ``url``; ``host``
+    names this watcher's positions and counters (default: this machine's name)."""
+
+    def __init__(self, url: str, host: str | None = None, keep_decisions: int = 100_000) -> None:
+        psycopg = require("psycopg", "fleet")
+        self.url, self.host, self.keep_decisions = url, host or socket.gethostname(), keep_decisions
+        self.path = _without_password(url)  # what messages show
+        try:
+            self.db = psycopg.connect(url, autocommit=True, connect_timeout=10)
+            self.db.execute(SCHEMA)
+            self.listener = psycopg.connect(url, autocommit=True, connect_timeout=10)
+            self.listener.execute(f"LISTEN {CHANNEL}")
+        except psycopg.Error as err:
+            raise StateFileError(f"the fleet database {self.path} cannot be used: {str(err).strip()}. Check that "
+                                 "PostgreSQL runs there and the user may create tables.") from None  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.path!r}, host={self.host!r})"
+
+    def close(self) -> None:
+        self.db.close()
+        self.listener.close()
+
+    # --- reading ------------------------------------------------------------
+    def positions(self) -> dict[str, Position]:
+        rows = self.db.execute('SELECT path, device, inode, "offset" FROM nnscratch_positions WHERE host = %s',
+                               (self.host,))  # fmt: skip
+        return {path: Position(device, inode, offset) for path, device, inode, offset in rows}
+
+    def counter(self, name: str) -> int:
+        row = self.db.execute("SELECT value FROM nnscratch_counters WHERE host = %s AND name = %s",
+                              (self.host, name)).fetchone()  # fmt: skip
+        return int(row[0]) if row else 0
+
+    def bans(self) -> list[Ban]:
+        rows = self.db.execute("SELECT address, since, until, reason FROM nnscratch_bans ORDER BY until")
+        return [Ban(*row) for row in rows]
+
+    def offenses(self, address: str) -> int:
+        row = self.db.execute("SELECT offenses FROM nnscratch_offenders WHERE address = %s", (address,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def decisions(self, address: str, limit: int = 5) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT time, action, probability, requests, reason, detail, host FROM nnscratch_decisions "
+            "WHERE address = %s ORDER BY id DESC LIMIT %s", (address, limit))  # fmt: skip
+        return [{"time": t, "action": a, "probability": p, "requests": n, "reason": r,
+                 "detail": {**json.loads(d or "{}"), "host": h}} for t, a, p, n, r, d, h in rows]  # fmt: skip
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds, waking at once when a watcher of the fleet bans or
+        unbans (a ``NOTIFY``). Returns whether one did."""
+        return any(True for _ in self.listener.notifies(timeout=timeout, stop_after=1))
+
+    # --- writing: one transaction per batch ----------------------------------
+    def commit(
+        self,
+        *,
+        positions: dict[str, Position] | None = None,
+        counters: dict[str, int] | None = None,
+        bans: Iterable[Ban] = (),
+        unbans: Iterable[str] = (),
+        decisions: Iterable[dict[str, Any]] = (),
+    ) -> None:
+        """Everything a batch changed, atomically (see ``state.Store.commit``); a commit that
+        bans or unbans notifies the fleet."""
+        bans, unbans = list(bans), list(unbans)
+        with self.db.transaction(), self.db.cursor() as cur:
+            for path, p in (positions or {}).items():
+                cur.execute(_POSITION, (self.host, path, p.device, p.inode, p.offset))
+            for name, add in (counters or {}).items():
+                cur.execute(_COUNTER, (self.host, name, add))
+            for ban in bans:
+                cur.execute(_BAN, (ban.address, ban.since, ban.until, ban.reason, self.host))
+                cur.execute(_OFFENCE, (ban.address, ban.since))
+            for address in unbans:
+                cur.execute("DELETE FROM nnscratch_bans WHERE address = %s", (address,))
+            for d in decisions:
+                cur.execute(_DECISION, (d["time"], d["address"], d["action"], d.get("probability"), d.get("requests"),
+                                        d.get("reason", ""), json.dumps(d.get("detail", {})), self.host))  # fmt: skip
+            cur.execute("DELETE FROM nnscratch_decisions WHERE id <= (SELECT MAX(id) FROM nnscratch_decisions) - %s",
+                        (self.keep_decisions,))  # fmt: skip
+            if bans or unbans:
+                cur.execute(f"NOTIFY {CHANNEL}")  # delivered when the transaction commits
