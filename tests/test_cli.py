@@ -297,3 +297,9 @@ def test_ctrl_c_during_the_save_finishes_it_and_says_where(tmp_path, capsys, mon
     assert main(["train", "digits", "--epochs", "1", "--quiet", "--no-plots", "--out", str(target)]) == 130
     assert f"the save was finished first; the model is in {target}" in capsys.readouterr().err
     assert target.is_file()
+
+
+def test_a_grid_key_given_twice_is_refused_not_overwritten(capsys):
+    """``--grid lr=0.1 lr=0.01`` used to search lr=0.01 alone, silently."""
+    assert main(["search", "moons", "--grid", "lr=0.1", "lr=0.01"]) == 1
+    assert "--grid names lr twice" in capsys.readouterr().err

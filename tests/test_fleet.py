@@ -141,3 +141,19 @@ def test_a_ban_on_one_host_reaches_every_host_within_two_seconds(database, watch
                 proc.communicate(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def test_one_watcher_per_host_of_the_fleet(database):
+    """A second watcher with the same --fleet-host is refused while the first holds its place;
+    another host is not; the place is free again when the first goes."""
+    first, second, other = (PostgresStore(database, host=h) for h in ("web1", "web1", "web2"))
+    try:
+        first.lock()
+        with pytest.raises(StateFileError, match="another watcher runs as host 'web1'"):
+            second.lock()
+        other.lock()
+        first.close()
+        second.lock()
+    finally:
+        for store in (second, other):
+            store.close()

@@ -263,3 +263,58 @@ def test_a_log_that_no_format_reads_says_what_it_looks_like(secrepo, model_file,
     assert main(["logs", "classify", str(model_file), str(path), "-o", str(tmp_path / "out.csv")]) != 0
     err = capsys.readouterr().err
     assert hint in err and "--format" in err and "Traceback" not in err
+
+
+def test_messages_point_the_right_way(secrepo, model_file, logs, tmp_path, capsys):
+    """Round two's misleading messages, each now saying what happened: an empty log with
+    --rules, a label file matching no line, a manifest source naming no file, a seed out of
+    range (naming the option), a web-log model given to the table commands, an nftables
+    table name that would be pasted into nft's commands."""
+    empty = tmp_path / "empty.log"
+    empty.write_text("")
+    assert main(["logs", "train", str(empty), "--rules", "-o", str(tmp_path / "m.safetensors")]) == 2
+    assert "hold no line to learn from (0 of 0 lines parsed" in capsys.readouterr().err
+    labels = logs / "webbot_session_labels_dev.tsv"
+    assert main(["logs", "train", str(secrepo), "--labels", str(labels), "-o", str(tmp_path / "m.safetensors")]) == 2
+    assert "none of the 644 lines read is labelled: the label files match none" in capsys.readouterr().err
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"sources": [{"name": "nothing", "rules": True}]}))
+    assert main(["logs", "crossval", "--manifest", str(manifest), "--quiet"]) == 2
+    assert "source 'nothing' names no log file" in capsys.readouterr().err
+    crossval = ["logs", "crossval", "--manifest", str(manifest)]
+    for argv in (["train", "moons", "--seed", "-1"], [*crossval, "--seeds", "-3"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert "argument --seed" in capsys.readouterr().err
+    table = tmp_path / "t.csv"
+    table.write_text("a,b\n1,2\n")
+    assert main(["evaluate", str(model_file), "moons"]) == 1
+    err = capsys.readouterr().err
+    assert "is a web-log model" in err and "nnscratch logs evaluate" in err
+    assert main(["predict", str(model_file), str(table)]) == 1
+    assert "is a web-log model" in capsys.readouterr().err
+    assert main(["logs", "watch", str(model_file), str(secrepo), "--nft-table", "x; flush ruleset", "--nft-script",
+                 str(tmp_path / "n.nft"), "--state", str(tmp_path / "s.sqlite")]) == 2  # fmt: skip
+    assert "--nft-table must be a name of letters" in capsys.readouterr().err and not (tmp_path / "n.nft").exists()
+
+
+def test_a_second_watcher_on_one_state_file_is_refused_with_its_holder(model_file, secrepo, tmp_path):
+    """Two watchers on one state file counted the same lines twice; the second is now refused
+    and told which process holds the file (the lock goes with the first)."""
+    import time
+
+    state = tmp_path / "s.sqlite"
+    command = [sys.executable, "-m", "nnscratch", "logs", "watch", str(model_file), str(secrepo), "--state",
+               str(state), "--dry-run"]  # fmt: skip
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        lock = tmp_path / ".s.sqlite.lock"
+        deadline = time.time() + 60
+        while time.time() < deadline and not (lock.exists() and lock.read_text().strip()):
+            time.sleep(0.1)
+        second = nnscratch(*command[3:])
+        assert second.returncode != 0 and b"in use by another watcher (pid " in second.stderr, second.stderr
+        assert f"pid {first.pid}".encode() in second.stderr
+    finally:
+        first.terminate()
+        first.communicate(timeout=60)

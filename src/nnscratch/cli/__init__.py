@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from .args import positive_float, positive_int
+from .args import positive_float, positive_int, seed
 
 __all__ = ["main", "build_parser"]
 
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
   nnscratch demo --epochs 100 --out models/digits.safetensors --quiet
 """)  # fmt: skip
     demo.add_argument("--epochs", type=positive_int, default=60, help="training epochs")
-    demo.add_argument("--seed", type=int, default=0, help="random seed")
+    demo.add_argument("--seed", type=seed, default=0, help="random seed")
     demo.add_argument("--out", default="nnscratch-demo.safetensors", help="model file to write")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=cmd_demo)

@@ -9,7 +9,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["positive_int", "positive_float", "check_writable", "jobs_count"]
+__all__ = ["positive_int", "positive_float", "seed", "check_writable", "jobs_count"]
 
 
 def positive_int(text: str) -> int:
@@ -19,6 +19,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def seed(text: str) -> int:
+    """A random seed: an integer from 0 to 2**32 - 1 (what NumPy's generators take)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 4294967295, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"a seed is a whole number from 0 to 4294967295, got {value}")
     return value
 
 

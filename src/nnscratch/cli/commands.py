@@ -19,8 +19,14 @@ from .data import apply_preprocessing, labelled_data, match_columns, parse_label
 from .train import CommandError, held_out_report
 
 
-def _load_model(path: str) -> tuple[Any, dict[str, Any]]:
+def _load_model(path: str, command: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """A saved network and its metadata; ``command`` (e.g. ``"evaluate"``) refuses a web-log
+    model, whose inputs are log lines, and names the command that takes it."""
     net, meta, _ = load_bundle(path)
+    if command is not None and meta["extra"].get("kind") == "nnscratch.weblogs":
+        raise CommandError(f"{path} is a web-log model: its input is log lines, not a table of numbers. Use "
+                           f"'nnscratch logs {'evaluate' if command == 'evaluate' else 'classify'} {path} LOG ...' "
+                           "instead.")  # fmt: skip
     return net, meta["extra"]
 
 
@@ -34,7 +40,7 @@ def _check_width(net: Any, X: np.ndarray, source: str) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Score a saved model on labelled data: a dataset's held-out part or a CSV."""
-    net, meta = _load_model(args.model)
+    net, meta = _load_model(args.model, "evaluate")
     X, y = labelled_data(args.data, meta, parse_label(args.label))
     _check_width(net, X, args.data)
     task = meta.get("task", "classification" if net.is_classifier else "regression")
@@ -49,7 +55,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Predict labels and class probabilities for the rows of a CSV file."""
     if args.output:
         check_writable(args.output, "-o", inputs=[args.model, args.input])  # never over the model or the data
-    net, meta = _load_model(args.model)
+    net, meta = _load_model(args.model, "predict")
     X, _, names = load_csv(args.input, label=parse_label(args.drop_column) if args.drop_column is not None else None)
     X = apply_preprocessing(match_columns(X, names, meta, args.input), meta)
     _check_width(net, X, args.input)

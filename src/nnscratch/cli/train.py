@@ -140,6 +140,9 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
             raise CommandError(
                 f"--grid takes KEY=V1,V2,... with KEY one of {', '.join(sorted(GRID_KEYS))}; got {item!r}."
             )
+        if key in space:  # "lr=0.1 lr=0.01" used to keep the last silently
+            raise CommandError(f"--grid names {key} twice ({item!r} after an earlier {key}=...); give all its values "
+                               f"once, separated by commas: {key}=V1,V2.")  # fmt: skip
         parsed: list[Any] = []
         for text in values.split(","):
             try:
@@ -335,7 +338,7 @@ def add_train_parser(sub: Any, formatter: Any) -> None:
 
 
 def _add_training_options(p: Any) -> None:
-    from .args import jobs_count, positive_float, positive_int
+    from .args import jobs_count, positive_float, positive_int, seed
 
     p.add_argument("data", help="dataset name (digits, mnist, moons, circles, xor) or a CSV file")
     p.add_argument("--hidden", type=positive_int, nargs="*", default=[64], help="hidden layer sizes (default: 64)")
@@ -367,7 +370,7 @@ def _add_training_options(p: Any) -> None:
     p.add_argument("--batch-size", type=positive_int, default=32, help="samples per gradient step")
     p.add_argument("--l2", type=float, default=0.0, help="L2 on weights: adds l2/2 ||W||^2 to the loss")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout rate after each hidden layer")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights, shuffling and split")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the initial weights, shuffling and split")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="floating-point precision")
     p.add_argument("--validation-split", type=float, default=0.0, help="fraction of training data for val_loss")
     p.add_argument("--early-stopping", type=positive_int, metavar="PATIENCE", help="stop when val_loss stalls")

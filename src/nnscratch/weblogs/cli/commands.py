@@ -301,6 +301,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
     if not chosen and not args.dry_run:
         raise ValueError(f"choose at least one action ({a.action_options()}) or --dry-run.")
     store = open_store(args.state, args.fleet_host)
+    try:
+        store.lock()  # one watcher per state file (per host of a fleet)
+    except BaseException:
+        store.close()
+        raise
     policy = BanPolicy(args.ban_time, args.ban_factor, args.max_ban_time,
                        Allowlist(args.allowlist, args.allow, ban_private=args.ban_private))  # fmt: skip
     challenge = Path(args.challenge) if args.challenge else None
@@ -517,7 +522,7 @@ def _add_label(commands: Any, formatter: Any) -> None:
 
 
 def _add_train(commands: Any, formatter: Any) -> None:
-    from ...cli.args import jobs_count, positive_float, positive_int
+    from ...cli.args import jobs_count, positive_float, positive_int, seed
 
     p = commands.add_parser("train", help="train the line and client models", description=cmd_train.__doc__,
                             formatter_class=formatter, epilog=EPILOG)  # fmt: skip
@@ -536,7 +541,7 @@ def _add_train(commands: Any, formatter: Any) -> None:
     p.add_argument("--restarts", type=positive_int, default=3, help="networks to train; the best on validation wins")
     p.add_argument("--jobs", type=jobs_count, default=1, help="parallel workers for the restarts (-1: all cores)")
     p.add_argument("--dask", metavar="ADDRESS", help="train on a Dask scheduler, or 'local'")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split and the networks")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the split and the networks")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
@@ -646,7 +651,7 @@ def _add_why(commands: Any, formatter: Any) -> None:
 
 
 def _add_crossval(commands: Any, formatter: Any) -> None:
-    from ...cli.args import positive_int
+    from ...cli.args import positive_int, seed
 
     p = commands.add_parser("crossval", help="leave-one-source-out, renamed sites, several seeds",
                             description=cmd_crossval.__doc__, formatter_class=formatter, epilog=EPILOG)  # fmt: skip
@@ -655,7 +660,7 @@ def _add_crossval(commands: Any, formatter: Any) -> None:
     p.add_argument("--gray-as", choices=["gray", "bad", "drop"], help="default: the manifest's")
     _format_option(p)
     add_family_options(p)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="every run is repeated for each")
+    p.add_argument("--seeds", type=seed, nargs="+", default=[0, 1, 2], help="every run is repeated for each")
     p.add_argument("--epochs", type=positive_int, default=10, help="line-model epochs per fit")
     p.add_argument("--restarts", type=positive_int, default=1, help="line networks per fit; the best is kept")
     p.add_argument("--no-rename", action="store_true", help="skip the renamed-site runs")

@@ -101,6 +101,9 @@ def read_manifest(path: str | Path, root: str | Path | None = None,
                      for key in ("good", "bad", "gray", "logs", "labels")}  # fmt: skip
         except ValueError as err:
             raise ValueError(f"{path}: source {item['name']!r}: {err}") from None
+        if not any(files[key] for key in ("good", "bad", "gray", "logs")):
+            raise ValueError(f"{path}: source {item['name']!r} names no log file (give it 'logs', 'good', 'bad' or "
+                             "'gray').")  # fmt: skip
         for name in (f for key in files for f in files[key]):
             if not Path(name).is_file():
                 raise FileNotFoundError(f"{path}: source {item['name']!r} names {name}, which does not exist "

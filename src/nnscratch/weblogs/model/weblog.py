@@ -254,7 +254,12 @@ class WebLogModel:
         featurizer = featurizer if featurizer is not None else Featurizer()
         known = data.known()
         if not known.any():
-            raise ValueError("No labelled lines: give class files, a label file or --rules.")
+            if not data.records:
+                raise ValueError(f"the logs hold no line to learn from ({data.stats.summary().splitlines()[0]}): "
+                                 "check the files, or name their format with --format.")  # fmt: skip
+            raise ValueError(f"none of the {len(data.records):,} lines read is labelled: the label files match none "
+                             "of their sessions or lines (they name other logs), and no class file (--good, --bad) or "
+                             "--rules labels them.")  # fmt: skip
         labels = [lab for lab in data.labels if lab is not None]
         classes = [c for c in CLASSES if c in set(labels)]
         if len(classes) < 2:

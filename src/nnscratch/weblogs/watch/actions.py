@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -183,6 +184,9 @@ class NftablesSet(Action):
         return []
 
     def __init__(self, table: str = "nnscratch", apply: bool = False, script: str | Path | None = None) -> None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", table):  # it goes into nft's commands as it is
+            raise ValueError(f"--nft-table must be a name of letters, digits and '_' (at most 64, not starting with a "
+                             f"digit). Received: {table!r}.")  # fmt: skip
         self.table, self.do_apply, self.script = table, apply, Path(script) if script else None
         self.name = f"nftables table inet {table}"
         self._ready = False

@@ -137,6 +137,14 @@ class PostgresStore:
         return [{"time": t, "action": a, "probability": p, "requests": n, "reason": r,
                  "detail": {**json.loads(d or "{}"), "host": h}} for t, a, p, n, r, d, h in rows]  # fmt: skip
 
+    def lock(self) -> None:
+        """Claim this host's place in the fleet: a second watcher with the same ``--fleet-host``
+        is refused (a PostgreSQL advisory lock, released when this watcher's connection ends)."""
+        held = self.db.execute("SELECT pg_try_advisory_lock(hashtext(%s))", ("nnscratch:" + self.host,)).fetchone()[0]
+        if not held:
+            raise StateFileError(f"another watcher runs as host {self.host!r} in the fleet database {self.path}; stop "
+                                 "it first, or give this one its own --fleet-host.")  # fmt: skip
+
     def wait(self, timeout: float) -> bool:
         """Sleep up to ``timeout`` seconds, waking at once when a watcher of the fleet bans or
         unbans (a ``NOTIFY``). Returns whether one did."""

@@ -101,6 +101,30 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+        if getattr(self, "_lock", None) is not None:
+            self._lock.close()
+            self._lock = None
+
+    def lock(self) -> None:
+        """Claim the state file for one watcher: a second ``logs watch`` on it is refused with the
+        process that holds it (readers such as ``logs bans`` need no claim). Held until ``close``."""
+        import fcntl
+        import os
+
+        lock = self.path.with_name(f".{self.path.name}.lock")
+        handle = open(lock, "a+")  # noqa: SIM115 (held open for the watcher's life)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise StateFileError(f"{self.path} is in use by another watcher ({holder}); stop it first, or give this "
+                                 "one --state of its own.") from None  # fmt: skip
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.flush()
+        self._lock = handle
 
     def wait(self, timeout: float) -> bool:
         """Sleep ``timeout`` seconds (one host: nobody else bans). Returns False."""
