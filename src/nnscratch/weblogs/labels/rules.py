@@ -25,6 +25,7 @@ and its twice URL-decoded form.
 from __future__ import annotations
 
 import csv
+import itertools
 import re
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -146,23 +147,38 @@ class RuleLabeler:
     def label(self, records: Iterable[LogRecord]) -> list[tuple[str, str]]:
         """``(label, rule)`` for every record (in order), burst rules included."""
         records = list(records)
-        out = [self.line_rule(r) for r in records]
+        # A line's own rules read its request, status and user agent only: floods repeat them.
+        seen: dict[tuple[str, int, str], tuple[str, str]] = {}
+        out = []
+        for r in records:
+            key = (r.request, r.status, r.agent)
+            answer = seen.get(key)
+            if answer is None:
+                answer = self.line_rule(r)
+                if len(seen) < 200_000:
+                    seen[key] = answer
+            out.append(answer)
         order = sorted(range(len(records)), key=lambda i: records[i].time)
         for rule, limit, pick in (("R5", self.burst_4xx, lambda r: 400 <= r.status < 500),
                                   ("R6", self.burst_requests, lambda r: True)):  # fmt: skip
-            windows: dict[str, deque] = {}
+            # Per client, its lines in the last ``window`` seconds and how many of the oldest of
+            # them are already marked: each line is marked once, so a flood of 200,000 lines
+            # costs linear time, not a rescan of its window per line.
+            windows: dict[str, tuple[deque, list[int]]] = {}
             for i in order:
                 r = records[i]
                 if not pick(r):
                     continue
-                queue = windows.setdefault(client_of(r), deque())
+                queue, marked = windows.setdefault(client_of(r), (deque(), [0]))
                 queue.append(i)
                 while records[queue[0]].time < r.time - self.window:
                     queue.popleft()
+                    marked[0] = max(marked[0] - 1, 0)
                 if len(queue) >= limit:
-                    for j in queue:
+                    for j in itertools.islice(reversed(queue), len(queue) - marked[0]):
                         if out[j][0] != "bad":
                             out[j] = ("bad", rule)
+                    marked[0] = len(queue)
         if self.gray == "bad":
             out = [("bad", rule) if label == "gray" else (label, rule) for label, rule in out]
         return out
