@@ -385,3 +385,37 @@ def test_frames_the_server_cannot_take_get_a_sentence_and_the_page_stays(server)
         assert "unknown message type 'dance'" in sentences[3]
         assert "learning_rate" in sentences[4]
         assert answer(json.dumps({"type": "step"}))["type"] == "frame"  # the session is still usable
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])
+def test_the_largest_network_never_covers_the_output_panel(server, browser, size):
+    """Six hidden layers of eight (the most the page allows) at 1280x720 and 1920x1080: every
+    neuron is either left of the output panel or scrolled out of sight inside the network's
+    own panel, which itself ends before the output panel (checked from the DOM)."""
+    width, height = size
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(server + "#dataset=spiral&features=x1,x2&layers=" + ",".join(["8:tanh"] * 6))
+    page.wait_for_function("document.querySelectorAll('#hidden .layer').length === 6 && window.playground.frame",
+                           timeout=20_000)  # fmt: skip
+    layout = page.evaluate("""(() => {
+        const box = (el) => el.getBoundingClientRect();
+        const scroll = box(document.getElementById('network-scroll'));
+        const output = box(document.getElementById('output-column'));
+        const neurons = [...document.querySelectorAll('#hidden canvas')].map(box);
+        const overlapping = neurons.filter((r) => r.right > output.left && r.left < scroll.right).length;
+        return {scrollRight: scroll.right, outputLeft: output.left, neurons: neurons.length, overlapping};
+    })()""")
+    assert layout["neurons"] == 48 and layout["scrollRight"] <= layout["outputLeft"], layout
+    assert layout["overlapping"] == 0, layout
+    page.close()
+
+
+def test_the_explanation_scrolls_into_view_at_1280x720(server, browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    page.goto(server + "#dataset=xor&features=x1,x2&layers=2:tanh&learning_rate=0.3")
+    page.wait_for_function("window.playground.stats.frames > 0", timeout=20_000)
+    page.click("#output", position={"x": 60, "y": 60})
+    page.wait_for_function("window.playground.stats.lastExplain", timeout=20_000)
+    page.wait_for_function("""(() => { const r = document.getElementById('explain').getBoundingClientRect();
+                               return r.top >= -1 && r.top < window.innerHeight; })()""", timeout=10_000)  # fmt: skip
+    page.close()

@@ -432,6 +432,7 @@ function onExplain(m) {
   });
   $("explain-body").innerHTML = html;
   drawOutput();
+  $("explain").scrollIntoView({behavior: "smooth", block: "start"});  // it opens below the fold on small windows
 }
 
 function download(name, blob) {
