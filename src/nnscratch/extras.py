@@ -1,6 +1,6 @@
 """Optional parts and the extras that install them.
 
-``pip install nnscratch`` installs the engine: NumPy, safetensors (the model
+``pip install .`` (from a checkout) installs the engine: NumPy, safetensors (the model
 files) and tqdm (the progress bar of ``fit``). Everything else is an extra,
 imported only by the feature that needs it; without it, that feature fails
 with ``MissingExtraError`` naming the extra to install, never an ImportError
