@@ -118,11 +118,29 @@ def _postgres_binaries() -> Path | None:
     return Path(versions[-1]).parent if versions else None
 
 
+class _Postgres:
+    """A PostgreSQL server of the test session: its ``url``, and ``stop``/``start`` for outages."""
+
+    def __init__(self, pg_ctl: list[str], data: Path, options: str, log: Path, url: str) -> None:
+        self.pg_ctl, self.data, self.options, self.log, self.url = pg_ctl, data, options, log, url
+
+    def start(self) -> None:
+        import subprocess
+
+        subprocess.run([*self.pg_ctl, "-D", str(self.data), "-o", self.options, "-l", str(self.log), "-w", "-t", "60",
+                        "start"], check=True, capture_output=True, timeout=120)  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        import subprocess
+
+        subprocess.run([*self.pg_ctl, "-D", str(self.data), "-m", mode, "stop"], capture_output=True, timeout=60)
+
+
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory):
+def postgres(tmp_path_factory):
     """A real PostgreSQL server for the session: ``initdb`` and ``pg_ctl`` in a temporary folder,
     run as an unprivileged user (``postgres`` when the tests run as root), listening on a free
-    loopback port with its socket in that folder. Yields a URL; the server stops at the end."""
+    loopback port with its socket in that folder. Stops at the end."""
     import shutil
     import socket
     import subprocess
@@ -152,10 +170,15 @@ def postgres_url(tmp_path_factory):
     subprocess.run([*run_as, str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "nnscratch", "-E", "UTF8",
                     "--no-sync"], check=True, capture_output=True, timeout=120)  # fmt: skip
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50"
-    subprocess.run([*run_as, str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w",
-                    "-t", "60", "start"], check=True, capture_output=True, timeout=120)  # fmt: skip
+    server = _Postgres([*run_as, str(binaries / "pg_ctl")], data, options, folder / "log",
+                       f"postgresql://nnscratch@127.0.0.1:{port}/postgres")  # fmt: skip
+    server.start()
     try:
-        yield f"postgresql://nnscratch@127.0.0.1:{port}/postgres"
+        yield server
     finally:
-        subprocess.run([*run_as, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True, timeout=60)  # fmt: skip
+        server.stop("immediate")
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres):
+    return postgres.url

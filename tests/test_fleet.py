@@ -157,3 +157,35 @@ def test_one_watcher_per_host_of_the_fleet(database):
     finally:
         for store in (second, other):
             store.close()
+
+
+def test_a_database_outage_is_survived_judged_locally_and_caught_up(postgres, database, watch_model, logs, tmp_path):
+    """The database stops mid-run: the watcher says so once, goes on reading and banning on its
+    own host, and when the database is back commits what it decided, every line counted once."""
+    log, ban_list = tmp_path / "web1.log", tmp_path / "web1.ban.txt"
+    log.write_text("")
+    proc = _watch(watch_model, log, database, "web1", ban_list)
+    try:
+        assert _until(lambda: _started(database) == {"web1"}, 90) is not None
+        with log.open("a") as f:
+            f.write("".join(line + "\n" for line in human_lines(20)))
+        store = PostgresStore(database, host="web1")
+        assert _until(lambda: store.counter("lines") == 20, 60) is not None
+        store.close()
+        postgres.stop()
+        try:
+            with log.open("a") as f:
+                f.write("".join(line + "\n" for line in scanner_lines(logs, 80)))
+            assert _until(lambda: SCANNER in _listed(ban_list), 60) is not None  # banned here, database or not
+        finally:
+            postgres.start()
+        store = PostgresStore(database, host="web1")
+        try:
+            assert _until(lambda: store.counter("lines") == 100, 60) is not None, store.counter("lines")
+            assert SCANNER in {b.address for b in store.bans()}
+        finally:
+            store.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert b"unreachable" in err and b"is back" in err, err.decode()[-2000:]

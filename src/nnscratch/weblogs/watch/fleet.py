@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -28,7 +29,7 @@ from ...extras import require
 from .follow import Position
 from .state import Ban, StateFileError
 
-__all__ = ["PostgresStore", "is_database_url", "open_store", "CHANNEL"]
+__all__ = ["PostgresStore", "StoreUnavailable", "is_database_url", "open_store", "CHANNEL"]
 
 CHANNEL = "nnscratch_bans"
 SCHEMA = """
@@ -71,6 +72,11 @@ def is_database_url(state: str) -> bool:
     return str(state).startswith(("postgresql://", "postgres://"))
 
 
+class StoreUnavailable(ConnectionError):
+    """The fleet's database cannot be reached now (an outage, a restart): the watcher judges on
+    locally, keeps what it could not commit, and commits it when the database is back."""
+
+
 def open_store(state: str, host: str | None = None) -> Any:
     """The watcher's state: a ``PostgresStore`` for a ``postgresql://`` URL, else the SQLite
     ``state.Store`` at that path."""
@@ -95,14 +101,32 @@ class PostgresStore:
         psycopg = require("psycopg", "fleet")
         self.url, self.host, self.keep_decisions = url, host or socket.gethostname(), keep_decisions
         self.path = _without_password(url)  # what messages show
+        self._psycopg = psycopg
         try:
-            self.db = psycopg.connect(url, autocommit=True, connect_timeout=10)
-            self.db.execute(SCHEMA)
-            self.listener = psycopg.connect(url, autocommit=True, connect_timeout=10)
-            self.listener.execute(f"LISTEN {CHANNEL}")
+            self._connect()
         except psycopg.Error as err:
             raise StateFileError(f"the fleet database {self.path} cannot be used: {str(err).strip()}. Check that "
                                  "PostgreSQL runs there and the user may create tables.") from None  # fmt: skip
+
+    def _connect(self) -> None:
+        psycopg = self._psycopg
+        self.db = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+        self.db.execute(SCHEMA)
+        self.listener = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+        self.listener.execute(f"LISTEN {CHANNEL}")
+
+    def _call(self, work: Any) -> Any:
+        """``work()`` on the database; an outage becomes ``StoreUnavailable``, and the next call
+        connects afresh."""
+        psycopg = self._psycopg
+        try:
+            if self.db.closed or self.listener.closed:
+                self._connect()
+            return work()
+        except psycopg.OperationalError as err:
+            for connection in (self.db, self.listener):
+                connection.close()
+            raise StoreUnavailable(f"the fleet database {self.path} is unreachable: {str(err).strip()}") from None
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.path!r}, host={self.host!r})"
@@ -123,11 +147,12 @@ class PostgresStore:
         return int(row[0]) if row else 0
 
     def bans(self) -> list[Ban]:
-        rows = self.db.execute("SELECT address, since, until, reason FROM nnscratch_bans ORDER BY until")
-        return [Ban(*row) for row in rows]
+        query = "SELECT address, since, until, reason FROM nnscratch_bans ORDER BY until"
+        return self._call(lambda: [Ban(*row) for row in self.db.execute(query)])
 
     def offenses(self, address: str) -> int:
-        row = self.db.execute("SELECT offenses FROM nnscratch_offenders WHERE address = %s", (address,)).fetchone()
+        query = "SELECT offenses FROM nnscratch_offenders WHERE address = %s"
+        row = self._call(lambda: self.db.execute(query, (address,)).fetchone())
         return int(row[0]) if row else 0
 
     def decisions(self, address: str, limit: int = 5) -> list[dict[str, Any]]:
@@ -148,7 +173,11 @@ class PostgresStore:
     def wait(self, timeout: float) -> bool:
         """Sleep up to ``timeout`` seconds, waking at once when a watcher of the fleet bans or
         unbans (a ``NOTIFY``). Returns whether one did."""
-        return any(True for _ in self.listener.notifies(timeout=timeout, stop_after=1))
+        try:
+            return self._call(lambda: any(True for _ in self.listener.notifies(timeout=timeout, stop_after=1)))
+        except StoreUnavailable:
+            time.sleep(timeout)  # the next commit reports the outage
+            return False
 
     # --- writing: one transaction per batch ----------------------------------
     def commit(
@@ -163,6 +192,10 @@ class PostgresStore:
         """Everything a batch changed, atomically (see ``state.Store.commit``); a commit that
         bans or unbans notifies the fleet."""
         bans, unbans = list(bans), list(unbans)
+        self._call(lambda: self._commit(positions, counters, bans, unbans, list(decisions)))
+
+    def _commit(self, positions: dict[str, Position] | None, counters: dict[str, int] | None, bans: list[Ban],
+                unbans: list[str], decisions: list[dict[str, Any]]) -> None:  # fmt: skip
         with self.db.transaction(), self.db.cursor() as cur:
             for path, p in (positions or {}).items():
                 cur.execute(_POSITION, (self.host, path, p.device, p.inode, p.offset))

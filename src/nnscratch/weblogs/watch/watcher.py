@@ -38,6 +38,7 @@ from ..model.clients import Ruling
 from ..model.weblog import WebLogModel
 from ..serve.decision import Decider, Decisions
 from .actions import Actions, Change, replace_text
+from .fleet import StoreUnavailable
 from .follow import Backfill, Follower, StdinFollower
 from .policy import Allowlist, BanPolicy
 from .state import Ban, Store
@@ -93,6 +94,8 @@ class Watcher:
         self.parsers: dict[str, LineParser] = {}
         self.unfit: set[str] = set()
         self.report = report or (lambda message: print(message, file=sys.stderr, flush=True))
+        self.pending: list[dict[str, Any]] = []  # batches not committed yet (a fleet database's outage)
+        self.outage = False
         self.lines = store.counter("lines")
         self.stopping = self.reloading = False
         self._last_status = time.monotonic()
@@ -162,6 +165,9 @@ class Watcher:
         self.step(final=True)  # what arrived before the signal, judged at once
         for follower in self.followers:
             follower.close()
+        if self.pending:
+            self.report(f"warning: {len(self.pending)} batch(es) could not be committed ({self.store.path} is still "
+                        "unreachable): the next start reads their lines again")  # fmt: skip
 
     def step(self, final: bool = False) -> int:
         """Read, decide, expire, commit, act. Returns the number of lines read.
@@ -188,7 +194,9 @@ class Watcher:
         for address in [a for a, b in self.bans.items() if b.until <= now]:
             changes.append(Change("unban", address, 0.0, "expired"))
             decisions.append({"time": now, "address": address, "action": "unban", "reason": "expired"})
-        stored = {b.address: b for b in self.store.bans()}
+        if self.pending:
+            self._flush()
+        stored = self._stored_bans() if not self.pending else dict(self.bans)
         for address in [a for a in self.bans if a not in stored and not any(c.address == a for c in changes)]:
             changes.append(Change("unban", address, 0.0, "lifted by hand or by another watcher"))
         shared = self._shared(stored, changes, now)
@@ -198,8 +206,8 @@ class Watcher:
                 self.bans.pop(change.address, None)
         positions = {str(f.path.resolve()): f.position for f in self.followers if f.position is not None}
         new_bans = [self.bans[c.address] for c in changes if c.event in ("ban", "extend")]
-        self.store.commit(positions=positions, counters={"lines": len(batch)}, bans=new_bans,
-                          unbans=[c.address for c in changes if c.event == "unban"], decisions=decisions)  # fmt: skip
+        self._commit(dict(positions=positions, counters={"lines": len(batch)}, bans=new_bans,
+                          unbans=[c.address for c in changes if c.event == "unban"], decisions=decisions))  # fmt: skip
         self.lines += len(batch)
         if changes and not self.settings.dry_run:
             self.actions.apply(changes, list(self.bans.values()))
@@ -207,6 +215,42 @@ class Watcher:
             self.actions.apply([], list(self.bans.values()))  # retries of earlier failures
         self._status(len(batch))
         return len(batch)
+
+    # --- the store, and a fleet database that can go away ----------------------------
+    def _commit(self, batch: dict[str, Any]) -> None:
+        """Commit a batch; while a fleet's database is unreachable, keep it (and the ones before
+        it, in order) and judge on locally; they are committed when it is back."""
+        self.pending.append(batch)
+        self._flush()
+
+    def _flush(self) -> None:
+        """Commit the batches kept during an outage, in order (before the shared bans are read
+        again: a ban decided meanwhile must not look lifted)."""
+        try:
+            while self.pending:
+                self.store.commit(**self.pending[0])
+                self.pending.pop(0)
+        except StoreUnavailable as err:
+            if not self.outage:
+                self.report(f"warning: {err}; judging on locally, and committing when it is back")
+            self.outage = True
+            return
+        if self.outage:
+            self.report(f"the fleet database {self.store.path} is back: what was decided meanwhile is committed")
+            self.outage = False
+
+    def _stored_bans(self) -> dict[str, Ban]:
+        """The bans in the store (a fleet's: every host's); during an outage, this host's own."""
+        try:
+            return {b.address: b for b in self.store.bans()}
+        except StoreUnavailable:
+            return dict(self.bans)
+
+    def _offenses(self, client: str) -> int:
+        try:
+            return self.store.offenses(client)
+        except StoreUnavailable:
+            return 0  # not known during an outage: a first offence's ban
 
     def _shared(self, stored: dict[str, Ban], changes: list[Change], now: float) -> list[Change]:
         """Bans another watcher of the fleet made or extended (in the shared store, not yet here):
@@ -267,7 +311,7 @@ class Watcher:
                     self.gray[client] = ruling.probability
                     decisions.append(self._decision(now, ruling, f"not banned: {why}" if why else response))
             elif response in ("ban", "extend"):
-                seconds = self.policy.duration(self.store.offenses(client))
+                seconds = self.policy.duration(self._offenses(client))
                 if self.settings.dry_run:
                     if id(ruling) in first_bans:
                         decisions.append(self._decision(now, ruling, "dry-run: would ban", seconds))
