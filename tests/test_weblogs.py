@@ -583,5 +583,5 @@ def test_one_registry_of_feature_families_drives_the_options_the_config_and_the_
     assert {f.setting: config[f.setting] for f in FAMILIES} == {"behaviour": True, "agent": "tokens", "paths": False,
                                                                 "client": "paper"}  # fmt: skip
     runs = ablation(default_settings())
-    assert [title for title, _ in runs] == [title for f in FAMILIES for title, _ in f.ablation] and len(runs) == 6
+    assert [title for title, _ in runs] == [title for f in FAMILIES for title, _ in f.ablation] and len(runs) == 7
     assert all(sum(run[k] != default_settings()[k] for k in run) == 1 for _, run in runs)  # one family changed each

@@ -12,6 +12,7 @@ width), and which class of user agent it showed. ``ClientBook.summarise``
 
 from __future__ import annotations
 
+import math
 from collections import Counter, OrderedDict, deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
@@ -25,7 +26,7 @@ from .summary import AGENT_CLASSES, EXPLOIT_WEIGHT, Counts, summarise
 if TYPE_CHECKING:
     from ..model.clients import Ruling
 
-__all__ = ["RequestFacts", "ClientState", "ClientBook", "Window", "WindowEntry", "IDLE", "MAX_CLIENTS"]
+__all__ = ["RequestFacts", "ClientState", "ClientBook", "SitePace", "Window", "WindowEntry", "IDLE", "MAX_CLIENTS"]
 
 _KIND = {name: i for i, name in enumerate(AGENT_CLASSES)}
 
@@ -45,6 +46,36 @@ IDLE = 1800.0  # seconds of log time after which a client's next request starts 
 MAX_CLIENTS = 100_000  # clients a stream keeps in memory (classify, watch); the least recently active go first
 
 
+class SitePace:
+    """The site's think times, from the log alone: a histogram (log-spaced bins) of the gaps
+    between page views of every client so far. ``rank(gap)``: the share of those gaps shorter
+    than ``gap`` (half of its own bin counted), 0.5 while the site has none."""
+
+    BINS = 48
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * self.BINS
+        self.total = 0
+
+    def __repr__(self) -> str:
+        return f"SitePace(gaps={self.total:,})"
+
+    @classmethod
+    def bin(cls, gap: float) -> int:
+        return min(int(4.0 * math.log2(1.0 + gap)), cls.BINS - 1)
+
+    def add(self, gap: float) -> None:
+        self.counts[self.bin(gap)] += 1
+        self.total += 1
+
+    def rank(self, gap: float) -> float:
+        if not self.total:
+            return 0.5
+        b = self.bin(gap)
+        return (sum(self.counts[:b]) + 0.5 * self.counts[b]) / self.total
+
+
 class ClientState:
     """One client's running evidence over a visit (what ``ClientBook.features`` summarises),
     and what the rulings on it said so far: the highest P(bad) (``peak``) and the first
@@ -53,9 +84,9 @@ class ClientState:
     __slots__ = ("client", "n", "first", "last", "gaps", "gap2", "ngaps", "same", "e4", "e5", "static", "post",
                  "head", "other", "flagged", "noref", "malformed", "bad_lines", "paths", "agents", "kinds", "peak",
                  "ban", "window", "pages", "last_page", "pgaps", "pgap2", "npgaps", "pageref", "linked", "images",
-                 "bytes", "exploit", "width", "depth")  # fmt: skip
+                 "bytes", "exploit", "width", "depth", "site")  # fmt: skip
 
-    def __init__(self, now: float, client: str = "") -> None:
+    def __init__(self, now: float, client: str = "", site: SitePace | None = None) -> None:
         self.client = client
         self.window: Window | None = None  # the last requests, when the book keeps windows
         self.n = self.ngaps = self.same = self.e4 = self.e5 = self.static = self.post = self.head = 0
@@ -65,6 +96,7 @@ class ClientState:
         self.first = self.last = now
         self.gaps = self.gap2 = self.pgaps = self.pgap2 = 0.0
         self.last_page: float | None = None
+        self.site = site  # the book's SitePace: where the client's think time stands
         self.paths: set[str] = set()
         self.agents: dict[str, int] = {}  # up to 8 user agents -> their class (an index into AGENT_CLASSES)
         self.kinds = [0] * len(AGENT_CLASSES)  # requests by agent class, of those agents
@@ -159,6 +191,7 @@ class ClientBook:
         self.idle, self.max_paths, self.max_clients = float(idle), max_paths, max_clients
         self.window = window  # seconds of each client's sliding window (``Window``), or None: none kept
         self.clients: OrderedDict[str, ClientState] = OrderedDict()  # least recently active first
+        self.site = SitePace()
 
     def __repr__(self) -> str:
         return f"ClientBook(idle={self.idle:g}s, clients={len(self.clients):,})"
@@ -175,7 +208,7 @@ class ClientBook:
         clients = self.clients
         s = clients.get(client)
         if s is None or now - s.last > self.idle:
-            s = clients[client] = ClientState(now, client)
+            s = clients[client] = ClientState(now, client, self.site)
         else:
             gap = now - s.last if now > s.last else 0.0
             s.gaps += gap
@@ -244,6 +277,7 @@ class ClientBook:
             s.pgaps += gap
             s.pgap2 += gap * gap
             s.npgaps += 1
+            self.site.add(gap)
         s.last_page = record.time
         if record.referrer not in ("", "-"):
             s.pageref += 1
@@ -266,6 +300,7 @@ class ClientBook:
         return _make_counts((s.n, s.last - s.first, s.gaps, s.gap2, s.ngaps, s.same, s.e4, s.e5, len(s.paths),
                              s.static, s.post, s.head, s.other, s.flagged, s.noref, s.malformed, s.pages, s.pgaps,
                              s.pgap2, s.npgaps, s.pageref, s.linked, s.images, s.bytes, s.exploit, s.width, s.depth,
+                             s.site.rank(s.pgaps / s.npgaps) if s.npgaps and s.site is not None else 0.5,
                              *s.kinds))  # fmt: skip
 
     summarise = staticmethod(summarise)

@@ -39,9 +39,11 @@ FAMILIES: tuple[Family, ...] = (
             ("with exact user-agent tokens (the sample's browsers)", "tokens"))),
     Family("paths", False, (), "add exact path tokens (site vocabulary) to the path shape",
            (("with exact path tokens (the site's vocabulary)", True),)),
-    Family("client", "default", ("default", "paper", "all"), "what the client model reads: every group but the "
-           "pace of all requests (default), the Web Bot paper's session features only, or everything (the pace too)",
-           (("client model on the paper's session features", "paper"),
+    Family("client", "default", ("default", "site", "paper", "all"), "what the client model reads: every group but "
+           "the pace of all requests and the site-relative think time (default), the default and the site-relative "
+           "think time, the Web Bot paper's session features only, or everything",
+           (("client model with the site-relative think time", "site"),
+            ("client model on the paper's session features", "paper"),
             ("client model with the pace of all requests (rate, rhythm, same-second share)", "all"))),
 )  # fmt: skip
 

@@ -21,6 +21,8 @@ AGENT_CLASSES = ("browser", "crawler", "monitor", "script", "attack-tool", "empt
 # every visitor fast). ``pages`` is how it reads: page views (GETs of anything but a static
 # asset), the think time between them, whether it follows links and loads the assets of
 # what it reads, how deep and wide it browses: the paper's session features and more.
+# ``site`` places the client's think time among the site's own (every client's gaps between
+# page views so far, no labels): a script reading faster than nearly everyone is near 0.
 GROUPS = {
     "volume": ("log_requests", "log_duration"),
     "pace": ("log_rate_per_minute", "gap_cv", "same_second_share"),
@@ -29,12 +31,14 @@ GROUPS = {
     "evidence": ("flagged_share", "exploit_share", "log_exploits"),
     "pages": ("page_share", "image_share", "log_bytes_per_request", "log_page_gap", "page_gap_cv",
               "page_referrer_share", "linked_share", "log_assets_per_page", "log_width", "max_depth"),
+    "site": ("page_gap_site_rank",),
     "agent": tuple(f"agent_{name}" for name in AGENT_CLASSES),
 }  # fmt: skip
 FEATURES = tuple(name for group in GROUPS.values() for name in group)
 # Named subsets of FEATURES that a client model can be trained on (``Featurizer(client=...)``).
 CLIENT_SETS = {
-    "default": tuple(n for g, names in GROUPS.items() if g != "pace" for n in names),
+    "default": tuple(n for g, names in GROUPS.items() if g not in ("pace", "site") for n in names),
+    "site": tuple(n for g, names in GROUPS.items() if g != "pace" for n in names),
     "all": FEATURES,
     "paper": GROUPS["volume"] + ("gap_cv", "share_4xx", "distinct_path_share", "static_share", "head_share",
                                   "no_referrer_share", "page_share", "image_share", "log_bytes_per_request",
@@ -54,7 +58,7 @@ EXPLOIT_WEIGHT = 5
 Counts = namedtuple("Counts", ["requests", "duration", "gaps", "gap2", "ngaps", "same", "e4", "e5", "paths",
                                "static", "post", "head", "other", "flagged", "noref", "malformed", "pages",
                                "pgaps", "pgap2", "npgaps", "pageref", "linked", "images", "bytes", "exploit",
-                               "width", "depth"]
+                               "width", "depth", "site_rank"]
                     + [f"agent_{name.replace('-', '_')}" for name in AGENT_CLASSES])  # fmt: skip
 _N_COUNTS = len(Counts._fields) - len(AGENT_CLASSES)
 
@@ -84,7 +88,8 @@ def summarise(counts: Sequence[Counts] | np.ndarray) -> np.ndarray:
     log of the mean think time between page views and their coefficient of
     variation, the shares of page views with a referrer and of requests that
     follow a link from a page it asked for, the log of assets per page view and
-    of distinct pages, the deepest path up to 8); and the share of its requests
+    of distinct pages, the deepest path up to 8); its mean think time's place among the
+    site's (``counts.SitePace``: 0, faster than every gap seen; 0.5 when unknown); and the share of its requests
     from each class of user agent.
     """
     c = np.asarray(counts, dtype=np.float64).reshape(-1, _N_COUNTS + len(AGENT_CLASSES))
@@ -103,6 +108,6 @@ def summarise(counts: Sequence[Counts] | np.ndarray) -> np.ndarray:
         share, np.log1p(f["exploit"]),
         pages / n, f["images"] / n, np.log1p(f["bytes"] / n), np.log1p(mean_page_gap), page_gap_cv,
         f["pageref"] / np.maximum(pages, 1), f["linked"] / n, np.log1p(f["static"] / np.maximum(pages, 1)),
-        np.log1p(f["width"]), np.minimum(f["depth"], 8.0),
+        np.log1p(f["width"]), np.minimum(f["depth"], 8.0), f["site_rank"],
         kinds / agents,
     ])  # fmt: skip
