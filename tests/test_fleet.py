@@ -22,7 +22,7 @@ def database(postgres_url):
     import psycopg
 
     with psycopg.connect(postgres_url, autocommit=True) as db:
-        for table in ("positions", "counters", "bans", "offenders", "decisions"):
+        for table in ("positions", "counters", "bans", "offenders", "decisions", "evidence"):
             db.execute(f"DROP TABLE IF EXISTS nnscratch_{table}")
     return postgres_url
 
@@ -44,8 +44,11 @@ def test_the_fleet_store_keeps_what_the_file_store_keeps_per_host_and_shared(dat
         assert b.wait(5.0) and time.monotonic() - started < 2.0  # pushed, not polled
         assert [x.address for x in b.bans()] == ["203.0.113.9"] and b.offenses("203.0.113.9") == 1
         assert b.decisions("203.0.113.9")[0]["detail"]["host"] == "a"
-        b.commit(bans=[Ban("203.0.113.9", 3.0, 2e9, "again")])  # both ban at once: one row, two offences
-        assert len(a.bans()) == 1 and a.offenses("203.0.113.9") == 2
+        b.commit(bans=[Ban("203.0.113.9", 3.0, 2e9, "again")])  # both ban at once: one row, one offence
+        assert len(a.bans()) == 1 and a.offenses("203.0.113.9") == 1
+        b.commit(unbans=["203.0.113.9"])
+        b.commit(bans=[Ban("203.0.113.9", 4e9, 5e9, "back later")])  # a new ban after the first: a second offence
+        assert a.offenses("203.0.113.9") == 2
         import psycopg
 
         with pytest.raises(psycopg.Error):  # a failing batch leaves nothing behind
@@ -189,3 +192,68 @@ def test_a_database_outage_is_survived_judged_locally_and_caught_up(postgres, da
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     assert b"unreachable" in err and b"is back" in err, err.decode()[-2000:]
+
+
+PROBES = ["/wp-login.php", "/xmlrpc.php", "/phpmyadmin/index.php", "/administrator/index.php",
+          "/wp-admin/setup-config.php", "/pma/index.php", "/myadmin/index.php", "/mysqladmin/index.php",
+          "/user/register", "/admin.php", "/adminer.php", "/wp-content/plugins/x/readme.txt"]  # fmt: skip
+PROBER = "203.0.113.77"
+
+
+def _probe(i: int) -> str:
+    return (
+        f'{PROBER} - - [22/Dec/2016:21:30:{i:02d} +0300] "GET {PROBES[i]} HTTP/1.1" 404 209 "-" "Mozilla/5.0 '
+        '(Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"'
+    )
+
+
+def test_a_prober_spread_over_three_hosts_is_banned_on_the_pooled_evidence(database, watch_model, tmp_path):
+    """12 CMS probes, round-robin over three hosts: each host sees 4, too little evidence to judge
+    (``classify`` bans nobody on any host's log alone), while one host seeing all 12 bans at its
+    5th request. The fleet pools each client's evidence from every host: the prober is banned
+    at its 5th to 8th request across the fleet (give or take a judgement step: the hosts judge
+    on the others' last commits), on every host, as one offence."""
+    import json
+
+    from nnscratch.cli import main
+
+    hosts = ["web1", "web2", "web3"]
+    logs_of = {h: tmp_path / f"{h}.log" for h in hosts}
+    lists = {h: tmp_path / f"{h}.ban.txt" for h in hosts}
+    share = {h: [_probe(i) for i in range(k, 12, 3)] for k, h in enumerate(hosts)}
+    for h in hosts:  # the control: each host's share alone is banned nowhere, all of it at request 5
+        logs_of[h].write_text("".join(line + "\n" for line in share[h]))
+        assert main(["logs", "classify", str(watch_model), str(logs_of[h]), "-o", str(tmp_path / "o.csv"),
+                     "--ban-json", str(tmp_path / "b.json")]) == 0  # fmt: skip
+        assert json.loads((tmp_path / "b.json").read_text()) == []
+    whole = tmp_path / "whole.log"
+    whole.write_text("".join(_probe(i) + "\n" for i in range(12)))
+    assert main(["logs", "classify", str(watch_model), str(whole), "-o", str(tmp_path / "o.csv"), "--ban-json",
+                 str(tmp_path / "b.json")]) == 0  # fmt: skip
+    assert [b["ban_request"] for b in json.loads((tmp_path / "b.json").read_text())] == [5]
+    for h in hosts:
+        logs_of[h].write_text("")
+    watchers = {h: _watch(watch_model, logs_of[h], database, h, lists[h]) for h in hosts}
+    try:
+        assert _until(lambda: _started(database) == set(hosts), 90) is not None
+        for round_ in (share[h][:2] for h in hosts), (share[h][2:] for h in hosts):
+            for h, lines in zip(hosts, round_, strict=True):
+                with logs_of[h].open("a") as f:
+                    f.write("".join(line + "\n" for line in lines))
+            time.sleep(8)  # every host judges and commits its round (a poll is at most 5 s)
+        assert all(_until(lambda h=h: PROBER in _listed(lists[h]), 20) is not None for h in hosts)
+        store = PostgresStore(database)
+        try:
+            bans = [d for d in store.decisions(PROBER, limit=50) if d["action"] == "ban"]
+            # The first ban comes at the fleet's 5th to 8th request (one host with all the traffic bans
+            # at its 5th; a host judges on the others' last commits); a host that had not heard of it
+            # yet may ban too, on all 12.
+            assert bans and min(d["requests"] for d in bans) <= 8 and all(d["requests"] >= 5 for d in bans), bans
+            assert store.offenses(PROBER) == 1  # however many hosts banned it at once
+        finally:
+            store.close()
+    finally:
+        for proc in watchers.values():
+            proc.send_signal(signal.SIGTERM)
+        for proc in watchers.values():
+            proc.communicate(timeout=60)

@@ -13,7 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["AGENT_CLASSES", "GROUPS", "FEATURES", "CLIENT_SETS", "EXPLOIT_WEIGHT", "Counts", "summarise"]
+__all__ = [
+    "AGENT_CLASSES", "GROUPS", "FEATURES", "CLIENT_SETS", "EXPLOIT_WEIGHT", "Counts", "summarise", "merge_counts",
+]  # fmt: skip
 
 AGENT_CLASSES = ("browser", "crawler", "monitor", "script", "attack-tool", "empty", "malformed")
 # The client summary, by group. ``pace`` is how fast a client asks (every request counted,
@@ -111,3 +113,23 @@ def summarise(counts: Sequence[Counts] | np.ndarray) -> np.ndarray:
         np.log1p(f["width"]), np.minimum(f["depth"], 8.0), f["site_rank"],
         kinds / agents,
     ])  # fmt: skip
+
+
+_LONGEST = {"duration", "depth"}  # the longest span and the deepest path; the rest adds up
+_OWN = {"site_rank"}  # a site's own measure: the host's
+
+
+def merge_counts(own: Counts, others: Sequence[Sequence[float]]) -> Counts:
+    """A client's counts on this host merged with its counts on other hosts (a fleet): sums,
+    except the duration and depth (the largest) and the site rank (this host's). Distinct
+    paths and pages add up too: an upper bound, as no host sees the others' paths."""
+    if not others:
+        return own
+    values = list(own)
+    for i, name in enumerate(Counts._fields):
+        column = [float(other[i]) for other in others]
+        if name in _LONGEST:
+            values[i] = max([values[i], *column])
+        elif name not in _OWN:
+            values[i] = values[i] + sum(column)
+    return Counts._make(values)

@@ -90,12 +90,18 @@ class Decider:
         Clients kept in memory (the longest-known leave first, see ``ClientBook``).
     judge : bool
         Rule on clients (needs a client model); False labels lines only.
+
+    ``pool``, when set (a fleet of watchers: ``watch.fleet.PostgresStore.pool``), turns the
+    snapshots of a step into snapshots of each client's evidence from every host before they
+    are ruled on; then every client with a request in the second is judged, whatever its
+    evidence here, and the ban rule's evidence threshold reads the pooled counts.
     """
 
     def __init__(self, model: Any, *, slack: float = SLACK, idle: float = IDLE, max_clients: int | None = None,
                  judge: bool = True) -> None:  # fmt: skip
         self.model, self.slack, self.idle, self.max_clients = model, float(slack), float(idle), max_clients
         self.judge = judge and model.client_model is not None
+        self.pool: Any = None
         self.reset()
 
     def __repr__(self) -> str:
@@ -136,7 +142,7 @@ class Decider:
             released += self.order.ready(end=True)
         points = self.points
         # Without a client model to rule, nobody is judged (no snapshots are taken).
-        points.minimum = self.model.client_model.min_evidence if self.judge else None
+        points.minimum = (1 if self.pool is not None else self.model.client_model.min_evidence) if self.judge else None
         proba = labels = None
         if released:
             proba, labels, states = self.model.score([record for _, record in released])
@@ -146,6 +152,8 @@ class Decider:
         snapshots, ended = points.take()
         if end:
             snapshots += points.flush()
+        if self.pool is not None and snapshots:
+            snapshots = self.pool(snapshots)
         rulings = self.model.client_model.rulings(snapshots) if self.judge else []
         bans = []
         for snapshot, ruling in zip(snapshots, rulings, strict=True):

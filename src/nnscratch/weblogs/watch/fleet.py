@@ -21,17 +21,21 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ...extras import require
+from ..features.counts import IDLE
+from ..features.points import Snapshot
+from ..features.summary import merge_counts
 from .follow import Position
 from .state import Ban, StateFileError
 
 __all__ = ["PostgresStore", "StoreUnavailable", "is_database_url", "open_store", "CHANNEL"]
 
 CHANNEL = "nnscratch_bans"
+_SCHEMA_LOCK = 0x6E6E7363  # "nnsc": the advisory lock held while the tables are created
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS nnscratch_positions (host TEXT, path TEXT, device BIGINT, inode BIGINT, "offset" BIGINT,
     PRIMARY KEY (host, path));
@@ -42,6 +46,8 @@ CREATE TABLE IF NOT EXISTS nnscratch_offenders (address TEXT PRIMARY KEY, offens
 CREATE TABLE IF NOT EXISTS nnscratch_decisions (id BIGSERIAL PRIMARY KEY, time DOUBLE PRECISION, address TEXT,
     action TEXT, probability DOUBLE PRECISION, requests INTEGER, reason TEXT, detail TEXT, host TEXT);
 CREATE INDEX IF NOT EXISTS nnscratch_decisions_address ON nnscratch_decisions (address);
+CREATE TABLE IF NOT EXISTS nnscratch_evidence (client TEXT, host TEXT, last DOUBLE PRECISION, counts TEXT,
+    PRIMARY KEY (client, host));
 """
 
 
@@ -60,6 +66,10 @@ _BAN = (
 _OFFENCE = (
     "INSERT INTO nnscratch_offenders VALUES (%s, 1, %s) ON CONFLICT (address) DO UPDATE SET "
     "offenses = nnscratch_offenders.offenses + 1, last = EXCLUDED.last"
+)
+_EVIDENCE = (
+    "INSERT INTO nnscratch_evidence VALUES (%s, %s, %s, %s) ON CONFLICT (client, host) DO UPDATE SET "
+    "last = EXCLUDED.last, counts = EXCLUDED.counts"
 )
 _DECISION = (
     "INSERT INTO nnscratch_decisions (time, address, action, probability, requests, reason, detail, host) "
@@ -111,7 +121,13 @@ class PostgresStore:
     def _connect(self) -> None:
         psycopg = self._psycopg
         self.db = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
-        self.db.execute(SCHEMA)
+        # Watchers that start together would race to create the tables (PostgreSQL's CREATE
+        # TABLE IF NOT EXISTS is not safe at once): one at a time, under an advisory lock.
+        self.db.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
+        try:
+            self.db.execute(SCHEMA)
+        finally:
+            self.db.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
         self.listener = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
         self.listener.execute(f"LISTEN {CHANNEL}")
 
@@ -170,6 +186,28 @@ class PostgresStore:
             raise StateFileError(f"another watcher runs as host {self.host!r} in the fleet database {self.path}; stop "
                                  "it first, or give this one its own --fleet-host.")  # fmt: skip
 
+    def pool(self, snapshots: list[Snapshot]) -> list[Snapshot]:
+        """The snapshots with each client's counts merged with its evidence on the other hosts
+        (their latest commits, from visits still open: a request within ``IDLE`` seconds of log
+        time), as ``Decider.pool`` wants them. During an outage, the snapshots as they are."""
+        clients = sorted({s.client for s in snapshots})
+        query = "SELECT client, last, counts FROM nnscratch_evidence WHERE client = ANY(%s) AND host <> %s"
+        try:
+            rows = self._call(lambda: self.db.execute(query, (clients, self.host)).fetchall())
+        except StoreUnavailable:
+            return snapshots
+        elsewhere: dict[str, list[tuple[float, list[float]]]] = {}
+        for client, last, counts in rows:
+            elsewhere.setdefault(client, []).append((last, json.loads(counts)))
+        out = []
+        for s in snapshots:
+            others = [counts for last, counts in elsewhere.get(s.client, ()) if last >= s.time - IDLE]
+            if others:  # the request number becomes the client's across the fleet
+                merged = merge_counts(s.counts, others)
+                s = s._replace(counts=merged, request=int(merged.requests))
+            out.append(s)
+        return out
+
     def wait(self, timeout: float) -> bool:
         """Sleep up to ``timeout`` seconds, waking at once when a watcher of the fleet bans or
         unbans (a ``NOTIFY``). Returns whether one did."""
@@ -188,20 +226,32 @@ class PostgresStore:
         bans: Iterable[Ban] = (),
         unbans: Iterable[str] = (),
         decisions: Iterable[dict[str, Any]] = (),
+        evidence: dict[str, tuple[float, Sequence[float]]] | None = None,
     ) -> None:
-        """Everything a batch changed, atomically (see ``state.Store.commit``); a commit that
-        bans or unbans notifies the fleet."""
+        """Everything a batch changed, atomically (see ``state.Store.commit``), and this host's
+        latest evidence of the clients it judged (``evidence``: client -> (log time, counts));
+        a commit that bans or unbans notifies the fleet."""
         bans, unbans = list(bans), list(unbans)
-        self._call(lambda: self._commit(positions, counters, bans, unbans, list(decisions)))
+        self._call(lambda: self._commit(positions, counters, bans, unbans, list(decisions), evidence or {}))
 
     def _commit(self, positions: dict[str, Position] | None, counters: dict[str, int] | None, bans: list[Ban],
-                unbans: list[str], decisions: list[dict[str, Any]]) -> None:  # fmt: skip
+                unbans: list[str], decisions: list[dict[str, Any]],
+                evidence: dict[str, tuple[float, Sequence[float]]]) -> None:  # fmt: skip
         with self.db.transaction(), self.db.cursor() as cur:
+            for client, (last, counts) in evidence.items():
+                cur.execute(_EVIDENCE, (client, self.host, last, json.dumps([float(v) for v in counts])))
             for path, p in (positions or {}).items():
                 cur.execute(_POSITION, (self.host, path, p.device, p.inode, p.offset))
             for name, add in (counters or {}).items():
                 cur.execute(_COUNTER, (self.host, name, add))
             for ban in bans:
+                # Hosts that ban one client at once (each on the pooled evidence) make one offence.
+                active = cur.execute("SELECT until FROM nnscratch_bans WHERE address = %s FOR UPDATE",
+                                     (ban.address,)).fetchone()  # fmt: skip
+                if active is not None and active[0] > ban.since:
+                    cur.execute("UPDATE nnscratch_bans SET until = GREATEST(until, %s) WHERE address = %s",
+                                (ban.until, ban.address))  # fmt: skip
+                    continue
                 cur.execute(_BAN, (ban.address, ban.since, ban.until, ban.reason, self.host))
                 cur.execute(_OFFENCE, (ban.address, ban.since))
             for address in unbans:

@@ -86,6 +86,9 @@ class Watcher:
             for p in paths
         ]  # fmt: skip
         self.decider = Decider(self.model, idle=self.settings.idle, max_clients=self.settings.max_clients)
+        self.pooled = hasattr(store, "pool")  # a fleet: verdicts on every host's evidence of a client
+        if self.pooled:
+            self.decider.pool = store.pool
         self.examples: dict[str, list[str]] = {}
         self.bans: dict[str, Ban] = {b.address: b for b in store.bans()}
         self.gray: dict[str, float] = {}
@@ -206,8 +209,13 @@ class Watcher:
                 self.bans.pop(change.address, None)
         positions = {str(f.path.resolve()): f.position for f in self.followers if f.position is not None}
         new_bans = [self.bans[c.address] for c in changes if c.event in ("ban", "extend")]
-        self._commit(dict(positions=positions, counters={"lines": len(batch)}, bans=new_bans,
-                          unbans=[c.address for c in changes if c.event == "unban"], decisions=decisions))  # fmt: skip
+        batch_state = dict(positions=positions, counters={"lines": len(batch)}, bans=new_bans,
+                           unbans=[c.address for c in changes if c.event == "unban"], decisions=decisions)  # fmt: skip
+        if self.pooled:  # this host's own evidence of the clients judged now, for the others to pool
+            clients = self.decider.book.clients
+            batch_state["evidence"] = {r.client: (clients[r.client].last, ClientBook.counts(clients[r.client]))
+                                       for r in decided.rulings if r.client in clients}  # fmt: skip
+        self._commit(batch_state)
         self.lines += len(batch)
         if changes and not self.settings.dry_run:
             self.actions.apply(changes, list(self.bans.values()))
