@@ -365,6 +365,11 @@ def summarise(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def _number(value: float | None) -> str:
+    """A figure of the tables, or nothing where there is none (one seed: no spread)."""
+    return "" if value is None else f"{value:.3f}"
+
+
 def format_markdown(result: dict[str, Any]) -> str:
     """The cross-validation tables as Markdown (means over seeds, spread in brackets): the line
     and ban figures, then the bans in time (clients of 1-4 requests, the request number of the
@@ -404,7 +409,7 @@ def format_markdown(result: dict[str, Any]) -> str:
             out.append(f"{name(row)} {cell(row, 'small_banned', 1)} | {cell(row, 'small_precision')} | "
                        f"{cell(row, 'ban_request_median', 1)} | {cell(row, 'ban_request_max', 1)} | "
                        f"{cell(row, 'session_accuracy')} | {cell(row, 'session_recall')} | "
-                       f"{cell(row, 'session_false_bans', 1)} | {row.get('p_spread_20', float('nan')):.3f} | "
+                       f"{cell(row, 'session_false_bans', 1)} | {_number(row.get('p_spread_20'))} | "
                        f"{row.get('ban_flips_20', '')} |")  # fmt: skip
     settings = result["settings"]
     features = settings["featurizer"] or "defaults"
