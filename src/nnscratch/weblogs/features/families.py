@@ -40,7 +40,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("paths", False, (), "add exact path tokens (site vocabulary) to the path shape",
            (("with exact path tokens (the site's vocabulary)", True),)),
     Family("client", "default", ("default", "site", "paper", "all"), "what the client model reads: every group but "
-           "the pace of all requests and the site-relative think time (default), the default and the site-relative "
+           "the pace of all requests and the site-relative think time (default), those groups and the site-relative "
            "think time, the Web Bot paper's session features only, or everything",
            (("client model with the site-relative think time", "site"),
             ("client model on the paper's session features", "paper"),
