@@ -419,3 +419,17 @@ def test_the_explanation_scrolls_into_view_at_1280x720(server, browser):
     page.wait_for_function("""(() => { const r = document.getElementById('explain').getBoundingClientRect();
                                return r.top >= -1 && r.top < window.innerHeight; })()""", timeout=10_000)  # fmt: skip
     page.close()
+
+
+def test_an_old_explanation_goes_when_the_data_change(server, browser):
+    """An explanation (and its ring) of the old data used to stay after the data changed."""
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    page.goto(server + "#dataset=xor&features=x1,x2&layers=2:tanh&learning_rate=0.3")
+    page.wait_for_function("window.playground.stats.frames > 0", timeout=20_000)
+    page.click("#output", position={"x": 60, "y": 60})
+    page.wait_for_function("window.playground.stats.lastExplain", timeout=20_000)
+    assert page.locator("#explain-body table").count() > 0
+    page.click("#datasets button:nth-child(1)")  # another data set
+    page.wait_for_function("window.playground.stats.lastExplain === null", timeout=20_000)
+    assert page.locator("#explain-body table").count() == 0
+    page.close()

@@ -297,6 +297,9 @@ function drawLinks() {
 // ---- messages ------------------------------------------------------------------
 function onData(m) {
   data = m;
+  // New data or a new network: an explanation of the old one (and its ring on the output) would mislead.
+  stats.lastExplain = null;
+  $("explain-body").innerHTML = "";
   if (m.settings.dataset === "csv") settings = {...m.settings};
   curve = [];
   buildNetwork();
