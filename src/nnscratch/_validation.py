@@ -119,7 +119,8 @@ def check_X(X: Any, n_features: int, dtype: np.dtype, name: str = "X", finite: b
         if arr.ndim != 2:
             hint = " Use X.reshape(-1, 1) for a single feature." if arr.ndim == 1 else ""
             raise ValueError(f"{name} must be 2-D (n_samples, n_features). Received shape {arr.shape}.{hint}")
-        check_fits(arr, dtype, name)  # finite values that would overflow ``dtype`` are said so, not cast to inf
+        if finite:  # values that would overflow ``dtype`` are said so, not cast to inf (predict checks lazily)
+            check_fits(arr, dtype, name)
         X = data = np.ascontiguousarray(arr, dtype=dtype) if convert else arr
     if X.shape[0] == 0:
         raise ValueError(f"{name} is empty: it has 0 samples. Pass at least one row.")

@@ -19,6 +19,7 @@ from . import threads
 from ._validation import (
     all_finite,
     check_finite,
+    check_fits,
     check_positive_int,
     check_sample_weight,
     check_X,
@@ -84,15 +85,18 @@ def _refuse_non_finite(net: Any, X: Any, out: np.ndarray) -> None:
 
 def _predict_chunks(net: Any, X: Any, size: int, by_first_layer: bool, out: np.ndarray) -> None:
     first = net.layers[0]
-    for start, chunk in chunks(X, size, net.dtype):
+    for start, rows in chunks(X, size):
         if by_first_layer:
             with np.errstate(over="ignore", invalid="ignore"):  # a non-finite z is examined next
+                chunk = take_rows(rows, slice(None), net.dtype)  # a value too big for the dtype becomes inf
                 z = first.forward_linear(chunk)
             if not all_finite(z):
                 check_finite(X)  # NaN or inf in X: a ValueError that counts them
+                check_fits(X, net.dtype)  # finite values too large for the network's dtype: said so
                 z = first.forward_linear(chunk)  # X is finite but z overflowed: warn as NumPy would
             h = net.forward(first.activation.forward(z, out=z), start=1)
         else:
+            chunk = take_rows(rows, slice(None), net.dtype)
             h = net.forward(chunk)
         out[start : start + chunk.shape[0]] = h
 
