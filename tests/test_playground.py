@@ -410,12 +410,18 @@ def test_the_largest_network_never_covers_the_output_panel(server, browser, size
     page.close()
 
 
-def test_the_explanation_scrolls_into_view_at_1280x720(server, browser):
+def _explained(server: str, browser):
+    """A 1280x720 page on XOR whose output was clicked: an explanation shown."""
     page = browser.new_page(viewport={"width": 1280, "height": 720})
     page.goto(server + "#dataset=xor&features=x1,x2&layers=2:tanh&learning_rate=0.3")
     page.wait_for_function("window.playground.stats.frames > 0", timeout=20_000)
     page.click("#output", position={"x": 60, "y": 60})
     page.wait_for_function("window.playground.stats.lastExplain", timeout=20_000)
+    return page
+
+
+def test_the_explanation_scrolls_into_view_at_1280x720(server, browser):
+    page = _explained(server, browser)
     page.wait_for_function("""(() => { const r = document.getElementById('explain').getBoundingClientRect();
                                return r.top >= -1 && r.top < window.innerHeight; })()""", timeout=10_000)  # fmt: skip
     page.close()
@@ -423,11 +429,7 @@ def test_the_explanation_scrolls_into_view_at_1280x720(server, browser):
 
 def test_an_old_explanation_goes_when_the_data_change(server, browser):
     """An explanation (and its ring) of the old data used to stay after the data changed."""
-    page = browser.new_page(viewport={"width": 1280, "height": 720})
-    page.goto(server + "#dataset=xor&features=x1,x2&layers=2:tanh&learning_rate=0.3")
-    page.wait_for_function("window.playground.stats.frames > 0", timeout=20_000)
-    page.click("#output", position={"x": 60, "y": 60})
-    page.wait_for_function("window.playground.stats.lastExplain", timeout=20_000)
+    page = _explained(server, browser)
     assert page.locator("#explain-body table").count() > 0
     page.click("#datasets button:nth-child(1)")  # another data set
     page.wait_for_function("window.playground.stats.lastExplain === null", timeout=20_000)
