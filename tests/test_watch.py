@@ -168,7 +168,8 @@ def test_command_actions_run_real_commands(tmp_path):
     client.chmod(0o755)
     Fail2ban("nginx-bots", client=str(client)).apply([Change("ban", "203.0.113.7", 600), Change("unban", "1.2.3.4", 0)],
                                                       [])  # fmt: skip
-    assert record.read_text().splitlines()[1:] == ["set nginx-bots banip 203.0.113.7", "set nginx-bots unbanip 1.2.3.4"]
+    assert record.read_text().splitlines()[1:] == ["get nginx-bots bantime", "set nginx-bots banip 203.0.113.7",
+                                                   "set nginx-bots unbanip 1.2.3.4"]  # fmt: skip
 
 
 def test_a_failing_action_is_retried_and_never_stops_the_others(tmp_path):
@@ -466,7 +467,7 @@ def test_actions_declare_their_options_and_build_themselves(watch_model, tmp_pat
     assert "give the include with --nginx FILE" in capsys.readouterr().err
     assert not (tmp_path / "s.sqlite").exists()  # refused before any state is made
     args = argparse.Namespace(ban_list=None, nginx=None, nginx_reload=None, nft=True, nft_table="t", nft_apply=False,
-                              nft_script=str(tmp_path / "nft.txt"), ipset=None, fail2ban="sshd", crowdsec=None,
+                              nft_script=str(tmp_path / "nft.txt"), ipset=None, fail2ban="sshd", fail2ban_client_args="", crowdsec=None,
                               cscli=None, exec=["echo {address}", "logger {event}"], events="-")  # fmt: skip
     built = actions.actions_from_args(args)
     assert [type(a).__name__ for a in built] == ["NftablesSet", "Fail2ban", "CommandHook", "CommandHook", "JsonEvents"]

@@ -57,10 +57,13 @@ def replace_text(path: str | Path, text: str) -> bool:
     return True
 
 
-def _run(command: Sequence[str], stdin: str | None = None) -> None:
+def _run(command: Sequence[str], stdin: str | None = None) -> str:
+    """Run a command (30 s at most); its standard output, or RuntimeError with what it said."""
     done = subprocess.run(list(command), input=stdin, capture_output=True, text=True, timeout=30)
     if done.returncode != 0:
-        raise RuntimeError(f"{shlex.join(command)} exited {done.returncode}: {done.stderr.strip()[:300]}")
+        said = " ".join(filter(None, (done.stdout.strip(), done.stderr.strip())))[:300]
+        raise RuntimeError(f"{shlex.join(command)} exited {done.returncode}: {said}")
+    return done.stdout
 
 
 def is_address(client: str) -> bool:
@@ -253,26 +256,59 @@ class IpsetRestore(Action):
 
 
 class Fail2ban(Action):
-    """``fail2ban-client set JAIL banip ADDRESS`` (and ``unbanip``) per change."""
+    """``fail2ban-client set JAIL banip ADDRESS`` on a ban, an extension or a restore, and
+    ``unbanip`` on an unban. fail2ban 1.0's ``banip`` takes no duration (the jail's
+    ``bantime`` applies), so the watcher lifts its bans itself with ``unbanip``; a jail
+    whose ``bantime`` is shorter than a ban would lift it early, and that is reported once
+    (set ``bantime = -1`` in the jail to leave every lift to the watcher).
+    ``client_args`` go before the command (``-c CONFDIR -s SOCKET`` for a private server)."""
 
-    option, metavar, help = "--fail2ban", "JAIL", "action: fail2ban-client set JAIL banip/unbanip"
+    options = ("--fail2ban",)
 
-    def __init__(self, jail: str, client: str = "fail2ban-client") -> None:
-        self.jail, self.client, self.name = jail, client, f"fail2ban jail {jail}"
+    @classmethod
+    def add_options(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--fail2ban", metavar="JAIL", help="action: fail2ban-client set JAIL banip/unbanip")
+        parser.add_argument("--fail2ban-client-args", metavar="ARGS", default="",
+                            help="options for fail2ban-client, e.g. '-c /etc/fail2ban -s /run/fail2ban/fail2ban.sock'")  # fmt: skip
 
-    def apply(self, changes: list[Change], active: list[Ban]) -> None:
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> list[Action]:
+        if args.fail2ban_client_args and not args.fail2ban:
+            raise ValueError("--fail2ban-client-args are options for the fail2ban action: name its jail with "
+                             "--fail2ban JAIL.")  # fmt: skip
+        return [cls(args.fail2ban, client_args=args.fail2ban_client_args)] if args.fail2ban else []
+
+    def __init__(self, jail: str, client: str = "fail2ban-client", client_args: str = "") -> None:
+        self.jail, self.name = jail, f"fail2ban jail {jail}"
+        self.client = [client, *shlex.split(client_args)]
+        self.bantime: float | None = None  # the jail's, asked once; negative: bans never expire there
+        self.notes: list[str] = []  # said once by Actions
+        self._warned = False
+
+    def _call(self, *command: str) -> str:
         try:
-            for c in changes:
-                if c.event in ("ban", "restore"):
-                    _run([self.client, "set", self.jail, "banip", c.address])
-                elif c.event == "unban":
-                    _run([self.client, "set", self.jail, "unbanip", c.address])
+            return _run([*self.client, *command])
         except RuntimeError as err:
             if "does not exist" in str(err):
-                raise RuntimeError(f"fail2ban has no jail {self.jail!r} ({err}): create it (a jail.local section "
+                raise RuntimeError(f"fail2ban has no jail {self.jail!r}: create it (a jail.local section "
                                    f"[{self.jail}] with enabled = true) or name an existing one with "
                                    "--fail2ban JAIL") from None  # fmt: skip
             raise
+
+    def apply(self, changes: list[Change], active: list[Ban]) -> None:
+        if self.bantime is None and changes:
+            said = self._call("get", self.jail, "bantime").split()
+            self.bantime = float(said[-1]) if said and re.fullmatch(r"-?\d+(\.\d+)?", said[-1]) else -1.0
+        for c in changes:
+            if c.event in ("ban", "extend", "restore"):
+                self._call("set", self.jail, "banip", c.address)
+                if self.bantime is not None and 0 <= self.bantime < c.seconds and not self._warned:
+                    self._warned = True
+                    self.notes.append(f"warning: fail2ban's jail {self.jail} lifts bans after {self.bantime:g} s (its "
+                                      f"bantime), sooner than this watcher's {c.seconds:.0f} s ban of {c.address}: "
+                                      "set bantime = -1 in the jail to leave the lifting to the watcher")  # fmt: skip
+            elif c.event == "unban":
+                self._call("set", self.jail, "unbanip", c.address)
 
 
 class CrowdsecDecisions(Action):
@@ -305,17 +341,18 @@ class CrowdsecCscli(Action):
     decisions for one address; its bouncers then enforce them. (``cscli decisions list``
     shows decisions added this way; imported ones need ``-a``.)"""
 
-    option, metavar, help = "--cscli", "CSCLI", "action: CrowdSec decisions through this cscli (e.g. cscli)"
+    option, metavar = "--cscli", "COMMAND"
+    help = "action: CrowdSec decisions through this cscli command (e.g. cscli, or 'cscli -c FILE')"
 
     def __init__(self, cscli: str = "cscli") -> None:
-        self.cscli, self.name = cscli, f"CrowdSec through {cscli}"
+        self.cscli, self.name = shlex.split(cscli), f"CrowdSec through {cscli}"
 
     def apply(self, changes: list[Change], active: list[Ban]) -> None:
         for c in changes:
             if c.event in ("unban", "extend", "restore"):
-                _run([self.cscli, "decisions", "delete", "--ip", c.address])
+                _run([*self.cscli, "decisions", "delete", "--ip", c.address])
             if c.event in ("ban", "extend", "restore"):
-                _run([self.cscli, "decisions", "add", "--ip", c.address, "--duration", f"{max(int(c.seconds), 1)}s",
+                _run([*self.cscli, "decisions", "add", "--ip", c.address, "--duration", f"{max(int(c.seconds), 1)}s",
                       "--type", "ban", "--reason", f"nnscratch: {c.reason}"[:200]])  # fmt: skip
 
 
@@ -453,6 +490,9 @@ class Actions:
                 self._failed(i, action, err, todo, now)
             else:
                 self._worked(i, action)
+            notes: list[str] = getattr(action, "notes", [])
+            while notes:
+                self.report(notes.pop(0))
 
     def _failed(self, i: int, action: Action, err: Exception, todo: list[Change], now: float) -> None:
         self.failures += 1
