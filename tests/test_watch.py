@@ -467,8 +467,9 @@ def test_actions_declare_their_options_and_build_themselves(watch_model, tmp_pat
     assert "give the include with --nginx FILE" in capsys.readouterr().err
     assert not (tmp_path / "s.sqlite").exists()  # refused before any state is made
     args = argparse.Namespace(ban_list=None, nginx=None, nginx_reload=None, nft=True, nft_table="t", nft_apply=False,
-                              nft_script=str(tmp_path / "nft.txt"), ipset=None, fail2ban="sshd", fail2ban_client_args="", crowdsec=None,
-                              cscli=None, exec=["echo {address}", "logger {event}"], events="-")  # fmt: skip
+                              nft_script=str(tmp_path / "nft.txt"), ipset=None, fail2ban="sshd",
+                              fail2ban_client_args="", crowdsec=None, cscli=None,
+                              exec=["echo {address}", "logger {event}"], events="-")  # fmt: skip
     built = actions.actions_from_args(args)
     assert [type(a).__name__ for a in built] == ["NftablesSet", "Fail2ban", "CommandHook", "CommandHook", "JsonEvents"]
 

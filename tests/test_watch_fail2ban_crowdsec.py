@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from tests.watch_helpers import SCANNER, human_lines, scanner_lines
 
 
@@ -38,8 +37,25 @@ def _until(check: Callable[[], bool], seconds: float, what: str) -> None:
 
 
 def _watch(model: Path, log: Path, state: Path, events: Path, *actions: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "nnscratch", "logs", "watch", str(model), str(log), "--state", str(state),
-               "--ban-private", "--poll", "0.1", "--status-every", "1000", "--events", str(events), *actions]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "nnscratch",
+        "logs",
+        "watch",
+        str(model),
+        str(log),
+        "--state",
+        str(state),
+        "--ban-private",
+        "--poll",
+        "0.1",
+        "--status-every",
+        "1000",
+        "--events",
+        str(events),
+        *actions,
+    ]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -73,11 +89,15 @@ def fail2ban(tmp_path: Path) -> Iterator[list[str]]:
     (conf / "filter.d").mkdir(parents=True)
     (conf / "action.d").mkdir()
     sock, record = tmp_path / "f2b.sock", tmp_path / "f2b-actions.txt"
-    (conf / "fail2ban.conf").write_text(f"[Definition]\nloglevel = INFO\nlogtarget = {tmp_path}/f2b.log\n"
-                                        f"socket = {sock}\npidfile = {tmp_path}/f2b.pid\ndbfile = :memory:\n")  # fmt: skip
+    (conf / "fail2ban.conf").write_text(
+        f"[Definition]\nloglevel = INFO\nlogtarget = {tmp_path}/f2b.log\n"
+        f"socket = {sock}\npidfile = {tmp_path}/f2b.pid\ndbfile = :memory:\n"
+    )
     (tmp_path / "f2b-watched.log").touch()
-    (conf / "jail.conf").write_text(f"[DEFAULT]\nbackend = polling\n\n[nnscratch]\nenabled = true\nfilter = none\n"
-                                    f"logpath = {tmp_path}/f2b-watched.log\nbantime = -1\naction = record\n")  # fmt: skip
+    (conf / "jail.conf").write_text(
+        f"[DEFAULT]\nbackend = polling\n\n[nnscratch]\nenabled = true\nfilter = none\n"
+        f"logpath = {tmp_path}/f2b-watched.log\nbantime = -1\naction = record\n"
+    )
     (conf / "filter.d" / "none.conf").write_text("[Definition]\nfailregex = ^never matches <HOST>$\n")
     (conf / "action.d" / "record.conf").write_text(f"[Definition]\nactionban = echo ban <ip> >> {record}\n"
                                                    f"actionunban = echo unban <ip> >> {record}\n")  # fmt: skip
@@ -189,12 +209,17 @@ prometheus:
 """)
     (folder / "simulation.yaml").write_text("simulation: off\n")
     cscli = ["cscli", "-c", str(config)]
-    added = subprocess.run([*cscli, "machines", "add", "nnscratch-test", "--auto", "-f",
-                            str(folder / "local_api_credentials.yaml")], capture_output=True, text=True, timeout=60)  # fmt: skip
+    added = subprocess.run(
+        [*cscli, "machines", "add", "nnscratch-test", "--auto", "-f", str(folder / "local_api_credentials.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert added.returncode == 0, added.stderr
     server = subprocess.Popen(["crowdsec", "-c", str(config), "-no-cs"], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)  # fmt: skip
     try:
+
         def listening() -> bool:
             with socket.socket() as s:
                 return s.connect_ex(("127.0.0.1", port)) == 0

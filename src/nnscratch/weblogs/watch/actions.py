@@ -268,8 +268,12 @@ class Fail2ban(Action):
     @classmethod
     def add_options(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--fail2ban", metavar="JAIL", help="action: fail2ban-client set JAIL banip/unbanip")
-        parser.add_argument("--fail2ban-client-args", metavar="ARGS", default="",
-                            help="options for fail2ban-client, e.g. '-c /etc/fail2ban -s /run/fail2ban/fail2ban.sock'")  # fmt: skip
+        parser.add_argument(
+            "--fail2ban-client-args",
+            metavar="ARGS",
+            default="",
+            help="options for fail2ban-client, e.g. '-c /etc/fail2ban -s /run/fail2ban/fail2ban.sock'",
+        )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> list[Action]:
