@@ -138,10 +138,10 @@ def test_file_actions_write_what_their_tools_read(tmp_path):
     assert deny[1].startswith("deny 2001:db8::1;") and deny[2].startswith("deny 203.0.113.7;")
     IpsetRestore(tmp_path / "ipset.txt").apply(changes, active)
     ipset = (tmp_path / "ipset.txt").read_text().splitlines()
-    assert ipset[:2] == ["create nnscratch hash:ip timeout 0 -exist", "flush nnscratch"]
+    assert ipset[:2] == ["create nnscratch hash:net timeout 0 -exist", "flush nnscratch"]
     assert ipset[2].startswith("add nnscratch 203.0.113.7 timeout 29")
     # An ipset holds one family: IPv6 bans go to a set of their own, never left out.
-    assert ipset[3:5] == ["create nnscratch6 hash:ip family inet6 timeout 0 -exist", "flush nnscratch6"]
+    assert ipset[3:5] == ["create nnscratch6 hash:net family inet6 timeout 0 -exist", "flush nnscratch6"]
     assert ipset[5].startswith("add nnscratch6 2001:db8::1 timeout 5") and len(ipset) == 6
     CrowdsecDecisions(tmp_path / "decisions.json").apply(changes, active)
     decisions = json.loads((tmp_path / "decisions.json").read_text())
@@ -585,3 +585,43 @@ def test_crowdsec_through_cscli_gets_bans_and_unbans_without_duplicates(tmp_path
         "decisions add --ip 203.0.113.7 --duration 1200s --type ban --reason nnscratch: again",
         "decisions delete --ip 203.0.113.7",
     ]
+
+
+def test_bans_by_hand_reach_every_action_once_and_are_explained(watch_model, tmp_path, capsys):
+    """Issue 26: ``logs bans --add`` bans an address or a CIDR range by hand; the running watcher
+    applies it as a ``ban`` through its actions (not a second offence), and lifts it like others."""
+    from nnscratch.cli import main
+
+    log, state = tmp_path / "access.log", tmp_path / "state.sqlite"
+    log.touch()
+    watcher = make_watcher(watch_model, log, state, tmp_path)
+    watcher.step()
+    hand = ["192.0.2.1", "198.51.100.0/24", "2001:db8:1::/64"]
+    assert main(["logs", "bans", "--state", str(state), "--add", *hand, "--for", "10m", "--reason", "abuse desk"]) == 0
+    assert "banned 3 by hand for 600 s" in capsys.readouterr().out
+    watcher.step()
+    watcher.step()
+    assert sorted((tmp_path / "ban.txt").read_text().split()) == sorted(hand)
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert sorted(e["address"] for e in events) == sorted(hand) and {e["event"] for e in events} == {"ban"}
+    assert {e["reason"] for e in events} == {"manual: abuse desk"} and all(590 < e["seconds"] <= 600 for e in events)
+    assert [watcher.store.offenses(a) for a in hand] == [1, 1, 1]
+    assert main(["logs", "why", "198.51.100.0/24", "--state", str(state)]) == 0
+    assert "ban  P(bad)=-" in capsys.readouterr().out
+    assert main(["logs", "bans", "--state", str(state), "--unban", "198.51.100.0/24"]) == 0
+    watcher.step()
+    assert sorted((tmp_path / "ban.txt").read_text().split()) == ["192.0.2.1", "2001:db8:1::/64"]
+    assert NftablesSet(script=tmp_path / "nft.txt").commands([Change("ban", "198.51.100.0/24", 60)]) == [
+        "add element inet nnscratch banned4 { 198.51.100.0/24 timeout 60s }"
+    ]
+    watcher.store.close()
+    for bad, said in ((["--add", "not-an-ip"], "--add takes IP addresses or CIDR networks"),
+                      (["--add", "192.0.2.9", "--for", "0"], "expected a duration such as 600, 90s, 10m"),
+                      (["--add", "192.0.2.9", "--for", "1x"], "got '1x'")):  # fmt: skip
+        try:
+            code = main(["logs", "bans", "--state", str(state), *bad])
+        except SystemExit as exit:  # argparse refuses a bad --for
+            code = exit.code
+        assert code == 2 and said in capsys.readouterr().err
+    assert main(["logs", "bans", "--state", str(tmp_path / "none.sqlite"), "--add", "192.0.2.9"]) != 0
+    assert not (tmp_path / "none.sqlite").exists()

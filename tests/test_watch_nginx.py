@@ -203,12 +203,33 @@ def test_ipset_restore_loads_both_families_into_the_real_ipset(watch_model, tmp_
 
     now = time.time()
     path = tmp_path / "ipset.txt"
-    IpsetRestore(path).apply([], [Ban("203.0.113.7", now, now + 300, "x"), Ban("2001:db8::7", now, now + 60, "x")])
+    IpsetRestore(path).apply([], [Ban("203.0.113.7", now, now + 300, "x"), Ban("2001:db8::7", now, now + 60, "x"),
+                                  Ban("198.51.100.0/24", now, now + 300, "manual: x")])  # fmt: skip
     script = f"{ipset} restore -f {path} && {ipset} list nnscratch && {ipset} list nnscratch6"
     run = subprocess.run([unshare, "-n", "sh", "-c", script], capture_output=True, text=True, timeout=30)
     if run.returncode != 0 and "Operation not permitted" in run.stderr:
         pytest.skip(f"no network namespace here: {run.stderr.strip()}")
     assert run.returncode == 0, run.stderr
     v4, v6 = run.stdout.split("Name: nnscratch6")
-    assert "203.0.113.7 timeout 29" in v4 and "family inet" in v4
+    assert "203.0.113.7 timeout 29" in v4 and "family inet" in v4 and "198.51.100.0/24 timeout 29" in v4
     assert "2001:db8::7 timeout 5" in v6 and "family inet6" in v6
+
+
+def test_nftables_commands_load_into_the_real_nft_with_range_bans(tmp_path):
+    """The nft action's commands (table, interval sets, drop chain, then single-address and range
+    bans of both families) handed to the real ``nft -f`` in a private network namespace."""
+    nft, unshare = _need("nft"), _need("unshare")
+    from nnscratch.weblogs.watch.actions import Change, NftablesSet
+
+    action = NftablesSet("nnscratch_ranges")
+    changes = [Change("ban", "203.0.113.7", 300), Change("ban", "198.51.100.0/24", 300),
+               Change("ban", "2001:db8:1::/64", 60), Change("extend", "203.0.113.7", 600)]  # fmt: skip
+    script = tmp_path / "nft.txt"
+    script.write_text("\n".join(action.setup_commands() + action.commands(changes)) + "\n")
+    listing = f"{nft} -f {script} && {nft} list table inet nnscratch_ranges"
+    run = subprocess.run([unshare, "-n", "sh", "-c", listing], capture_output=True, text=True, timeout=30)
+    if run.returncode != 0 and "Operation not permitted" in run.stderr:
+        pytest.skip(f"no network namespace here: {run.stderr.strip()}")
+    assert run.returncode == 0, run.stderr
+    assert "198.51.100.0/24 timeout 5m" in run.stdout and "2001:db8:1::/64 timeout 1m" in run.stdout
+    assert "203.0.113.7 timeout 10m" in run.stdout and "flags interval,timeout" in run.stdout

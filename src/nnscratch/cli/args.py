@@ -43,6 +43,23 @@ def positive_float(text: str) -> float:
     return value
 
 
+DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+
+
+def duration(text: str) -> float:
+    """Seconds of a duration: a positive number of seconds, or one with a unit as fail2ban and
+    CrowdSec write them (``90s``, ``10m``, ``1h``, ``2d``, ``1w``)."""
+    unit = text[-1:].lower()
+    number, scale = (text[:-1], DURATION_UNITS[unit]) if unit in DURATION_UNITS else (text, 1.0)
+    try:
+        value = float(number) * scale
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a duration such as 600, 90s, 10m, 1h, 2d or 1w, got {text!r}")
+    return value
+
+
 def check_writable(
     out: str | os.PathLike[str], option: str, *, model: bool = False, inputs: Sequence[Any] = (), force: bool = False
 ) -> None:  # fmt: skip

@@ -344,7 +344,10 @@ def _existing_store(path: str) -> Any:
 
 
 def cmd_bans(args: argparse.Namespace) -> int:
-    """List the active bans of a watcher's state file, or lift one (the watcher lifts it within a second)."""
+    """List the active bans of a watcher's state file, ban by hand (an address or a CIDR range), or
+    lift bans; a running watcher applies the change through its actions within a second."""
+    if args.add:
+        return _ban_by_hand(args)
     store = _existing_store(args.state)
     try:
         if args.unban:
@@ -353,7 +356,9 @@ def cmd_bans(args: argparse.Namespace) -> int:
             if missing:
                 raise ValueError(f"not banned: {', '.join(missing)}. Active bans: {len(known)}; list them with "
                                  "'nnscratch logs bans'.")  # fmt: skip
-            store.commit(unbans=args.unban)
+            store.commit(unbans=args.unban,
+                         decisions=[{"time": time.time(), "address": address, "action": "unban",
+                                     "reason": "lifted by hand"} for address in args.unban])  # fmt: skip
             print(f"lifted {len(args.unban)} ban(s)")
             return 0
         bans = store.bans()
@@ -362,9 +367,38 @@ def cmd_bans(args: argparse.Namespace) -> int:
             return 0
         print(f"{len(bans)} active ban(s)")
         for b in bans:
-            print(f"  {b.address:<39} {b.remaining():>9,.0f} s left  offence {store.offenses(b.address)}  {b.reason}")
+            print(f"  {b.address:<43} {b.remaining():>9,.0f} s left  offence {store.offenses(b.address)}  {b.reason}")
     finally:
         store.close()
+    return 0
+
+
+def _ban_by_hand(args: argparse.Namespace) -> int:
+    """``logs bans --add``: each address or CIDR network banned for ``--for`` seconds, recorded
+    (``logs why`` explains it) and applied by the watcher through every action it runs."""
+    import ipaddress
+
+    from ..watch.state import MANUAL, Ban
+
+    if args.unban:
+        raise ValueError("--add and --unban cannot be combined: ban by hand first, lift later.")
+    targets = []
+    for text in args.add:
+        try:
+            target = ipaddress.ip_network(text, strict=False) if "/" in text else ipaddress.ip_address(text)
+        except ValueError:
+            raise ValueError(f"--add takes IP addresses or CIDR networks (203.0.113.7, 203.0.113.0/24, "
+                             f"2001:db8::/64). Received: {text!r}.") from None  # fmt: skip
+        targets.append(str(target))
+    store = _existing_store(args.state)
+    now, reason = time.time(), MANUAL + (args.reason or "banned by hand")
+    try:
+        store.commit(bans=[Ban(t, now, now + args.for_, reason) for t in targets],
+                     decisions=[{"time": now, "address": t, "action": "ban", "reason": reason,
+                                 "detail": {"seconds": args.for_, "manual": True}} for t in targets])  # fmt: skip
+    finally:
+        store.close()
+    print(f"banned {len(targets)} by hand for {args.for_:,.0f} s: {', '.join(targets)}")
     return 0
 
 
@@ -631,10 +665,16 @@ def _add_watch(commands: Any, formatter: Any) -> None:
 
 
 def _add_bans(commands: Any, formatter: Any) -> None:
-    p = commands.add_parser("bans", help="list or lift a watcher's bans", description=cmd_bans.__doc__,
+    p = commands.add_parser("bans", help="list, add or lift a watcher's bans", description=cmd_bans.__doc__,
                             formatter_class=formatter, epilog=WATCH_EPILOG)  # fmt: skip
     _state_option(p, "the watcher's state file")
+    from ...cli.args import duration
+
     p.add_argument("--unban", nargs="+", metavar="ADDRESS", help="lift these bans")
+    p.add_argument("--add", nargs="+", metavar="ADDRESS", help="ban these addresses or CIDR networks by hand")
+    p.add_argument("--for", dest="for_", type=duration, default=3600.0, metavar="DURATION",
+                   help="how long a ban by hand lasts: seconds, or 90s, 10m, 1h, 2d, 1w (default 1h)")  # fmt: skip
+    p.add_argument("--reason", metavar="TEXT", help="why, recorded with a ban by hand")
     p.add_argument("--json", action="store_true", help="list the bans as JSON")
     p.set_defaults(func=cmd_bans)
 

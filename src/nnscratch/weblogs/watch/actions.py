@@ -30,7 +30,8 @@ from .state import Ban
 
 __all__ = [
     "Change", "Action", "Actions", "BanListFile", "NginxDeny", "NftablesSet", "IpsetRestore", "Fail2ban",
-    "CrowdsecDecisions", "CrowdsecCscli", "CommandHook", "JsonEvents", "is_address", "replace_text", "ACTIONS",
+    "CrowdsecDecisions", "CrowdsecCscli", "CommandHook", "JsonEvents", "is_address", "is_network", "ip_version",
+    "replace_text", "ACTIONS",
     "add_action_options", "actions_from_args", "action_options",
 ]  # fmt: skip
 
@@ -67,12 +68,24 @@ def _run(command: Sequence[str], stdin: str | None = None) -> str:
 
 
 def is_address(client: str) -> bool:
-    """Whether a client key is an IP address (not a session id from a log without addresses)."""
+    """Whether a client key is an IP address or a CIDR network (a range ban, ``logs bans --add``),
+    not a session id from a log without addresses."""
+    return ip_version(client) is not None
+
+
+def ip_version(client: str) -> int | None:
+    """4 or 6 for an IP address or CIDR network, None for anything else (a session id)."""
     try:
-        ipaddress.ip_address(client)
+        if "/" in client:
+            return ipaddress.ip_network(client, strict=False).version
+        return ipaddress.ip_address(client).version
     except ValueError:
-        return False
-    return True
+        return None
+
+
+def is_network(client: str) -> bool:
+    """Whether a client key is a CIDR network (``203.0.113.0/24``), not one address."""
+    return "/" in client and ip_version(client) is not None
 
 
 class Action:
@@ -158,7 +171,8 @@ class NginxDeny(Action):
 
 
 class NftablesSet(Action):
-    """nftables sets with per-element timeouts (``banned4``/``banned6`` in table ``inet nnscratch``).
+    """nftables sets with per-element timeouts (``banned4``/``banned6`` in table ``inet nnscratch``);
+    interval sets, so that a range ban (a CIDR network) is one element.
 
     With ``apply`` the commands go to ``nft -f -`` (the table, the sets and an
     input chain that drops their members are created first); without it they
@@ -197,8 +211,8 @@ class NftablesSet(Action):
     def setup_commands(self) -> list[str]:
         t = f"inet {self.table}"
         return [f"add table {t}",
-                f"add set {t} banned4 {{ type ipv4_addr; flags timeout; }}",
-                f"add set {t} banned6 {{ type ipv6_addr; flags timeout; }}",
+                f"add set {t} banned4 {{ type ipv4_addr; flags interval, timeout; }}",
+                f"add set {t} banned6 {{ type ipv6_addr; flags interval, timeout; }}",
                 f"add chain {t} input {{ type filter hook input priority -10; policy accept; }}",
                 f"flush chain {t} input",
                 f"add rule {t} input ip saddr @banned4 drop",
@@ -207,7 +221,7 @@ class NftablesSet(Action):
     def commands(self, changes: list[Change]) -> list[str]:
         out = []
         for c in changes:
-            family = "banned6" if ipaddress.ip_address(c.address).version == 6 else "banned4"
+            family = "banned6" if ip_version(c.address) == 6 else "banned4"
             element = f"inet {self.table} {family} {{ {c.address}"
             if c.event in ("ban", "extend", "restore"):
                 if c.event == "extend":
@@ -237,7 +251,8 @@ class NftablesSet(Action):
 class IpsetRestore(Action):
     """A file in ``ipset restore`` format: two sets (an ipset holds one address family), each
     flushed and filled with the active bans of its family and their remaining time:
-    ``nnscratch`` (IPv4) and ``nnscratch6`` (IPv6, ``family inet6``)."""
+    ``nnscratch`` (IPv4) and ``nnscratch6`` (IPv6, ``family inet6``); ``hash:net`` sets, which
+    hold single addresses and range bans (CIDR networks) alike."""
 
     option, metavar, help = "--ipset", "FILE", "action: a file in 'ipset restore' format (sets NAME and NAME6)"
 
@@ -248,10 +263,10 @@ class IpsetRestore(Action):
         now = time.time()
         lines = []
         for version, name, family in ((4, self.set_name, ""), (6, self.set_name + "6", " family inet6")):
-            lines += [f"create {name} hash:ip{family} timeout 0 -exist\n", f"flush {name}\n"]
+            lines += [f"create {name} hash:net{family} timeout 0 -exist\n", f"flush {name}\n"]
             lines += [f"add {name} {b.address} timeout {max(int(b.remaining(now)), 1)} -exist\n"
                       for b in sorted(active, key=lambda b: b.address)
-                      if ipaddress.ip_address(b.address).version == version]  # fmt: skip
+                      if ip_version(b.address) == version]  # fmt: skip
         replace_text(self.path, "".join(lines))
 
 
@@ -329,7 +344,7 @@ class CrowdsecDecisions(Action):
             {
                 "duration": f"{max(int(b.remaining(now)), 1)}s",
                 "reason": f"nnscratch: {b.reason}"[:200],
-                "scope": "ip",
+                "scope": "range" if is_network(b.address) else "ip",
                 "type": "ban",
                 "value": b.address,
             }
@@ -353,10 +368,11 @@ class CrowdsecCscli(Action):
 
     def apply(self, changes: list[Change], active: list[Ban]) -> None:
         for c in changes:
+            scope = "--range" if is_network(c.address) else "--ip"
             if c.event in ("unban", "extend", "restore"):
-                _run([*self.cscli, "decisions", "delete", "--ip", c.address])
+                _run([*self.cscli, "decisions", "delete", scope, c.address])
             if c.event in ("ban", "extend", "restore"):
-                _run([*self.cscli, "decisions", "add", "--ip", c.address, "--duration", f"{max(int(c.seconds), 1)}s",
+                _run([*self.cscli, "decisions", "add", scope, c.address, "--duration", f"{max(int(c.seconds), 1)}s",
                       "--type", "ban", "--reason", f"nnscratch: {c.reason}"[:200]])  # fmt: skip
 
 

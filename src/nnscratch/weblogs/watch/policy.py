@@ -53,12 +53,15 @@ class Allowlist:
         self.networks = networks
 
     def why_not(self, address: str) -> str | None:
-        """Why ``address`` must not be banned, or None if it may be."""
+        """Why ``address`` (or a CIDR network: a range ban) must not be banned, or None if it may be."""
         try:
-            ip = ipaddress.ip_address(address)
+            ip = ipaddress.ip_network(address, strict=False) if "/" in address else ipaddress.ip_address(address)
         except ValueError:
             return None  # a session id (a log without addresses): banned by id, see Actions
-        if any(ip in net for net in self.networks):
+        if isinstance(ip, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            if any(ip.version == net.version and ip.overlaps(net) for net in self.networks):
+                return "allowlisted (a part of the range is)"
+        elif any(ip in net for net in self.networks):
             return "allowlisted"
         if not self.ban_private and (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_reserved):
             return "loopback or private address (--ban-private to ban these)"

@@ -19,7 +19,7 @@ from typing import Any
 
 from .follow import Position
 
-__all__ = ["Ban", "Store", "StateFileError", "APPLICATION_ID"]
+__all__ = ["Ban", "Store", "StateFileError", "APPLICATION_ID", "MANUAL"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS positions (path TEXT PRIMARY KEY, device INTEGER, inode INTEGER, offset INTEGER);
@@ -32,14 +32,23 @@ CREATE INDEX IF NOT EXISTS decisions_address ON decisions (address);
 """
 
 
+MANUAL = "manual: "  # how the reason of a ban made by hand (``logs bans --add``) begins
+
+
 @dataclass
 class Ban:
-    """An active ban: wall-clock seconds since the epoch."""
+    """An active ban: wall-clock seconds since the epoch. ``address`` is an IP address, a CIDR
+    network (a range ban made by hand) or a session id (a log without addresses)."""
 
     address: str
     since: float
     until: float
     reason: str
+
+    @property
+    def manual(self) -> bool:
+        """Whether an operator made this ban (``logs bans --add``), not a watcher."""
+        return self.reason.startswith(MANUAL)
 
     def remaining(self, now: float | None = None) -> float:
         return max(self.until - (time.time() if now is None else now), 0.0)

@@ -202,13 +202,13 @@ class Watcher:
         stored = self._stored_bans() if not self.pending else dict(self.bans)
         for address in [a for a in self.bans if a not in stored and not any(c.address == a for c in changes)]:
             changes.append(Change("unban", address, 0.0, "lifted by hand or by another watcher"))
-        shared = self._shared(stored, changes, now)
-        changes += shared
+        own = list(changes)  # committed below; the store's other bans are in it already
+        changes += self._shared(stored, changes, now)
         for change in changes:
             if change.event == "unban":
                 self.bans.pop(change.address, None)
         positions = {str(f.path.resolve()): f.position for f in self.followers if f.position is not None}
-        new_bans = [self.bans[c.address] for c in changes if c.event in ("ban", "extend")]
+        new_bans = [self.bans[c.address] for c in own if c.event in ("ban", "extend")]
         batch_state = dict(positions=positions, counters={"lines": len(batch)}, bans=new_bans,
                            unbans=[c.address for c in changes if c.event == "unban"], decisions=decisions)  # fmt: skip
         if self.pooled:  # this host's own evidence of the clients judged now, for the others to pool
@@ -261,9 +261,10 @@ class Watcher:
             return 0  # not known during an outage: a first offence's ban
 
     def _shared(self, stored: dict[str, Ban], changes: list[Change], now: float) -> list[Change]:
-        """Bans another watcher of the fleet made or extended (in the shared store, not yet here):
-        applied by this host's actions as ``restore`` events, never committed again (their
-        offence was counted once, where they were made)."""
+        """Bans in the store that this watcher did not make: another watcher's of the fleet, made or
+        extended, applied by this host's actions as ``restore`` events; and bans made by hand
+        (``logs bans --add``), applied as ``ban`` events. Never committed again (their offence was
+        counted once, where they were made)."""
         out = []
         mine = {c.address for c in changes}
         for address, ban in stored.items():
@@ -271,7 +272,10 @@ class Watcher:
             if address in mine or ban.until <= now or (current is not None and current.until >= ban.until):
                 continue
             self.bans[address] = ban
-            out.append(Change("restore", address, ban.remaining(now), f"{ban.reason} (shared by the fleet)"))
+            if ban.manual and current is None:
+                out.append(Change("ban", address, ban.remaining(now), ban.reason))
+            else:
+                out.append(Change("restore", address, ban.remaining(now), f"{ban.reason} (shared by the fleet)"))
         return out
 
     def _decide(self, batch: list[tuple[str, bytes]], end: bool) -> Decisions:
