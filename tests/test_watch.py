@@ -625,3 +625,47 @@ def test_bans_by_hand_reach_every_action_once_and_are_explained(watch_model, tmp
         assert code == 2 and said in capsys.readouterr().err
     assert main(["logs", "bans", "--state", str(tmp_path / "none.sqlite"), "--add", "192.0.2.9"]) != 0
     assert not (tmp_path / "none.sqlite").exists()
+
+
+def test_metrics_endpoint_counts_lines_bans_actions_and_latency(watch_model, logs, tmp_path, capsys):
+    """Issue 26: ``--metrics`` serves Prometheus metrics on loopback: lines, judgements, bans by
+    reason, what each action carried out, and the deciding line's latency to its ban."""
+    import socket
+    import urllib.request
+
+    from nnscratch.cli import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log, state = tmp_path / "access.log", tmp_path / "state.sqlite"
+    lines = human_lines(20) + scanner_lines(logs, 60)
+    log.write_text("".join(line + "\n" for line in lines))
+    watcher = _watch_process(watch_model, log, state, tmp_path / "ban.txt", "--metrics", str(port))
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "ban.txt").exists() or not (tmp_path / "ban.txt").read_text():
+            assert time.monotonic() < deadline and watcher.poll() is None, watcher.stderr.read().decode()
+            time.sleep(0.1)
+        time.sleep(0.5)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        text = opener.open(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()  # loopback only
+    finally:
+        watcher.terminate()
+        _, err = watcher.communicate(timeout=30)
+    assert f"metrics on http://127.0.0.1:{port}/metrics" in err.decode()
+    assert f"nnscratch_lines_read_total {len(lines)}.0" in text
+    assert f"nnscratch_lines_parsed_total {len(lines)}.0" in text
+    assert 'nnscratch_ban_changes_total{event="ban",reason="model"} 1.0' in text
+    assert f'nnscratch_action_changes_total{{action="ban list {tmp_path / "ban.txt"}",event="ban"}} 1.0' in text
+    assert 'nnscratch_ban_latency_seconds_count{action="ban list' in text and "nnscratch_active_bans 1.0" in text
+    assert "nnscratch_judgements_total" in text and "nnscratch_clients_tracked" in text
+    with socket.socket() as busy:  # a port in use, or no port at all, is refused before any state is made
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        for bad, code, said in ((str(taken), 1, "--metrics cannot listen on 127.0.0.1:"),
+                                (f"localhost:{port}", 2, f"Received: 'localhost:{port}'")):  # fmt: skip
+            assert main(["logs", "watch", str(watch_model), str(log), "--state", str(tmp_path / "new.sqlite"),
+                         "--dry-run", "--metrics", bad]) == code  # fmt: skip
+            assert said in capsys.readouterr().err and not (tmp_path / "new.sqlite").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -300,33 +301,41 @@ def cmd_watch(args: argparse.Namespace) -> int:
     chosen = a.actions_from_args(args)
     if not chosen and not args.dry_run:
         raise ValueError(f"choose at least one action ({a.action_options()}) or --dry-run.")
-    store = open_store(args.state, args.fleet_host)
-    try:
+    with contextlib.ExitStack() as cleanup:  # whatever fails, the port, the lock and the file are let go
+        metrics = None
+        if args.metrics:  # listening first: a busy port is refused before any state is touched
+            from ..watch.metrics import WatchMetrics
+
+            metrics = WatchMetrics()
+            cleanup.callback(metrics.serve(args.metrics).shutdown)
+        store = open_store(args.state, args.fleet_host)
+        cleanup.callback(store.close)
         store.lock()  # one watcher per state file (per host of a fleet)
-    except BaseException:
-        store.close()
-        raise
-    policy = BanPolicy(args.ban_time, args.ban_factor, args.max_ban_time,
-                       Allowlist(args.allowlist, args.allow, ban_private=args.ban_private))  # fmt: skip
-    challenge = Path(args.challenge) if args.challenge else None
-    settings = WatchSettings(from_start=args.from_start, dry_run=args.dry_run, challenge=challenge, poll=args.poll,
-                             max_clients=args.max_clients, status_every=args.status_every,
-                             batch=args.batch)  # fmt: skip
-    watcher = Watcher(args.model, args.logs, store, a.Actions(chosen), policy=policy, settings=settings)
-    client_model = watcher.model.client_model
-    if args.ban_threshold is not None:
-        client_model.threshold = args.ban_threshold
-    if args.min_evidence is not None:
-        client_model.min_evidence = args.min_evidence
-    previous = watcher.install_signals()
-    print(f"watching {', '.join(args.logs)}; state in {args.state}; actions: "
-          + (", ".join(x.name for x in chosen) or "none (dry run)"), file=sys.stderr, flush=True)  # fmt: skip
-    try:
+        policy = BanPolicy(args.ban_time, args.ban_factor, args.max_ban_time,
+                           Allowlist(args.allowlist, args.allow, ban_private=args.ban_private))  # fmt: skip
+        challenge = Path(args.challenge) if args.challenge else None
+        settings = WatchSettings(from_start=args.from_start, dry_run=args.dry_run, challenge=challenge,
+                                 poll=args.poll, max_clients=args.max_clients, status_every=args.status_every,
+                                 batch=args.batch)  # fmt: skip
+        watcher = Watcher(args.model, args.logs, store, a.Actions(chosen), policy=policy, settings=settings,
+                          metrics=metrics)  # fmt: skip
+        client_model = watcher.model.client_model
+        if args.ban_threshold is not None:
+            client_model.threshold = args.ban_threshold
+        if args.min_evidence is not None:
+            client_model.min_evidence = args.min_evidence
+        # main() called from Python leaves no handler behind
+        cleanup.callback(watcher.restore_signals, watcher.install_signals())
+        where = f"; metrics on {metrics.url}" if metrics is not None else ""
+        print(
+            f"watching {', '.join(args.logs)}; state in {args.state}; actions: "
+            + (", ".join(x.name for x in chosen) or "none (dry run)")
+            + where,
+            file=sys.stderr,
+            flush=True,
+        )
         with collector_for_streams():  # the collector as streaming wants it, while the watcher runs
             watcher.run()
-    finally:
-        watcher.restore_signals(previous)  # main() called from Python leaves no handler behind
-        store.close()
     print(f"stopped after {watcher.lines:,} lines in all; {len(watcher.bans)} active ban(s)", file=sys.stderr)
     return 0
 
@@ -653,6 +662,11 @@ def _add_watch(commands: Any, formatter: Any) -> None:
 
     add_action_options(p)
     p.add_argument("--status-every", type=positive_float, default=60.0, help="seconds between status lines")
+    p.add_argument(
+        "--metrics",
+        metavar="[ADDRESS:]PORT",
+        help="serve Prometheus metrics here (loopback unless an address is given; the extra 'metrics')",
+    )
     p.add_argument("--poll", type=positive_float, default=0.2, help="seconds between reads when idle")
     p.add_argument("--batch", type=positive_int, default=20_000, help="most lines a step reads (and commits)")
     p.add_argument(

@@ -20,6 +20,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ class Change:
     address: str
     seconds: float  # how long the ban lasts from now (0 for unban)
     reason: str = ""
+    log_time: float | None = None  # the log time of the line whose ruling made it (a ban or an extension)
 
 
 def replace_text(path: str | Path, text: str) -> bool:
@@ -477,6 +479,10 @@ class Actions:
         self.errors: dict[int, tuple[str, int]] = {}  # its error, and how many times in a row
         self.failures = 0
         self.skipped_sessions = False
+        # What each action carried out and how often it failed, by its name: for the metrics.
+        self.applied: Counter[tuple[str, str]] = Counter()  # (action, event) -> changes
+        self.failed: Counter[str] = Counter()
+        self.on_applied: Callable[[Action, list[Change]], Any] | None = None
 
     def __repr__(self) -> str:
         return f"Actions({self.actions!r})"
@@ -510,12 +516,16 @@ class Actions:
                 self._failed(i, action, err, todo, now)
             else:
                 self._worked(i, action)
+                self.applied.update((action.name, c.event) for c in todo)
+                if self.on_applied is not None and todo:
+                    self.on_applied(action, todo)
             notes: list[str] = getattr(action, "notes", [])
             while notes:
                 self.report(notes.pop(0))
 
     def _failed(self, i: int, action: Action, err: Exception, todo: list[Change], now: float) -> None:
         self.failures += 1
+        self.failed[action.name] += 1
         self.pending[i], self.failed_at[i] = todo, now
         self.delay[i] = min(self.delay[i] * 2, self.max_retry_after) if i in self.delay else self.retry_after
         error = f"{type(err).__name__}: {err}"

@@ -40,6 +40,7 @@ from ..serve.decision import Decider, Decisions
 from .actions import Actions, Change, replace_text
 from .fleet import StoreUnavailable
 from .follow import Backfill, Follower, StdinFollower
+from .metrics import WatchMetrics
 from .policy import Allowlist, BanPolicy
 from .state import Ban, Store
 
@@ -74,11 +75,15 @@ class Watcher:
     def __init__(
         self, model_path: str | Path, paths: Sequence[str], store: Store, actions: Actions, *,
         policy: BanPolicy | None = None, settings: WatchSettings | None = None,
-        report: Callable[[str], Any] | None = None,
+        report: Callable[[str], Any] | None = None, metrics: WatchMetrics | None = None,
     ) -> None:  # fmt: skip
         self.model_path, self.store, self.actions = Path(model_path), store, actions
         self.policy, self.settings = policy or BanPolicy(), settings or WatchSettings()
         self.model = self._load_model()
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.watch_actions(actions)
+        self._parsed = 0
         saved, from_start = store.positions(), self.settings.from_start
         self.followers: list[Any] = [
             StdinFollower() if p == "-" else Backfill(p) if from_start and Backfill.is_compressed(p) else
@@ -222,6 +227,9 @@ class Watcher:
         elif not self.settings.dry_run:
             self.actions.apply([], list(self.bans.values()))  # retries of earlier failures
         self._status(len(batch))
+        if self.metrics is not None:
+            self.metrics.step(read=len(batch), parsed=self._parsed, judgements=len(decided.rulings), changes=changes,
+                              clients=len(self.decider.book), bans=len(self.bans))  # fmt: skip
         return len(batch)
 
     # --- the store, and a fleet database that can go away ----------------------------
@@ -288,6 +296,7 @@ class Watcher:
             item = parse(raw) if parse is not None else None
             if isinstance(item, LogRecord):
                 items.append((raw, item))
+        self._parsed = len(items)
         decided = self.decider.feed(items, end)
         for raw, record in decided.items:
             examples = self.examples.setdefault(client_of(record), [])
@@ -331,7 +340,7 @@ class Watcher:
                     continue
                 decisions.append(self._decision(now, ruling, response, seconds))
                 self.bans[client] = Ban(client, now, now + seconds, _reason(ruling))
-                changes.append(Change(response, client, seconds, _reason(ruling)))
+                changes.append(Change(response, client, seconds, _reason(ruling), log_time=ruling.time))
         if self.settings.challenge is not None and decisions:
             text = "".join(f"{c}\n" for c in sorted(self.gray) if c not in self.bans)
             replace_text(self.settings.challenge, text)
