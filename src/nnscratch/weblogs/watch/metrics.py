@@ -65,7 +65,7 @@ class WatchMetrics:
         self.lines_parsed = Counter("nnscratch_lines_parsed", "log lines parsed into requests", registry=registry)
         self.lines_per_second = Gauge("nnscratch_lines_per_second", "lines read per second over the last 10 s or more",
                                       registry=registry)  # fmt: skip
-        self.clients = Gauge("nnscratch_clients_tracked", "clients whose evidence is in memory", registry=registry)
+        self.tracked = Gauge("nnscratch_clients_tracked", "clients whose evidence is in memory", registry=registry)
         self.active_bans = Gauge("nnscratch_active_bans", "bans in force", registry=registry)
         self.judgements = Counter("nnscratch_judgements", "rulings of the client model", registry=registry)
         self.changes = Counter("nnscratch_ban_changes", "bans, extensions, restores and unbans, by reason",
@@ -118,7 +118,7 @@ class WatchMetrics:
         self.judgements.inc(judgements)
         for c in changes:
             self.changes.labels(c.event, _reason_kind(c)).inc()
-        self.clients.set(clients)
+        self.tracked.set(clients)
         self.active_bans.set(bans)
         started, lines = self._window
         lines += read
