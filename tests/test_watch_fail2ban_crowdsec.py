@@ -123,17 +123,17 @@ def test_fail2ban_gets_the_ban_lifts_it_on_expiry_and_after_a_restart(watch_mode
     args = ("--fail2ban", "nnscratch", "--fail2ban-client-args", f"-c {fail2ban[2]} -s {fail2ban[4]}")
     scan = scanner_lines(logs, 200)
     # 1. Banned in the jail, and lifted there when the ban ends, while the watcher runs.
-    watcher = _watch(watch_model, log, state, events, "--ban-time", "3", *args)
-    _until(lambda: _events(events) == [] and state.exists(), 30, "the watcher starts")
+    # The lines are written before each start: a watcher still loading its model must not miss them.
     _append(log, human_lines(20) + scan[:60])
+    watcher = _watch(watch_model, log, state, events, "--ban-time", "3", "--from-start", *args)
     _until(lambda: SCANNER in _jail_banned(fail2ban), 30, "fail2ban lists the scanner")
     assert _jail_banned(fail2ban) == [SCANNER]  # the person is not banned
     _until(lambda: _jail_banned(fail2ban) == [], 15, "the watcher lifts the expired ban in fail2ban")
     _stop(watcher)
     assert _events(events) == [("ban", SCANNER), ("unban", SCANNER)]
     # 2. A second ban (6 s: a second offence) that ends while the watcher is down is lifted at its restart.
+    _append(log, scan[60:120])  # read from where the first run's state left the file
     watcher = _watch(watch_model, log, state, events, "--ban-time", "3", *args)
-    _append(log, scan[60:120])
     _until(lambda: SCANNER in _jail_banned(fail2ban), 30, "fail2ban lists the returning scanner")
     _stop(watcher)
     assert SCANNER in _jail_banned(fail2ban)  # the watcher is down, fail2ban holds the ban
@@ -243,9 +243,8 @@ def test_crowdsec_gets_bans_once_and_loses_them_when_lifted(watch_model, logs, t
     log, state, events = tmp_path / "access.log", tmp_path / "state.sqlite", tmp_path / "events.jsonl"
     log.touch()
     args = ("--cscli", " ".join(crowdsec), "--ban-time", "600")
-    watcher = _watch(watch_model, log, state, events, *args)
-    _until(state.exists, 30, "the watcher starts")
     _append(log, human_lines(20) + scanner_lines(logs, 60))
+    watcher = _watch(watch_model, log, state, events, "--from-start", *args)
     _until(lambda: _decisions(crowdsec) == [(SCANNER, "cscli")], 30, "CrowdSec holds the scanner's decision")
     _stop(watcher)
     watcher = _watch(watch_model, log, state, events, *args)  # the restart applies the ban again: no duplicate
