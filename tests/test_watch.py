@@ -465,6 +465,8 @@ def test_actions_declare_their_options_and_build_themselves(watch_model, tmp_pat
         capsys.readouterr().err)  # fmt: skip
     assert main([*base, "--nginx-reload", "nginx -s reload"]) == 2
     assert "give the include with --nginx FILE" in capsys.readouterr().err
+    assert main([*base, "--fail2ban-client-args", "-s /run/f2b.sock"]) == 2
+    assert "name its jail with --fail2ban JAIL" in capsys.readouterr().err
     assert not (tmp_path / "s.sqlite").exists()  # refused before any state is made
     args = argparse.Namespace(ban_list=None, nginx=None, nginx_reload=None, nft=True, nft_table="t", nft_apply=False,
                               nft_script=str(tmp_path / "nft.txt"), ipset=None, fail2ban="sshd",
@@ -669,3 +671,28 @@ def test_metrics_endpoint_counts_lines_bans_actions_and_latency(watch_model, log
             assert main(["logs", "watch", str(watch_model), str(log), "--state", str(tmp_path / "new.sqlite"),
                          "--dry-run", "--metrics", bad]) == code  # fmt: skip
             assert said in capsys.readouterr().err and not (tmp_path / "new.sqlite").exists()
+
+
+def test_metrics_count_an_action_failure_and_what_it_carries_out_after(tmp_path):
+    from nnscratch.weblogs.watch.metrics import WatchMetrics
+
+    class Flaky(Action):
+        name = "flaky"
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def apply(self, changes, active):
+            self.calls += 1
+            if self.calls == 1:
+                raise OSError("firewall busy")
+
+    metrics, actions = WatchMetrics(), Actions([Flaky()], report=lambda m: None, retry_after=0.0)
+    metrics.watch_actions(actions)
+    actions.apply([Change("ban", "203.0.113.7", 60, log_time=time.time() - 2)], [])
+    actions.apply([], [])
+    value = metrics.registry.get_sample_value
+    assert value("nnscratch_action_failures_total", {"action": "flaky"}) == 1.0
+    assert value("nnscratch_action_changes_total", {"action": "flaky", "event": "ban"}) == 1.0
+    assert value("nnscratch_ban_latency_seconds_count", {"action": "flaky"}) == 1.0
+    assert value("nnscratch_ban_latency_seconds_bucket", {"action": "flaky", "le": "1.0"}) == 0.0

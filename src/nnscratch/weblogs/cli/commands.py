@@ -385,8 +385,7 @@ def cmd_bans(args: argparse.Namespace) -> int:
 def _ban_by_hand(args: argparse.Namespace) -> int:
     """``logs bans --add``: each address or CIDR network banned for ``--for`` seconds, recorded
     (``logs why`` explains it) and applied by the watcher through every action it runs."""
-    import ipaddress
-
+    from ..watch.actions import ip_target
     from ..watch.state import MANUAL, Ban
 
     if args.unban:
@@ -394,7 +393,7 @@ def _ban_by_hand(args: argparse.Namespace) -> int:
     targets = []
     for text in args.add:
         try:
-            target = ipaddress.ip_network(text, strict=False) if "/" in text else ipaddress.ip_address(text)
+            target = ip_target(text)
         except ValueError:
             raise ValueError(f"--add takes IP addresses or CIDR networks (203.0.113.7, 203.0.113.0/24, "
                              f"2001:db8::/64). Received: {text!r}.") from None  # fmt: skip

@@ -20,7 +20,6 @@ import shlex
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from .state import Ban
 __all__ = [
     "Change", "Action", "Actions", "BanListFile", "NginxDeny", "NftablesSet", "IpsetRestore", "Fail2ban",
     "CrowdsecDecisions", "CrowdsecCscli", "CommandHook", "JsonEvents", "is_address", "is_network", "ip_version",
-    "replace_text", "ACTIONS",
+    "ip_target", "replace_text", "ACTIONS",
     "add_action_options", "actions_from_args", "action_options",
 ]  # fmt: skip
 
@@ -75,12 +74,19 @@ def is_address(client: str) -> bool:
     return ip_version(client) is not None
 
 
+IpTarget = ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def ip_target(text: str) -> IpTarget:
+    """What a ban names: an IP address, or a CIDR network (``203.0.113.0/24``, host bits
+    allowed) for a range; ValueError for anything else (a session id)."""
+    return ipaddress.ip_network(text, strict=False) if "/" in text else ipaddress.ip_address(text)
+
+
 def ip_version(client: str) -> int | None:
     """4 or 6 for an IP address or CIDR network, None for anything else (a session id)."""
     try:
-        if "/" in client:
-            return ipaddress.ip_network(client, strict=False).version
-        return ipaddress.ip_address(client).version
+        return ip_target(client).version
     except ValueError:
         return None
 
@@ -317,13 +323,15 @@ class Fail2ban(Action):
             raise
 
     def apply(self, changes: list[Change], active: list[Ban]) -> None:
-        if self.bantime is None and changes:
+        if self.bantime is None:
+            if not changes:
+                return
             said = self._call("get", self.jail, "bantime").split()
             self.bantime = float(said[-1]) if said and re.fullmatch(r"-?\d+(\.\d+)?", said[-1]) else -1.0
         for c in changes:
             if c.event in ("ban", "extend", "restore"):
                 self._call("set", self.jail, "banip", c.address)
-                if self.bantime is not None and 0 <= self.bantime < c.seconds and not self._warned:
+                if 0 <= self.bantime < c.seconds and not self._warned:
                     self._warned = True
                     self.notes.append(f"warning: fail2ban's jail {self.jail} lifts bans after {self.bantime:g} s (its "
                                       f"bantime), sooner than this watcher's {c.seconds:.0f} s ban of {c.address}: "
@@ -479,10 +487,9 @@ class Actions:
         self.errors: dict[int, tuple[str, int]] = {}  # its error, and how many times in a row
         self.failures = 0
         self.skipped_sessions = False
-        # What each action carried out and how often it failed, by its name: for the metrics.
-        self.applied: Counter[tuple[str, str]] = Counter()  # (action, event) -> changes
-        self.failed: Counter[str] = Counter()
+        # Told of each action's result (the metrics): the changes it carried out, or that it failed.
         self.on_applied: Callable[[Action, list[Change]], Any] | None = None
+        self.on_failed: Callable[[Action], Any] | None = None
 
     def __repr__(self) -> str:
         return f"Actions({self.actions!r})"
@@ -516,7 +523,6 @@ class Actions:
                 self._failed(i, action, err, todo, now)
             else:
                 self._worked(i, action)
-                self.applied.update((action.name, c.event) for c in todo)
                 if self.on_applied is not None and todo:
                     self.on_applied(action, todo)
             notes: list[str] = getattr(action, "notes", [])
@@ -525,7 +531,8 @@ class Actions:
 
     def _failed(self, i: int, action: Action, err: Exception, todo: list[Change], now: float) -> None:
         self.failures += 1
-        self.failed[action.name] += 1
+        if self.on_failed is not None:
+            self.on_failed(action)
         self.pending[i], self.failed_at[i] = todo, now
         self.delay[i] = min(self.delay[i] * 2, self.max_retry_after) if i in self.delay else self.retry_after
         error = f"{type(err).__name__}: {err}"

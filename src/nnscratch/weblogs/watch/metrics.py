@@ -78,8 +78,6 @@ class WatchMetrics:
         self.latency = Histogram("nnscratch_ban_latency_seconds", latency, ["action"], buckets=LATENCY_BUCKETS,
                                  registry=registry)  # fmt: skip
         self._window: tuple[float, float] = (time.monotonic(), 0.0)
-        self._failed_seen: dict[str, int] = {}
-        self._actions: Actions | None = None
         self.url = ""
 
     def __repr__(self) -> str:
@@ -109,7 +107,7 @@ class WatchMetrics:
                     self.latency.labels(action.name).observe(max(now - c.log_time, 0.0))
 
         actions.on_applied = applied
-        self._actions = actions
+        actions.on_failed = lambda action: self.failures.labels(action.name).inc()
 
     def step(self, *, read: int, parsed: int, judgements: int, changes: list[Change], clients: int, bans: int) -> None:
         """What a watcher step did."""
@@ -127,6 +125,3 @@ class WatchMetrics:
             self.lines_per_second.set(lines / elapsed)
             started, lines = time.monotonic(), 0.0
         self._window = (started, lines)
-        for name, count in self._actions.failed.items() if self._actions is not None else ():
-            self.failures.labels(name).inc(count - self._failed_seen.get(name, 0))
-            self._failed_seen[name] = count

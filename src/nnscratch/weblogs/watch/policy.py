@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..model.clients import Ruling
+from .actions import ip_target
 from .state import Ban
 
 __all__ = ["Allowlist", "BanPolicy", "RESPONSES"]
@@ -55,7 +56,7 @@ class Allowlist:
     def why_not(self, address: str) -> str | None:
         """Why ``address`` (or a CIDR network: a range ban) must not be banned, or None if it may be."""
         try:
-            ip = ipaddress.ip_network(address, strict=False) if "/" in address else ipaddress.ip_address(address)
+            ip = ip_target(address)
         except ValueError:
             return None  # a session id (a log without addresses): banned by id, see Actions
         if isinstance(ip, ipaddress.IPv4Network | ipaddress.IPv6Network):

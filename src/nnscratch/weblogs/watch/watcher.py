@@ -83,7 +83,6 @@ class Watcher:
         self.metrics = metrics
         if metrics is not None:
             metrics.watch_actions(actions)
-        self._parsed = 0
         saved, from_start = store.positions(), self.settings.from_start
         self.followers: list[Any] = [
             StdinFollower() if p == "-" else Backfill(p) if from_start and Backfill.is_compressed(p) else
@@ -193,7 +192,7 @@ class Watcher:
                 self.report(f"warning: {problem}")
             if getattr(follower, "problems", None):
                 follower.problems.clear()
-        decided = self._decide(batch, end=final or len(batch) < self.settings.batch)
+        decided, parsed = self._decide(batch, end=final or len(batch) < self.settings.batch)
         now = time.time()
         changes, decisions = self._judge(now, decided)
         for client, _ in decided.ended:  # visits over: nothing more to explain or challenge
@@ -228,7 +227,7 @@ class Watcher:
             self.actions.apply([], list(self.bans.values()))  # retries of earlier failures
         self._status(len(batch))
         if self.metrics is not None:
-            self.metrics.step(read=len(batch), parsed=self._parsed, judgements=len(decided.rulings), changes=changes,
+            self.metrics.step(read=len(batch), parsed=parsed, judgements=len(decided.rulings), changes=changes,
                               clients=len(self.decider.book), bans=len(self.bans))  # fmt: skip
         return len(batch)
 
@@ -286,8 +285,9 @@ class Watcher:
                 out.append(Change("restore", address, ban.remaining(now), f"{ban.reason} (shared by the fleet)"))
         return out
 
-    def _decide(self, batch: list[tuple[str, bytes]], end: bool) -> Decisions:
-        """The batch's lines through the decision procedure; keeps each client's last lines."""
+    def _decide(self, batch: list[tuple[str, bytes]], end: bool) -> tuple[Decisions, int]:
+        """The batch's lines through the decision procedure, and how many of them parsed; keeps
+        each client's last lines."""
         for path in {path for path, _ in batch} - self.parsers.keys():
             self._parser(path, [raw for p, raw in batch if p == path])
         items = []
@@ -296,13 +296,12 @@ class Watcher:
             item = parse(raw) if parse is not None else None
             if isinstance(item, LogRecord):
                 items.append((raw, item))
-        self._parsed = len(items)
         decided = self.decider.feed(items, end)
         for raw, record in decided.items:
             examples = self.examples.setdefault(client_of(record), [])
             examples.append(raw.decode("utf-8", "replace").rstrip("\n")[:300])
             del examples[:-3]
-        return decided
+        return decided, len(items)
 
     def _parser(self, path: str, lines: list[bytes]) -> None:
         """The parser of a followed file: its ``--format``, or the format its first lines show.
