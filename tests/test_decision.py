@@ -42,11 +42,11 @@ def _shuffled_within_a_minute(source: Path, target: Path, seed: int = 0) -> None
     target.write_text("".join(r + "\n" for _, _, r in sorted(keyed)))
 
 
-def _watch(model: Path, log: Path, state: Path) -> subprocess.Popen:
+def _watch(model: Path, log: Path, state: Path, *extra: str) -> subprocess.Popen:
     # --batch 250: the watcher reads in other pieces than classify's chunks
     command = [sys.executable, "-m", "nnscratch", "logs", "watch", str(model), str(log), "--state", str(state),
                "--from-start", "--dry-run", "--ban-private", "--batch", "250", "--poll", "0.05",
-               "--status-every", "1000"]  # fmt: skip
+               "--status-every", "1000", *extra]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -221,3 +221,50 @@ def test_a_library_call_leaves_the_callers_collector_alone(watch_model, logs):
         assert gc.get_threshold() == (700, 10, 10)  # the command set them while it ran, then put them back
     finally:
         gc.set_threshold(*before)
+
+
+def test_ipv6_prefix_judges_and_bans_a_network_alike_in_classify_and_watch(watch_model, logs, tmp_path, capsys):
+    """Issue 26: with --ipv6-prefix 64 a scanner that takes a new address of its /64 for every
+    other request is one client, banned as the network by classify and by the watcher (same
+    request, same log time) and handed to the actions as a range; IPv4 clients and IPv4
+    addresses seen through an IPv6 socket stay one address each."""
+    from tests.watch_helpers import human_lines, scanner_lines
+
+    scan = scanner_lines(logs, 120)
+    rotating = [f"2001:db8:7:9::{i // 2 + 1:x}" + line[line.index(" ") :] for i, line in enumerate(scan)]
+    people = human_lines(40, host="2001:db8:aa:1::20") + human_lines(40, host="::ffff:198.51.100.21")
+    log = tmp_path / "access.log"
+    log.write_text("".join(line + "\n" for line in rotating + people))
+
+    def classified(*extra: str) -> set[tuple[str, int, float]]:
+        bans = tmp_path / "bans.json"
+        assert main(["logs", "classify", str(watch_model), str(log), "-o", os.devnull, "--ban-json", str(bans),
+                     *extra]) == 0  # fmt: skip
+        return {(b["client"], b["ban_request"], b["ban_time"]) for b in json.loads(bans.read_text())}
+
+    by_address, by_network = classified(), classified("--ipv6-prefix", "64")
+    assert {client for client, _, _ in by_network} == {"2001:db8:7:9::/64"}
+    assert all(request <= 2 for _, request, _ in by_address)  # each address alone made two requests
+    state, ban_list = tmp_path / "state.sqlite", tmp_path / "ban.txt"
+    proc = _watch(watch_model, log, state, "--ipv6-prefix", "64")
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and _lines_done(state) < len(rotating + people):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    assert _watcher_bans(state) == by_network
+    assert main(["logs", "why", "2001:db8:7:9::3a", "--state", str(state)]) == 0
+    assert "2001:db8:7:9::3a is judged as a part of 2001:db8:7:9::/64 (--ipv6-prefix 64)" in capsys.readouterr().out
+    acting = [sys.executable, "-m", "nnscratch", "logs", "watch", str(watch_model), str(log), "--from-start",
+              "--state", str(tmp_path / "acting.sqlite"), "--ban-list", str(ban_list), "--ipv6-prefix", "64",
+              "--ban-private", "--poll", "0.05", "--status-every", "1000"]  # fmt: skip
+    proc = subprocess.Popen(acting, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not (ban_list.exists() and ban_list.read_text()):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0 and ban_list.read_text() == "2001:db8:7:9::/64\n"
+    for bad in ("0", "129", "sixty-four"):
+        with pytest.raises(SystemExit):
+            main(["logs", "classify", str(watch_model), str(log), "--ipv6-prefix", bad])
+        assert "--ipv6-prefix takes a prefix length from 1 to 128" in capsys.readouterr().err

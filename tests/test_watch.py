@@ -326,6 +326,72 @@ def test_a_restart_resumes_after_the_last_line_and_restores_bans(watch_model, lo
     assert SCANNER not in second.bans and (tmp_path / "ban.txt").read_text() == ""
 
 
+@pytest.fixture(scope="module")
+def behaviour_model(logs, tmp_path_factory):
+    """A model that reads the context tokens (client windows, site-relative evidence)."""
+    from nnscratch.weblogs.features.featurizer import Featurizer
+    from nnscratch.weblogs.labels.data import LabelledLines
+    from nnscratch.weblogs.labels.rules import RuleLabeler
+    from nnscratch.weblogs.model.weblog import TrainSettings, WebLogModel
+
+    data = LabelledLines.gather(bad=[str(logs / "scanner_w3af_2016-12-22.log")], unknown_agent="Firefox/",
+                                logs=[str(logs / "secrepo_access_2021-10-22.log")], rules=RuleLabeler(),
+                                gray_as="bad")  # fmt: skip
+    model, _, _ = WebLogModel.train(data, featurizer=Featurizer(behaviour=True, window=120),
+                                    settings=TrainSettings(restarts=1, epochs=2))  # fmt: skip
+    return model.save(tmp_path_factory.mktemp("behaviour") / "model.safetensors")
+
+
+def _judged(model, log, state, folder, stops: list[int], wipe: bool = False) -> tuple[list, dict, list]:
+    """Watch ``log`` from its start in steps of 97 lines, stopping dead (no last step, as
+    ``kill -9`` does) after each count of steps in ``stops`` and starting again on the same
+    state file; ``wipe``: forget the clients' evidence at each stop (what a restart did before).
+    Returns the bans decided (client, P(bad), request), the memory the state file ends with,
+    and how many lines it held for time order at each stop."""
+    folder.mkdir()
+    held = []
+    for stop in [*stops, None]:
+        watcher = make_watcher(model, log, state, folder, dry_run=True, from_start=True, batch=97)
+        steps = 0
+        while stop is None or steps < stop:
+            steps += 1
+            if watcher.step() == 0 and stop is None:
+                break
+        held.append(len(watcher.store.memory().get("held", {})))
+        watcher.store.close()
+        if wipe:
+            with sqlite3.connect(state) as db:
+                db.execute("DELETE FROM memory")
+    with sqlite3.connect(state) as db:
+        bans = db.execute("SELECT address, probability, requests FROM decisions WHERE action LIKE 'dry-run%' "
+                          "ORDER BY id").fetchall()  # fmt: skip
+    store = Store(state)
+    try:
+        return bans, store.memory(), held[:-1]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("context", [False, True], ids=["counts", "context-tokens"])
+def test_a_watcher_stopped_dead_and_restarted_judges_as_one_that_never_stopped(
+    context, watch_model, behaviour_model, logs, tmp_path
+):  # fmt: skip
+    """Issue 26, fault 3: each client's evidence (its counts and window, the site's pace and
+    context, the lines held for time order) is committed with the positions, so a watcher
+    killed after any commit, mid-catch-up with lines held, decides what one that never
+    stopped decides, and its state file ends the same, byte for byte."""
+    model = behaviour_model if context else watch_model
+    log = tmp_path / "access.log"
+    sample = (logs / "secrepo_access_2021-10-22.log").read_text().splitlines()[:1500]
+    log.write_text("".join(line + "\n" for line in sample))
+    whole, whole_memory, _ = _judged(model, log, tmp_path / "whole.sqlite", tmp_path / "whole", [])
+    cut, cut_memory, held = _judged(model, log, tmp_path / "cut.sqlite", tmp_path / "cut", [3, 2])
+    assert len(whole) >= 8 and cut == whole and cut_memory == whole_memory
+    assert min(held) > 0 and {"client", "stream"} <= whole_memory.keys() and ("path" in whole_memory) == context
+    forgetful, _, _ = _judged(model, log, tmp_path / "wiped.sqlite", tmp_path / "wiped", [3, 2], wipe=True)
+    assert forgetful != whole  # the evidence matters on this log: a restart that forgot it judged otherwise
+
+
 def _watch_process(model, log, state, ban_list, *extra):
     import subprocess
 

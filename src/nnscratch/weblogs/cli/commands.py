@@ -50,7 +50,7 @@ def _data(args: argparse.Namespace) -> Any:
         if args.good or args.bad or args.gray or args.logs or args.labels or args.rules:
             raise ValueError("--manifest names the files and their labels; give it alone, without LOG files, "
                              "--good/--bad/--gray, --labels or --rules.")  # fmt: skip
-        sources, gray_as = read_manifest(args.manifest, args.root, args.format)
+        sources, gray_as = read_manifest(args.manifest, args.root, args.format, args.ipv6_prefix)
         data, _ = load_sources(sources, args.gray_as or gray_as)
         data.stats.check_readable()
         return data
@@ -257,7 +257,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     from ..model.crossval import crossval, format_markdown, read_manifest
     from ..model.weblog import TrainSettings
 
-    sources, gray_as = read_manifest(args.manifest, args.root, args.format)
+    sources, gray_as = read_manifest(args.manifest, args.root, args.format, args.ipv6_prefix)
     fit = TrainSettings(epochs=args.epochs, restarts=args.restarts)
     sections = []
     base = family_settings(args)
@@ -412,9 +412,18 @@ def _ban_by_hand(args: argparse.Namespace) -> int:
 
 def cmd_why(args: argparse.Namespace) -> int:
     """Explain the watcher's latest decisions about one address: counts, score, what pushed it up, examples."""
+    from ..lines.record import ipv6_network
+
     store = _existing_store(args.state)
     try:
         decisions = store.decisions(args.address, args.last)
+        # A watcher with --ipv6-prefix judges an IPv6 address as part of its network.
+        for prefix in range(127, 0, -1) if not decisions and ":" in args.address else ():
+            network = ipv6_network(args.address, prefix)
+            decisions = store.decisions(network, args.last) if network != args.address else []
+            if decisions:
+                print(f"{args.address} is judged as a part of {network} (--ipv6-prefix {prefix}):")
+                break
     finally:
         store.close()
     if not decisions:
@@ -446,7 +455,7 @@ def _with_format(args: argparse.Namespace) -> None:
     for name in ("logs", "good", "bad", "gray"):
         paths = getattr(args, name, None)
         if paths:
-            setattr(args, name, [LogPath(path, args.format) for path in paths])
+            setattr(args, name, [LogPath(path, args.format, args.ipv6_prefix) for path in paths])
 
 
 def _log_format(text: str) -> str:
@@ -461,11 +470,25 @@ def _log_format(text: str) -> str:
     return text
 
 
+def _ipv6_prefix(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 128:
+        raise argparse.ArgumentTypeError(f"--ipv6-prefix takes a prefix length from 1 to 128 (64: one client per /64, "
+                                         f"as CrowdSec groups them). Received: {text!r}")  # fmt: skip
+    return value
+
+
 def _format_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", type=_log_format, default="auto", metavar="NAME",
                    help="the logs' format: combined (Apache/nginx, also common and the Web Bot variant), json "
                         "(nginx escape=json, Caddy, Traefik), w3c (IIS), or auto: detected from each file's "
                         "first lines (the default)")  # fmt: skip
+    p.add_argument("--ipv6-prefix", type=_ipv6_prefix, metavar="N",
+                   help="judge and ban IPv6 clients by their /N network (64 is usual: a device may take a new "
+                        "address of its /64 for every connection); IPv4 clients stay one address each")  # fmt: skip
 
 
 def _label_options(p: argparse.ArgumentParser) -> None:

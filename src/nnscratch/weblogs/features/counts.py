@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -75,6 +75,16 @@ class SitePace:
         b = self.bin(gap)
         return (sum(self.counts[:b]) + 0.5 * self.counts[b]) / self.total
 
+    def to_json(self) -> list[int]:
+        """The histogram, for a state file (``from_json`` reads it back)."""
+        return list(self.counts)
+
+    def load_json(self, counts: list[int]) -> None:
+        """Take back a histogram ``to_json`` wrote."""
+        if len(counts) != self.BINS:
+            raise ValueError(f"a site pace has {self.BINS} bins. Received: {len(counts)}.")
+        self.counts, self.total = [int(c) for c in counts], sum(int(c) for c in counts)
+
 
 class ClientState:
     """One client's running evidence over a visit (what ``ClientBook.features`` summarises),
@@ -84,7 +94,12 @@ class ClientState:
     __slots__ = ("client", "n", "first", "last", "gaps", "gap2", "ngaps", "same", "e4", "e5", "static", "post",
                  "head", "other", "flagged", "noref", "malformed", "bad_lines", "paths", "agents", "kinds", "peak",
                  "ban", "window", "pages", "last_page", "pgaps", "pgap2", "npgaps", "pageref", "linked", "images",
-                 "bytes", "exploit", "width", "depth", "site")  # fmt: skip
+                 "bytes", "exploit", "width", "depth", "site", "seq")  # fmt: skip
+    # What ``to_json`` writes as it is: numbers, and the lists and dicts of JSON.
+    _PLAIN = ("client", "n", "first", "last", "gaps", "gap2", "ngaps", "same", "e4", "e5", "static", "post", "head",
+              "other", "flagged", "noref", "malformed", "bad_lines", "agents", "kinds", "peak", "pages", "last_page",
+              "pgaps", "pgap2", "npgaps", "pageref", "linked", "images", "bytes", "exploit", "width", "depth",
+              "seq")  # fmt: skip
 
     def __init__(self, now: float, client: str = "", site: SitePace | None = None) -> None:
         self.client = client
@@ -102,9 +117,34 @@ class ClientState:
         self.kinds = [0] * len(AGENT_CLASSES)  # requests by agent class, of those agents
         self.peak: float | None = None
         self.ban: Ruling | None = None
+        self.seq = 0  # the book's line count at this client's latest request: the order of activity
 
     def __repr__(self) -> str:
         return f"ClientState(requests={self.n}, first={self.first:.0f}, last={self.last:.0f})"
+
+    def to_json(self) -> dict:
+        """The whole state as JSON data, exactly (floats round-trip), for a state file: what a
+        restart must not forget. ``from_json`` reads it back."""
+        data = {name: getattr(self, name) for name in self._PLAIN}
+        data["peak"] = None if self.peak is None else float(self.peak)
+        data["paths"] = sorted(self.paths)
+        data["window"] = None if self.window is None else self.window.to_json()
+        ban = self.ban
+        data["ban"] = None if ban is None else [ban.client, int(ban.request), float(ban.time), float(ban.probability),
+                                                bool(ban.ban), [float(v) for v in ban.counts]]  # fmt: skip
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict, site: SitePace | None, ruling: Callable[[list], Ruling]) -> ClientState:
+        """A state ``to_json`` wrote, in a book whose site pace is ``site``; ``ruling`` makes the
+        banning ruling back from its list."""
+        s = cls(data["first"], data["client"], site)
+        for name in cls._PLAIN:
+            setattr(s, name, data[name])
+        s.paths = set(data["paths"])
+        s.window = None if data["window"] is None else Window.from_json(data["window"])
+        s.ban = None if data["ban"] is None else ruling(data["ban"])
+        return s
 
     @property
     def evidence(self) -> int:
@@ -146,6 +186,23 @@ class Window:
 
     def __repr__(self) -> str:
         return f"Window(requests={len(self.entries)}, paths={len(self.paths)})"
+
+    _SUMS = ("e4", "e5", "static", "post", "head", "flagged", "noref", "zero", "gaps", "gap2")
+
+    def to_json(self) -> dict:
+        """The entries and the running sums as they are (the sums carry the float residue of
+        what left: recomputing them would not be exact)."""
+        return {"entries": [list(e) for e in self.entries], "paths": dict(self.paths),
+                **{name: getattr(self, name) for name in self._SUMS}}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict) -> Window:
+        window = cls()
+        window.entries.extend(_make_entry(e) for e in data["entries"])
+        window.paths.update(data["paths"])
+        for name in cls._SUMS:
+            setattr(window, name, data[name])
+        return window
 
     def push(self, record: LogRecord, facts: RequestFacts, seconds: float) -> None:
         entries, now, status, method = self.entries, record.time, record.status, record.method.upper()
@@ -192,6 +249,7 @@ class ClientBook:
         self.window = window  # seconds of each client's sliding window (``Window``), or None: none kept
         self.clients: OrderedDict[str, ClientState] = OrderedDict()  # least recently active first
         self.site = SitePace()
+        self.added = 0  # lines added so far: each state's ``seq`` is its place in the order of activity
 
     def __repr__(self) -> str:
         return f"ClientBook(idle={self.idle:g}s, clients={len(self.clients):,})"
@@ -249,8 +307,7 @@ class ClientBook:
             s.linked += 1
         if not record.request_ok:
             s.malformed += 1
-        if bad_line:
-            s.bad_lines += 1
+        s.bad_lines += bad_line
         s.bytes += record.size
         if len(s.paths) < self.max_paths:
             s.paths.add(facts.path)
@@ -258,7 +315,16 @@ class ClientBook:
         if self.window is not None:
             self._push_window(s, record, facts)
         clients.move_to_end(client)
+        s.seq = self.added = self.added + 1
         return s
+
+    def restore(self, states: Iterable[ClientState], added: int) -> None:
+        """Take back clients a state file kept (``ClientState.from_json``), after a restart:
+        they join the book in their order of activity, ``added`` lines counted so far."""
+        for s in sorted(states, key=lambda s: s.seq):
+            self.clients[s.client] = s
+            self.clients.move_to_end(s.client)
+        self.added = max(self.added, added)
 
     @staticmethod
     def _agent(s: ClientState, agent: str) -> None:

@@ -166,13 +166,33 @@ class Context:
 
     def __init__(self, max_paths: int = 100_000) -> None:
         self.max_paths = max_paths
-        self.paths: OrderedDict[str, list] = OrderedDict()  # path -> [clients (<= 8), requests, failures]
+        self.paths: OrderedDict[str, list] = OrderedDict()  # path -> [clients (<= 8), requests, failures, use]
         self.site_hosts: set[str] = set()
         self._host_matches: Counter = Counter()
         self._first_clients: set[str] = set()  # up to 20: enough clients to tell what is rare
+        self.changed: set[str] | None = None  # a state file's: paths touched since it last ``taken``
+        self.used = 0  # paths looked up so far: each entry's last item is its place in the order of use
 
     def __repr__(self) -> str:
         return f"Context(paths={len(self.paths):,}, site hosts={len(self.site_hosts)})"
+
+    def taken(self) -> tuple[dict[str, list | None], dict]:
+        """What changed since the last call, for a state file: the entries of the paths touched
+        (None for one forgotten since), and the rest of the site's evidence."""
+        out = {p: self.paths.get(p) for p in self.changed or ()}
+        self.changed = set()  # tracked from now on
+        rest = {"site_hosts": sorted(self.site_hosts), "host_matches": dict(self._host_matches),
+                "first_clients": sorted(self._first_clients), "used": self.used}  # fmt: skip
+        return out, rest
+
+    def restore(self, paths: dict[str, list], rest: dict) -> None:
+        """Take back what ``taken`` gave (after a restart), paths in their order of use."""
+        for path, entry in sorted(paths.items(), key=lambda kv: kv[1][3]):
+            self.paths[path] = entry
+        self.used = rest["used"]
+        self.site_hosts = set(rest["site_hosts"])
+        self._host_matches = Counter(rest["host_matches"])
+        self._first_clients = set(rest["first_clients"])
 
     def _referrer(self, referrer: str) -> str:
         kind, host, ref_path = referrer_parts(referrer)
@@ -217,11 +237,17 @@ class Context:
     def _site(self, path: str, client: str, status: int) -> list[str]:
         entry = self.paths.get(path)
         if entry is None:
-            entry = self.paths[path] = [[], 0, 0]
+            entry = self.paths[path] = [[], 0, 0, 0]
             if len(self.paths) > self.max_paths:
-                self.paths.popitem(last=False)
+                forgotten = self.paths.popitem(last=False)[0]
+                if self.changed is not None:
+                    self.changed.add(forgotten)
         else:
             self.paths.move_to_end(path)
+        self.used += 1
+        entry[3] = self.used
+        if self.changed is not None:
+            self.changed.add(path)
         clients = entry[0]
         if client not in clients and len(clients) < 8:
             clients.append(client)

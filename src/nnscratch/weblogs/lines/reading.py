@@ -19,8 +19,8 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import IO, NamedTuple
 
-from .formats import DETECT_LINES, LogFormat, detect, get_format
-from .record import LogRecord, Malformed
+from .formats import DETECT_LINES, LineParser, LogFormat, detect, get_format
+from .record import LogRecord, Malformed, by_ipv6_prefix
 
 __all__ = ["compression_of", "UnreadableLog", "ParseStats", "LogPath", "read_lines", "parse_stream"]
 
@@ -163,20 +163,32 @@ def read_lines(
 
 
 class LogPath(str):
-    """A log's path (a ``str``, usable wherever a path is) with the name of its format
-    (``formats.FORMATS``); None: detect it from the file's first lines."""
+    """A log's path (a ``str``, usable wherever a path is) with how to read it: the name of
+    its format (``formats.FORMATS``; None: detect it from the file's first lines), and the
+    prefix length by which its IPv6 clients are named (``record.by_ipv6_prefix``; None:
+    each address is a client)."""
 
     log_format: str | None
+    ipv6_prefix: int | None
 
-    def __new__(cls, path: str | Path, log_format: str | None = None) -> LogPath:
+    def __new__(cls, path: str | Path, log_format: str | None = None, ipv6_prefix: int | None = None) -> LogPath:
         if log_format not in (None, "auto"):
             get_format(log_format)  # an unknown name is refused here, with the names
+        if ipv6_prefix is not None and not (isinstance(ipv6_prefix, int) and 1 <= ipv6_prefix <= 128):
+            raise ValueError(f"ipv6_prefix must be a prefix length from 1 to 128 (64 names a client by its /64). "
+                             f"Received: ipv6_prefix={ipv6_prefix!r}.")  # fmt: skip
         self = super().__new__(cls, str(path))
         self.log_format = None if log_format == "auto" else log_format
+        self.ipv6_prefix = ipv6_prefix
         return self
 
     def __reduce__(self) -> tuple:
-        return LogPath, (str(self), self.log_format)
+        return LogPath, (str(self), self.log_format, self.ipv6_prefix)
+
+    def parser(self, head: list[bytes]) -> LineParser:
+        """A parser for this file: its format's (named, or detected from its first lines
+        ``head``), naming IPv6 clients by ``ipv6_prefix``."""
+        return by_ipv6_prefix(_format_of(self, head).parser(), self.ipv6_prefix)
 
 
 def parse_stream(paths: Iterable[str | Path], stats: ParseStats | None = None) -> Iterator[tuple[str, int, LogRecord]]:
@@ -187,7 +199,7 @@ def parse_stream(paths: Iterable[str | Path], stats: ParseStats | None = None) -
     for path in paths:
         lines = read_lines([path], stats.unreadable)
         head = list(islice(lines, DETECT_LINES))
-        parse = _format_of(path, [raw for _, _, raw in head]).parser()
+        parse = (path if isinstance(path, LogPath) else LogPath(path)).parser([raw for _, _, raw in head])
         for source, number, raw in chain(head, lines):
             item = parse(raw)
             stats.add(item)

@@ -2,14 +2,19 @@
 
 ``LogRecord`` is what a log format's parser makes of a line (``formats``), and
 ``client_of`` says whom it belongs to: the one definition of a client.
+``by_ipv6_prefix`` makes a parser name IPv6 clients by their network, as
+CrowdSec does: one person's device may take a new address of its /64 for every
+connection, so the address alone would split a client into many.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
-__all__ = ["LogRecord", "Malformed", "client_of", "split_request"]
+__all__ = ["LogRecord", "Malformed", "client_of", "split_request", "ipv6_network", "by_ipv6_prefix"]
 
 REQUEST = re.compile(r"([A-Za-z][A-Za-z_-]{0,19}) (\S+)(?: (HTTP/\d(?:\.\d)?))?")
 
@@ -39,6 +44,46 @@ def client_of(record: LogRecord) -> str:
     clients by it. ``"-"`` (neither) is nobody: never judged, never banned.
     """
     return record.session if record.session != "-" else record.host
+
+
+def ipv6_network(host: str, prefix: int) -> str:
+    """``host`` as its ``/prefix`` network when it is an IPv6 address, else as it is.
+
+    >>> ipv6_network("2001:db8:5:6:a:b:c:d", 64), ipv6_network("203.0.113.7", 64)
+    ('2001:db8:5:6::/64', '203.0.113.7')
+    >>> ipv6_network("::ffff:203.0.113.7", 64)  # an IPv4 client seen through an IPv6 socket
+    '203.0.113.7'
+    """
+    if ":" not in host:
+        return host
+    try:
+        address = ipaddress.IPv6Address(host)
+    except ValueError:
+        return host  # not an address: left as the log has it
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, prefix), strict=False))
+
+
+def by_ipv6_prefix(parse: Callable[[Any], Any], prefix: int | None) -> Callable[[Any], Any]:
+    """A line parser whose records name IPv6 clients by their ``/prefix`` network
+    (``ipv6_network``); ``parse`` itself when ``prefix`` is None."""
+    if prefix is None:
+        return parse
+    networks: dict[str, str] = {}
+
+    def parse_by_network(line: Any) -> Any:
+        item = parse(line)
+        if isinstance(item, LogRecord) and ":" in item.host:
+            network = networks.get(item.host)
+            if network is None:
+                if len(networks) >= 100_000:
+                    networks.clear()
+                network = networks[item.host] = ipv6_network(item.host, prefix)
+            item = item._replace(host=network)
+        return item
+
+    return parse_by_network
 
 
 class Malformed(NamedTuple):

@@ -73,13 +73,14 @@ def default_root() -> Path | None:
     return Path(data) / "logs" if data else None
 
 
-def read_manifest(path: str | Path, root: str | Path | None = None,
-                  log_format: str = "auto") -> tuple[list[Source], str]:  # fmt: skip
+def read_manifest(path: str | Path, root: str | Path | None = None, log_format: str = "auto",
+                  ipv6_prefix: int | None = None) -> tuple[list[Source], str]:  # fmt: skip
     """The sources of a manifest with paths made absolute against ``root``, and its ``gray_as``.
 
     ``root`` defaults to ``$NNSCRATCH_DATA/logs``, then the manifest's folder. A source's
     logs are read in its ``"format"`` (a name from ``lines.formats``), else ``log_format``
-    (``auto``: detected from each file's first lines).
+    (``auto``: detected from each file's first lines), their IPv6 clients named by
+    ``ipv6_prefix`` (``lines.record.by_ipv6_prefix``).
     """
     path = Path(path)
     try:
@@ -97,7 +98,8 @@ def read_manifest(path: str | Path, root: str | Path | None = None,
                              f"{sorted(_SOURCE_KEYS)}. Received: {item!r}.")  # fmt: skip
         try:
             fmt = item.get("format", log_format)
-            files = {key: [str(base / f) if key == "labels" else LogPath(base / f, fmt) for f in item.get(key, [])]
+            files = {key: [str(base / f) if key == "labels" else LogPath(base / f, fmt, ipv6_prefix)
+                         for f in item.get(key, [])]
                      for key in ("good", "bad", "gray", "logs", "labels")}  # fmt: skip
         except ValueError as err:
             raise ValueError(f"{path}: source {item['name']!r}: {err}") from None

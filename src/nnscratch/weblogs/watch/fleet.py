@@ -30,7 +30,7 @@ from ..features.counts import IDLE
 from ..features.points import Snapshot
 from ..features.summary import merge_counts
 from .follow import Position
-from .state import Ban, StateFileError
+from .state import Ban, Remembered, StateFileError
 
 __all__ = ["PostgresStore", "StoreUnavailable", "is_database_url", "open_store", "CHANNEL"]
 
@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS nnscratch_decisions (id BIGSERIAL PRIMARY KEY, time D
 CREATE INDEX IF NOT EXISTS nnscratch_decisions_address ON nnscratch_decisions (address);
 CREATE TABLE IF NOT EXISTS nnscratch_evidence (client TEXT, host TEXT, last DOUBLE PRECISION, counts TEXT,
     PRIMARY KEY (client, host));
+CREATE TABLE IF NOT EXISTS nnscratch_memory (host TEXT, kind TEXT, key TEXT, value BYTEA,
+    PRIMARY KEY (host, kind, key));
 """
 
 
@@ -70,6 +72,10 @@ _OFFENCE = (
 _EVIDENCE = (
     "INSERT INTO nnscratch_evidence VALUES (%s, %s, %s, %s) ON CONFLICT (client, host) DO UPDATE SET "
     "last = EXCLUDED.last, counts = EXCLUDED.counts"
+)
+_MEMORY = (
+    "INSERT INTO nnscratch_memory VALUES (%s, %s, %s, %s) ON CONFLICT (host, kind, key) DO UPDATE SET "
+    "value = EXCLUDED.value"
 )
 _DECISION = (
     "INSERT INTO nnscratch_decisions (time, address, action, probability, requests, reason, detail, host) "
@@ -166,6 +172,14 @@ class PostgresStore:
         query = "SELECT address, since, until, reason FROM nnscratch_bans ORDER BY until"
         return self._call(lambda: [Ban(*row) for row in self.db.execute(query)])
 
+    def memory(self) -> dict[str, dict[str, bytes]]:
+        """This host's memory of its stream, as the last commit left it (see ``state.Store.memory``)."""
+        out: dict[str, dict[str, bytes]] = {}
+        for kind, key, value in self.db.execute("SELECT kind, key, value FROM nnscratch_memory WHERE host = %s",
+                                                (self.host,)):  # fmt: skip
+            out.setdefault(kind, {})[key] = bytes(value)
+        return out
+
     def offenses(self, address: str) -> int:
         query = "SELECT offenses FROM nnscratch_offenders WHERE address = %s"
         row = self._call(lambda: self.db.execute(query, (address,)).fetchone())
@@ -227,17 +241,24 @@ class PostgresStore:
         unbans: Iterable[str] = (),
         decisions: Iterable[dict[str, Any]] = (),
         evidence: dict[str, tuple[float, Sequence[float]]] | None = None,
+        memory: Remembered | None = None,
     ) -> None:
         """Everything a batch changed, atomically (see ``state.Store.commit``), and this host's
         latest evidence of the clients it judged (``evidence``: client -> (log time, counts));
         a commit that bans or unbans notifies the fleet."""
         bans, unbans = list(bans), list(unbans)
-        self._call(lambda: self._commit(positions, counters, bans, unbans, list(decisions), evidence or {}))
+        self._call(lambda: self._commit(positions, counters, bans, unbans, list(decisions), evidence or {}, memory))
 
     def _commit(self, positions: dict[str, Position] | None, counters: dict[str, int] | None, bans: list[Ban],
                 unbans: list[str], decisions: list[dict[str, Any]],
-                evidence: dict[str, tuple[float, Sequence[float]]]) -> None:  # fmt: skip
+                evidence: dict[str, tuple[float, Sequence[float]]], memory: Remembered | None) -> None:  # fmt: skip
         with self.db.transaction(), self.db.cursor() as cur:
+            if memory is not None:
+                for kind in memory.clear:
+                    cur.execute("DELETE FROM nnscratch_memory WHERE host = %s AND kind = %s", (self.host, kind))
+                cur.executemany(_MEMORY, [(self.host, kind, key, value) for kind, key, value in memory.put])
+                cur.executemany("DELETE FROM nnscratch_memory WHERE host = %s AND kind = %s AND key = %s",
+                                [(self.host, kind, key) for kind, key in memory.drop])  # fmt: skip
             for client, (last, counts) in evidence.items():
                 cur.execute(_EVIDENCE, (client, self.host, last, json.dumps([float(v) for v in counts])))
             for path, p in (positions or {}).items():

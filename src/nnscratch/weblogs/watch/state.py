@@ -1,10 +1,12 @@
-"""The watcher's memory: bans, offences, file positions and recent decisions, in SQLite.
+"""The watcher's memory: bans, offences, file positions, recent decisions and the clients' evidence, in SQLite.
 
 One file (WAL mode, so ``nnscratch logs bans`` can read while the watcher
 writes). Each batch of lines is committed in one transaction together with the
-file positions after it and the bans it caused, so after ``kill -9`` a restart
-resumes exactly after the last committed line: nothing is counted twice or
-lost, and active bans come back with their remaining time.
+file positions after it, the bans it caused and what it changed in the
+evidence (``memory.StreamMemory``, kept here as opaque rows), so after
+``kill -9`` a restart resumes exactly after the last committed line: nothing is
+counted twice or lost, active bans come back with their remaining time, and
+every client's evidence is as it was.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from .follow import Position
 
-__all__ = ["Ban", "Store", "StateFileError", "APPLICATION_ID", "MANUAL"]
+__all__ = ["Ban", "Remembered", "Store", "StateFileError", "APPLICATION_ID", "MANUAL"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS positions (path TEXT PRIMARY KEY, device INTEGER, inode INTEGER, offset INTEGER);
@@ -29,6 +31,7 @@ CREATE TABLE IF NOT EXISTS offenders (address TEXT PRIMARY KEY, offenses INTEGER
 CREATE TABLE IF NOT EXISTS decisions (id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL, address TEXT,
     action TEXT, probability REAL, requests INTEGER, reason TEXT, detail TEXT);
 CREATE INDEX IF NOT EXISTS decisions_address ON decisions (address);
+CREATE TABLE IF NOT EXISTS memory (kind TEXT, key TEXT, value BLOB, PRIMARY KEY (kind, key));
 """
 
 
@@ -54,8 +57,19 @@ class Ban:
         return max(self.until - (time.time() if now is None else now), 0.0)
 
 
+@dataclass
+class Remembered:
+    """What a batch changed in the watcher's memory of the stream (``memory.StreamMemory``):
+    the kinds of rows forgotten first (``clear``), then rows written (``put``: kind, key,
+    value) and rows forgotten (``drop``: kind, key). The store keeps them as they are."""
+
+    put: list[tuple[str, str, bytes]]
+    drop: list[tuple[str, str]]
+    clear: tuple[str, ...] = ()
+
+
 APPLICATION_ID = 0x6E6E7363  # "nnsc" in SQLite's header: this file is a watcher's state
-TABLES = {"positions", "counters", "bans", "offenders", "decisions"}
+TABLES = {"positions", "counters", "bans", "offenders", "decisions", "memory"}
 
 
 class StateFileError(ValueError):
@@ -153,6 +167,13 @@ class Store:
         rows = self.db.execute("SELECT address, since, until, reason FROM bans ORDER BY until")
         return [Ban(*row) for row in rows]
 
+    def memory(self) -> dict[str, dict[str, bytes]]:
+        """The memory of the stream the last commit left: kind -> key -> value."""
+        out: dict[str, dict[str, bytes]] = {}
+        for kind, key, value in self.db.execute("SELECT kind, key, value FROM memory"):
+            out.setdefault(kind, {})[key] = bytes(value)
+        return out
+
     def offenses(self, address: str) -> int:
         row = self.db.execute("SELECT offenses FROM offenders WHERE address = ?", (address,)).fetchone()
         return int(row[0]) if row else 0
@@ -173,12 +194,18 @@ class Store:
         bans: Iterable[Ban] = (),
         unbans: Iterable[str] = (),
         decisions: Iterable[dict[str, Any]] = (),
+        memory: Remembered | None = None,
     ) -> None:
         """Everything a batch changed, atomically: positions, counters (added), new bans
-        (their offence counts go up), lifted bans, and decisions."""
+        (their offence counts go up), lifted bans, decisions, and the memory of the stream."""
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
+            if memory is not None:
+                for kind in memory.clear:
+                    db.execute("DELETE FROM memory WHERE kind = ?", (kind,))
+                db.executemany("INSERT OR REPLACE INTO memory VALUES (?, ?, ?)", memory.put)
+                db.executemany("DELETE FROM memory WHERE kind = ? AND key = ?", memory.drop)
             for path, p in (positions or {}).items():
                 db.execute("INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?)", (path, p.device, p.inode, p.offset))
             for name, add in (counters or {}).items():

@@ -14,8 +14,9 @@ lasts ``ban_time`` seconds, times ``factor`` for each earlier offence, at most
 the allowlist, are never banned unless asked; session clients (logs without
 addresses) are banned by id, and actions that need an address skip them.
 Everything a step changed is committed to the state file (``state.Store``) in
-one transaction before the actions run, so a restart after ``kill -9`` resumes
-after the last committed line and restores the active bans.
+one transaction before the actions run, the clients' evidence included
+(``memory.StreamMemory``), so a restart after ``kill -9`` resumes after the last
+committed line, restores the active bans, and judges on as if it had never stopped.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ import numpy as np
 
 from ..features.counts import IDLE, MAX_CLIENTS, ClientBook
 from ..features.summary import FEATURES
-from ..lines.formats import LineParser, detect, get_format
+from ..lines.formats import LineParser
+from ..lines.reading import LogPath
 from ..lines.record import LogRecord, client_of
 from ..model.clients import Ruling
 from ..model.weblog import WebLogModel
@@ -40,6 +42,7 @@ from ..serve.decision import Decider, Decisions
 from .actions import Actions, Change, replace_text
 from .fleet import StoreUnavailable
 from .follow import Backfill, Follower, StdinFollower
+from .memory import StreamMemory
 from .metrics import WatchMetrics
 from .policy import Allowlist, BanPolicy
 from .state import Ban, Store
@@ -93,11 +96,14 @@ class Watcher:
         self.pooled = hasattr(store, "pool")  # a fleet: verdicts on every host's evidence of a client
         if self.pooled:
             self.decider.pool = store.pool
+        self.memory = StreamMemory(self.decider)  # the clients' evidence, kept across restarts
         self.examples: dict[str, list[str]] = {}
         self.bans: dict[str, Ban] = {b.address: b for b in store.bans()}
         self.gray: dict[str, float] = {}
-        # Each followed file's format: named with --format (a LogPath), else detected from its first lines.
-        self.formats = {str(f.path): getattr(p, "log_format", None) for f, p in zip(self.followers, paths, strict=True)}
+        # How each followed file is read: its --format and --ipv6-prefix (a LogPath); formats not named are
+        # detected from the file's first lines.
+        self.formats = {str(f.path): p if isinstance(p, LogPath) else LogPath(p)
+                        for f, p in zip(self.followers, paths, strict=True)}  # fmt: skip
         self.parsers: dict[str, LineParser] = {}
         self.unfit: set[str] = set()
         self.report = report or (lambda message: print(message, file=sys.stderr, flush=True))
@@ -144,9 +150,13 @@ class Watcher:
 
     # --- the loop ----------------------------------------------------------------
     def restore(self) -> None:
-        """After a restart: lift the bans that expired while the watcher was down (every action
-        gets their ``unban``, and the decision is recorded) and apply the active ones again as
+        """After a restart: take back the clients' evidence (``memory.StreamMemory``); lift the
+        bans that expired while the watcher was down (every action gets their ``unban``, and the
+        decision is recorded) and apply the active ones again as
         ``restore`` events (firewalls re-add them; an event log can tell them from new bans)."""
+        note = self.memory.restore(self.store.memory(), self._parse_held)
+        if note:
+            self.report(note)
         now = time.time()
         expired = [b for b in self.bans.values() if b.until <= now]
         for ban in expired:
@@ -214,7 +224,8 @@ class Watcher:
         positions = {str(f.path.resolve()): f.position for f in self.followers if f.position is not None}
         new_bans = [self.bans[c.address] for c in own if c.event in ("ban", "extend")]
         batch_state = dict(positions=positions, counters={"lines": len(batch)}, bans=new_bans,
-                           unbans=[c.address for c in changes if c.event == "unban"], decisions=decisions)  # fmt: skip
+                           unbans=[c.address for c in changes if c.event == "unban"], decisions=decisions,
+                           memory=self.memory.changes(decided))  # fmt: skip
         if self.pooled:  # this host's own evidence of the clients judged now, for the others to pool
             clients = self.decider.book.clients
             batch_state["evidence"] = {r.client: (clients[r.client].last, ClientBook.counts(clients[r.client]))
@@ -295,26 +306,32 @@ class Watcher:
             parse = self.parsers.get(path)
             item = parse(raw) if parse is not None else None
             if isinstance(item, LogRecord):
-                items.append((raw, item))
+                items.append(((path, raw), item))
         decided = self.decider.feed(items, end)
-        for raw, record in decided.items:
+        for (_, raw), record in decided.items:
             examples = self.examples.setdefault(client_of(record), [])
             examples.append(raw.decode("utf-8", "replace").rstrip("\n")[:300])
             del examples[:-3]
         return decided, len(items)
 
+    def _parse_held(self, path: str, raw: bytes) -> LogRecord | None:
+        """A line the state file held for time order, read again after a restart."""
+        if path not in self.parsers:
+            self._parser(path, [raw])
+        parse = self.parsers.get(path)
+        item = parse(raw) if parse is not None else None
+        return item if isinstance(item, LogRecord) else None
+
     def _parser(self, path: str, lines: list[bytes]) -> None:
-        """The parser of a followed file: its ``--format``, or the format its first lines show.
-        While no line fits any format, its lines are skipped and that is reported once."""
-        name = self.formats.get(path)
+        """The parser of a followed file (``LogPath.parser``): its ``--format``, or the format its
+        first lines show. While its lines fit no format (or not the one named), they are skipped
+        and that is reported once."""
         try:
-            fmt = get_format(name) if name else detect(lines, path)
+            self.parsers[path] = self.formats.get(path, LogPath(path)).parser(lines)
         except ValueError as err:
             if path not in self.unfit:
                 self.unfit.add(path)
                 self.report(f"error: {err} Its lines are skipped until one fits.")
-            return
-        self.parsers[path] = fmt.parser()
 
     def _judge(self, now: float, decided: Decisions) -> tuple[list[Change], list[dict[str, Any]]]:
         """The ban policy's response to every ruling, carried out: bans and extensions become
