@@ -293,8 +293,13 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from ..serve.decision import collector_for_streams, tune_collector_for_streams
     from ..watch import actions as a
     from ..watch.fleet import open_store
+    from ..watch.journal import JOURNAL
     from ..watch.watcher import Allowlist, BanPolicy, Watcher, WatchSettings
 
+    if not args.logs and not args.journal:
+        raise ValueError("give the log files to follow (or - for standard input), or --journal UNIT for a systemd "
+                         "unit's journal.")  # fmt: skip
+    args.logs = [*args.logs, *(JOURNAL + unit for unit in args.journal)]
     _with_format(args)
     tune_collector_for_streams()  # this command's own process
 
@@ -316,7 +321,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         challenge = Path(args.challenge) if args.challenge else None
         settings = WatchSettings(from_start=args.from_start, dry_run=args.dry_run, challenge=challenge,
                                  poll=args.poll, max_clients=args.max_clients, status_every=args.status_every,
-                                 batch=args.batch)  # fmt: skip
+                                 batch=args.batch, journalctl=args.journalctl)  # fmt: skip
         watcher = Watcher(args.model, args.logs, store, a.Actions(chosen), policy=policy, settings=settings,
                           metrics=metrics)  # fmt: skip
         client_model = watcher.model.client_model
@@ -656,7 +661,16 @@ def _add_watch(commands: Any, formatter: Any) -> None:
     p = commands.add_parser("watch", help="follow live logs, ban and unban clients", description=cmd_watch.__doc__,
                             formatter_class=formatter, epilog=WATCH_EPILOG)  # fmt: skip
     p.add_argument("model")
-    p.add_argument("logs", nargs="+", help="log files to follow (rotation survived), or - for standard input")
+    p.add_argument("logs", nargs="*", help="log files to follow (rotation survived), or - for standard input")
+    p.add_argument("--journal", action="append", default=[], metavar="UNIT",
+                   help="follow this systemd unit's journal (journalctl --unit UNIT --follow), resuming after its "
+                        "last line on restart; repeat for more, in any position")  # fmt: skip
+    p.add_argument(
+        "--journalctl",
+        default="journalctl",
+        metavar="COMMAND",
+        help="the journalctl to run, with options of its own (e.g. 'journalctl --directory DIR')",
+    )
     _state_option(
         p,
         "SQLite state file (bans, offsets, decisions), or postgresql://... to share bans and "

@@ -36,9 +36,10 @@ from ..model.clients import Ruling
 from ..serve.decision import Decider, Decisions
 from .state import Remembered
 
-__all__ = ["StreamMemory"]
+__all__ = ["StreamMemory", "CURSOR"]
 
 CLIENT, PATH, HELD, STREAM = "client", "path", "held", "stream"
+CURSOR = "cursor"  # a journal's cursor (``journal.JournalFollower``), by its source: the watcher's rows
 
 
 def _key(name: str) -> str:

@@ -42,7 +42,8 @@ from ..serve.decision import Decider, Decisions
 from .actions import Actions, Change, replace_text
 from .fleet import StoreUnavailable
 from .follow import Backfill, Follower, StdinFollower
-from .memory import StreamMemory
+from .journal import JOURNAL, JournalFollower
+from .memory import CURSOR, StreamMemory
 from .metrics import WatchMetrics
 from .policy import Allowlist, BanPolicy
 from .state import Ban, Store
@@ -59,7 +60,8 @@ class WatchSettings:
     ``challenge``: the file gray clients are written to; ``poll``: seconds
     between reads when idle; ``idle``: seconds of log time that end a visit;
     ``max_clients``: clients kept in memory; ``status_every``: seconds between
-    status lines; ``batch``: the most lines a step reads (and commits).
+    status lines; ``batch``: the most lines a step reads (and commits); ``journalctl``: the
+    command that reads a unit's journal (a path ``journal:UNIT`` is one, ``journal.JournalFollower``).
     """
 
     from_start: bool = False
@@ -70,6 +72,7 @@ class WatchSettings:
     max_clients: int = MAX_CLIENTS
     status_every: float = 60.0
     batch: int = 20_000
+    journalctl: str = "journalctl"
 
 
 class Watcher:
@@ -87,10 +90,15 @@ class Watcher:
         if metrics is not None:
             metrics.watch_actions(actions)
         saved, from_start = store.positions(), self.settings.from_start
+        self.saved_memory: dict[str, dict[str, bytes]] | None = store.memory()  # until ``restore`` takes it
+        cursors = {key: value.decode() for key, value in self.saved_memory.get(CURSOR, {}).items()}
         self.followers: list[Any] = [
-            StdinFollower() if p == "-" else Backfill(p) if from_start and Backfill.is_compressed(p) else
+            StdinFollower() if p == "-" else
+            JournalFollower(p[len(JOURNAL):], command=self.settings.journalctl, cursor=cursors.get(p),
+                            from_start=from_start) if p.startswith(JOURNAL) else
+            Backfill(p) if from_start and Backfill.is_compressed(p) else
             Follower(p, from_start=from_start, position=saved.get(str(Path(p).resolve())))
-            for p in paths
+            for p in map(str, paths)
         ]  # fmt: skip
         self.decider = Decider(self.model, idle=self.settings.idle, max_clients=self.settings.max_clients)
         self.pooled = hasattr(store, "pool")  # a fleet: verdicts on every host's evidence of a client
@@ -154,7 +162,8 @@ class Watcher:
         bans that expired while the watcher was down (every action gets their ``unban``, and the
         decision is recorded) and apply the active ones again as
         ``restore`` events (firewalls re-add them; an event log can tell them from new bans)."""
-        note = self.memory.restore(self.store.memory(), self._parse_held)
+        saved, self.saved_memory = self.saved_memory, None
+        note = self.memory.restore(saved if saved is not None else self.store.memory(), self._parse_held)
         if note:
             self.report(note)
         now = time.time()
@@ -226,6 +235,8 @@ class Watcher:
         batch_state = dict(positions=positions, counters={"lines": len(batch)}, bans=new_bans,
                            unbans=[c.address for c in changes if c.event == "unban"], decisions=decisions,
                            memory=self.memory.changes(decided))  # fmt: skip
+        batch_state["memory"].put += [(CURSOR, str(f.path), f.cursor.encode()) for f in self.followers
+                                      if isinstance(f, JournalFollower) and f.cursor]  # fmt: skip
         if self.pooled:  # this host's own evidence of the clients judged now, for the others to pool
             clients = self.decider.book.clients
             batch_state["evidence"] = {r.client: (clients[r.client].last, ClientBook.counts(clients[r.client]))
