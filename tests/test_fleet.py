@@ -22,7 +22,7 @@ def database(postgres_url):
     import psycopg
 
     with psycopg.connect(postgres_url, autocommit=True) as db:
-        for table in ("positions", "counters", "bans", "offenders", "decisions", "evidence"):
+        for table in ("positions", "counters", "bans", "offenders", "decisions", "evidence", "memory"):
             db.execute(f"DROP TABLE IF EXISTS nnscratch_{table}")
     return postgres_url
 
@@ -257,3 +257,45 @@ def test_a_prober_spread_over_three_hosts_is_banned_on_the_pooled_evidence(datab
             proc.send_signal(signal.SIGTERM)
         for proc in watchers.values():
             proc.communicate(timeout=60)
+
+
+def _fleet_judged(url: str, model: Path, log: Path, folder: Path, stops: list[int]) -> tuple[list, dict]:
+    """A fleet host watching ``log`` in steps of 97 lines, stopped dead after each count of
+    steps in ``stops`` and started again: its dry-run bans and the memory it ends with."""
+    from nnscratch.weblogs.watch.actions import Actions
+    from nnscratch.weblogs.watch.watcher import Allowlist, BanPolicy, Watcher, WatchSettings
+
+    for stop in [*stops, None]:
+        store = PostgresStore(url, host="h")
+        watcher = Watcher(model, [str(log)], store, Actions([], report=lambda m: None),
+                          policy=BanPolicy(allowlist=Allowlist(ban_private=True)), report=lambda m: None,
+                          settings=WatchSettings(from_start=True, dry_run=True, batch=97))  # fmt: skip
+        watcher.restore()
+        steps = 0
+        while stop is None or steps < stop:
+            steps += 1
+            if watcher.step() == 0 and stop is None:
+                break
+        store.close()
+    store = PostgresStore(url, host="h")
+    try:
+        bans = [(d["requests"], d["probability"]) for d in store.decisions(SCANNER, 100) if "dry-run" in d["action"]]
+        return bans, store.memory()
+    finally:
+        store.close()
+
+
+def test_a_fleet_host_stopped_dead_keeps_its_evidence_in_the_database(database, watch_model, logs, tmp_path):
+    """Issue 26, fault 3, on PostgreSQL: a host's evidence is committed with its positions, so
+    stopped dead twice mid-log it ends with the bans and the memory of an unbroken run."""
+    import psycopg
+
+    log = tmp_path / "access.log"
+    lines = human_lines(200) + scanner_lines(logs, 400)
+    log.write_text("".join(line + "\n" for line in sorted(lines, key=lambda r: r.split("[", 1)[1][:26])))
+    whole = _fleet_judged(database, watch_model, log, tmp_path, [])
+    with psycopg.connect(database, autocommit=True) as db:
+        for table in ("positions", "counters", "bans", "offenders", "decisions", "evidence", "memory"):
+            db.execute(f"DELETE FROM nnscratch_{table}")
+    cut = _fleet_judged(database, watch_model, log, tmp_path, [2, 3])
+    assert whole[0] and cut == whole and "client" in whole[1]
