@@ -762,3 +762,39 @@ def test_metrics_count_an_action_failure_and_what_it_carries_out_after(tmp_path)
     assert value("nnscratch_action_changes_total", {"action": "flaky", "event": "ban"}) == 1.0
     assert value("nnscratch_ban_latency_seconds_count", {"action": "flaky"}) == 1.0
     assert value("nnscratch_ban_latency_seconds_bucket", {"action": "flaky", "le": "1.0"}) == 0.0
+
+
+def test_a_named_pipe_is_followed_without_blocking_and_nothing_sent_is_lost(watch_model, logs, tmp_path):
+    """Issue 29, class 5: a FIFO with no writer yet neither hangs the watcher nor makes it
+    refuse (a pipe cannot be sought); SIGTERM stops it at once; each writer's lines are read,
+    the second writer's on the same pipe, and a last line without its newline too."""
+    import signal
+    import subprocess
+
+    fifo, state = tmp_path / "access.fifo", tmp_path / "state.sqlite"
+    os.mkfifo(fifo)
+    command = [sys.executable, "-m", "nnscratch", "logs", "watch", str(watch_model), str(fifo), "--state", str(state),
+               "--ban-list", str(tmp_path / "ban.txt"), "--ban-private", "--poll", "0.05", "--status-every", "1000"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert b"watching" in proc.stderr.readline()  # the model loaded, the pipe opened with no writer
+        lines = human_lines(20) + scanner_lines(logs, 60)
+        with open(fifo, "w") as writer:  # would block if nobody had the pipe open for reading
+            writer.write("".join(line + "\n" for line in lines[:50]))
+        with open(fifo, "w") as writer:
+            writer.write("".join(line + "\n" for line in lines[50:-1]) + lines[-1])  # no newline at the end
+        time.sleep(0.3)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert time.monotonic() - started < 10
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err.decode()
+    assert _lines_done(state) == len(lines) and (tmp_path / "ban.txt").read_text() == SCANNER + "\n"
+    idle = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # nobody ever writes
+    assert b"watching" in idle.stderr.readline()
+    time.sleep(1)
+    idle.send_signal(signal.SIGTERM)
+    assert idle.wait(timeout=10) == 0

@@ -9,7 +9,7 @@ offset: it is read again from the start). Its ``position`` (the
 file's device and inode, and the byte offset after the last complete line
 handed out) can be saved and given back after a restart; if the file was
 rotated meanwhile, the rotated file is found by its inode in the same folder
-and finished first. ``StdinFollower`` reads standard input without blocking.
+and finished first. ``StdinFollower`` reads standard input, or a named pipe, without blocking.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
+from stat import S_ISFIFO
 from typing import IO, NamedTuple
 
 from ..lines.reading import UnreadableLog, compression_of, read_lines
@@ -190,22 +191,42 @@ class Follower:
 
 
 class StdinFollower:
-    """Standard input, read without blocking; a partial line waits for its newline."""
+    """Standard input (``path`` ``-``), or a named pipe (a FIFO), read without blocking; a
+    partial line waits for its newline. A pipe has no position to save: what its writers sent
+    while the watcher was down is gone. A named pipe is opened without waiting for a writer
+    (the watcher stays responsive to SIGTERM), and when its writers close it, the next one's
+    lines are read on the same pipe; a writer's last line without a newline is taken whole."""
 
-    path = Path("-")
     position = None
 
-    def __init__(self) -> None:
+    def __init__(self, path: str | os.PathLike[str] = "-") -> None:
+        self.path = Path(path)
         self.partial = b""
         self.pending: deque[bytes] = deque()
         self.closed = False
+        self.named = str(path) != "-"
+        self.fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK) if self.named else sys.stdin.fileno()
+
+    def __repr__(self) -> str:
+        return f"StdinFollower({str(self.path)!r}, pending={len(self.pending)})"
+
+    @staticmethod
+    def is_pipe(path: str | os.PathLike[str]) -> bool:
+        """Whether ``path`` names a FIFO (read as a stream, never sought)."""
+        try:
+            return S_ISFIFO(os.stat(path).st_mode)
+        except OSError:
+            return False
 
     def read(self, limit: float = float("inf")) -> list[bytes]:
-        fd = sys.stdin.fileno()
+        fd = self.fd
         while not self.closed and len(self.pending) < limit and select.select([fd], [], [], 0)[0]:
-            block = os.read(fd, 1 << 20)
-            if not block:
-                self.closed = True
+            try:
+                block = os.read(fd, 1 << 20)
+            except BlockingIOError:
+                break
+            if not block:  # standard input ended; a named pipe's writers all closed it (others may come)
+                self.closed = not self.named
                 if self.partial:
                     self.pending.append(self.partial)
                     self.partial = b""
@@ -219,6 +240,8 @@ class StdinFollower:
         return out
 
     def close(self) -> None:
+        if self.named and not self.closed:
+            os.close(self.fd)
         self.closed = True
 
 

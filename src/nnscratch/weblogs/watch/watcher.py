@@ -93,7 +93,7 @@ class Watcher:
         self.saved_memory: dict[str, dict[str, bytes]] | None = store.memory()  # until ``restore`` takes it
         cursors = {key: value.decode() for key, value in self.saved_memory.get(CURSOR, {}).items()}
         self.followers: list[Any] = [
-            StdinFollower() if p == "-" else
+            StdinFollower(p) if p == "-" or StdinFollower.is_pipe(p) else
             JournalFollower(p[len(JOURNAL):], command=self.settings.journalctl, cursor=cursors.get(p),
                             from_start=from_start) if p.startswith(JOURNAL) else
             Backfill(p) if from_start and Backfill.is_compressed(p) else
