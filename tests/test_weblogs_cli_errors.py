@@ -318,3 +318,28 @@ def test_a_second_watcher_on_one_state_file_is_refused_with_its_holder(model_fil
     finally:
         first.terminate()
         first.communicate(timeout=60)
+
+
+def test_a_folder_where_a_file_belongs_is_named_as_a_folder(model_file, secrepo, tmp_path, capsys):
+    """Issue 29, class 1: a folder given as a model, a state file, a followed log or an output
+    is refused in one sentence that says it is a folder and what to give instead, before any
+    state file is made; before, `logs bans` said there was no such file, `logs watch` started
+    and then failed, and `-o` suggested a model's name for a CSV of lines."""
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    state = tmp_path / "state.sqlite"
+    cases = [
+        (["info", str(folder)], "is a folder, not a model file"),
+        (["logs", "bans", "--state", str(folder)], "is a folder, not a watcher's state file"),
+        (["logs", "why", "1.2.3.4", "--state", str(folder)], "is a folder, not a watcher's state file"),
+        (["logs", "watch", str(model_file), str(folder), "--dry-run", "--state", str(state)],
+         "is a directory, not a log file (give the files inside it)"),
+        (["logs", "classify", str(model_file), str(secrepo), "-o", str(folder)], f"{folder / 'lines.csv'}"),
+        (["logs", "classify", str(model_file), str(secrepo), "-o", str(tmp_path / "x.csv"), "--ban-json", str(folder)],
+         f"{folder / 'bans.json'}"),
+    ]  # fmt: skip
+    for argv, said in cases:
+        assert main(argv) != 0, argv
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, (argv, err)
+    assert not state.exists()

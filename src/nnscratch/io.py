@@ -164,6 +164,9 @@ def _metadata_checksum(metadata: dict[str, str]) -> str:
 
 
 def _read_header(path: Path) -> tuple[dict[str, Any], bytes]:
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a folder, not a model file: give the model's file (e.g. "
+                             f"{path / 'model.safetensors'}).")  # fmt: skip
     if not path.is_file():
         raise ModelFileError(f"No model file at {path}.")
     data = path.read_bytes()

@@ -61,20 +61,23 @@ def duration(text: str) -> float:
 
 
 def check_writable(
-    out: str | os.PathLike[str], option: str, *, model: bool = False, inputs: Sequence[Any] = (), force: bool = False
+    out: str | os.PathLike[str], option: str, *, model: bool = False, inputs: Sequence[Any] = (), force: bool = False,
+    example: str | None = None,
 ) -> None:  # fmt: skip
     """Refuse an output file before the work that produces it: a folder, a place where no file
     can be created, one of the command's own ``inputs`` (always), and, for a ``model`` output,
     an existing file that is not an nnscratch model (unless ``force``): nothing that is not
-    ours is overwritten. Raises OSError (one line from ``main``)."""
+    ours is overwritten. ``example``: a file name the message for a folder suggests. Raises
+    OSError (one line from ``main``)."""
     import errno
     import tempfile
     from pathlib import Path
 
     out = Path(out)
     if out.is_dir():
-        raise IsADirectoryError(errno.EISDIR, f"{option} is a folder; give a file name such as "
-                                f"{out / 'model.safetensors'}", str(out))  # fmt: skip
+        name = example or ("model.safetensors" if model else "output.txt")
+        raise IsADirectoryError(errno.EISDIR, f"{option} is a folder; give a file name such as {out / name}",
+                                str(out))  # fmt: skip
     for source in inputs:
         if source not in (None, "-") and Path(source).exists() and out.exists() and out.samefile(source):
             raise FileExistsError(errno.EEXIST, f"{option} is also an input of this command: writing it would "

@@ -170,10 +170,11 @@ def _classify(args: argparse.Namespace) -> int:
     from ..lines.reading import ParseStats
     from ..serve.classify import ClassifySettings, ClientTally, classify, verdict_rows
 
-    for option, out in (("-o", args.output), ("--ban-list", args.ban_list), ("--ban-json", args.ban_json),
-                        ("--ban-csv", args.ban_csv)):  # fmt: skip
+    outputs = (("-o", args.output, "lines.csv"), ("--ban-list", args.ban_list, "bans.txt"),
+               ("--ban-json", args.ban_json, "bans.json"), ("--ban-csv", args.ban_csv, "bans.csv"))  # fmt: skip
+    for option, out, name in outputs:
         if out not in (None, "-"):
-            check_writable(out, option, inputs=[args.model, *args.logs])  # never over a log or the model
+            check_writable(out, option, inputs=[args.model, *args.logs], example=name)  # never over a log or the model
     model = _load_model(args)
     tally = ClientTally(args.ban_count, args.ban_minutes) if args.ban_rule == "count" else None
     if tally is None and model.client_model is None:
@@ -301,6 +302,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
                          "unit's journal.")  # fmt: skip
     args.logs = [*args.logs, *(JOURNAL + unit for unit in args.journal)]
     _with_format(args)
+    for path in args.logs:  # refused before any state is made; a file that does not exist yet is waited for
+        if Path(path).is_dir():
+            raise IsADirectoryError(21, "is a directory, not a log file (give the files inside it)", str(path))
     tune_collector_for_streams()  # this command's own process
 
     chosen = a.actions_from_args(args)
@@ -352,6 +356,9 @@ def _existing_store(path: str) -> Any:
 
     if is_database_url(path):
         return PostgresStore(path)
+    if Path(path).is_dir():
+        raise IsADirectoryError(21, "is a folder, not a watcher's state file: give --state the file the watcher "
+                                "was started with (e.g. /var/lib/nnscratch/watch.sqlite)", path)  # fmt: skip
     if not Path(path).is_file():
         raise FileNotFoundError(2, "no such state file (start 'nnscratch logs watch --state FILE' first)", path)
     return Store(path)
