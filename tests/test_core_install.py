@@ -1,5 +1,7 @@
 """The core alone: a fresh virtual environment with only ``pip install nnscratch`` (NumPy,
-safetensors, tqdm) loads, predicts and trains; features of missing extras say which to install."""
+safetensors, tqdm, threadpoolctl) loads, predicts and trains; features of missing extras say
+which to install, before they read or write anything. Each claim of docs/deploy.md about the
+core install is checked here."""
 
 from __future__ import annotations
 
@@ -49,6 +51,33 @@ else:
     raise AssertionError("load_digits worked without scikit-learn")
 run = subprocess.run([sys.executable, "-m", "nnscratch", "train", "digits", "--quiet"], capture_output=True, text=True)
 assert run.returncode == 1 and run.stderr.count("\n") == 1 and "nnscratch[datasets]" in run.stderr, run.stderr
+import importlib.metadata as metadata
+installed = {d.metadata["Name"].lower() for d in metadata.distributions()} - {"pip", "setuptools", "wheel"}
+assert installed == {"nnscratch", "numpy", "safetensors", "tqdm", "threadpoolctl"}, installed
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "nnscratch", *args], capture_output=True, text=True)
+
+
+rng = np.random.default_rng(1)
+Xc = rng.normal(size=(120, 3))
+rows = "".join(f"{a:.4f},{b:.4f},{c:.4f},{int(a > 0)}\n" for a, b, c in Xc)
+open("t.csv", "w").write("a,b,c,label\n" + rows)
+run = cli("train", "t.csv", "--out", "t.safetensors", "--epochs", "3", "--quiet")  # no matplotlib: no plots
+assert run.returncode == 0 and "note: no plots" in run.stderr and "nnscratch[plots]" in run.stderr, run.stderr
+assert nn.load("t.safetensors").predict(Xc).shape == (120, 2)
+log = "203.0.113.9 - - [22/Dec/2016:22:32:31 +0300] \"GET / HTTP/1.1\" 200 3279 \"-\" \"curl/8\"\n"
+open("access.log", "w").write(log)
+for argv, extra in [(["export", "t.safetensors", "-o", "t.onnx"], "onnx"),
+                    (["playground", "--no-browser"], "playground"),
+                    (["train", "t.csv", "--out", "u.safetensors", "--restarts", "2", "--jobs", "2"], "parallel"),
+                    (["logs", "classify", "t.safetensors", "access.log", "-o", "lines.csv"], "weblogs")]:
+    run = cli(*argv)
+    assert run.returncode == 1 and run.stderr.count("\n") == 1, (argv, run.stderr)
+    assert f'pip install "nnscratch[{extra}]"' in run.stderr and "Training" not in run.stdout, (argv, run.stderr)
+import os
+assert not any(os.path.exists(f) for f in ("t.onnx", "u.safetensors", "lines.csv"))  # nothing half-written
 print("core ok")
 """
 

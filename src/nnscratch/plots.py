@@ -52,10 +52,10 @@ def plot_history(
     logs = getattr(history, "history", history)
     if not isinstance(logs, Mapping):
         logs = {"loss": list(logs)}
+    metrics = [m for m in ("loss", "accuracy") if m in logs]
+    fig = _figure(5.5 * len(metrics), 4)  # says which extra installs matplotlib when it is missing
     from matplotlib.ticker import MaxNLocator
 
-    metrics = [m for m in ("loss", "accuracy") if m in logs]
-    fig = _figure(5.5 * len(metrics), 4)
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, metric in zip(axes, metrics, strict=True):
         epochs = np.arange(1, len(logs[metric]) + 1)

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import Network, TrainingDivergedError
 from ..callbacks import EarlyStopping
-from ..extras import MissingExtraError
+from ..extras import MissingExtraError, require
 from ..io import save
 from ..optimizers import get_optimizer
 from ..schedules import CosineDecay, ExponentialDecay, InverseScaling, StepDecay
@@ -239,6 +239,8 @@ def _save(net: Network, out: Path, meta: dict[str, Any]) -> Path:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a network on DATA, report held-out performance, save it and its plots."""
+    if args.restarts > 1 or getattr(args, "grid", None):
+        require("joblib", "parallel")  # said before the data is read or anything is announced
     data = prepare(
         args.data,
         task=args.task,

@@ -66,6 +66,15 @@ def _data(args: argparse.Namespace) -> Any:
     return data
 
 
+def _needs_weblogs_extra() -> None:
+    """Refuse, before any file is read or written, a command whose model needs the extra
+    ``weblogs`` (SciPy's sparse matrices, scikit-learn) when it is not installed."""
+    from ...extras import require
+
+    require("scipy.sparse", "weblogs")
+    require("sklearn", "weblogs")
+
+
 def cmd_label(args: argparse.Namespace) -> int:
     """Apply the rule set to logs and write a per-line label file (TSV)."""
     from ..labels.rules import RuleLabeler
@@ -107,6 +116,7 @@ def _unreadable_exit(stats: Any) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train the line model (several networks, the best kept) and the client model on labelled logs
     (split by client), and report test metrics."""
+    _needs_weblogs_extra()
     from ...cli.args import check_writable
     from ..features.featurizer import Featurizer
     from ..model.weblog import TrainSettings, WebLogModel
@@ -158,6 +168,7 @@ def _load_model(args: argparse.Namespace) -> Any:
 
 def cmd_classify(args: argparse.Namespace) -> int:
     """Label every line (CSV or JSON lines) and judge every client: the ban list."""
+    _needs_weblogs_extra()
     from ..serve.decision import collector_for_streams
 
     _with_format(args)
@@ -240,6 +251,7 @@ def _ban_csv(banned: list[dict[str, Any]]) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Metrics of a saved model on labelled logs (every labelled line is test data)."""
+    _needs_weblogs_extra()
     import numpy as np
 
     from ..model.weblog import prepare
@@ -255,6 +267,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_crossval(args: argparse.Namespace) -> int:
     """Leave-one-source-out, folds within sources, renamed sites, several seeds: the honest figures."""
+    _needs_weblogs_extra()
     from ..model.crossval import crossval, format_markdown, read_manifest
     from ..model.weblog import TrainSettings
 
@@ -291,6 +304,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
 def cmd_watch(args: argparse.Namespace) -> int:
     """Follow live access logs (like tail -F), judge clients with the model's client verdicts, and ban
     and unban them through the chosen actions; state survives restarts."""
+    _needs_weblogs_extra()
     from ..serve.decision import collector_for_streams, tune_collector_for_streams
     from ..watch import actions as a
     from ..watch.fleet import open_store
