@@ -125,7 +125,10 @@ def test_nginx_bans_the_scanner_keeps_the_person_and_survives_rotation(nginx, wa
     watcher = watch(watch_model, nginx["log"], folder / "state.sqlite", "--nginx", str(folder / "deny.conf"),
                     "--nginx-reload", " ".join([*nginx["control"], "-s", "reload"]),
                     "--events", str(folder / "events.jsonl"))  # fmt: skip
-    time.sleep(1.5)  # the watcher opens the log at its end
+    # The watcher opens the log at its end at its first step, right after it says it is watching
+    # (a fixed sleep raced a slow model load on a busy machine: the first page's lines were missed).
+    assert b"watching" in watcher.stderr.readline()
+    time.sleep(0.5)
     pages = ["/index.html", "/about.html", "/news.html", "/contact.html"]
     human: list[int] = []
 

@@ -33,6 +33,7 @@ WATCH_EPILOG = """examples:
       --nginx-reload 'nginx -s reload' --state /var/lib/nnscratch/watch.sqlite
   nnscratch logs watch bots.safetensors access.log --nft --nft-apply --ban-time 3600 --allowlist allow.txt
   nnscratch logs watch bots.safetensors access.log --dry-run --from-start
+  nnscratch logs watch bots.safetensors --journal nginx.service --ipv6-prefix 64 --nft-apply
   nnscratch logs bans --state /var/lib/nnscratch/watch.sqlite
   nnscratch logs bans --unban 203.0.113.7
   nnscratch logs why 203.0.113.7
