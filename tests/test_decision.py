@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.watch_helpers import lines_done
 
 from nnscratch.cli import main
 from nnscratch.weblogs.features.counts import ClientBook
@@ -50,15 +51,6 @@ def _watch(model: Path, log: Path, state: Path, *extra: str) -> subprocess.Popen
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def _lines_done(state: Path) -> int:
-    try:
-        with sqlite3.connect(state) as db:
-            row = db.execute("SELECT value FROM counters WHERE name = 'lines'").fetchone()
-    except sqlite3.Error:
-        return 0
-    return row[0] if row else 0
-
-
 def _watcher_bans(state: Path) -> set[tuple[str, int, float]]:
     """Each client's first 'would ban' (a client back after going idle is judged afresh and
     may be reported again; classify's ban list keeps each client's first ban)."""
@@ -92,12 +84,12 @@ def test_watch_from_start_bans_exactly_what_classify_bans(watch_model, logs, tmp
         for log, proc in watchers.items():
             n = len(log.read_bytes().splitlines())
             deadline = time.time() + 120
-            while time.time() < deadline and proc.poll() is None and _lines_done(tmp_path / f"{log.name}.sqlite") < n:
+            while time.time() < deadline and proc.poll() is None and lines_done(tmp_path / f"{log.name}.sqlite") < n:
                 time.sleep(0.1)
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=60)
             assert proc.returncode == 0, err.decode()
-            assert _lines_done(tmp_path / f"{log.name}.sqlite") == n
+            assert lines_done(tmp_path / f"{log.name}.sqlite") == n
     finally:
         for proc in watchers.values():
             if proc.poll() is None:
@@ -248,7 +240,7 @@ def test_ipv6_prefix_judges_and_bans_a_network_alike_in_classify_and_watch(watch
     state, ban_list = tmp_path / "state.sqlite", tmp_path / "ban.txt"
     proc = _watch(watch_model, log, state, "--ipv6-prefix", "64")
     deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and _lines_done(state) < len(rotating + people):
+    while time.time() < deadline and proc.poll() is None and lines_done(state) < len(rotating + people):
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0

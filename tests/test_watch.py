@@ -774,7 +774,8 @@ def test_a_named_pipe_is_followed_without_blocking_and_nothing_sent_is_lost(watc
     fifo, state = tmp_path / "access.fifo", tmp_path / "state.sqlite"
     os.mkfifo(fifo)
     command = [sys.executable, "-m", "nnscratch", "logs", "watch", str(watch_model), str(fifo), "--state", str(state),
-               "--ban-list", str(tmp_path / "ban.txt"), "--ban-private", "--poll", "0.05", "--status-every", "1000"]
+               "--ban-list", str(tmp_path / "ban.txt"), "--ban-private", "--poll", "0.05",
+               "--status-every", "1000"]  # fmt: skip
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         assert b"watching" in proc.stderr.readline()  # the model loaded, the pipe opened with no writer

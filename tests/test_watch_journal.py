@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.watch_helpers import HUMAN, SCANNER, human_lines, scanner_lines
+from tests.watch_helpers import HUMAN, SCANNER, human_lines, lines_done, scanner_lines
 
 JOURNALD = next((p for p in ("/lib/systemd/systemd-journald", "/usr/lib/systemd/systemd-journald")
                  if Path(p).exists()), None)  # fmt: skip
@@ -74,15 +74,6 @@ def journal():
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _counter(state: Path) -> int:
-    try:
-        with sqlite3.connect(state) as db:
-            row = db.execute("SELECT value FROM counters WHERE name = 'lines'").fetchone()
-    except sqlite3.Error:
-        return 0
-    return row[0] if row else 0
-
-
 def _watch(model: Path, name: str, state: Path, ban_list: Path, *extra: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "nnscratch", "logs", "watch", str(model), "--journal", UNIT, "--state",
                str(state), "--journalctl", f"journalctl --namespace {name}", "--ban-list", str(ban_list),
@@ -113,7 +104,7 @@ def test_watch_follows_a_units_journal_and_resumes_after_its_cursor(journal, wat
         "latin-1")] + scanner_lines(logs, 60)  # fmt: skip
     send(first)
     proc = _watch(watch_model, name, state, ban_list, "--from-start")
-    _until(lambda: _counter(state) >= len(first), proc)
+    _until(lambda: lines_done(state) >= len(first), proc)
     _until(lambda: ban_list.exists() and ban_list.read_text() == SCANNER + "\n", proc)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
@@ -121,14 +112,14 @@ def test_watch_follows_a_units_journal_and_resumes_after_its_cursor(journal, wat
     send(second)
     proc = _watch(watch_model, name, state, ban_list)  # no --from-start: the cursor says where
     try:
-        _until(lambda: _counter(state) >= len(first) + len(second), proc)
+        _until(lambda: lines_done(state) >= len(first) + len(second), proc)
         _until(lambda: "203.0.113.88" in ban_list.read_text(), proc)
         time.sleep(0.5)
-        assert _counter(state) == len(first) + len(second)  # none twice, none skipped, no other unit's
+        assert lines_done(state) == len(first) + len(second)  # none twice, none skipped, no other unit's
         third = human_lines(5, start=4000)
         send(third)  # and live, while it runs
-        _until(lambda: _counter(state) >= len(first) + len(second) + len(third), proc)
-        assert _counter(state) == len(first) + len(second) + len(third)
+        _until(lambda: lines_done(state) >= len(first) + len(second) + len(third), proc)
+        assert lines_done(state) == len(first) + len(second) + len(third)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)

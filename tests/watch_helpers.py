@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 SCANNER, HUMAN = "203.0.113.50", "198.51.100.20"
@@ -23,3 +24,13 @@ def human_lines(n: int, host: str = HUMAN, start: int = 0) -> list[str]:
         target = ["/", "/blog/post-{k}.html", "/css/site.css", "/js/app.js", "/img/photo{k}.jpg"][i % 5].format(k=i)
         out.append(f'{host} - - [{stamp}] "GET {target} HTTP/1.1" 200 2048 "https://example.org/" "{BROWSER}"')
     return out
+
+
+def lines_done(state: Path) -> int:
+    """The lines a watcher has committed to its state file (0 before it has made one)."""
+    try:
+        with sqlite3.connect(state) as db:
+            row = db.execute("SELECT value FROM counters WHERE name = 'lines'").fetchone()
+    except sqlite3.Error:
+        return 0
+    return row[0] if row else 0

@@ -76,7 +76,7 @@ class SitePace:
         return (sum(self.counts[:b]) + 0.5 * self.counts[b]) / self.total
 
     def to_json(self) -> list[int]:
-        """The histogram, for a state file (``from_json`` reads it back)."""
+        """The histogram, for a state file (``load_json`` takes it back)."""
         return list(self.counts)
 
     def load_json(self, counts: list[int]) -> None:

@@ -312,12 +312,7 @@ class Watcher:
         each client's last lines."""
         for path in {path for path, _ in batch} - self.parsers.keys():
             self._parser(path, [raw for p, raw in batch if p == path])
-        items = []
-        for path, raw in batch:
-            parse = self.parsers.get(path)
-            item = parse(raw) if parse is not None else None
-            if isinstance(item, LogRecord):
-                items.append(((path, raw), item))
+        items = [((path, raw), record) for path, raw in batch if (record := self._record(path, raw)) is not None]
         decided = self.decider.feed(items, end)
         for (_, raw), record in decided.items:
             examples = self.examples.setdefault(client_of(record), [])
@@ -325,13 +320,18 @@ class Watcher:
             del examples[:-3]
         return decided, len(items)
 
+    def _record(self, path: str, raw: bytes) -> LogRecord | None:
+        """A line of ``path`` read by its parser; None for a line that is not a request, or a file
+        no format reads yet."""
+        parse = self.parsers.get(path)
+        item = parse(raw) if parse is not None else None
+        return item if isinstance(item, LogRecord) else None
+
     def _parse_held(self, path: str, raw: bytes) -> LogRecord | None:
         """A line the state file held for time order, read again after a restart."""
         if path not in self.parsers:
             self._parser(path, [raw])
-        parse = self.parsers.get(path)
-        item = parse(raw) if parse is not None else None
-        return item if isinstance(item, LogRecord) else None
+        return self._record(path, raw)
 
     def _parser(self, path: str, lines: list[bytes]) -> None:
         """The parser of a followed file (``LogPath.parser``): its ``--format``, or the format its
