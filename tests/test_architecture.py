@@ -143,6 +143,46 @@ def test_the_engine_imports_only_numpy_and_itself(module):
     assert _imports(module) <= ENGINE, f"{module} imports {sorted(_imports(module) - ENGINE)} from outside the engine"
 
 
+# The accelerator sits beside the maths, not inside it: one fused branch in Dense's
+# forward and backward, one in Optimizer.step (and training may tune around it).
+KERNEL_CALLERS = {("layers", "Dense.forward"), ("optimizers", "Optimizer.step")}
+
+
+def _kernel_calls(module: str) -> set[tuple[str, str]]:
+    """``(module, Class.method)`` for every call of a ``kernels.`` function in ``module``."""
+    found = set()
+
+    def visit(node: ast.AST, where: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                visit(child, f"{where}.{child.name}" if where else child.name)
+                continue
+            func = child.func if isinstance(child, ast.Call) else None
+            if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "kernels":
+                found.add((module, where))
+            visit(child, where)
+
+    visit(MODULES[module], "")
+    return found
+
+
+def test_only_dense_and_the_optimizer_step_call_the_kernels():
+    importers = {m for m in MODULES if "kernels" in _imports(m)}
+    assert importers <= {"layers", "optimizers", "training"}, f"{sorted(importers)} import kernels"
+    calls = set().union(*(_kernel_calls(m) for m in ENGINE if m != "kernels"))
+    assert calls <= KERNEL_CALLERS, f"kernels called from {sorted(calls - KERNEL_CALLERS)}"
+    assert calls == KERNEL_CALLERS  # each fast path is still there
+
+
+def test_the_kernel_call_finder_finds_one():
+    original = MODULES["activations"]
+    MODULES["activations"] = ast.parse("class ReLU:\n    def backward(self, g):\n        return kernels.ready(g)\n")
+    try:
+        assert _kernel_calls("activations") == {("activations", "ReLU.backward")}
+    finally:
+        MODULES["activations"] = original
+
+
 def _private_uses(module: str) -> list[str]:
     found = []
     for node in _walk(MODULES[module]):

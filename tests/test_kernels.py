@@ -120,6 +120,8 @@ def test_a_step_that_overflows_in_the_update_is_undone(on):
 
 
 def _activation_passes(name: str, dtype, on: bool) -> list[np.ndarray]:
+    """An activation's forward on ``z + b`` and its backward three ways: the fused passes
+    that ``Dense`` runs when the kernels offer them, else the textbook methods."""
     kernels.use_kernels(on)
     rng = np.random.default_rng(3)
     z = rng.normal(scale=3, size=(33, 17)).astype(dtype)
@@ -127,10 +129,16 @@ def _activation_passes(name: str, dtype, on: bool) -> list[np.ndarray]:
     b = rng.normal(size=17).astype(dtype)
     g = rng.normal(size=(33, 17)).astype(dtype)
     act = nn.activations.get_activation(name)
-    a = act.forward_with_bias(z.copy(), b).copy()
-    fresh = act.backward(g)
-    again = act.backward(g)  # no out=: g untouched, the same answer twice
-    in_place = act.backward(g.copy(), out=g.copy())
+    fused = kernels.activation_pass(act, z, b)
+    assert (fused is not None) == (on and bool(FUSED_PASSES[name]))
+    if fused is None:
+        a = act.forward(z + b).copy()
+        fresh, again = act.backward(g), act.backward(g)  # no out=: g untouched, the same answer twice
+        in_place = act.backward(g.copy(), out=g.copy())
+        return [a, fresh, again, in_place]
+    a = fused.forward(z.copy(), b).copy()
+    fresh, again = fused.backward(g, a), fused.backward(g, a)
+    in_place = fused.backward(g.copy(), a, out=g.copy())
     return [a, fresh, again, in_place]
 
 
@@ -177,3 +185,52 @@ def test_a_fit_with_every_fused_pass_gives_numpys_weights_bit_for_bit():
 
     weights = _fit_without_and_with(network, 12)
     np.testing.assert_array_equal(weights[1], weights[0])
+
+
+def _dense_passes(activation: str, on: bool) -> list[np.ndarray]:
+    kernels.use_kernels(on)
+    rng = np.random.default_rng(4)
+    layer = nn.Dense(9, 14, activation)
+    layer.build(rng, np.dtype(np.float32))
+    x, g = rng.normal(size=(21, 9)).astype(np.float32), rng.normal(size=(21, 14)).astype(np.float32)
+    a = layer.forward(x).copy()
+    grad_x = layer.backward(g)
+    grad_w = layer.grads["W"].copy()
+    overwritten = layer.backward(g.copy(), overwrite=True)
+    return [a, grad_x, grad_w, overwritten, layer.grads["b"].copy()]
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "leaky_relu"])
+def test_dense_runs_the_fused_pass_or_the_textbook_one_with_the_same_bits(activation, used):
+    # Dense's one fused branch: with the kernels it takes the fused passes for the
+    # built-in ReLU, sigmoid and tanh, and nothing for the others; the bits match.
+    _numba_or_fail()
+    reference = _dense_passes(activation, on=False)
+    fast = _dense_passes(activation, on=True)
+    assert sorted(set(used)) == FUSED_PASSES[activation]
+    for want, got in zip(reference, fast, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_subclass_of_a_built_in_activation_keeps_its_own_maths(used):
+    _numba_or_fail()
+    kernels.use_kernels(True)
+
+    class Doubled(nn.activations.ReLU):
+        def forward(self, z, out=None):
+            return super().forward(z, out) * 2
+
+    z = np.ones((2, 3), np.float32)
+    assert kernels.activation_pass(Doubled(), z, np.zeros(3, np.float32)) is None
+    assert kernels.activation_pass(nn.activations.ReLU(), z, None) is None  # no bias: nothing to fuse
+    assert used == []
+
+
+def test_the_fused_backward_refuses_a_gradient_of_another_shape():
+    _numba_or_fail()
+    kernels.use_kernels(True)
+    z, b = np.ones((4, 3), np.float32), np.zeros(3, np.float32)
+    fused = kernels.activation_pass(nn.activations.ReLU(), z, b)
+    a = fused.forward(z, b)
+    with pytest.raises(ValueError, match=r"shape \(4, 3\)\. Received shape \(1, 3\)"):
+        fused.backward(np.ones((1, 3), np.float32), a)

@@ -335,6 +335,7 @@ def test_training_rows_are_neither_kept_after_fit_nor_pickled(blobs):
     net = nn.Network([nn.Dense(4, 16, "relu"), nn.Dropout(0.2), nn.Dense(16, 3, "softmax")], seed=0)
     net.fit(X, y, epochs=2, batch_size=8)
     assert net.layers[0].x is None and net.layers[0].activation.a is None and net.layers[1].mask is None
+    assert net.layers[0].fused_a is None  # nor the output of the accelerator's fused pass
     assert net.loss.__dict__.get("probs") is None
     net.predict(X)  # inference caches its batch in the live object ...
     blob = pickle.dumps(net)

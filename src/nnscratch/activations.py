@@ -11,7 +11,8 @@ computes ``dC/dz`` in the memory of ``grad_a``. No backward needs ``z``
 itself, so ``Dense`` does exactly that with the fresh arrays it owns, which
 saves an allocation and a pass per layer on large batches. Called without
 ``out``, both return new arrays, and ``backward`` gives the same answer however
-often it is called.
+often it is called. This file is the whole of the maths: the optional
+accelerator's fused passes live in ``nnscratch.kernels``, used by ``Dense``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from typing import Any
 import numpy as np
 
 from . import functional as F
-from . import kernels
 from ._cache import Cached
 from ._registry import Registry
 
@@ -45,6 +45,8 @@ class Activation(Cached):
 
     registry_name = "activation"
     cache_names = ("a", "positive")  # what forward keeps for backward (see _cache)
+    a: np.ndarray | None = None  # the output (sigmoid, tanh, ReLU, softmax take their derivative from it)
+    positive: np.ndarray | None = None  # where the input was positive (leaky ReLU)
 
     def forward(self, z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Apply the function to the pre-activation ``z`` of shape (n, units).
@@ -53,18 +55,6 @@ class Activation(Cached):
         result is cached for ``backward``, so do not change it afterwards).
         """
         raise NotImplementedError
-
-    def forward_with_bias(self, z: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-        """``forward(z + bias)`` computed in the memory of ``z`` (which must be the
-        caller's own array, as it is for ``Dense``); ``bias`` of shape (units,) or None.
-
-        The reference is the addition, then ``forward``. When the accelerator is
-        on (``nnscratch.kernels``), ReLU overrides this with one compiled pass,
-        and sigmoid with its arithmetic compiled around NumPy's own ``exp``.
-        """
-        if bias is not None:
-            z += bias
-        return self.forward(z, out=z)
 
     def backward(self, grad_a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Return ``dC/dz`` given ``dC/da``, using what ``forward`` cached.
@@ -111,22 +101,9 @@ class Sigmoid(Activation):
         return self.a
 
     def backward(self, grad_a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        if (fast := _ready(grad_a, self.a, out)) is not None:
-            return _backward_kernel(fast.sigmoid_backward, grad_a, self.a, out, kernels.ONE[self.a.dtype])
         grad_z = np.multiply(grad_a, self.a, out=out)
         grad_z *= 1.0 - self.a
         return grad_z
-
-    def forward_with_bias(self, z: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-        if bias is None or (fast := kernels.ready(z, bias)) is None:
-            return super().forward_with_bias(z, bias)
-        # functional.sigmoid's arithmetic, bias included, in two compiled passes
-        # around NumPy's own exp (six passes in all become three).
-        fast.sigmoid_exponent(z, bias, z.dtype.type(F.exp_limit(z.dtype)))
-        np.exp(z, out=z)
-        fast.one_over_one_plus(z, kernels.ONE[z.dtype])
-        self.a = z
-        return z
 
 
 @ACTIVATIONS.register("tanh")
@@ -138,8 +115,6 @@ class Tanh(Activation):
         return self.a
 
     def backward(self, grad_a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        if (fast := _ready(grad_a, self.a, out)) is not None:
-            return _backward_kernel(fast.tanh_backward, grad_a, self.a, out, kernels.ONE[self.a.dtype])
         return np.multiply(grad_a, 1.0 - self.a * self.a, out=out)
 
 
@@ -152,16 +127,7 @@ class ReLU(Activation):
         return self.a
 
     def backward(self, grad_a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        if (fast := _ready(grad_a, self.a, out)) is not None:
-            return _backward_kernel(fast.relu_backward, grad_a, self.a, out)
         return np.multiply(grad_a, self.a > 0, out=out)
-
-    def forward_with_bias(self, z: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-        if bias is None or (fast := kernels.ready(z, bias)) is None:
-            return super().forward_with_bias(z, bias)
-        fast.bias_relu(z, bias)
-        self.a = z
-        return z
 
 
 @ACTIVATIONS.register("leaky_relu")
@@ -215,24 +181,6 @@ class Softmax(Activation):
         grad_z = np.subtract(grad_a, inner, out=out)
         grad_z *= a
         return grad_z
-
-
-def _ready(grad_a: np.ndarray, a: np.ndarray, out: np.ndarray | None) -> Any:
-    """The compiled kernels for a backward pass over ``grad_a`` and the cached ``a``, or None."""
-    if grad_a.shape != a.shape or (out is not None and out.shape != a.shape):
-        return None
-    return kernels.ready(grad_a, a) if out is None else kernels.ready(grad_a, a, out)
-
-
-def _backward_kernel(kernel: Any, grad_a: np.ndarray, a: np.ndarray, out: np.ndarray | None, *one: Any) -> np.ndarray:
-    """Run a compiled backward ``kernel`` (it works in place) on ``out``, which first
-    receives ``grad_a`` unless it is ``grad_a``; a new array if ``out`` is None."""
-    if out is None:
-        out = grad_a.copy()
-    elif out is not grad_a:
-        np.copyto(out, grad_a)
-    kernel(out, a, *one)
-    return out
 
 
 def get_activation(spec: str | Activation | None) -> Activation:

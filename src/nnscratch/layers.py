@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from . import kernels
 from ._cache import Cached
 from ._registry import Registry
 from ._validation import check_number, check_positive_int, is_sparse
@@ -103,7 +104,7 @@ class Dense(Layer):
     Dense(784 -> 30, sigmoid)
     """
 
-    cache_names = ("x",)
+    cache_names = ("x", "fused", "fused_a")  # the input; the fused pass and its output, when it ran
 
     def clear_cache(self) -> None:
         super().clear_cache()
@@ -136,6 +137,8 @@ class Dense(Layer):
         if biases is not None and not self.bias:
             raise ValueError("biases were given but bias=False. Drop biases= or set bias=True.")
         self._initial["b"] = self._check_given("biases", biases, (self.n_out,))
+        self.fused: kernels.ActivationPass | None = None
+        self.fused_a: np.ndarray | None = None
 
     @staticmethod
     def _check_given(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -176,10 +179,16 @@ class Dense(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """``activation(x @ W + b)`` for ``x`` of shape (n, n_in)."""
-        z = self.forward_linear(x, add_bias=False)
-        # z is ours alone: a takes its memory, and the activation adds b (one pass
-        # with the accelerator, see Activation.forward_with_bias)
-        return self.activation.forward_with_bias(z, self.params.get("b"))
+        z = self.forward_linear(x, add_bias=False)  # z is ours alone: a takes its memory
+        b = self.params.get("b")
+        self.fused = kernels.activation_pass(self.activation, z, b)  # the accelerator, or None
+        if self.fused is not None:
+            self.fused_a = self.fused.forward(z, b)  # activation(z + b) in one pass: the same bits
+            return self.fused_a
+        self.fused_a = None
+        if b is not None:
+            z += b
+        return self.activation.forward(z, out=z)
 
     def backward_linear(self, grad_z: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         """Given ``dC/dz``: store ``dC/dW = x^T dC/dz`` (+ penalty terms) and
@@ -206,7 +215,11 @@ class Dense(Layer):
     ) -> np.ndarray | None:
         """Backpropagate ``dC/da`` through the activation, then the affine map
         (see ``Layer.backward`` for the two flags)."""
-        grad_z = self.activation.backward(grad_output, out=grad_output if overwrite else None)
+        out = grad_output if overwrite else None
+        if self.fused_a is not None:  # the accelerator's backward for the fused forward
+            grad_z = self.fused.backward(grad_output, self.fused_a, out)
+        else:
+            grad_z = self.activation.backward(grad_output, out=out)
         return self.backward_linear(grad_z, need_input_grad)
 
     def penalty(self) -> float:

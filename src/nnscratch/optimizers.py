@@ -11,16 +11,16 @@ decides: weights yes, biases no); only ``AdamW`` reads it. The network hands
 over its whole flat buffer as one group, so an update is a handful of NumPy
 calls however many layers there are. Each update is written as in its paper,
 one line of maths per comment; ``out=`` and a scratch buffer (``_scratch``,
-never saved) avoid temporaries. That NumPy code is the reference; with the
-``fast`` extra (numba) each update runs as one compiled loop with the same
-arithmetic instead (``nnscratch.kernels``; the tests hold the two together).
+never saved) avoid temporaries. That NumPy code is the reference. With the
+``fast`` extra (numba), ``Optimizer.step`` runs each built-in update as one
+compiled loop with the same arithmetic instead: one branch there, and
+``nnscratch.kernels`` holds the loops (the tests hold the two paths together).
 ``state_dict()`` / ``load_state_dict()`` carry the state and the step count,
 so training can resume from a file.
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -68,12 +68,16 @@ class Optimizer:
         ``decay[key]`` (default True) says whether that group takes weight decay."""
         self.iterations += 1
         lr = self.schedule(self.iterations)
+        compiled = kernels.optimizer_update(self)  # the accelerator: the same update in one loop, or None
         for key, p in params.items():
             if key not in self.state:
                 self.state[key] = {n: np.zeros_like(p) for n in self.slots}
+            group_decay = True if decay is None else decay[key]
+            if compiled is not None and compiled(p, grads[key], self.state[key], lr, group_decay):
+                continue
             if key not in self._scratch or self._scratch[key].shape != p.shape:
                 self._scratch[key] = np.empty_like(p)
-            self._update(p, grads[key], self.state[key], self._scratch[key], lr, True if decay is None else decay[key])
+            self._update(p, grads[key], self.state[key], self._scratch[key], lr, group_decay)
 
     def _update(self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float,
                 decay: bool) -> None:  # fmt: skip
@@ -142,10 +146,6 @@ class SGD(Optimizer):
 
     def _update(self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float,
                 decay: bool) -> None:  # fmt: skip
-        if self.momentum and _fused("momentum", p, g, s["velocity"], self.momentum, lr, self.nesterov):
-            return
-        if not self.momentum and _fused("sgd", p, g, lr):
-            return
         step = np.multiply(g, lr, out=tmp)  # lr g
         if not self.momentum:
             p -= step  # p = p - lr g
@@ -177,8 +177,6 @@ class AdaGrad(Optimizer):
     def _update(self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float,
                 decay: bool) -> None:  # fmt: skip
         G = s["sum_sq"]
-        if _fused("rmsprop", p, g, G, 1.0, 1.0, lr, self.eps):  # G = 1 G + 1 g^2: the same bits as G += g^2
-            return
         np.multiply(g, g, out=tmp)
         G += tmp  # G = G + g^2
         np.sqrt(G, out=tmp)
@@ -205,8 +203,6 @@ class RMSProp(Optimizer):
     def _update(self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float,
                 decay: bool) -> None:  # fmt: skip
         E = s["mean_sq"]
-        if _fused("rmsprop", p, g, E, self.rho, 1.0 - self.rho, lr, self.eps):
-            return
         E *= self.rho
         np.multiply(g, g, out=tmp)
         tmp *= 1.0 - self.rho
@@ -242,12 +238,8 @@ class Adam(Optimizer):
 
     def _update(self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float,
                 decay: bool) -> None:  # fmt: skip
-        m, v, t = s["m"], s["v"], self.iterations
-        b1, b2 = self.beta1, self.beta2
-        root_c2 = (1.0 - b2**t) ** 0.5
-        lr_t, eps_t = lr * root_c2 / (1.0 - b1**t), self.eps * root_c2  # see the last lines below
-        if _fused("adam", p, g, m, v, b1, 1.0 - b1, b2, 1.0 - b2, lr_t, eps_t):
-            return
+        m, v, b1, b2 = s["m"], s["v"], self.beta1, self.beta2
+        lr_t, eps_t = self.step_sizes(lr)
         m *= b1
         np.multiply(g, 1.0 - b1, out=tmp)
         m += tmp  # m = b1 m + (1 - b1) g                 first-moment estimate
@@ -255,14 +247,22 @@ class Adam(Optimizer):
         np.multiply(g, g, out=tmp)
         tmp *= 1.0 - b2
         v += tmp  # v = b2 v + (1 - b2) g^2               second-moment estimate
-        # lr m_hat / (sqrt(v_hat) + eps) with m_hat = m / c1, v_hat = v / c2, c = 1 - beta^t,
-        # is lr_t m / (sqrt(v) + eps_t) with lr_t = lr sqrt(c2) / c1 and eps_t = eps sqrt(c2):
-        # no pass divides v or m.
         np.sqrt(v, out=tmp)
         tmp += eps_t  # sqrt(v) + eps sqrt(c2)
         np.divide(m, tmp, out=tmp)
         tmp *= lr_t
         p -= tmp  # p = p - lr m_hat / (sqrt(v_hat) + eps)
+
+    def step_sizes(self, lr: float) -> tuple[float, float]:
+        """``(lr_t, eps_t)`` for the current step ``t``: the bias corrections folded in.
+
+        ``lr m_hat / (sqrt(v_hat) + eps)`` with ``m_hat = m / c1``, ``v_hat = v / c2``
+        and ``c = 1 - beta^t`` is ``lr_t m / (sqrt(v) + eps_t)`` with
+        ``lr_t = lr sqrt(c2) / c1`` and ``eps_t = eps sqrt(c2)``: no pass divides ``v`` or ``m``.
+        """
+        t = self.iterations
+        root_c2 = (1.0 - self.beta2**t) ** 0.5
+        return lr * root_c2 / (1.0 - self.beta1**t), self.eps * root_c2
 
     def _hyper(self) -> dict[str, Any]:
         return {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
@@ -289,34 +289,17 @@ class AdamW(Adam):
 
     def _update(self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float,
                 decay: bool) -> None:  # fmt: skip
-        if decay and self.weight_decay:
-            p *= 1.0 - lr * self.weight_decay  # p = p - lr wd p
+        if decay:
+            self.decay_weights(p, lr)
         super()._update(p, g, s, tmp, lr, decay)
+
+    def decay_weights(self, p: np.ndarray, lr: float) -> None:
+        """The decoupled decay, in place: ``p = p - lr wd p``."""
+        if self.weight_decay:
+            p *= 1.0 - lr * self.weight_decay
 
     def _hyper(self) -> dict[str, Any]:
         return {**super()._hyper(), "weight_decay": self.weight_decay}
-
-
-def _fused(name: str, p: np.ndarray, g: np.ndarray, *state_and_scalars: Any) -> bool:
-    """Run the compiled kernel ``name`` (``nnscratch.kernels``) when it is on and the
-    arrays suit it (``kernels.ready``); True if it ran. Scalars are cast to the parameters' dtype,
-    as NumPy casts them in the reference code."""
-    arrays = [a for a in state_and_scalars if isinstance(a, np.ndarray)]
-    compiled = kernels.ready(p, g, *arrays)
-    if compiled is None:
-        return False
-    views = [a.reshape(-1) for a in (p, g, *arrays)]  # the update loops run over flat views
-    scalars = [a if isinstance(a, bool) else p.dtype.type(a) for a in state_and_scalars[len(arrays) :]]
-    if not getattr(compiled, name)(*views, *scalars):
-        # The NumPy reference would have met the overflow under the caller's error
-        # state (the training loop raises, to undo the step); report it the same way.
-        message = f"overflow encountered in the fused {name} update (a parameter became NaN or infinite)"
-        mode = np.geterr()["over"]
-        if mode == "raise":
-            raise FloatingPointError(message)
-        if mode != "ignore":
-            warnings.warn(message, RuntimeWarning, stacklevel=4)
-    return True
 
 
 def get_optimizer(spec: str | Optimizer, **kwargs: Any) -> Optimizer:

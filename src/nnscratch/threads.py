@@ -1,20 +1,16 @@
 """How many BLAS threads a matrix product gets: one for small products, all for large.
 
 A BLAS library splits every product across its threads, and its threads wait
-for one another by spinning. On a quiet machine a second thread can help only
-large products (784-1024-1024 at batch 256); for MNIST-sized ones (batch 128 x
-784 x 128) it is 1.6x faster back to back, but in a training loop its spinning
-between products slows the rest of the step more than that: an MNIST epoch
-(784-128-10, Adam, batch 128) measured 0.39 s on one thread and 0.64 s on two
-on a quiet 2-core machine. On a machine where anything else runs (a notebook,
-a build, a second training) a waiting thread loses its core and the product
-waits for it: the same epoch took 0.8-0.9 s on one thread and 2.0-4.5 s on two
-beside one busy process. So by default (``"auto"``) ``fit`` and ``predict`` limit BLAS to one
-thread whenever the largest product of a step has fewer than ``THRESHOLD``
-multiply-adds. For larger
-products neither choice is right everywhere (two threads win on a quiet machine,
-one wins beside a busy process), so ``fit`` measures: at the start of every
-epoch it times a few steps on all threads and a few on one, and keeps the
+for one another by spinning. In a training loop that spinning between products
+slows the rest of the step more than a second thread speeds up a small product
+(an MNIST epoch, 784-128-10 at batch 128, measured 0.39 s on one thread and
+0.64 s on two on a quiet 2-core machine; the other measurements, quiet and
+beside a busy process, are in ``benchmarks/README.md``). So by default
+(``"auto"``) ``fit`` and ``predict`` limit BLAS to one thread whenever the
+largest product of a step has fewer than ``THRESHOLD`` multiply-adds. For
+larger products neither choice is right everywhere (two threads win on a quiet
+machine, one wins beside a busy process), so ``fit`` measures: at the start of
+every epoch it times a few steps on all threads and a few on one, and keeps the
 faster for the rest of the epoch (``Tuner``).
 
 The policy steps aside when you chose yourself: it does nothing when any of
