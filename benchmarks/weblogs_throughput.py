@@ -99,8 +99,11 @@ def main() -> None:
     parser.add_argument("--file", default="/tmp/nnscratch-1M.log")
     parser.add_argument("--against", metavar="REV", help="compare with this git revision, interleaved")
     parser.add_argument("--rounds", type=int, default=6, help="rounds of the comparison")
-    parser.add_argument("--against-model", metavar="MODEL",
-                        help="the model REV classifies with (a model trained by REV, when its model files differ)")
+    parser.add_argument(
+        "--against-model",
+        metavar="MODEL",
+        help="the model REV classifies with (a model trained by REV, when its model files differ)",
+    )
     args = parser.parse_args()
     path = Path(args.file)
     if not path.is_file() or sum(1 for _ in path.open("rb")) != args.lines:

@@ -16,7 +16,7 @@ import nnscratch
 ROOT = Path(nnscratch.__file__).parent
 ENGINE = {
     *("functional", "activations", "layers", "losses", "initializers", "optimizers", "schedules", "parameters"),
-    *("network", "training", "inference", "callbacks", "data", "io", "_validation", "_cache", "_registry"),
+    *("network", "training", "inference", "callbacks", "data", "io", "summary", "_validation", "_cache", "_registry"),
     "threads",
     "kernels",
 }
@@ -130,7 +130,7 @@ def test_the_engine_imports_only_numpy_and_itself(module):
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             outside.add(node.module.split(".")[0])
     allowed = {"numpy", "__future__", "typing", "collections", "dataclasses", "math", "copy", "os", "json", "functools",
-               "struct", "tempfile", "glob", "pathlib", "hashlib", "sys", "time", "warnings"}  # fmt: skip
+               "struct", "tempfile", "glob", "pathlib", "hashlib", "sys", "time", "warnings", "contextlib"}  # fmt: skip
     if module == "io":
         allowed.add("safetensors")  # the model file format
     if module == "callbacks":
@@ -358,3 +358,18 @@ def test_one_per_client_tally_in_the_web_log_wing():
         and t.value.id == "self"
     })  # fmt: skip
     assert keepers == ["weblogs.features.counts", "weblogs.serve.classify"], keepers
+
+
+# What a newcomer reads, in order, to learn backpropagation from the engine.
+NEWCOMER_PATH = ("functional", "activations", "layers", "losses", "network", "training", "optimizers")
+
+
+def test_the_newcomers_path_reads_a_screen_at_a_time():
+    """No function on the newcomer's path is longer than 60 lines (``fit`` included,
+    docstring and all), the epoch loop takes at most 5 parameters, and ``network``
+    stays within 330 lines."""
+    long = [f for f in _oversized({m: MODULES[m] for m in NEWCOMER_PATH}) if f.endswith(" lines")]
+    assert long == []
+    epoch = next(n for n in ast.walk(MODULES["training"]) if isinstance(n, ast.FunctionDef) and n.name == "_run_epoch")
+    assert len(epoch.args.args) <= 5
+    assert len((ROOT / "network.py").read_text().splitlines()) <= 330

@@ -158,8 +158,8 @@ def test_explain_matches_backprop_on_any_small_network():
     before = net.parameters.snapshot()
     step = explain(net, x, y, learning_rate=0.5)
     assert np.array_equal(net.parameters.snapshot(), before), "explain must not change the network by default"
-    # Same gradients as Network.loss_and_grad on that one sample:
-    net.loss_and_grad(x.reshape(1, -1), np.array([y]))
+    # Same gradients as Network.forward_backward on that one sample:
+    net.forward_backward(x.reshape(1, -1), np.array([y]))
     for layer, s in zip(net.layers, step.layers, strict=True):
         np.testing.assert_allclose(s.dC_dW, layer.grads["W"], rtol=1e-12)
         np.testing.assert_allclose(s.dC_db, layer.grads["b"], rtol=1e-12)

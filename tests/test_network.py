@@ -354,8 +354,12 @@ def test_a_custom_initializer_is_never_rebuilt_as_zeros(tmp_path):
         return rng.uniform(-0.1, 0.1, size=shape).astype(dtype)
 
     net = nn.Network([nn.Dense(3, 4, "tanh", initializer=small), nn.Dense(4, 2, "softmax")], seed=0)
-    with pytest.raises(ValueError, match=r"layer\(s\) \[0\] were built with a custom initializer"):
+    with pytest.raises(ValueError, match=r"layer 0 \('dense'\): it was built with a custom initializer"):
         nn.Network.from_config(net.get_config())
+    with pytest.raises(ValueError, match="custom initializer, which a config cannot record"):
+        nn.Dense.from_config(net.layers[0].get_config())  # the layer refuses on its own too
+    rebuilt = nn.Dense.from_config(net.layers[0].get_config(), weights_follow=True)
+    assert rebuilt.get_config() == net.layers[0].get_config()
     net.save(tmp_path / "m.safetensors")  # a saved network carries its weights: loading is fine
     again = nn.load(tmp_path / "m.safetensors")
     assert np.array_equal(again.layers[0].params["W"], net.layers[0].params["W"])

@@ -20,10 +20,10 @@ from .callbacks import Callback, EarlyStopping, History, ProgressBar
 from .export import export_onnx, to_sklearn
 from .gradcheck import GradCheckResult, gradcheck
 from .inference import NonFiniteOutputError
-from .io import ModelFileError
+from .io import ModelFileError, load
 from .layers import Dense, Dropout, Layer
 from .losses import BinaryCrossEntropy, CrossEntropy, Loss, MeanSquaredError, Quadratic
-from .network import Network, load
+from .network import Network
 from .optimizers import SGD, AdaGrad, Adam, AdamW, Optimizer, RMSProp
 from .parameters import Parameters
 from .schedules import Constant, CosineDecay, ExponentialDecay, InverseScaling, Schedule, StepDecay

@@ -132,7 +132,7 @@ def explain(network: Network, x: Any, y: Any, learning_rate: float, apply: bool 
     y = net.loss.check_targets(y_arr.reshape(1, *y_arr.shape[y_arr.ndim == 2 :]) if y_arr.ndim else y_arr.reshape(1),
                                1, net.n_outputs, net.dtype, name="y")  # fmt: skip
 
-    # The standard pass, one public method at a time (Network.loss_and_grad
+    # The standard pass, one public method at a time (Network.forward_backward
     # calls the same ones); none of them changes its argument, so every
     # intermediate can be kept as it is.
     steps: list[LayerStep] = []

@@ -99,7 +99,7 @@ def gradcheck(
     def cost() -> float:
         return net.loss.forward(net.forward(X, training=True, loss_input=True), y, w) + net.penalty()
 
-    net.loss_and_grad(X, y, w)
+    net.forward_backward(X, y, w)
     analytic = net.parameters.grads.copy()
     flat = net.parameters.values
     indices = np.arange(flat.size)

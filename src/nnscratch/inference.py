@@ -26,7 +26,6 @@ from ._validation import (
     is_sparse,
 )
 from .data import take_rows
-from .layers import Dense
 
 __all__ = ["predict", "predict_proba", "predict_labels", "evaluate", "chunks", "CHUNK", "NonFiniteOutputError"]
 
@@ -51,20 +50,29 @@ def chunks(X: Any, batch_size: int | None = None, dtype: Any = None) -> Iterator
 def predict(net: Any, X: Any, batch_size: int | None = None) -> np.ndarray:
     """Outputs after the output activation, shape (n, n_outputs).
 
-    X must be finite; for dense input that is proven at a fraction of the cost
-    of reading X: a NaN or inf anywhere in a row makes every value of that
-    row's first pre-activation ``x @ W + b`` NaN or inf, so checking ``z``
-    (n x width) proves X (n x n_inputs) finite. Only a non-finite ``z`` sends
-    us to X (an error that counts the bad values) or, if X is fine, to NumPy's
-    own overflow warning.
+    X must be finite: each chunk is checked as it is converted (one reduction
+    over rows about to be read anyway); only a non-finite chunk sends us back
+    to X, for an error that counts the bad values or names the ones too large
+    for the network's dtype. Outputs that come out NaN or infinite from finite
+    inputs raise ``NonFiniteOutputError``.
     """
-    first = net.layers[0]
-    by_first_layer = isinstance(first, Dense) and not is_sparse(X)
-    X = check_X(X, net.n_inputs, net.dtype, finite=not by_first_layer, convert=False)
+    return _forward_chunks(net, X, batch_size, loss_input=False)
+
+
+def _forward_chunks(net: Any, X: Any, batch_size: int | None, loss_input: bool) -> np.ndarray:
+    """``net.forward`` chunk by chunk (see ``predict``); ``loss_input``: what the loss
+    consumes, the logits for the classification losses."""
+    X = check_X(X, net.n_inputs, net.dtype, finite=is_sparse(X), convert=False)  # dense X: chunk by chunk
     out = np.empty((X.shape[0], net.n_outputs), dtype=net.dtype)
     size = check_positive_int("batch_size", batch_size, allow_none=True) or CHUNK
     with threads.limited(threads.largest_product(net.layers, min(X.shape[0], size))):
-        _predict_chunks(net, X, size, by_first_layer, out)
+        for start, rows in chunks(X, size):
+            with np.errstate(over="ignore", invalid="ignore"):  # a value too big for the dtype becomes inf ...
+                chunk = take_rows(rows, slice(None), net.dtype)
+            if not is_sparse(chunk) and not all_finite(chunk):  # ... and is named here
+                check_finite(X)
+                check_fits(X, net.dtype)
+            out[start : start + chunk.shape[0]] = net.forward(chunk, loss_input=loss_input)
     if not all_finite(out):
         _refuse_non_finite(net, X, out)
     return out
@@ -83,24 +91,6 @@ def _refuse_non_finite(net: Any, X: Any, out: np.ndarray) -> None:
     )
 
 
-def _predict_chunks(net: Any, X: Any, size: int, by_first_layer: bool, out: np.ndarray) -> None:
-    first = net.layers[0]
-    for start, rows in chunks(X, size):
-        if by_first_layer:
-            with np.errstate(over="ignore", invalid="ignore"):  # a non-finite z is examined next
-                chunk = take_rows(rows, slice(None), net.dtype)  # a value too big for the dtype becomes inf
-                z = first.forward_linear(chunk)
-            if not all_finite(z):
-                check_finite(X)  # NaN or inf in X: a ValueError that counts them
-                check_fits(X, net.dtype)  # finite values too large for the network's dtype: said so
-                z = first.forward_linear(chunk)  # X is finite but z overflowed: warn as NumPy would
-            h = net.forward(first.activation.forward(z, out=z), start=1)
-        else:
-            chunk = take_rows(rows, slice(None), net.dtype)
-            h = net.forward(chunk)
-        out[start : start + chunk.shape[0]] = h
-
-
 def _require_classifier(net: Any, what: str) -> None:
     if not net.is_classifier:
         raise ValueError(
@@ -113,14 +103,14 @@ def predict_proba(net: Any, X: Any, batch_size: int | None = None) -> np.ndarray
     """Class probabilities: softmax rows (n, k); for one sigmoid unit, (n, 2)
     columns ``[1 - p, p]``; for several sigmoid units, one probability each."""
     _require_classifier(net, "predict_proba")
-    return net.loss.probabilities(predict(net, X, batch_size), logits=net.outputs_logits)
+    return net.loss.probabilities(_forward_chunks(net, X, batch_size, loss_input=True))
 
 
 def predict_labels(net: Any, X: Any, batch_size: int | None = None) -> np.ndarray:
     """Integer labels: argmax for softmax, ``p > 0.5`` for one sigmoid unit,
     ``p >= 0.5`` per unit for several."""
     _require_classifier(net, "predict_labels")
-    return net.loss.labels(predict(net, X, batch_size), logits=net.outputs_logits)
+    return net.loss.labels(_forward_chunks(net, X, batch_size, loss_input=True))
 
 
 def evaluate(net: Any, X: Any, y: Any, sample_weight: Any = None, batch_size: int | None = None) -> dict[str, float]:
@@ -133,13 +123,12 @@ def evaluate(net: Any, X: Any, y: Any, sample_weight: Any = None, batch_size: in
     w = check_sample_weight(sample_weight, X.shape[0], net.dtype)
     per_sample = np.empty(X.shape[0], dtype=np.float64)
     correct = 0
-    logits = net.fused or net.outputs_logits
     for start, chunk in chunks(X, batch_size, net.dtype):
         stop = start + chunk.shape[0]
         out = net.forward(chunk, loss_input=True)
         per_sample[start:stop] = net.loss.per_sample(out, y[start:stop])
         if net.is_classifier:
-            correct += net.loss.count_correct(out, y[start:stop], logits)
+            correct += net.loss.count_correct(out, y[start:stop])
     metrics = {"loss": net.loss.reduce(per_sample, w) + net.penalty()}
     if net.is_classifier:
         metrics["accuracy"] = correct / net.loss.count_predictions(y)

@@ -13,8 +13,9 @@ Loading parses the header itself, checks every name against the registries
 and every tensor's dtype and shape against the architecture, and only then
 builds the network. Nothing is ever unpickled. This module reads and writes
 files through a network's public state (``get_config()``, ``state_dict()``)
-and never imports the network: ``nnscratch.load`` (``network.load``) builds
-one from what ``read_model`` returns. Writes go to a temporary file
+and never imports the network: ``load`` finds the class in ``MODELS``, where
+``Network`` registers itself, and builds it from what ``read_model`` returns.
+Writes go to a temporary file
 in the same folder, flushed to disk and atomically renamed over the target, so
 a crash mid-save leaves the old file (or none), never half of a new one.
 """
@@ -31,8 +32,11 @@ from typing import Any
 
 import numpy as np
 
+from ._registry import Registry
+
 __all__ = [
-    "save", "read_model", "read_metadata", "check_parameters", "write_atomically", "ModelFileError", "FORMAT_VERSION",
+    "save", "load", "load_bundle", "read_model", "read_metadata", "check_parameters", "write_atomically",
+    "ModelFileError", "FORMAT_VERSION", "MODELS",
 ]  # fmt: skip
 
 FORMAT = "nnscratch"
@@ -40,6 +44,9 @@ FORMAT = "nnscratch"
 # 1 - beta; read_model converts).
 FORMAT_VERSION = 2
 _DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64}
+
+
+MODELS = Registry("model")  # the classes a model file can describe (Network registers itself)
 
 
 class ModelFileError(ValueError):
@@ -95,6 +102,34 @@ def save(
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
     return write_atomically(path, blob)
+
+
+def load(path: str | os.PathLike[str]) -> Any:
+    """Rebuild a network saved by ``save``; it predicts bit-identically.
+
+    Raises
+    ------
+    ModelFileError
+        If the file is missing, truncated, corrupted, not an nnscratch model,
+        or written by a newer format version.
+    """
+    return load_bundle(path)[0]
+
+
+def load_bundle(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any], dict[str, np.ndarray]]:
+    """``(network, metadata, arrays)`` from one read of the file: the network as
+    ``load`` gives it, the metadata as ``read_metadata`` does, and the arrays
+    stored with ``save(..., arrays=...)``, by name."""
+    meta, state, arrays = read_model(path)
+    try:
+        network = MODELS.get("network").from_config(meta["config"], weights_follow=True)  # the weights are set next
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelFileError(f"{path} describes a network this version cannot build: {err}") from None
+    check_parameters(path, state["parameters"], network.parameters.state_dict())
+    network.load_state_dict(state)
+    if not network.parameters.all_finite():
+        raise ModelFileError(f"{path} holds NaN or infinite weights.")
+    return network, meta, arrays
 
 
 def write_atomically(path: str | Path, data: bytes) -> Path:

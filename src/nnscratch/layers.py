@@ -72,6 +72,12 @@ class Layer(Cached):
     def get_config(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any], weights_follow: bool = False) -> Layer:
+        """Rebuild the layer from ``get_config()``; ``weights_follow`` says the caller
+        sets every parameter next (as ``nnscratch.load`` does)."""
+        raise NotImplementedError
+
 
 @LAYERS.register("dense")
 class Dense(Layer):
@@ -246,17 +252,33 @@ class Dense(Layer):
         }
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Dense:
+    def from_config(cls, config: dict[str, Any], weights_follow: bool = False) -> Dense:
+        """Rebuild the layer from ``get_config()``.
+
+        A custom (callable) initializer cannot be recorded in a config, so such a
+        layer is refused, since its weights would silently be something else,
+        unless ``weights_follow`` says the caller sets them next.
+        """
         config = dict(config)
         config.pop("name", None)
+        if "initializer" in config and config["initializer"] is None and not weights_follow:
+            raise ValueError("it was built with a custom initializer, which a config cannot record; rebuild it "
+                             "with that initializer, or load saved weights with nnscratch.load.")  # fmt: skip
         config["activation"] = ACTIVATIONS.from_config(config["activation"])
-        config["initializer"] = config.get("initializer") or "zeros"
-        config["bias_initializer"] = config.get("bias_initializer") or "zeros"
+        # An unrecorded (custom) initializer stays unrecorded: the caller sets the weights.
+        config["initializer"] = config.get("initializer") or _set_by_caller
+        config["bias_initializer"] = config.get("bias_initializer") or _set_by_caller
         return cls(**config)
 
     def __repr__(self) -> str:
         extra = "" if self.bias else ", no bias"
         return f"Dense({self.n_in} -> {self.n_out}, {self.activation!r}{extra})"
+
+
+def _set_by_caller(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """The placeholder for an initializer a config could not record: zeros, which the
+    caller overwrites (``from_config(..., weights_follow=True)``), recorded as None again."""
+    return np.zeros(shape, dtype)
 
 
 @LAYERS.register("dropout")
@@ -304,7 +326,7 @@ class Dropout(Layer):
         return {"name": self.registry_name, "rate": self.rate}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Dropout:
+    def from_config(cls, config: dict[str, Any], weights_follow: bool = False) -> Dropout:
         return cls(rate=config["rate"])
 
     def __repr__(self) -> str:

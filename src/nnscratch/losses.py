@@ -149,17 +149,17 @@ class ClassificationLoss(Loss):
 
     is_classifier = True
 
-    def probabilities(self, output: np.ndarray, logits: bool) -> np.ndarray:
-        """Class probabilities from a network's ``output`` (its logits when ``logits``)."""
+    def probabilities(self, z: np.ndarray) -> np.ndarray:
+        """Class probabilities from the logits ``z`` (what this loss takes)."""
         raise NotImplementedError
 
-    def labels(self, output: np.ndarray, logits: bool) -> np.ndarray:
-        """Integer labels from a network's ``output`` (its logits when ``logits``)."""
+    def labels(self, z: np.ndarray) -> np.ndarray:
+        """Integer labels from the logits ``z``."""
         raise NotImplementedError
 
-    def count_correct(self, output: np.ndarray, y: np.ndarray, logits: bool) -> int:
-        """Correct predictions among ``output`` (logits when ``logits``) for targets
-        ``y`` as ``check_targets`` returned them."""
+    def count_correct(self, z: np.ndarray, y: np.ndarray) -> int:
+        """Correct predictions among the logits ``z`` for targets ``y`` as
+        ``check_targets`` returned them."""
         raise NotImplementedError
 
     def count_predictions(self, y: np.ndarray) -> int:
@@ -181,22 +181,22 @@ class BinaryCrossEntropy(ClassificationLoss):
         """0/1 (or probability) rows, one column per sigmoid unit."""
         return target_rows(numeric_targets(y, n_samples, name), n_outputs, dtype, name, type(self).__name__)
 
-    def probabilities(self, output: np.ndarray, logits: bool) -> np.ndarray:
-        """One probability per unit; for a single unit the two columns ``[1 - p, p]``."""
-        p = F.sigmoid(output) if logits else output
+    def probabilities(self, z: np.ndarray) -> np.ndarray:
+        """``p = sigmoid(z)``, one per unit; for a single unit the two columns ``[1 - p, p]``."""
+        p = F.sigmoid(z)
         return np.hstack([1.0 - p, p]) if p.shape[1] == 1 else p
 
-    def labels(self, output: np.ndarray, logits: bool) -> np.ndarray:
+    def labels(self, z: np.ndarray) -> np.ndarray:
         """One unit: class 1 where ``p > 0.5`` (shape (n,)); several units (multi-label):
         ``p >= 0.5`` for each (shape (n, k))."""
-        p = F.sigmoid(output) if logits else output
+        p = F.sigmoid(z)
         if p.shape[1] == 1:
             return (p[:, 0] > 0.5).astype(np.intp)
         return (p >= 0.5).astype(np.intp)
 
-    def count_correct(self, output: np.ndarray, y: np.ndarray, logits: bool) -> int:
-        """Every unit is a yes/no prediction: ``z > 0`` (or ``p > 0.5``) against ``y >= 0.5``."""
-        return int(np.count_nonzero((output > (0.0 if logits else 0.5)) == (y >= 0.5)))
+    def count_correct(self, z: np.ndarray, y: np.ndarray) -> int:
+        """Every unit is a yes/no prediction: ``z > 0`` (``p > 0.5``) against ``y >= 0.5``."""
+        return int(np.count_nonzero((z > 0.0) == (y >= 0.5)))
 
     def count_predictions(self, y: np.ndarray) -> int:
         return int(y.size)
@@ -246,17 +246,17 @@ class CrossEntropy(ClassificationLoss):
                 "or 1 sigmoid unit with loss='binary_cross_entropy'."
             )
 
-    def probabilities(self, output: np.ndarray, logits: bool) -> np.ndarray:
+    def probabilities(self, z: np.ndarray) -> np.ndarray:
         """Softmax rows, shape (n, k)."""
-        return F.softmax(output) if logits else output
+        return F.softmax(z)
 
-    def labels(self, output: np.ndarray, logits: bool) -> np.ndarray:
+    def labels(self, z: np.ndarray) -> np.ndarray:
         """The most probable class (softmax keeps the order of the logits), shape (n,)."""
-        return np.argmax(output, axis=1)
+        return np.argmax(z, axis=1)
 
-    def count_correct(self, output: np.ndarray, y: np.ndarray, logits: bool) -> int:
+    def count_correct(self, z: np.ndarray, y: np.ndarray) -> int:
         labels = y if y.ndim == 1 else np.argmax(y, axis=1)
-        return int(np.count_nonzero(np.argmax(output, axis=1) == labels))
+        return int(np.count_nonzero(np.argmax(z, axis=1) == labels))
 
     def per_sample(self, output: np.ndarray, target: np.ndarray) -> np.ndarray:
         # log softmax(z) = shifted - log(sum(exp(shifted))), where shifted is z

@@ -3,7 +3,7 @@
 Forward propagation feeds each layer's output to the next. Backpropagation
 starts from the loss gradient and walks the layers in reverse; each layer turns
 ``dC/d(output)`` into its parameter gradients and ``dC/d(input)``
-(``loss_and_grad``, the one place both directions meet). ``train_step`` adds
+(``forward_backward``, the one place both directions meet). ``train_step`` adds
 the optimizer's update.
 
 This class is the structure only. Training (``fit``), evaluation and chunked
@@ -27,10 +27,12 @@ from .layers import LAYERS, Dense, Dropout, Layer
 from .losses import LOSSES, Loss, get_loss
 from .optimizers import OPTIMIZERS, Optimizer, get_optimizer
 from .parameters import Parameters
+from .summary import summarize
 
-__all__ = ["Network", "load", "load_bundle"]
+__all__ = ["Network"]
 
 
+@io.MODELS.register("network")  # nnscratch.load finds the class here
 class Network:
     """A feed-forward network trained by backpropagation.
 
@@ -134,14 +136,9 @@ class Network:
         """True when the loss takes the logits and applies the output activation itself."""
         return self.loss.absorbs(self.output_layer.activation)
 
-    @property
-    def outputs_logits(self) -> bool:
-        """True when ``forward`` returns logits (an identity output layer)."""
-        return self.output_layer.activation.registry_name == "identity"
-
     # --- propagation -----------------------------------------------------
-    def forward(self, X: Any, training: bool = False, *, start: int = 0, loss_input: bool = False) -> np.ndarray:
-        """Propagate ``X`` (already validated) through ``layers[start:]``.
+    def forward(self, X: Any, training: bool = False, *, loss_input: bool = False) -> np.ndarray:
+        """Propagate ``X`` (already validated) through the layers.
 
         Returns the outputs after the output activation, shape (n, n_outputs),
         or with ``loss_input`` what the loss consumes: the logits when it
@@ -149,24 +146,25 @@ class Network:
         layer keeps what its ``backward`` needs.
         """
         h, last = X, len(self.layers) - 1
-        for i in range(start, last + 1):
+        for i, layer in enumerate(self.layers):
             if i == last and loss_input and self.fused:
                 h = self.output_layer.forward_linear(h)
             else:
-                h = self.layers[i].forward(h, training)
+                h = layer.forward(h, training)
         return h
 
     def penalty(self) -> float:
         """Sum of the layers' regularisation terms."""
         return sum(layer.penalty() for layer in self.layers)
 
-    def loss_and_grad(
+    def forward_backward(
         self, X: Any, y: np.ndarray, sample_weight: np.ndarray | None = None, training: bool = True
     ) -> tuple[float, np.ndarray]:
-        """The loss on a batch (already validated) and every parameter's gradient.
+        """One forward and one backward pass on a batch (already validated).
 
-        Fills ``parameters.grads`` (each layer's ``grads``) and returns the loss,
-        penalties included, and the loss input it was computed on.
+        Fills every parameter's gradient (``parameters.grads``, each layer's
+        ``grads``) and returns the loss, penalties included, and the loss input
+        it was computed on (the logits, for the classification losses).
 
         The backward pass starts from ``dC/d(output)``. For the pairings softmax
         with ``CrossEntropy`` and sigmoid with ``BinaryCrossEntropy`` the loss
@@ -186,11 +184,9 @@ class Network:
         return loss, output
 
     def train_step(self, X: Any, y: np.ndarray, sample_weight: np.ndarray | None = None) -> tuple[float, np.ndarray]:
-        """``loss_and_grad`` then one optimizer update (skipped when the loss is not finite).
-
-        Returns the batch loss and the loss input (logits or outputs) it was computed on.
-        """
-        loss, output = self.loss_and_grad(X, y, sample_weight)
+        """``forward_backward`` then one optimizer update (skipped when the loss is not finite);
+        returns the batch loss and the loss input it was computed on."""
+        loss, output = self.forward_backward(X, y, sample_weight)
         if math.isfinite(loss):
             groups = self.parameters.groups(split=self.optimizer.decoupled_weight_decay)
             self.optimizer.step(groups.values, groups.grads, groups.decay)
@@ -247,18 +243,18 @@ class Network:
     def from_config(cls, config: dict[str, Any], dtype: str | None = None, weights_follow: bool = False) -> Network:
         """Rebuild an (untrained) network from ``get_config()`` output.
 
-        A layer built with a custom (callable) initializer cannot record it in a
-        config: rebuilding it is refused, since its weights would silently be
-        zeros, unless ``weights_follow`` says the caller sets every weight next
-        (``nnscratch.load`` does).
+        ``weights_follow`` says the caller sets every weight next (``nnscratch.load``
+        does); without it a layer built with a custom initializer is refused (see
+        ``Dense.from_config``).
         """
-        custom = [i for i, c in enumerate(config["layers"]) if "initializer" in c and c["initializer"] is None]
-        if custom and not weights_follow:
-            raise ValueError(f"layer(s) {custom} were built with a custom initializer, which a config cannot "
-                             "record; rebuild them with that initializer, or load saved weights with "
-                             "nnscratch.load.")  # fmt: skip
+        layers = []
+        for i, c in enumerate(config["layers"]):
+            try:
+                layers.append(LAYERS.get(c["name"]).from_config(c, weights_follow=weights_follow))
+            except ValueError as err:
+                raise ValueError(f"layer {i} ({c.get('name')!r}): {err}") from None
         return cls(
-            [LAYERS.get(c["name"]).from_config(c) for c in config["layers"]],
+            layers,
             loss=LOSSES.from_config(config["loss"]),
             optimizer=OPTIMIZERS.get(config["optimizer"]["name"]).from_config(config["optimizer"]),
             dtype=dtype or config["dtype"],
@@ -321,22 +317,8 @@ class Network:
         return clone
 
     def summary(self) -> str:
-        """A table of layers, output shapes and parameter counts."""
-        rows = [("#", "layer", "output shape", "params")]
-        for i, layer in enumerate(self.layers):
-            n = sum(p.size for p in layer.params.values())
-            rows.append((str(i), repr(layer), f"(None, {layer.n_out})", f"{n:,}"))
-        widths = [max(len(r[c]) for r in rows) for c in range(4)]
-        line = "-" * (sum(widths) + 6)
-
-        def fmt(row: tuple[str, ...]) -> str:
-            cells = [c.ljust(w) if j < 3 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths, strict=True))]
-            return "  ".join(cells)
-
-        body = [fmt(rows[0]), line, *(fmt(r) for r in rows[1:]), line]
-        body.append(f"Total params: {self.n_params:,} ({self.dtype.name})")
-        body.append(f"Loss: {self.loss!r}   Optimizer: {self.optimizer!r}")
-        return "\n".join(body)
+        """A table of layers, output shapes and parameter counts (``summary.summarize``)."""
+        return summarize(self)
 
     def __repr__(self) -> str:
         return f"Network({self.layers!r}, loss={self.loss!r}, optimizer={self.optimizer!r})"
@@ -346,31 +328,3 @@ def _float_dtype(dtype: Any) -> np.dtype:
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise ValueError(f"dtype must be 'float32' or 'float64'. Received dtype={dtype!r}.")
     return np.dtype(dtype)
-
-
-def load(path: Any) -> Network:
-    """Rebuild a network saved by ``save``; it predicts bit-identically.
-
-    Raises
-    ------
-    nnscratch.io.ModelFileError
-        If the file is missing, truncated, corrupted, not an nnscratch model,
-        or written by a newer format version.
-    """
-    return load_bundle(path)[0]
-
-
-def load_bundle(path: Any) -> tuple[Network, dict[str, Any], dict[str, np.ndarray]]:
-    """``(network, metadata, arrays)`` from one read of the file: the network as
-    ``load`` gives it, the metadata as ``io.read_metadata`` does, and the arrays
-    stored with ``save(..., arrays=...)``, by name."""
-    meta, state, arrays = io.read_model(path)
-    try:
-        network = Network.from_config(meta["config"], weights_follow=True)  # the weights are set next
-    except (KeyError, TypeError, ValueError) as err:
-        raise io.ModelFileError(f"{path} describes a network this version cannot build: {err}") from None
-    io.check_parameters(path, state["parameters"], network.parameters.state_dict())
-    network.load_state_dict(state)
-    if not network.parameters.all_finite():
-        raise io.ModelFileError(f"{path} holds NaN or infinite weights.")
-    return network, meta, arrays

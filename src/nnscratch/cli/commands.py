@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..datasets import load_csv
-from ..network import load_bundle
+from ..io import load_bundle
 from .args import check_writable
 from .data import apply_preprocessing, labelled_data, match_columns, parse_label
 from .train import CommandError, held_out_report

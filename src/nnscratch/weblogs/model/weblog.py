@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from ... import io as model_io
-from ...network import Network, load_bundle
+from ...io import load_bundle
+from ...network import Network
 from ..features.counts import ClientBook, ClientState
 from ..features.featurizer import Featurizer
 from ..features.points import Snapshot
