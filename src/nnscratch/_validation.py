@@ -61,21 +61,33 @@ def check_fraction(name: str, value: Any) -> float:
     return float(value)
 
 
-def check_number(name: str, value: Any, low: float = -np.inf, high: float = np.inf, *,
-                 low_open: bool = False, high_open: bool = True) -> float:  # fmt: skip
+def check_number(
+    name: str,
+    value: Any,
+    low: float = -np.inf,
+    high: float = np.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = True,
+    whole: bool = False,
+) -> float:
     """``value`` as a finite float in the interval from ``low`` to ``high``
-    (closed at ``low`` and open at ``high`` unless told otherwise)."""
+    (closed at ``low`` and open at ``high`` unless told otherwise); with
+    ``whole``, a whole number."""
+    received = value
     ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
     if ok:
         value = float(value)
         ok = bool(np.isfinite(value)) and (low < value if low_open else low <= value)
-        ok = ok and (value < high if high_open else value <= high)
+        ok = ok and (value < high if high_open else value <= high) and (not whole or value == int(value))
     if not ok:
+        kind = "a whole number" if whole else "a finite number"
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
         if high == np.inf:
-            rule = f"be a finite number {'>' if low_open else '>='} {low:g}"
+            rule = f"be {kind} {'>' if low_open else '>='} {low:g}"
         else:
-            rule = f"lie in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must {rule}. Received {name}={value!r}.")
+            rule = f"be a whole number in {interval}" if whole else f"lie in {interval}"
+        raise ValueError(f"{name} must {rule}. Received {name}={received!r}.")
     return value
 
 
@@ -87,8 +99,9 @@ def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> Any:
     return value
 
 
-def check_X(X: Any, n_features: int, dtype: np.dtype, name: str = "X", finite: bool = True,
-            convert: bool = True) -> Any:  # fmt: skip
+def check_X(
+    X: Any, n_features: int, dtype: np.dtype, name: str = "X", finite: bool = True, convert: bool = True
+) -> Any:
     """Return ``X`` as a 2-D array of ``dtype`` (a sparse matrix stays sparse, as CSR),
     checked to be finite unless ``finite=False`` (for callers that prove it
     more cheaply themselves; see ``Network.predict``).
@@ -145,8 +158,11 @@ def check_fits(data: np.ndarray, dtype: np.dtype, name: str = "X") -> None:
     """Raise a ValueError when finite values of ``data`` are too large for ``dtype`` (1e200 in
     a float32 network would become inf), naming how many, the largest and the limit."""
     dtype = np.dtype(dtype)
-    if not (np.issubdtype(dtype, np.floating) and np.issubdtype(data.dtype, np.floating)) or data.size == 0 \
-            or data.dtype.itemsize <= dtype.itemsize:  # fmt: skip
+    if (
+        not (np.issubdtype(dtype, np.floating) and np.issubdtype(data.dtype, np.floating))
+        or data.size == 0
+        or data.dtype.itemsize <= dtype.itemsize
+    ):
         return
     limit = float(np.finfo(dtype).max)
     with np.errstate(invalid="ignore"):

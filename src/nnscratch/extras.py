@@ -1,7 +1,8 @@
 """Optional parts and the extras that install them.
 
 ``pip install .`` (from a checkout) installs the engine: NumPy, safetensors (the model
-files) and tqdm (the progress bar of ``fit``). Everything else is an extra,
+files), tqdm (the progress bar of ``fit``) and threadpoolctl (the BLAS thread
+policy, ``nnscratch.threads``). Everything else is an extra,
 imported only by the feature that needs it; without it, that feature fails
 with ``MissingExtraError`` naming the extra to install, never an ImportError
 from deep inside:
@@ -19,6 +20,7 @@ onnx          onnx                                        ``export_onnx``, ``nns
 playground    starlette, uvicorn, websockets              ``nnscratch playground``
 fast          numba                                       fused passes (``nnscratch.kernels``)
 fleet         psycopg                                     ``logs watch --state postgresql://...``
+metrics       prometheus-client                           ``logs watch --metrics``
 all           every extra above
 ============  ==========================================  =================================
 """
@@ -33,7 +35,8 @@ __all__ = ["MissingExtraError", "require", "EXTRAS"]
 EXTRAS = {
     "datasets": "scikit-learn", "plots": "matplotlib", "sklearn": "scikit-learn", "weblogs": "scipy, scikit-learn",
     "parallel": "joblib", "dask": "joblib, dask[distributed]", "onnx": "onnx",
-    "playground": "starlette, uvicorn", "fast": "numba", "fleet": "psycopg",
+    "playground": "starlette, uvicorn, websockets", "fast": "numba", "fleet": "psycopg",
+    "metrics": "prometheus-client",
 }  # fmt: skip
 
 

@@ -200,8 +200,9 @@ def _metadata_checksum(metadata: dict[str, str]) -> str:
 
 def _read_header(path: Path) -> tuple[dict[str, Any], bytes]:
     if path.is_dir():
-        raise ModelFileError(f"{path} is a folder, not a model file: give the model's file (e.g. "
-                             f"{path / 'model.safetensors'}).")  # fmt: skip
+        raise ModelFileError(
+            f"{path} is a folder, not a model file: give the model's file (e.g. {path / 'model.safetensors'})."
+        )
     if not path.is_file():
         raise ModelFileError(f"No model file at {path}.")
     data = path.read_bytes()
@@ -230,9 +231,11 @@ def _read_header(path: Path) -> tuple[dict[str, Any], bytes]:
         )
     expected_meta = meta.get("metadata_sha256")  # absent in files saved before it was kept
     if expected_meta is not None and _metadata_checksum(meta) != expected_meta:
-        raise ModelFileError(f"{path} is corrupted: its metadata (the network's config, classes and settings) do "
-                             "not match the checksum saved with them (the file changed after it was written). Use a "
-                             "good copy or retrain.")  # fmt: skip
+        raise ModelFileError(
+            f"{path} is corrupted: its metadata (the network's config, classes and settings) do "
+            "not match the checksum saved with them (the file changed after it was written). Use a "
+            "good copy or retrain."
+        )
     payload = len(data) - 8 - n
     for name, info in header.items():
         if name == "__metadata__":
@@ -289,8 +292,10 @@ def read_model(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, 
         raise ModelFileError(f"{path} could not be decoded: {err}") from None
     expected = header["__metadata__"].get("tensor_sha256")  # absent in files saved before checksums
     if expected is not None and _checksum(tensors) != expected:
-        raise ModelFileError(f"{path} is corrupted: its tensor data do not match the checksum saved with them "
-                             "(the file changed after it was written). Use a good copy or retrain.")  # fmt: skip
+        raise ModelFileError(
+            f"{path} is corrupted: its tensor data do not match the checksum saved with them "
+            "(the file changed after it was written). Use a good copy or retrain."
+        )
     parameters = {name: value for name, value in tensors.items() if name.startswith("layers.")}
     optimizer = None
     if meta["optimizer_state"]:

@@ -9,6 +9,11 @@ with ``W`` of shape ``(n_in, n_out)``.
 Parameters are created by ``build(rng, dtype)``, which the ``Network`` calls;
 weights given explicitly (``weights=``, ``biases=``) are used as they are, so a
 classic example with printed numbers can be reproduced exactly.
+
+``Dense`` has the one fast branch of the layers: with the optional
+accelerator (``nnscratch.kernels``) the bias and a built-in ReLU, sigmoid or
+tanh run as one fused pass, forward and backward, with the same bits as the
+textbook code beside it.
 """
 
 from __future__ import annotations
@@ -262,8 +267,10 @@ class Dense(Layer):
         config = dict(config)
         config.pop("name", None)
         if "initializer" in config and config["initializer"] is None and not weights_follow:
-            raise ValueError("it was built with a custom initializer, which a config cannot record; rebuild it "
-                             "with that initializer, or load saved weights with nnscratch.load.")  # fmt: skip
+            raise ValueError(
+                "it was built with a custom initializer, which a config cannot record; rebuild it "
+                "with that initializer, or load saved weights with nnscratch.load."
+            )
         config["activation"] = ACTIVATIONS.from_config(config["activation"])
         # An unrecorded (custom) initializer stays unrecorded: the caller sets the weights.
         config["initializer"] = config.get("initializer") or _set_by_caller

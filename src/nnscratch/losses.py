@@ -13,8 +13,8 @@ activation's own backward.
 
 A loss also owns what its targets mean: ``check_targets`` turns user input
 into the form it computes with (class indices or rows), and the classification
-losses turn outputs into probabilities and labels and count correct
-predictions, so no other module needs to know which loss it holds.
+losses turn their input, the logits, into probabilities and labels and count
+correct predictions, so no other module needs to know which loss it holds.
 
 Reduction with per-sample weights ``w``: ``"sum"`` is ``sum(w * l)`` and
 ``"mean"`` is ``sum(w * l) / sum(w)`` (plain mean when no weights), so weights
@@ -47,7 +47,7 @@ LOSSES = Registry("loss")
 
 
 class Loss(Cached):
-    """Base class; subclasses define ``_per_sample`` and ``_grad``."""
+    """Base class; subclasses define ``per_sample`` and ``_grad``."""
 
     registry_name = "loss"
     fused_activation: str | None = None  # output activation absorbed, if any

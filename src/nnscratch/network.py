@@ -220,8 +220,8 @@ class Network:
     # --- state, config and presentation -----------------------------------
     def state_dict(self, include_optimizer: bool = True) -> dict[str, Any]:
         """``{"parameters": {name: array}, "optimizer": optimizer.state_dict() or None}``."""
-        return {"parameters": self.parameters.state_dict(),
-                "optimizer": self.optimizer.state_dict() if include_optimizer else None}  # fmt: skip
+        optimizer = self.optimizer.state_dict() if include_optimizer else None
+        return {"parameters": self.parameters.state_dict(), "optimizer": optimizer}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Set the parameters (and the optimizer's state, when given) from ``state_dict()``."""
@@ -297,8 +297,8 @@ class Network:
         layers: list[Layer] = []
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             last = i == len(sizes) - 2
-            layers.append(Dense(n_in, n_out, output_activation if last else activation, bias=bias,
-                                initializer="glorot_uniform" if last else init, l2=l2, l1=l1))  # fmt: skip
+            act, scheme = (output_activation, "glorot_uniform") if last else (activation, init)
+            layers.append(Dense(n_in, n_out, act, bias=bias, initializer=scheme, l2=l2, l1=l1))
             if dropout and not last:
                 layers.append(Dropout(dropout))
         return cls(layers, loss=loss, optimizer=optimizer, dtype=dtype, seed=seed)

@@ -79,8 +79,9 @@ class Optimizer:
                 self._scratch[key] = np.empty_like(p)
             self._update(p, grads[key], self.state[key], self._scratch[key], lr, group_decay)
 
-    def _update(self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float,
-                decay: bool) -> None:  # fmt: skip
+    def _update(
+        self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float, decay: bool
+    ) -> None:
         """One group's update: parameters ``p``, gradient ``g``, state ``s``, a scratch buffer ``tmp``."""
         raise NotImplementedError
 
@@ -92,8 +93,10 @@ class Optimizer:
 
     def state_dict(self) -> dict[str, Any]:
         """``{"iterations": t, "state": {group: {slot: array}}}`` (copies)."""
-        return {"iterations": self.iterations,
-                "state": {g: {k: v.copy() for k, v in slots.items()} for g, slots in self.state.items()}}  # fmt: skip
+        return {
+            "iterations": self.iterations,
+            "state": {g: {k: v.copy() for k, v in slots.items()} for g, slots in self.state.items()},
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from ``state_dict()`` output. Every group must hold every slot."""
@@ -144,8 +147,9 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         self.slots = ("velocity",) if self.momentum else ()
 
-    def _update(self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float,
-                decay: bool) -> None:  # fmt: skip
+    def _update(
+        self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float, decay: bool
+    ) -> None:
         step = np.multiply(g, lr, out=tmp)  # lr g
         if not self.momentum:
             p -= step  # p = p - lr g
@@ -174,8 +178,9 @@ class AdaGrad(Optimizer):
         super().__init__(learning_rate)
         self.eps = check_number("eps", eps, 0.0, 1.0)
 
-    def _update(self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float,
-                decay: bool) -> None:  # fmt: skip
+    def _update(
+        self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float, decay: bool
+    ) -> None:
         G = s["sum_sq"]
         np.multiply(g, g, out=tmp)
         G += tmp  # G = G + g^2
@@ -200,8 +205,9 @@ class RMSProp(Optimizer):
         self.rho = check_number("rho", rho, 0.0, 1.0)
         self.eps = check_number("eps", eps, 0.0, 1.0)
 
-    def _update(self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float,
-                decay: bool) -> None:  # fmt: skip
+    def _update(
+        self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float, decay: bool
+    ) -> None:
         E = s["mean_sq"]
         E *= self.rho
         np.multiply(g, g, out=tmp)
@@ -236,8 +242,9 @@ class Adam(Optimizer):
         self.beta2 = check_number("beta2", beta2, 0.0, 1.0)
         self.eps = check_number("eps", eps, 0.0, 1.0)
 
-    def _update(self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float,
-                decay: bool) -> None:  # fmt: skip
+    def _update(
+        self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float, decay: bool
+    ) -> None:
         m, v, b1, b2 = s["m"], s["v"], self.beta1, self.beta2
         lr_t, eps_t = self.step_sizes(lr)
         m *= b1
@@ -287,8 +294,9 @@ class AdamW(Adam):
         super().__init__(learning_rate, beta1, beta2, eps)
         self.weight_decay = check_number("weight_decay", weight_decay, 0.0, 1.0)
 
-    def _update(self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float,
-                decay: bool) -> None:  # fmt: skip
+    def _update(
+        self, p: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], tmp: np.ndarray, lr: float, decay: bool
+    ) -> None:
         if decay:
             self.decay_weights(p, lr)
         super()._update(p, g, s, tmp, lr, decay)

@@ -80,9 +80,12 @@ class Parameters:
         cut = self.n_weights
         self._groups = {  # views, so made once per binding
             False: Groups({"params": self.values}, {"params": self.grads}, {"params": True}),
-            True: Groups({"W": self.values[:cut], "b": self.values[cut:]},
-                         {"W": self.grads[:cut], "b": self.grads[cut:]}, {"W": True, "b": False}),
-        }  # fmt: skip
+            True: Groups(
+                {"W": self.values[:cut], "b": self.values[cut:]},
+                {"W": self.grads[:cut], "b": self.grads[cut:]},
+                {"W": True, "b": False},
+            ),
+        }
 
     def __getstate__(self) -> dict[str, Any]:
         # The layers carry the values; the owner calls bind() once they are back

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ._validation import check_choice, check_positive_int
 from .extras import require
 from .network import Network
 
@@ -68,8 +69,7 @@ def random_search(space: Mapping[str, Any], n: int, seed: int = 0) -> list[Candi
     """``n`` configurations drawn from ``space``: a list is sampled uniformly, a
     ``(low, high)`` tuple of floats log-uniformly (learning rates, L2), a
     callable ``f(rng)`` as it likes. Candidate ``i`` trains from seed ``seed + i``."""
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer. Received n={n!r}.")
+    n = check_positive_int("n", n)
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):
@@ -88,8 +88,7 @@ def random_search(space: Mapping[str, Any], n: int, seed: int = 0) -> list[Candi
 
 def restarts(config: Mapping[str, Any], k: int, seed: int = 0) -> list[Candidate]:
     """The same configuration ``k`` times, from seeds ``seed ... seed + k - 1``."""
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive integer. Received k={k!r}.")
+    k = check_positive_int("k", k)
     return [Candidate(dict(config), seed + i) for i in range(k)]
 
 
@@ -247,10 +246,8 @@ def select_best(
 
     if not candidates:
         raise ValueError("candidates is empty: pass at least one Candidate (see grid, random_search, restarts).")
-    if metric not in ("val_loss", "val_accuracy"):
-        raise ValueError(f"metric must be 'val_loss' or 'val_accuracy'. Received metric={metric!r}.")
-    if backend not in ("loky", "threading", "dask"):
-        raise ValueError(f"backend must be 'loky', 'threading' or 'dask'. Received backend={backend!r}.")
+    check_choice("metric", metric, ("val_loss", "val_accuracy"))
+    check_choice("backend", backend, ("loky", "threading", "dask"))
     if isinstance(validation, float):
         from .data import train_test_split
 

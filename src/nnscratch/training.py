@@ -150,8 +150,17 @@ class _Inputs:
         self.n = X.shape[0]
 
     @classmethod
-    def check(cls, net: Any, X: Any, y: Any, sample_weight: Any, validation_data: Any, validation_split: float,
-              batch_size: int | None, shuffle: bool) -> _Inputs:  # fmt: skip
+    def check(
+        cls,
+        net: Any,
+        X: Any,
+        y: Any,
+        sample_weight: Any,
+        validation_data: Any,
+        validation_split: float,
+        batch_size: int | None,
+        shuffle: bool,
+    ) -> _Inputs:
         batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
         validation_split = check_fraction("validation_split", validation_split)
         X = check_X(X, net.n_inputs, net.dtype, convert=False)
@@ -161,8 +170,9 @@ class _Inputs:
         if validation is None and validation_split:
             n_val = int(X.shape[0] * validation_split)
             if n_val < 1 or n_val >= X.shape[0]:
-                raise ValueError(f"validation_split={validation_split} leaves no data on one side of "
-                                 f"{X.shape[0]} samples.")  # fmt: skip
+                raise ValueError(
+                    f"validation_split={validation_split} leaves no data on one side of {X.shape[0]} samples."
+                )
             cut = X.shape[0] - n_val
             validation = (X[cut:], y[cut:], None if w is None else w[cut:])
             X, y, w = X[:cut], y[:cut], None if w is None else w[:cut]
@@ -214,9 +224,11 @@ class _StepDiverged(Exception):
 
 
 def _diverged(epoch: int, err: _StepDiverged) -> str:
-    return (f"Training diverged at epoch {epoch + 1} ({err}); it stopped and the weights from before that step "
-            "(or epoch) were restored. Try a lower learning rate, scaling the inputs (e.g. to [0, 1] or zero mean "
-            "and unit variance), or a smaller initialisation.")  # fmt: skip
+    return (
+        f"Training diverged at epoch {epoch + 1} ({err}); it stopped and the weights from before that step "
+        "(or epoch) were restored. Try a lower learning rate, scaling the inputs (e.g. to [0, 1] or zero mean "
+        "and unit variance), or a smaller initialisation."
+    )
 
 
 class _StepGuard:
@@ -311,7 +323,9 @@ class _BlowUp:
         reference = max(self.reference or 0.0, 1e-12)
         if mean_loss > BLOW_UP * reference:
             np.copyto(guard.backup, self.sane)
-            raise _StepDiverged(f"the loss rose to {mean_loss:.4g} and stayed finite: more than {BLOW_UP:g} "
-                                f"times {reference:.4g}, the larger of its first value and the loss of an "
-                                "all-zero output")  # fmt: skip
+            raise _StepDiverged(
+                f"the loss rose to {mean_loss:.4g} and stayed finite: more than {BLOW_UP:g} "
+                f"times {reference:.4g}, the larger of its first value and the loss of an "
+                "all-zero output"
+            )
         np.copyto(self.sane, self._params.values)

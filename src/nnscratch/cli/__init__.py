@@ -159,8 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..datasets import CSVError, DataFileError, DataNotFoundError
     from ..extras import MissingExtraError
     from ..io import ModelFileError
+    from .args import CommandError
     from .data import DataError
-    from .train import CommandError
 
     args = build_parser().parse_args(argv)
     try:

@@ -9,7 +9,11 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["positive_int", "positive_float", "seed", "check_writable", "jobs_count"]
+__all__ = ["CommandError", "positive_int", "positive_float", "seed", "check_writable", "jobs_count"]
+
+
+class CommandError(Exception):
+    """A failure to report as one line, with exit code 1."""
 
 
 def positive_int(text: str) -> int:

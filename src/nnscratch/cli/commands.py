@@ -14,9 +14,9 @@ import numpy as np
 
 from ..datasets import load_csv
 from ..io import load_bundle
-from .args import check_writable
+from .args import CommandError, check_writable
 from .data import apply_preprocessing, labelled_data, match_columns, parse_label
-from .train import CommandError, held_out_report
+from .train import held_out_report
 
 
 def _load_model(path: str, command: str | None = None) -> tuple[Any, dict[str, Any]]:

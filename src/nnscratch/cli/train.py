@@ -17,11 +17,8 @@ from ..extras import MissingExtraError, require
 from ..io import save
 from ..optimizers import get_optimizer
 from ..schedules import CosineDecay, ExponentialDecay, InverseScaling, StepDecay
+from .args import CommandError
 from .data import Prepared, parse_label, prepare
-
-
-class CommandError(Exception):
-    """A failure to report as one line, with exit code 1."""
 
 
 def build_optimizer(args: argparse.Namespace, steps_per_epoch: int) -> Any:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .. import Dense, Dropout, Network
+from .._validation import check_choice, check_number
 from ..explain import explain
 from ..optimizers import get_optimizer
 from ..schedules import CosineDecay, ExponentialDecay, StepDecay, get_schedule
@@ -58,18 +59,20 @@ class SettingsError(ValueError):
 
 
 def _number(settings: dict[str, Any], key: str, low: float, high: float, integer: bool = False) -> float:
-    value = settings[key]
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or not low <= value <= high or (integer and value != int(value)):
-        kind = "a whole number" if integer else "a number"
-        raise SettingsError(f"{key} must be {kind} from {low:g} to {high:g}; received {value!r}")
-    return int(value) if integer else float(value)
+    """``settings[key]`` checked by ``_validation.check_number``, in [low, high]; a SettingsError if not."""
+    try:
+        value = check_number(key, settings[key], low, high, high_open=False, whole=integer)
+    except ValueError as err:
+        raise SettingsError(str(err)) from None
+    return int(value) if integer else value
 
 
 def _choice(settings: dict[str, Any], key: str, allowed: Any) -> Any:
-    if settings[key] not in allowed:
-        raise SettingsError(f"{key} must be one of {', '.join(map(str, allowed))}; received {settings[key]!r}")
-    return settings[key]
+    """``settings[key]`` if it is one of ``allowed`` (``_validation.check_choice``); a SettingsError if not."""
+    try:
+        return check_choice(key, settings[key], tuple(allowed))
+    except ValueError as err:
+        raise SettingsError(str(err)) from None
 
 
 def check_settings(given: dict[str, Any], csv_loaded: bool = False) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_array, check_consistent_length, check_is_fitted, validate_data
 
 from .. import losses as L
+from .._validation import check_number, check_positive_int
 from ..network import Network
 from ..optimizers import get_optimizer
 
@@ -77,32 +78,20 @@ class BaseNeuralNet(BaseEstimator):
     # --- checks ----------------------------------------------------------------
     def _check_params(self, n_samples: int) -> int:
         sizes = self.hidden_layer_sizes
-        sizes = (sizes,) if isinstance(sizes, (int, np.integer)) else tuple(sizes)
-        if not all(isinstance(s, (int, np.integer)) and s > 0 for s in sizes):
-            raise ValueError(f"hidden_layer_sizes must be positive integers. Received {self.hidden_layer_sizes!r}.")
-        for name in ("max_iter", "n_iter_no_change"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer. Received {name}={value!r}.")
-        if not (isinstance(self.alpha, (int, float)) and self.alpha >= 0):
-            raise ValueError(f"alpha must be a number >= 0. Received alpha={self.alpha!r}.")
-        if not (isinstance(self.learning_rate_init, (int, float)) and self.learning_rate_init > 0):
-            raise ValueError(
-                f"learning_rate_init must be > 0. Received learning_rate_init={self.learning_rate_init!r}."
-            )
-        if not 0 < self.validation_fraction < 1:
-            raise ValueError(f"validation_fraction must lie in (0, 1). Received {self.validation_fraction!r}.")
+        for size in (sizes,) if isinstance(sizes, (int, np.integer)) else tuple(sizes):
+            check_positive_int("hidden_layer_sizes", size)
+        check_positive_int("max_iter", self.max_iter)
+        check_positive_int("n_iter_no_change", self.n_iter_no_change)
+        check_number("alpha", self.alpha, 0.0)
+        check_number("learning_rate_init", self.learning_rate_init, 0.0, low_open=True)
+        check_number("validation_fraction", self.validation_fraction, 0.0, 1.0, low_open=True)
         if self.batch_size == "auto":
             return min(200, n_samples)
-        if (
-            isinstance(self.batch_size, bool)
-            or not isinstance(self.batch_size, (int, np.integer))
-            or self.batch_size < 1
-        ):
-            raise ValueError(
-                f"batch_size must be 'auto' or a positive integer. Received batch_size={self.batch_size!r}."
-            )
-        return min(int(self.batch_size), n_samples)
+        try:
+            return min(check_positive_int("batch_size", self.batch_size), n_samples)
+        except ValueError:
+            received = f"Received batch_size={self.batch_size!r}."
+            raise ValueError(f"batch_size must be 'auto' or a positive integer. {received}") from None
 
     def _build(self, n_features: int, batch: int, x_dtype: np.dtype) -> Network:
         from ..layers import Dense, Dropout

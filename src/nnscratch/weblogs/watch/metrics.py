@@ -15,6 +15,7 @@ import ipaddress
 import time
 from typing import Any
 
+from ...extras import require
 from .actions import Action, Actions, Change
 
 __all__ = ["WatchMetrics", "parse_listen"]
@@ -55,11 +56,9 @@ class WatchMetrics:
     """The metrics of one watcher, in a registry of their own, served over HTTP by ``serve``."""
 
     def __init__(self) -> None:
-        try:
-            from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-        except ImportError:
-            message = "--metrics needs the prometheus-client package: pip install 'nnscratch[metrics]'"
-            raise ImportError(message) from None
+        require("prometheus_client", "metrics")  # a MissingExtraError naming the extra, when absent
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
         self.registry = registry = CollectorRegistry()
         self.lines_read = Counter("nnscratch_lines_read", "log lines read", registry=registry)
         self.lines_parsed = Counter("nnscratch_lines_parsed", "log lines parsed into requests", registry=registry)
