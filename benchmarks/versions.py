@@ -68,10 +68,13 @@ def _worker(src: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, text=True)  # fmt: skip
 
 
-def _ask(worker: subprocess.Popen, config: str) -> float:
+def _ask(worker: subprocess.Popen, config: str, src: Path) -> float:
     worker.stdin.write(config + "\n")
     worker.stdin.flush()
-    return json.loads(worker.stdout.readline())["seconds"]
+    answer = json.loads(worker.stdout.readline())
+    if not Path(answer["module"]).resolve().is_relative_to(src.resolve()):  # the tree asked for, not another
+        raise SystemExit(f"the worker for {src} imported nnscratch from {answer['module']}")
+    return answer["seconds"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", nargs="+", default=["A", "B", "C", "D"])
     parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args(argv)
+    for name in ("before", "after"):
+        if not (getattr(args, name) / "nnscratch" / "__init__.py").is_file():
+            parser.error(f"--{name} {getattr(args, name)} holds no nnscratch package (give a tree's src folder)")
     before, after = _worker(args.before), _worker(args.after)
     results = {}
     try:
@@ -88,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             ratios, times = [], {"before": [], "after": []}
             for r in range(args.rounds):
                 order = [("before", before), ("after", after)][:: 1 if r % 2 == 0 else -1]
-                got = {label: _ask(worker, config) for label, worker in order}
+                got = {label: _ask(worker, config, getattr(args, label)) for label, worker in order}
                 times["before"].append(got["before"])
                 times["after"].append(got["after"])
                 ratios.append(got["after"] / got["before"])

@@ -739,6 +739,19 @@ def test_metrics_endpoint_counts_lines_bans_actions_and_latency(watch_model, log
             assert said in capsys.readouterr().err and not (tmp_path / "new.sqlite").exists()
 
 
+def test_metrics_without_prometheus_client_names_the_extra_before_any_state(tmp_path, watch_model, capsys,
+                                                                            monkeypatch):  # fmt: skip
+    from nnscratch.cli import main
+
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # what an install without the extra sees
+    log = tmp_path / "access.log"
+    log.write_text("")
+    state = tmp_path / "state.sqlite"
+    assert main(["logs", "watch", str(watch_model), str(log), "--state", str(state), "--dry-run",
+                 "--metrics", "127.0.0.1:0"]) == 1  # fmt: skip
+    assert 'pip install "nnscratch[metrics]"' in capsys.readouterr().err and not state.exists()
+
+
 def test_metrics_count_an_action_failure_and_what_it_carries_out_after(tmp_path):
     from nnscratch.weblogs.watch.metrics import WatchMetrics
 
