@@ -231,3 +231,30 @@ def test_class_names_in_the_label_column(tmp_path):
     path.write_text("alcohol,kind\n13.2,barolo\n12.1,grignolino\n")
     X, y, names = load_csv(path, label="kind")
     assert y.tolist() == ["barolo", "grignolino"] and names == ["alcohol"] and X.shape == (2, 1)
+
+
+def test_a_csv_file_is_a_boundary_whatever_its_bytes(tmp_path):
+    """Issue 29, class 1: a folder, a binary file, bytes that are not UTF-8 and a cut-short
+    archive are each one sentence; gzip, bzip2 and xz CSVs are read like plain ones."""
+    import bz2
+    import gzip
+    import lzma
+
+    table = b"a,b,kind\n1,2,barolo\n3,4,grignolino\n"
+    for name, pack in (("t.csv.gz", gzip.compress), ("t.csv.bz2", bz2.compress), ("t.csv.xz", lzma.compress)):
+        (tmp_path / name).write_bytes(pack(table))
+        X, y, names = load_csv(tmp_path / name, label="kind")
+        assert X.tolist() == [[1, 2], [3, 4]] and y.tolist() == ["barolo", "grignolino"] and names == ["a", "b"]
+        whole = pack(table * 200)
+        (tmp_path / name).write_bytes(whole[: len(whole) // 2])
+        with pytest.raises(CSVError, match=r"is cut short or damaged \((gzip|bzip2|xz): "):
+            load_csv(tmp_path / name, label="kind")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(CSVError, match="is a folder, not a CSV file"):
+        load_csv(tmp_path / "folder")
+    (tmp_path / "image.csv").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(CSVError, match=r"is not a text file \(it holds NUL bytes\)"):
+        load_csv(tmp_path / "image.csv")
+    (tmp_path / "latin1.csv").write_bytes("alcohol,kind\n13.2,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(CSVError, match=r"latin1.csv, line 2: byte 0xe9 is not UTF-8\. Save the file as UTF-8"):
+        load_csv(tmp_path / "latin1.csv", label="kind")  # never a class named 'caf\ufffd'

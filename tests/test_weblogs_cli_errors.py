@@ -330,6 +330,7 @@ def test_a_folder_where_a_file_belongs_is_named_as_a_folder(model_file, secrepo,
     state = tmp_path / "state.sqlite"
     cases = [
         (["info", str(folder)], "is a folder, not a model file"),
+        (["train", str(folder), "--out", str(tmp_path / "m.safetensors")], "is a folder, not a CSV file"),
         (["logs", "bans", "--state", str(folder)], "is a folder, not a watcher's state file"),
         (["logs", "why", "1.2.3.4", "--state", str(folder)], "is a folder, not a watcher's state file"),
         (["logs", "watch", str(model_file), str(folder), "--dry-run", "--state", str(state)],

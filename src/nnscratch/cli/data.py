@@ -132,7 +132,7 @@ def prepare(data: str, *, task: str, test_size: float, seed: int, label: str | i
         name = data
     else:
         path = Path(data)
-        if not path.is_file():
+        if not path.exists():  # a folder is named as one by load_csv
             raise DataError(f"{data!r} is neither a dataset name ({', '.join(NAMES)}) nor an existing CSV file.")
         X, y, names = load_csv(path, label=label)
         name = path.stem
@@ -181,7 +181,7 @@ def labelled_data(data: str, meta: dict[str, Any], label: str | int) -> tuple[np
             stratify = y if meta.get("task") == "classification" else None
             _, X, _, y = train_test_split(X, y, test_size=split["test_size"], seed=split["seed"], stratify=stratify)
     else:
-        if not Path(data).is_file():
+        if not Path(data).exists():  # a folder is named as one by load_csv
             raise DataError(f"{data!r} is neither a dataset name ({', '.join(NAMES)}) nor an existing CSV file.")
         X, y, names = load_csv(data, label=label)
         X = match_columns(X, names, meta, data)

@@ -6,7 +6,10 @@ Each loader returns ``(X, y)`` with X float32 of shape (n, n_features).
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
+import lzma
 import os
 from pathlib import Path
 
@@ -98,9 +101,11 @@ def load_csv(
         and column), or an unknown label column.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CSVError(f"{path} is a folder, not a CSV file: give the file inside it.")
     if not path.is_file():
         raise FileNotFoundError(f"No CSV file at {path}.")
-    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    text = _csv_text(path)
     if not text.strip():
         raise CSVError(f"{path} is empty.")
     if delimiter is None:
@@ -180,6 +185,35 @@ def load_csv(
     else:
         y_out = np.array(label_cells)  # class names, e.g. "barolo"
     return X.astype(np.float32), y_out, [n for i, n in enumerate(names) if i != index]
+
+
+_COMPRESSED = {b"\x1f\x8b": ("gzip", gzip.decompress), b"BZh": ("bzip2", bz2.decompress),
+               b"\xfd7zXZ\x00": ("xz", lzma.decompress)}  # fmt: skip
+
+
+def _csv_text(path: Path) -> str:
+    """The text of a CSV file, decompressed when it is gzip, bzip2 or xz (by its first bytes).
+
+    A damaged or cut-short archive, a binary file (NUL bytes) and bytes that are not
+    UTF-8 are each a ``CSVError`` that says so (never replaced characters: a class
+    name read wrongly would label every prediction wrongly).
+    """
+    raw = path.read_bytes()
+    for magic, (kind, decompress) in _COMPRESSED.items():
+        if raw.startswith(magic):
+            try:
+                raw = decompress(raw)
+            except (EOFError, OSError, ValueError, lzma.LZMAError) as err:  # bz2 says ValueError
+                raise CSVError(f"{path} is cut short or damaged ({kind}: {err}).") from None
+            break
+    if b"\x00" in raw:
+        raise CSVError(f"{path} is not a text file (it holds NUL bytes): a CSV is text, one row per line.")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise CSVError(f"{path}, line {line}: byte 0x{raw[err.start]:02x} is not UTF-8. Save the file as UTF-8 "
+                       f"(e.g. iconv -f latin1 -t utf-8 {path} > {path.stem}.utf8.csv).") from None  # fmt: skip
 
 
 def is_number(text: str) -> bool:
