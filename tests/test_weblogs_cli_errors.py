@@ -331,6 +331,9 @@ def test_a_folder_where_a_file_belongs_is_named_as_a_folder(model_file, secrepo,
     cases = [
         (["info", str(folder)], "is a folder, not a model file"),
         (["train", str(folder), "--out", str(tmp_path / "m.safetensors")], "is a folder, not a CSV file"),
+        (["logs", "train", str(secrepo), "--labels", str(folder), "-o", str(tmp_path / "m.safetensors")],
+         "is a folder, not a label file"),
+        (["logs", "crossval", "--manifest", str(folder)], "is a folder, not a manifest"),
         (["logs", "bans", "--state", str(folder)], "is a folder, not a watcher's state file"),
         (["logs", "why", "1.2.3.4", "--state", str(folder)], "is a folder, not a watcher's state file"),
         (["logs", "watch", str(model_file), str(folder), "--dry-run", "--state", str(state)],
@@ -344,3 +347,23 @@ def test_a_folder_where_a_file_belongs_is_named_as_a_folder(model_file, secrepo,
         err = capsys.readouterr().err
         assert said in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, (argv, err)
     assert not state.exists()
+
+
+def test_a_label_file_or_manifest_of_other_bytes_and_an_empty_log_to_evaluate(model_file, tmp_path, capsys):
+    """Issue 29, classes 1 and 8: a label file or manifest that is not UTF-8 text is named with
+    its line (it was a bare "'utf-8' codec can't decode byte 0x80"), and evaluating on a log
+    with no lines says so (it said "X is empty: it has 0 samples")."""
+    binary = tmp_path / "labels.tsv"
+    binary.write_bytes(bytes(range(256)))
+    empty = tmp_path / "empty.log"
+    empty.write_text("")
+    cases = [
+        (["logs", "train", str(empty), "--labels", str(binary), "-o", str(tmp_path / "m.safetensors")],
+         "labels.tsv, line 2: byte 0x80 is not UTF-8; a label file is UTF-8 text"),
+        (["logs", "crossval", "--manifest", str(binary)], "byte 0x80 is not UTF-8; a manifest is UTF-8 text"),
+        (["logs", "evaluate", str(model_file), str(empty), "--rules"], "the logs hold no line to evaluate on (0 of 0"),
+    ]  # fmt: skip
+    for argv, said in cases:
+        assert main(argv) != 0, argv
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, (argv, err)

@@ -259,6 +259,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     model = _load_model(args)
     data = _data(args)
+    if not data.records:
+        raise ValueError(f"the logs hold no line to evaluate on ({data.stats.summary().splitlines()[0]}): check the "
+                         "files, or name their format with --format.")  # fmt: skip
     if "gray" not in model.classes and "gray" in data.labels:
         raise ValueError(f"the labels include gray lines, but {args.model} has no gray class (it was trained with "
                          "--gray-as bad or drop): pass the same --gray-as here.")  # fmt: skip

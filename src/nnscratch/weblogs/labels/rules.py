@@ -25,6 +25,7 @@ and its twice URL-decoded form.
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import re
 from collections import deque
@@ -42,6 +43,7 @@ from ..evidence.vocabulary import (
     UNUSUAL_METHODS,
     decode_twice,
 )
+from ..lines.reading import read_text
 from ..lines.record import LogRecord, client_of
 
 __all__ = ["CLASSES", "RuleLabeler", "read_label_file", "normalise_label"]
@@ -69,8 +71,7 @@ def read_label_file(path: str | Path) -> tuple[str, dict, set[str]]:
     *unknown*, and rules do not label it either. A label of ``unknown`` (or
     anything not recognised) marks a line or session unknown on purpose.
     """
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
+    rows = list(csv.DictReader(io.StringIO(read_text(path, "label file"), newline=""), delimiter="\t"))
     if not rows:
         raise ValueError(f"{path} has no rows.")
     columns = set(rows[0])

@@ -22,7 +22,7 @@ from typing import IO, NamedTuple
 from .formats import DETECT_LINES, LineParser, LogFormat, detect, get_format
 from .record import LogRecord, Malformed, by_ipv6_prefix
 
-__all__ = ["compression_of", "UnreadableLog", "ParseStats", "LogPath", "read_lines", "parse_stream"]
+__all__ = ["compression_of", "UnreadableLog", "ParseStats", "LogPath", "read_lines", "parse_stream", "read_text"]
 
 
 @dataclass
@@ -91,6 +91,25 @@ def _open(path: str | Path) -> tuple[IO[bytes], str | None]:
         handle = path.open("rb", buffering=1 << 20)
         head = handle.peek(6)[:6]
     return handle, next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
+
+
+def read_text(path: str | Path, what: str) -> str:
+    """The text of a small file the user names (``what``: "label file", "manifest"):
+    a folder, a missing file and bytes that are not UTF-8 are each a ValueError of one
+    sentence that names the file."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a {what}: give the file inside it.")
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read the {what} ({err.strerror or err}).") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ValueError(f"{path}, line {line}: byte 0x{raw[err.start]:02x} is not UTF-8; a {what} is UTF-8 "
+                         "text (is this the right file?).") from None  # fmt: skip
 
 
 def compression_of(path: str | Path) -> str | None:

@@ -40,7 +40,7 @@ import numpy as np
 from ..features.featurizer import Featurizer
 from ..labels.data import LabelledLines, split_by_client
 from ..labels.rules import CLASSES, RuleLabeler
-from ..lines.reading import LogPath
+from ..lines.reading import LogPath, read_text
 from ..lines.record import LogRecord
 from .metrics import Judgement, Report
 from .weblog import Prepared, TrainSettings, WebLogModel, prepare
@@ -84,7 +84,7 @@ def read_manifest(path: str | Path, root: str | Path | None = None, log_format: 
     """
     path = Path(path)
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(read_text(path, "manifest"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON: {err}") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("sources"), list) or not manifest["sources"]:
