@@ -88,6 +88,10 @@ def test_csv_classes_regression_and_refusals():
         ("1,2,a", "needs at least 4 rows"),
         ("x" * 1_000_001, "takes up to 1,000,000"),
         ("1,nan,a\n1,2,b\n3,4,a\n5,6,b", "finite"),
+        # issue 29, class 1: the limits of the file are sentences too (a csv.Error escaped; 1e308 became NaN)
+        ("x1,x2,t\n" + "7" * 200_000 + ",1,a\n1,2,b\n3,4,a\n5,6,b", r"cannot be read \(field larger than"),
+        ("1,2,a\n1,2,\x00b\n3,4,a\n5,6,b", "NUL bytes"),
+        ("1e308,1e308,a\n-1e308,1,b\n3,4,a\n5,6,b", "span more than the playground can scale"),
     ]
     for text, message in refused:
         with pytest.raises(DataError, match=message):

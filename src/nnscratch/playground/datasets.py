@@ -109,7 +109,12 @@ def read_csv(text: str) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
     """
     if len(text.encode()) > MAX_CSV_BYTES:
         raise DataError(f"the CSV is {len(text.encode()):,} bytes; the playground takes up to {MAX_CSV_BYTES:,}")
-    rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+    if "\x00" in text:
+        raise DataError("the file holds NUL bytes: it is not a text CSV (x1,x2,target rows)")
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+    except csv.Error as err:  # e.g. a field over the csv module's limit (131,072 characters)
+        raise DataError(f"the CSV cannot be read ({err}); it needs rows of x1,x2,target") from None
     if rows and not is_number(rows[0][0]):
         rows = rows[1:]  # a header
     if len(rows) < 4:
@@ -140,6 +145,9 @@ def read_csv(text: str) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
             raise DataError("the target column has one class only; a classifier needs at least two")
         index = {c: i for i, c in enumerate(classes)}
         y, problem = np.array([index[t] for t in targets]), "classification"
-    centre = (X.max(axis=0) + X.min(axis=0)) / 2
-    half = np.maximum((X.max(axis=0) - X.min(axis=0)) / 2, 1e-12)
+    with np.errstate(over="ignore", invalid="ignore"):  # a span past float64's range is refused next
+        centre = (X.max(axis=0) + X.min(axis=0)) / 2
+        half = np.maximum((X.max(axis=0) - X.min(axis=0)) / 2, 1e-12)
+    if not (np.isfinite(centre).all() and np.isfinite(half).all()):
+        raise DataError("x1 and x2 span more than the playground can scale (values near 1e308): scale them first")
     return (X - centre) / half * (RANGE * 0.9), y, problem, classes
