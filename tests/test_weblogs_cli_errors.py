@@ -199,6 +199,15 @@ def test_nothing_that_is_not_ours_is_overwritten(model_file, secrepo, logs, tmp_
                  "--no-plots"]) == 0  # fmt: skip
     assert main(["train", "digits", "--hidden", "8", "--epochs", "1", "--out", str(notes), "--quiet", "--no-plots",
                  "--force"]) == 0 and notes.read_bytes()[:8] != b"my notes"  # fmt: skip
+    onnx_notes = tmp_path / "notes.onnx"  # an ONNX output is a model output too (export overwrote it, exit 0)
+    onnx_notes.write_text("my notes\n")
+    assert main(["export", str(model), "-o", str(onnx_notes)]) == 1
+    assert "exists and is not an ONNX model nnscratch wrote" in capsys.readouterr().err
+    assert onnx_notes.read_text() == "my notes\n"
+    ours = tmp_path / "m.onnx"
+    assert main(["export", str(model), "-o", str(ours)]) == 0 and main(["export", str(model), "-o", str(ours)]) == 0
+    assert main(["export", str(model), "-o", str(onnx_notes), "--force"]) == 0
+    assert onnx_notes.read_bytes()[:8] != b"my notes"
 
 
 def test_bzip2_and_xz_logs_are_read_and_cut_short_ones_reported(secrepo, model_file, tmp_path, capsys):

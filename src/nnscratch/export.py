@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .extras import require
+from .io import write_atomically
 from .layers import Dense, Dropout
 
 __all__ = ["export_onnx", "to_sklearn", "OPSET"]
@@ -114,10 +115,7 @@ def export_onnx(net: Any, path: str | Path, *, scaler: dict[str, Any] | None = N
             entry = model.metadata_props.add()
             entry.key, entry.value = key, value
     onnx.checker.check_model(model)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
+    return write_atomically(path, model.SerializeToString())  # a crash never leaves half a file
 
 
 _SKLEARN_HIDDEN = {"identity": "identity", "sigmoid": "logistic", "tanh": "tanh", "relu": "relu"}

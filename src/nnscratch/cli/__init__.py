@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("model")
     export.add_argument("-o", "--output", help="the ONNX file (default: the model's name with .onnx)")
+    export.add_argument("--force", action="store_true", help="replace an existing -o that is not an ONNX model "
+                        "nnscratch wrote")  # fmt: skip
     export.set_defaults(func=cmd_export)
 
     ex = sub.add_parser("explain", help="one backpropagation step, every number shown",

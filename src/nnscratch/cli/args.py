@@ -65,14 +65,14 @@ def duration(text: str) -> float:
 
 
 def check_writable(
-    out: str | os.PathLike[str], option: str, *, model: bool = False, inputs: Sequence[Any] = (), force: bool = False,
-    example: str | None = None,
+    out: str | os.PathLike[str], option: str, *, model: bool | str = False, inputs: Sequence[Any] = (),
+    force: bool = False, example: str | None = None,
 ) -> None:  # fmt: skip
     """Refuse an output file before the work that produces it: a folder, a place where no file
     can be created, one of the command's own ``inputs`` (always), and, for a ``model`` output,
-    an existing file that is not an nnscratch model (unless ``force``): nothing that is not
-    ours is overwritten. ``example``: a file name the message for a folder suggests. Raises
-    OSError (one line from ``main``)."""
+    an existing file that is not an nnscratch model (``model="onnx"``: not an ONNX model that
+    nnscratch wrote) unless ``force``: nothing that is not ours is overwritten. ``example``: a
+    file name the message for a folder suggests. Raises OSError (one line from ``main``)."""
     import errno
     import tempfile
     from pathlib import Path
@@ -86,8 +86,10 @@ def check_writable(
         if source not in (None, "-") and Path(source).exists() and out.exists() and out.samefile(source):
             raise FileExistsError(errno.EEXIST, f"{option} is also an input of this command: writing it would "
                                   f"destroy that input; choose another {option}", str(out))  # fmt: skip
-    if model and not force and out.is_file() and out.stat().st_size > 0 and not _is_model(out):
-        raise FileExistsError(errno.EEXIST, f"exists and is not an nnscratch model: {option} would replace it; "
+    ours = _is_onnx if model == "onnx" else _is_model
+    if model and not force and out.is_file() and out.stat().st_size > 0 and not ours(out):
+        kind = "an ONNX model nnscratch wrote" if model == "onnx" else "an nnscratch model"
+        raise FileExistsError(errno.EEXIST, f"exists and is not {kind}: {option} would replace it; "
                               f"choose another {option}, or pass --force to replace it", str(out))  # fmt: skip
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -96,6 +98,15 @@ def check_writable(
     except OSError as err:
         raise OSError(err.errno, f"cannot write {option} here ({err.strerror or err}); choose another {option}",
                       str(out)) from None  # fmt: skip
+
+
+def _is_onnx(path: Any) -> bool:
+    import onnx
+
+    try:
+        return onnx.load(str(path), load_external_data=False).producer_name == "nnscratch"
+    except Exception:  # noqa: BLE001 - anything that does not read as an ONNX model of ours is not ours
+        return False
 
 
 def _is_model(path: Any) -> bool:

@@ -82,13 +82,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Write a saved model as ONNX (or hand it to scikit-learn's MLP), with its input
     standardisation and class names, for any ONNX runtime."""
     from ..export import export_onnx
+    from ..extras import require
 
+    require("onnx", "onnx")  # before anything is read or written
     net, meta = _load_model(args.model)
     if meta.get("kind") == "nnscratch.weblogs":
         raise CommandError(f"{args.model} is a web-log model: its input is log lines, not numbers; only plain "
                            "networks (nnscratch train) export to ONNX.")  # fmt: skip
     out = Path(args.output or Path(args.model).with_suffix(".onnx"))
-    check_writable(out, "-o", inputs=[args.model])
+    check_writable(out, "-o", model="onnx", inputs=[args.model], force=args.force)
     path = export_onnx(net, out, scaler=meta.get("scaler"), classes=meta.get("classes"),
                        name=str(meta.get("dataset", "nnscratch")))  # fmt: skip
     print(f"Wrote {path} (ONNX opset 13, input 'input' of shape (N, {net.n_inputs}), output 'output'"
