@@ -376,3 +376,46 @@ def test_a_label_file_or_manifest_of_other_bytes_and_an_empty_log_to_evaluate(mo
         assert main(argv) != 0, argv
         err = capsys.readouterr().err
         assert said in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, (argv, err)
+
+
+def test_text_outputs_never_replace_a_file_that_is_not_their_own(model_file, secrepo, tmp_path, capsys):
+    """Issue 29, class 3: `logs label LOG -o LOG` emptied the log before reading it; predict, label,
+    classify and crossval replaced any existing file. Each output now replaces only a file the
+    same command wrote (recognised by its header, or a ban list of addresses), else needs
+    --force; all before any work."""
+    log = tmp_path / "access.log"
+    log.write_bytes(secrepo.read_bytes())
+    assert main(["logs", "label", str(log), "-o", str(log)]) == 1
+    assert "is also an input of this command" in capsys.readouterr().err and log.read_bytes() == secrepo.read_bytes()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    table = tmp_path / "rows.csv"
+    table.write_text("a,b\n1,2\n")
+    digits = tmp_path / "digits.safetensors"
+    assert main(["train", "digits", "--hidden", "8", "--epochs", "1", "--out", str(digits), "--quiet",
+                 "--no-plots"]) == 0  # fmt: skip
+    capsys.readouterr()
+    manifest = tmp_path / "m.json"
+    manifest.write_text('{"sources": [{"name": "s", "logs": ["x.log"], "rules": true}]}')
+    refused = [
+        ["logs", "label", str(log), "-o", str(notes)],
+        *(["logs", "classify", str(model_file), str(log), option, str(notes)]
+          for option in ("-o", "--ban-list", "--ban-json", "--ban-csv")),
+        ["logs", "crossval", "--manifest", str(manifest), "--markdown", str(notes)],
+        ["predict", str(digits), str(table), "-o", str(notes)],
+    ]  # fmt: skip
+    for argv in refused:
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert "exists and is not a file this command wrote" in err and "--force" in err, (argv, err)
+        assert notes.read_text() == "my notes\n"
+    outputs = [tmp_path / name for name in ("labels.tsv", "lines.csv", "bans.txt", "bans.json", "bans.csv")]
+    again = [["logs", "label", str(log), "-o", str(outputs[0])],
+             ["logs", "classify", str(model_file), str(log), "-o", str(outputs[1]), "--ban-list", str(outputs[2]),
+              "--ban-json", str(outputs[3]), "--ban-csv", str(outputs[4])]]  # fmt: skip
+    for _ in range(2):  # the second run replaces what the first wrote, without --force
+        for argv in again:
+            assert main(argv) == 0, argv
+    assert outputs[2].read_text().strip()  # the ban list names the scanner
+    assert main(["logs", "label", str(log), "-o", str(notes), "--force"]) == 0
+    assert notes.read_text().startswith("file\tline\tlabel\t")

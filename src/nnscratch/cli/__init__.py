@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("model")
     pr.add_argument("input", help="CSV of inputs, one row per sample")
     pr.add_argument("-o", "--output", help="write the predictions here instead of standard output")
+    pr.add_argument("--force", action="store_true", help="replace an existing -o that is not a predictions file")
     pr.add_argument("--drop-column", help="a column of the CSV to ignore (e.g. its label), by name or index")
     pr.set_defaults(func=cmd_predict)
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-__all__ = ["CommandError", "positive_int", "positive_float", "seed", "check_writable", "jobs_count"]
+__all__ = ["CommandError", "positive_int", "positive_float", "seed", "check_writable", "written_by_us", "jobs_count"]
 
 
 class CommandError(Exception):
@@ -66,16 +67,16 @@ def duration(text: str) -> float:
 
 def check_writable(
     out: str | os.PathLike[str], option: str, *, model: bool | str = False, inputs: Sequence[Any] = (),
-    force: bool = False, example: str | None = None,
+    force: bool = False, example: str | None = None, ours: Callable[[Path], bool] | None = None,
 ) -> None:  # fmt: skip
     """Refuse an output file before the work that produces it: a folder, a place where no file
-    can be created, one of the command's own ``inputs`` (always), and, for a ``model`` output,
-    an existing file that is not an nnscratch model (``model="onnx"``: not an ONNX model that
-    nnscratch wrote) unless ``force``: nothing that is not ours is overwritten. ``example``: a
-    file name the message for a folder suggests. Raises OSError (one line from ``main``)."""
+    can be created, one of the command's own ``inputs`` (always), and, unless ``force``, an
+    existing file that is not ours: for a ``model`` output one that is not an nnscratch model
+    (``model="onnx"``: not an ONNX model nnscratch wrote), for another output one that ``ours``
+    (see ``written_by_us``) does not recognise as this command's own. ``example``: a file name
+    the message for a folder suggests. Raises OSError (one line from ``main``)."""
     import errno
     import tempfile
-    from pathlib import Path
 
     out = Path(out)
     if out.is_dir():
@@ -86,9 +87,10 @@ def check_writable(
         if source not in (None, "-") and Path(source).exists() and out.exists() and out.samefile(source):
             raise FileExistsError(errno.EEXIST, f"{option} is also an input of this command: writing it would "
                                   f"destroy that input; choose another {option}", str(out))  # fmt: skip
-    ours = _is_onnx if model == "onnx" else _is_model
-    if model and not force and out.is_file() and out.stat().st_size > 0 and not ours(out):
-        kind = "an ONNX model nnscratch wrote" if model == "onnx" else "an nnscratch model"
+    if model:
+        ours = _is_onnx if model == "onnx" else _is_model
+    kind = {"onnx": "an ONNX model nnscratch wrote", True: "an nnscratch model"}.get(model, "a file this command wrote")
+    if ours is not None and not force and out.is_file() and out.stat().st_size > 0 and not ours(out):
         raise FileExistsError(errno.EEXIST, f"exists and is not {kind}: {option} would replace it; "
                               f"choose another {option}, or pass --force to replace it", str(out))  # fmt: skip
     try:
@@ -98,6 +100,21 @@ def check_writable(
     except OSError as err:
         raise OSError(err.errno, f"cannot write {option} here ({err.strerror or err}); choose another {option}",
                       str(out)) from None  # fmt: skip
+
+
+def written_by_us(*starts: str, lines: Callable[[str], bool] | None = None) -> Callable[[Path], bool]:
+    """A test for ``check_writable(ours=...)``: the file begins with one of ``starts`` (the
+    header this command writes), or, with ``lines``, every line of it passes ``lines``."""
+
+    def ours(path: Path) -> bool:
+        with open(path, "rb") as f:
+            raw = f.read(1 << 16)
+        head = raw.decode("utf-8", errors="replace").splitlines()
+        if lines is None:
+            return bool(head) and head[0].startswith(starts)
+        return all(lines(line) for line in (head[:-1] if len(raw) == 1 << 16 else head))  # the last may be cut
+
+    return ours
 
 
 def _is_onnx(path: Any) -> bool:

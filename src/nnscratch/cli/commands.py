@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from ..datasets import load_csv
-from ..io import load_bundle
-from .args import CommandError, check_writable
+from ..io import load_bundle, write_atomically
+from .args import CommandError, check_writable, written_by_us
 from .data import apply_preprocessing, labelled_data, match_columns, parse_label
 from .train import held_out_report
 
@@ -53,8 +53,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Predict labels and class probabilities for the rows of a CSV file."""
-    if args.output:
-        check_writable(args.output, "-o", inputs=[args.model, args.input])  # never over the model or the data
+    if args.output:  # never over the model or the data, nor over a file that is not a predictions file
+        check_writable(args.output, "-o", inputs=[args.model, args.input], force=args.force,
+                       ours=written_by_us("label,prob_", "prediction"))  # fmt: skip
     net, meta = _load_model(args.model, "predict")
     X, _, names = load_csv(args.input, label=parse_label(args.drop_column) if args.drop_column is not None else None)
     X = apply_preprocessing(match_columns(X, names, meta, args.input), meta)
@@ -71,7 +72,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         writer.writerow([f"prediction_{j}" if out.shape[1] > 1 else "prediction" for j in range(out.shape[1])])
         writer.writerows([[f"{v:.6g}" for v in row] for row in out])
     if args.output:
-        Path(args.output).write_text(buffer.getvalue())
+        write_atomically(args.output, buffer.getvalue().encode())
         print(f"Wrote {len(out):,} predictions to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(buffer.getvalue())
