@@ -186,3 +186,22 @@ def test_a_csv_at_the_limits_gets_one_sentence(tmp_path, capsys, text, message):
     assert main(["predict", str(model), str(table)]) == 1
     err = capsys.readouterr().err
     assert re.search(message, err) and "Traceback" not in err
+
+
+def test_a_network_too_big_for_memory_says_how_big(tmp_path):
+    """Issue 29, class 2: `--hidden 60000 60000` under a memory limit was an ArrayMemoryError
+    traceback; now one sentence with the parameter count and the size, exit 1, no file."""
+    import resource
+    import subprocess
+    import sys
+
+    def limit() -> None:  # 4 GiB of address space: the 13.4 GiB network cannot be allocated
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    out = tmp_path / "big.safetensors"
+    done = subprocess.run([sys.executable, "-m", "nnscratch", "train", "digits", "--hidden", "60000", "60000",
+                           "--epochs", "1", "--out", str(out), "--no-plots"], capture_output=True, text=True,
+                          preexec_fn=limit, timeout=120)  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "64-60000-60000-10 does not fit in memory: its 3,604,560,010 parameters take 13.4 GiB" in done.stderr
+    assert not out.exists()

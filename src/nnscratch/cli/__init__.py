@@ -191,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{err.filename}: " if err.filename else ""
         print(f"error: {where}{err.strerror or err}", file=sys.stderr)
         return 1
+    except MemoryError as err:  # data or a network too big for this machine, for any command
+        print(f"error: not enough memory ({err or 'an allocation failed'}): the data or the network is too big for "
+              "this machine; use a smaller one.", file=sys.stderr)  # fmt: skip
+        return 1
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130

@@ -50,16 +50,31 @@ def build_network(args: argparse.Namespace, data: Prepared) -> Network:
     from ..losses import LOSSES
 
     loss_obj = LOSSES.get(loss)(**({"targets": targets} if loss == "cross_entropy" else {}))
-    return Network.from_sizes(
-        [data.X_train.shape[1], *args.hidden, n_out],
-        args.activation,
-        output if loss == "cross_entropy" or task == "regression" else "sigmoid",
-        loss=loss_obj,
-        optimizer=build_optimizer(args, steps),
-        l2=args.l2,
-        dropout=args.dropout,
-        dtype=args.dtype,
-        seed=args.seed,
+    sizes = [data.X_train.shape[1], *args.hidden, n_out]
+    try:
+        return Network.from_sizes(
+            sizes,
+            args.activation,
+            output if loss == "cross_entropy" or task == "regression" else "sigmoid",
+            loss=loss_obj,
+            optimizer=build_optimizer(args, steps),
+            l2=args.l2,
+            dropout=args.dropout,
+            dtype=args.dtype,
+            seed=args.seed,
+        )
+    except MemoryError:
+        raise CommandError(_too_big(sizes, args.dtype)) from None
+
+
+def _too_big(sizes: list[int], dtype: str) -> str:
+    """Why a network did not fit in memory, with how big it would be."""
+    n = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    gib = n * np.dtype(dtype).itemsize / 2**30
+    return (
+        f"the network {'-'.join(map(str, sizes))} does not fit in memory: its {n:,} parameters take "
+        f"{gib:,.1f} GiB in {dtype}, and training keeps about six arrays of that size (the weights, their "
+        "gradients, the optimizer's state, two backups). Use fewer or smaller --hidden layers."
     )
 
 
