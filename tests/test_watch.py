@@ -752,6 +752,36 @@ def test_metrics_without_prometheus_client_names_the_extra_before_any_state(tmp_
     assert 'pip install "nnscratch[metrics]"' in capsys.readouterr().err and not state.exists()
 
 
+def test_an_action_never_replaces_a_file_of_another_program(tmp_path, watch_model, capsys):
+    """Issue 29, class 3: `--nginx nginx.conf` would have replaced the server's configuration
+    with deny lines, `--nft-script notes` appended to any file. Each file action now takes
+    only a file it wrote (or an empty one) unless --force, refused before any state."""
+    from nnscratch.cli import main
+
+    log = tmp_path / "access.log"
+    log.write_text("")
+    state = tmp_path / "state.sqlite"
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("worker_processes auto;\nevents { worker_connections 768; }\n")
+    for option in ("--nginx", "--ban-list", "--ipset", "--crowdsec", "--nft-script", "--events"):
+        assert main(["logs", "watch", str(watch_model), str(log), "--state", str(state), option, str(conf)]) == 1
+        err = capsys.readouterr().err
+        assert f"exists and is not a file this command wrote: {option} would replace it" in err, err
+        assert "worker_processes" in conf.read_text() and not state.exists()
+    own = tmp_path / "deny.conf"  # what the action wrote before is its own: taken without --force
+    own.write_text("# managed by nnscratch logs watch\ndeny 203.0.113.9;  # until 2026-12-03T10:00:00Z\n")
+    bans = tmp_path / "bans.txt"
+    bans.write_text("203.0.113.9\n2001:db8::/64\n")
+    from nnscratch.weblogs.watch import actions
+
+    for option, path in (("--nginx", own), ("--ban-list", bans)):
+        parser = argparse.ArgumentParser()
+        actions.add_action_options(parser)
+        chosen = actions.actions_from_args(parser.parse_args([option, str(path)]))
+        assert chosen[0].writes == path
+        assert all(chosen[0].own_line(line) for line in path.read_text().splitlines()), option
+
+
 def test_metrics_count_an_action_failure_and_what_it_carries_out_after(tmp_path):
     from nnscratch.weblogs.watch.metrics import WatchMetrics
 

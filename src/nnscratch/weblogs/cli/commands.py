@@ -360,6 +360,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
     chosen = a.actions_from_args(args)
     if not chosen and not args.dry_run:
         raise ValueError(f"choose at least one action ({a.action_options()}) or --dry-run.")
+    from ...cli.args import check_writable, written_by_us
+
+    for action in chosen:  # an action's file is its own, or it is refused before any state is made
+        if action.writes is not None:
+            check_writable(action.writes, action.options[-1], inputs=[args.model, *args.logs], force=args.force,
+                           ours=written_by_us(lines=action.own_line))  # fmt: skip
     with contextlib.ExitStack() as cleanup:  # whatever fails, the port, the lock and the file are let go
         metrics = None
         if args.metrics:  # listening first: a busy port is refused before any state is touched
@@ -752,6 +758,7 @@ def _add_watch(commands: Any, formatter: Any) -> None:
                    help="an address or network never banned (repeat for more; any position)")  # fmt: skip
     p.add_argument("--ban-private", action="store_true", help="also ban loopback and private addresses")
     p.add_argument("--dry-run", action="store_true", help="decide and report, act on nothing")
+    p.add_argument("--force", action="store_true", help="let an action replace a file that is not its own")
     p.add_argument("--challenge", metavar="FILE", help="write gray clients here (to send to a captcha)")
     from ..watch.actions import add_action_options
 

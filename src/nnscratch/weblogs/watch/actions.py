@@ -131,6 +131,15 @@ class Action:
     def apply(self, changes: list[Change], active: list[Ban]) -> None:
         raise NotImplementedError
 
+    # The file the action writes, if any, and whether a line of an existing one is the
+    # action's own: ``logs watch`` refuses to replace (or append to) a file of another
+    # program before any state is made (``--force`` overrides).
+    writes: Path | None = None
+
+    @staticmethod
+    def own_line(line: str) -> bool:
+        return True
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name})"
 
@@ -142,6 +151,11 @@ class BanListFile(Action):
 
     def __init__(self, path: str | Path) -> None:
         self.path, self.name = Path(path), f"ban list {path}"
+        self.writes = self.path
+
+    @staticmethod
+    def own_line(line: str) -> bool:
+        return not line.strip() or ip_version(line.strip()) is not None
 
     def apply(self, changes: list[Change], active: list[Ban]) -> None:
         replace_text(self.path, "".join(f"{b.address}\n" for b in sorted(active, key=lambda b: b.address)))
@@ -169,7 +183,11 @@ class NginxDeny(Action):
 
     def __init__(self, path: str | Path, reload: str | None = None) -> None:
         self.path, self.reload = Path(path), shlex.split(reload) if reload else None
-        self.name = f"nginx include {path}"
+        self.name, self.writes = f"nginx include {path}", self.path
+
+    @staticmethod
+    def own_line(line: str) -> bool:  # what apply writes (deny lines under a comment), or a placeholder
+        return line.lstrip().startswith(("#", "deny ")) or not line.strip()
 
     def apply(self, changes: list[Change], active: list[Ban]) -> None:
         lines = [f"deny {b.address};  # until {time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(b.until))}Z\n"
@@ -213,8 +231,12 @@ class NftablesSet(Action):
             raise ValueError(f"--nft-table must be a name of letters, digits and '_' (at most 64, not starting with a "
                              f"digit). Received: {table!r}.")  # fmt: skip
         self.table, self.do_apply, self.script = table, apply, Path(script) if script else None
-        self.name = f"nftables table inet {table}"
+        self.name, self.writes = f"nftables table inet {table}", self.script
         self._ready = False
+
+    @staticmethod
+    def own_line(line: str) -> bool:  # the script is appended to: only nft commands of ours before
+        return line.startswith(("add ", "delete ", "flush ")) or not line.strip()
 
     def setup_commands(self) -> list[str]:
         t = f"inet {self.table}"
@@ -266,6 +288,11 @@ class IpsetRestore(Action):
 
     def __init__(self, path: str | Path, set_name: str = "nnscratch") -> None:
         self.path, self.set_name, self.name = Path(path), set_name, f"ipset file {path}"
+        self.writes = self.path
+
+    @staticmethod
+    def own_line(line: str) -> bool:
+        return line.startswith(("create ", "flush ", "add ")) or not line.strip()
 
     def apply(self, changes: list[Change], active: list[Ban]) -> None:
         now = time.time()
@@ -347,6 +374,11 @@ class CrowdsecDecisions(Action):
 
     def __init__(self, path: str | Path) -> None:
         self.path, self.name = Path(path), f"CrowdSec decisions {path}"
+        self.writes = self.path
+
+    @staticmethod
+    def own_line(line: str) -> bool:  # json.dumps(rows, indent=1): a list of flat objects
+        return line.strip()[:1] in ("", "[", "]", "{", "}", '"')
 
     def apply(self, changes: list[Change], active: list[Ban]) -> None:
         now = time.time()
@@ -423,6 +455,11 @@ class JsonEvents(Action):
 
     def __init__(self, path: str | None = None) -> None:
         self.path, self.name = path, f"events {path or 'stdout'}"
+        self.writes = Path(path) if path not in (None, "-") else None
+
+    @staticmethod
+    def own_line(line: str) -> bool:  # appended to: only event lines of ours before
+        return line.startswith('{"time": ') or not line.strip()
 
     def apply(self, changes: list[Change], active: list[Ban]) -> None:
         if not changes:
