@@ -419,3 +419,17 @@ def test_text_outputs_never_replace_a_file_that_is_not_their_own(model_file, sec
     assert outputs[2].read_text().strip()  # the ban list names the scanner
     assert main(["logs", "label", str(log), "-o", str(notes), "--force"]) == 0
     assert notes.read_text().startswith("file\tline\tlabel\t")
+
+
+def test_a_log_where_almost_nothing_parses_is_not_a_result(model_file, secrepo, tmp_path, capsys):
+    """Issue 29, class 7: 2 access-log lines among 200 others were "2 of 202 lines parsed", exit 0;
+    now classify, label and train exit non-zero and say what the other lines look like."""
+    log = tmp_path / "mostly.log"
+    log.write_text("".join(secrepo.read_text().splitlines(keepends=True)[:2]) + "garbage line\n" * 200)
+    for argv in (["logs", "classify", str(model_file), str(log), "-o", str(tmp_path / "lines.csv")],
+                 ["logs", "label", str(log), "-o", str(tmp_path / "labels.tsv")],
+                 ["logs", "train", str(log), "--rules", "-o", str(tmp_path / "m.safetensors")]):  # fmt: skip
+        assert main(argv) != 0, argv
+        err = capsys.readouterr().err
+        assert "only 2 of 202 lines are access-log lines; the rest look like 'garbage line'" in err, (argv, err)
+        assert "--format NAME" in err

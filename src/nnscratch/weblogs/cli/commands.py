@@ -55,6 +55,7 @@ def _data(args: argparse.Namespace) -> Any:
         sources, gray_as = read_manifest(args.manifest, args.root, args.format, args.ipv6_prefix)
         data, _ = load_sources(sources, args.gray_as or gray_as)
         data.stats.check_readable()
+        data.stats.check_parsed()
         return data
     if not (args.good or args.bad or args.gray or args.logs):
         raise ValueError("give log files: --manifest FILE, --good/--bad/--gray FILE, or LOG files with --labels "
@@ -65,6 +66,7 @@ def _data(args: argparse.Namespace) -> Any:
                                 label_files=args.labels, rules=RuleLabeler() if args.rules else None,
                                 gray_as=args.gray_as or "gray", unknown_agent=args.unknown_agent)  # fmt: skip
     data.stats.check_readable()
+    data.stats.check_parsed()
     return data
 
 
@@ -113,9 +115,15 @@ def cmd_label(args: argparse.Namespace) -> int:
 
 
 def _unreadable_exit(stats: Any) -> int:
-    """0, or 1 after one error line per log that was cut short (its readable lines were processed)."""
+    """0, or 1 after one error line per log that was cut short (its readable lines were processed),
+    or after saying that almost none of the lines parsed (``ParseStats.check_parsed``)."""
     for problem in stats.unreadable:
         print(f"error: {problem}", file=sys.stderr)
+    try:
+        stats.check_parsed()
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 1 if stats.unreadable else 0
 
 

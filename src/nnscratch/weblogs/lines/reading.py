@@ -19,7 +19,7 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import IO, NamedTuple
 
-from .formats import DETECT_LINES, LineParser, LogFormat, detect, get_format
+from .formats import DETECT_LINES, FORMATS, LineParser, LogFormat, detect, get_format
 from .record import LogRecord, Malformed, by_ipv6_prefix
 
 __all__ = ["compression_of", "UnreadableLog", "ParseStats", "LogPath", "read_lines", "parse_stream", "read_text"]
@@ -58,6 +58,17 @@ class ParseStats:
         if self.unreadable:
             first = self.unreadable[0]
             raise OSError(5, f"{first.reason} after line {first.lines:,}", first.path)
+
+    def check_parsed(self, least: float = 0.1, lines: int = 20) -> None:
+        """Refuse to call it a result when almost nothing parsed (under ``least`` of at least
+        ``lines`` lines): a ``ValueError`` that says what the lines look like and which
+        formats are read. Zero results are not success."""
+        if self.total >= lines and self.parsed < least * self.total:
+            reason, _ = self.skipped.most_common(1)[0]
+            example, names = self.examples[reason][0][:120], ", ".join(FORMATS)
+            raise ValueError(f"only {self.parsed:,} of {self.total:,} lines are access-log lines; the rest look "
+                             f"like {example!r} ({reason}). The formats read are {names}: name the right one "
+                             "with --format NAME, or check the files.")  # fmt: skip
 
     @property
     def total(self) -> int:
