@@ -303,3 +303,22 @@ def test_a_grid_key_given_twice_is_refused_not_overwritten(capsys):
     """``--grid lr=0.1 lr=0.01`` used to search lr=0.01 alone, silently."""
     assert main(["search", "moons", "--grid", "lr=0.1", "lr=0.01"]) == 1
     assert "--grid names lr twice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [(["--dropout", "1.5"], "argument --dropout: expected a number from 0 up to (not including) 1, got 1.5"),
+     (["--l2", "-1"], "argument --l2: expected a finite number >= 0, got -1"),
+     (["--momentum", "2"], "argument --momentum: expected a number from 0 up to (not including) 1, got 2"),
+     (["--test-size", "2"], "argument --test-size: expected a number from 0 up to (not including) 1, got 2"),
+     (["--momentum", "0.9"], "--momentum is SGD's; --optimizer adam has no momentum")],
+)  # fmt: skip
+def test_train_options_are_named_and_none_is_ignored(tmp_path, capsys, argv, said):
+    """Issue 29, class 8: `--dropout 1.5` said "rate must lie in [0, 1)", `--l2 -1` "l2 must be ...",
+    and `--momentum 0.9` with Adam was ignored without a word; each now names the option."""
+    out = tmp_path / "m.safetensors"
+    try:
+        code = main(["train", "digits", "--epochs", "1", "--out", str(out), "--no-plots", "--quiet", *argv])
+    except SystemExit as exit:  # argparse refuses a bad value
+        code = exit.code
+    assert code != 0 and said in capsys.readouterr().err and not out.exists()

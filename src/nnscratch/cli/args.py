@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CommandError", "positive_int", "positive_float", "seed", "check_writable", "written_by_us", "jobs_count"]
+__all__ = ["CommandError", "positive_int", "positive_float", "non_negative_float", "fraction", "seed", "check_writable",
+           "written_by_us", "jobs_count"]  # fmt: skip
 
 
 class CommandError(Exception):
@@ -35,6 +36,28 @@ def seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 4294967295, got {text!r}") from None
     if not 0 <= value < 2**32:
         raise argparse.ArgumentTypeError(f"a seed is a whole number from 0 to 4294967295, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0 (a penalty such as --l2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1) (a rate such as --dropout or --momentum, a share such as --test-size)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 up to (not including) 1, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 up to (not including) 1, got {text}")
     return value
 
 

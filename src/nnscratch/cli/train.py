@@ -31,6 +31,9 @@ def build_optimizer(args: argparse.Namespace, steps_per_epoch: int) -> Any:
         "inverse_scaling": lambda lr: InverseScaling(lr),
     }
     rate = schedules[args.lr_schedule](args.lr)
+    if args.momentum and args.optimizer != "sgd":  # it was ignored without a word
+        raise CommandError(f"--momentum is SGD's; --optimizer {args.optimizer} has no momentum. Use --optimizer sgd "
+                           "--momentum M, or leave --momentum out.")  # fmt: skip
     extra = {"momentum": args.momentum} if args.optimizer == "sgd" and args.momentum else {}
     return get_optimizer(args.optimizer, learning_rate=rate, **extra)
 
@@ -352,7 +355,7 @@ def add_train_parser(sub: Any, formatter: Any) -> None:
 
 
 def _add_training_options(p: Any) -> None:
-    from .args import jobs_count, positive_float, positive_int, seed
+    from .args import fraction, jobs_count, non_negative_float, positive_float, positive_int, seed
 
     p.add_argument("data", help="dataset name (digits, mnist, moons, circles, xor) or a CSV file")
     p.add_argument("--hidden", type=positive_int, nargs="*", default=[64], help="hidden layer sizes (default: 64)")
@@ -373,7 +376,7 @@ def _add_training_options(p: Any) -> None:
         "--optimizer", default="adam", choices=["sgd", "adagrad", "rmsprop", "adam", "adamw"], help="the update rule"
     )
     p.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (default 1e-3)")
-    p.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default 0)")
+    p.add_argument("--momentum", type=fraction, default=0.0, help="SGD momentum, in [0, 1) (default 0)")
     p.add_argument(
         "--lr-schedule",
         default="constant",
@@ -382,15 +385,15 @@ def _add_training_options(p: Any) -> None:
     )
     p.add_argument("--epochs", type=positive_int, default=20, help="passes over the training data")
     p.add_argument("--batch-size", type=positive_int, default=32, help="samples per gradient step")
-    p.add_argument("--l2", type=float, default=0.0, help="L2 on weights: adds l2/2 ||W||^2 to the loss")
-    p.add_argument("--dropout", type=float, default=0.0, help="dropout rate after each hidden layer")
+    p.add_argument("--l2", type=non_negative_float, default=0.0, help="L2 on weights: adds l2/2 ||W||^2 to the loss")
+    p.add_argument("--dropout", type=fraction, default=0.0, help="dropout rate after each hidden layer, in [0, 1)")
     p.add_argument("--seed", type=seed, default=0, help="seed of the initial weights, shuffling and split")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="floating-point precision")
-    p.add_argument("--validation-split", type=float, default=0.0, help="fraction of training data for val_loss")
+    p.add_argument("--validation-split", type=fraction, default=0.0, help="fraction of training data for val_loss")
     p.add_argument("--early-stopping", type=positive_int, metavar="PATIENCE", help="stop when val_loss stalls")
     p.add_argument(
         "--test-size",
-        type=float,
+        type=fraction,
         default=0.2,
         help="held-out fraction; 0: train and evaluate on every row (MNIST: its test set)",
     )
