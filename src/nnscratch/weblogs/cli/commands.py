@@ -345,6 +345,22 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checked_actions(args: argparse.Namespace) -> list:
+    """The actions the options choose (at least one, unless --dry-run); an action's file is its
+    own (or empty), or it is refused before any state is made."""
+    from ...cli.args import check_writable, written_by_us
+    from ..watch import actions
+
+    chosen = actions.actions_from_args(args)
+    if not chosen and not args.dry_run:
+        raise ValueError(f"choose at least one action ({actions.action_options()}) or --dry-run.")
+    for action in chosen:
+        if action.writes is not None:
+            check_writable(action.writes, action.options[-1], inputs=[args.model, *args.logs], force=args.force,
+                           ours=written_by_us(lines=action.own_line))  # fmt: skip
+    return chosen
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     """Follow live access logs (like tail -F), judge clients with the model's client verdicts, and ban
     and unban them through the chosen actions; state survives restarts."""
@@ -365,15 +381,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
             raise IsADirectoryError(21, "is a directory, not a log file (give the files inside it)", str(path))
     tune_collector_for_streams()  # this command's own process
 
-    chosen = a.actions_from_args(args)
-    if not chosen and not args.dry_run:
-        raise ValueError(f"choose at least one action ({a.action_options()}) or --dry-run.")
-    from ...cli.args import check_writable, written_by_us
-
-    for action in chosen:  # an action's file is its own, or it is refused before any state is made
-        if action.writes is not None:
-            check_writable(action.writes, action.options[-1], inputs=[args.model, *args.logs], force=args.force,
-                           ours=written_by_us(lines=action.own_line))  # fmt: skip
+    chosen = _checked_actions(args)
     with contextlib.ExitStack() as cleanup:  # whatever fails, the port, the lock and the file are let go
         metrics = None
         if args.metrics:  # listening first: a busy port is refused before any state is touched
