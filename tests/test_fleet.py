@@ -299,3 +299,15 @@ def test_a_fleet_host_stopped_dead_keeps_its_evidence_in_the_database(database, 
             db.execute(f"DELETE FROM nnscratch_{table}")
     cut = _fleet_judged(database, watch_model, log, tmp_path, [2, 3])
     assert whole[0] and cut == whole and "client" in whole[1]
+
+
+def test_a_fleet_url_that_cannot_be_used_is_one_line_without_its_password(capsys):
+    """Issue 29, class 1: a database that refuses, or a URL that does not parse ("Invalid IPv6
+    URL", naming nothing), is one line that names the URL with its password hidden."""
+    from nnscratch.cli import main
+
+    for url in ("postgresql://watcher:secret@127.0.0.1:1/fleet", "postgresql://watcher:secret@[::1:5432/fleet"):
+        assert main(["logs", "bans", "--state", url]) != 0
+        err = capsys.readouterr().err
+        assert "cannot be used" in err and "Check the --state URL" in err and len(err.strip().splitlines()) == 1, err
+        assert "secret" not in err and "watcher:***@" in err

@@ -19,6 +19,7 @@ applies it once.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from collections.abc import Iterable, Sequence
@@ -102,7 +103,10 @@ def open_store(state: str, host: str | None = None) -> Any:
 
 
 def _without_password(url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a URL that does not parse (refused when connecting): hide what looks like one
+        return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
     if parts.password is None:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
@@ -120,9 +124,10 @@ class PostgresStore:
         self._psycopg = psycopg
         try:
             self._connect()
-        except psycopg.Error as err:
-            raise StateFileError(f"the fleet database {self.path} cannot be used: {str(err).strip()}. Check that "
-                                 "PostgreSQL runs there and the user may create tables.") from None  # fmt: skip
+        except (psycopg.Error, ValueError) as err:  # ValueError: a URL that does not parse (e.g. [::1:5432)
+            said = " ".join(str(err).replace(url, self.path).split()).rstrip(".")  # one line, no password
+            raise StateFileError(f"the fleet database {self.path} cannot be used: {said}. Check the --state URL, that "
+                                 "PostgreSQL runs there and that the user may create tables.") from None  # fmt: skip
 
     def _connect(self) -> None:
         psycopg = self._psycopg
