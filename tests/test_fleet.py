@@ -311,3 +311,6 @@ def test_a_fleet_url_that_cannot_be_used_is_one_line_without_its_password(capsys
         err = capsys.readouterr().err
         assert "cannot be used" in err and "Check the --state URL" in err and len(err.strip().splitlines()) == 1, err
         assert "secret" not in err and "watcher:***@" in err
+    assert main(["logs", "bans", "--state", "mysql://watcher:secret@db/fleet"]) == 2  # never a file of that name
+    err = capsys.readouterr().err
+    assert "--state takes an SQLite file or a postgresql:// URL" in err and "secret" not in err

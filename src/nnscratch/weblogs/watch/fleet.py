@@ -85,8 +85,14 @@ _DECISION = (
 
 
 def is_database_url(state: str) -> bool:
-    """Whether ``--state`` names a PostgreSQL database rather than an SQLite file."""
-    return str(state).startswith(("postgresql://", "postgres://"))
+    """Whether ``--state`` names a PostgreSQL database rather than an SQLite file; any other
+    URL (``mysql://...``) is a ValueError, never a file path of that name."""
+    if str(state).startswith(("postgresql://", "postgres://")):
+        return True
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", str(state)):
+        raise ValueError(f"--state takes an SQLite file or a postgresql:// URL (the fleet's database); received "
+                         f"{_without_password(str(state))!r}: no other database is supported.")  # fmt: skip
+    return False
 
 
 class StoreUnavailable(ConnectionError):
