@@ -782,6 +782,23 @@ def test_an_action_never_replaces_a_file_of_another_program(tmp_path, watch_mode
         assert all(chosen[0].own_line(line) for line in path.read_text().splitlines()), option
 
 
+def test_an_allowlist_that_cannot_be_read_is_named_before_any_state(tmp_path, watch_model, capsys):
+    """Issue 29, class 1: a missing --allowlist was "[Errno 2] No such file or directory" after the
+    state file had been made, and one of other bytes a bare codec error."""
+    from nnscratch.cli import main
+
+    log, state, binary = tmp_path / "access.log", tmp_path / "state.sqlite", tmp_path / "allow.bin"
+    log.write_text("")
+    binary.write_bytes(bytes(range(256)))
+    for allowlist, said in (
+        (tmp_path / "missing.txt", "missing.txt: cannot read the --allowlist file"),
+        (binary, "allow.bin, line 2: byte 0x80 is not UTF-8; a --allowlist file is UTF-8 text"),
+    ):
+        assert main(["logs", "watch", str(watch_model), str(log), "--dry-run", "--state", str(state),
+                     "--allowlist", str(allowlist)]) != 0  # fmt: skip
+        assert said in capsys.readouterr().err and not state.exists()
+
+
 def test_metrics_count_an_action_failure_and_what_it_carries_out_after(tmp_path):
     from nnscratch.weblogs.watch.metrics import WatchMetrics
 

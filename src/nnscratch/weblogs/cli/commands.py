@@ -389,11 +389,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
             metrics = WatchMetrics()
             cleanup.callback(metrics.serve(args.metrics).shutdown)
-        store = open_store(args.state, args.fleet_host)
-        cleanup.callback(store.close)
-        store.lock()  # one watcher per state file (per host of a fleet)
         policy = BanPolicy(args.ban_time, args.ban_factor, args.max_ban_time,
                            Allowlist(args.allowlist, args.allow, ban_private=args.ban_private))  # fmt: skip
+        store = open_store(args.state, args.fleet_host)  # after every check that needs no state
+        cleanup.callback(store.close)
+        store.lock()  # one watcher per state file (per host of a fleet)
         challenge = Path(args.challenge) if args.challenge else None
         settings = WatchSettings(from_start=args.from_start, dry_run=args.dry_run, challenge=challenge,
                                  poll=args.poll, max_clients=args.max_clients, status_every=args.status_every,

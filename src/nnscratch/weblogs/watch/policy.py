@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..lines.reading import read_text
 from ..model.clients import Ruling
 from .actions import ip_target
 from .state import Ban
@@ -43,7 +44,7 @@ class Allowlist:
     def reload(self) -> None:
         entries = list(self.extra)
         if self.path is not None:
-            entries += [line.split("#", 1)[0].strip() for line in self.path.read_text(encoding="utf-8").splitlines()]
+            entries += [line.split("#", 1)[0].strip() for line in read_text(self.path, "--allowlist file").splitlines()]
         networks = []
         for entry in filter(None, entries):
             try:
