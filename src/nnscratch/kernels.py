@@ -188,8 +188,10 @@ def optimizer_update(optimizer: Any) -> Any:
     numbers (Adam's bias-corrected step sizes come from ``Adam.step_sizes``).
     """
     compiled = fused()
+    if compiled is None:  # the NumPy-only path asks this every step: answer at once
+        return None
     plan = _UPDATES.get(_builtin(optimizer, "nnscratch.optimizers"))
-    if compiled is None or plan is None:
+    if plan is None:
         return None
 
     def update(p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], lr: float, decay: bool) -> bool:

@@ -39,36 +39,29 @@ def seed(text: str) -> int:
     return value
 
 
-def non_negative_float(text: str) -> float:
-    """A finite number >= 0 (a penalty such as --l2)."""
+def _number(text: str, expected: str, ok: Callable[[float], bool]) -> float:
+    """``text`` as a float that passes ``ok``; else an argparse error saying what was expected."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
     return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0 (a penalty such as --l2)."""
+    return _number(text, "a finite number >= 0", lambda v: 0 <= v < float("inf"))
 
 
 def fraction(text: str) -> float:
     """A number in [0, 1) (a rate such as --dropout or --momentum, a share such as --test-size)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 up to (not including) 1, got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 up to (not including) 1, got {text}")
-    return value
+    return _number(text, "a number from 0 up to (not including) 1", lambda v: 0 <= v < 1)
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
+    return _number(text, "a positive number", lambda v: 0 < v < float("inf"))
 
 
 DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
