@@ -186,6 +186,13 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from ..serve.decision import collector_for_streams
 
     _with_format(args)
+    if args.scheduler or args.jobs != 1:
+        from ...extras import require
+
+        require("distributed", "dask")
+        if args.ban_rule == "count" or "-" in args.logs:
+            raise ValueError("--scheduler and --jobs run on a Dask cluster, which needs log files (not -) and the "
+                             "client model (not --ban-rule count); leave them out for this run.")  # fmt: skip
     with collector_for_streams():  # the collector as streaming wants it, while the command runs
         return _classify(args)
 
@@ -240,7 +247,8 @@ def _classify(args: argparse.Namespace) -> int:
     out = sys.stdout if args.output in (None, "-") else open(args.output, "w", encoding="utf-8")
     start = time.perf_counter()
     try:
-        settings = ClassifySettings(output_format=args.output_format, tally=tally)
+        settings = ClassifySettings(output_format=args.output_format, tally=tally, scheduler=args.scheduler,
+                                    jobs=args.jobs)  # fmt: skip
         n, counts = classify(model, args.logs, out, on_verdict=keep, stats=stats, settings=settings)
     finally:
         if out is not sys.stdout:
@@ -697,7 +705,7 @@ def _add_train(commands: Any, formatter: Any) -> None:
 
 
 def _add_classify(commands: Any, formatter: Any) -> None:
-    from ...cli.args import positive_float, positive_int
+    from ...cli.args import jobs_count, positive_float, positive_int
 
     p = commands.add_parser("classify", help="label lines, judge clients, write the ban list",
                             description=cmd_classify.__doc__, formatter_class=formatter, epilog=EPILOG)  # fmt: skip
@@ -720,6 +728,10 @@ def _add_classify(commands: Any, formatter: Any) -> None:
     p.add_argument("--ban-json", help="write banned clients with their evidence as JSON")
     p.add_argument("--ban-csv", help="write banned clients as CSV: the request number, log time and P(bad) of "
                    "the ruling that banned each")  # fmt: skip
+    p.add_argument("--scheduler", metavar="ADDRESS", help="run on this Dask scheduler (tcp://host:8786); its workers "
+                   "must see the log files. The result is the same")  # fmt: skip
+    p.add_argument("--jobs", type=jobs_count, default=1, help="with N > 1, run on a local Dask cluster of N worker "
+                   "processes (-1: one per core)")  # fmt: skip
     p.set_defaults(func=cmd_classify)
 
 

@@ -22,7 +22,10 @@ from typing import IO, NamedTuple
 from .formats import DETECT_LINES, FORMATS, LineParser, LogFormat, detect, get_format
 from .record import LogRecord, Malformed, by_ipv6_prefix
 
-__all__ = ["compression_of", "UnreadableLog", "ParseStats", "LogPath", "read_lines", "parse_stream", "read_text"]
+__all__ = [
+    "compression_of", "UnreadableLog", "ParseStats", "LogPath", "read_lines", "read_range", "file_parser",
+    "parse_stream", "read_text",
+]  # fmt: skip
 
 
 @dataclass
@@ -219,6 +222,33 @@ class LogPath(str):
         """A parser for this file: its format's (named, or detected from its first lines
         ``head``), naming IPv6 clients by ``ipv6_prefix``."""
         return by_ipv6_prefix(_format_of(self, head).parser(), self.ipv6_prefix)
+
+
+def read_range(path: str | Path, start: int, end: int) -> Iterator[bytes]:
+    """The raw lines of a plain (uncompressed) file that begin at a byte offset in
+    ``[start, end)``: cut a file at any offsets and every line falls in exactly one piece,
+    in order (how ``serve.archive`` splits a big log between workers)."""
+    with Path(path).open("rb", buffering=1 << 20) as handle:
+        position = start
+        if start > 0:  # the line that began before ``start`` belongs to the piece before
+            handle.seek(start - 1)
+            position = start - 1 + len(handle.readline())
+        while position < end:
+            raw = handle.readline()
+            if not raw:
+                return
+            position += len(raw)
+            yield raw
+
+
+def file_parser(path: str | Path) -> LineParser:
+    """The parser of a log file: its ``LogPath``'s format, or the one its first lines show."""
+    lines = read_lines([path], [])
+    try:
+        head = [raw for _, _, raw in islice(lines, DETECT_LINES)]
+    finally:
+        lines.close()
+    return (path if isinstance(path, LogPath) else LogPath(path)).parser(head)
 
 
 def parse_stream(paths: Iterable[str | Path], stats: ParseStats | None = None) -> Iterator[tuple[str, int, LogRecord]]:

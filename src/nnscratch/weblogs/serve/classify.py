@@ -32,7 +32,7 @@ from ..model.clients import Verdict
 from ..model.weblog import WebLogModel
 from .decision import IDLE, SLACK, Decider, tune_collector_for_streams
 
-__all__ = ["ClientTally", "classify"]
+__all__ = ["ClientTally", "ClassifySettings", "Pipeline", "RowWriter", "classify"]
 
 
 class ClientTally:
@@ -85,7 +85,7 @@ def visit_verdict(client: str, state: ClientState, min_evidence: int) -> Verdict
     return Verdict.of(client, state, state.ban, state.peak, min_evidence)
 
 
-class _Pipeline:
+class Pipeline:
     """The decision procedure (``decision.Decider``) over one file at a time, and a
     ``Verdict`` on each visit that ended: everything ``classify`` does to a line but parsing
     and writing it. It runs here, or whole in one worker process (its state must see every
@@ -120,7 +120,7 @@ class _Pipeline:
                 (featurizer.cache_hits - hits, featurizer.cache_lookups - lookups))  # fmt: skip
 
 
-_WORKER: dict[str, _Pipeline] = {}
+_WORKER: dict[str, Pipeline] = {}
 
 
 def _init_worker(model: WebLogModel, s: ClassifySettings, judge: bool) -> None:
@@ -130,7 +130,7 @@ def _init_worker(model: WebLogModel, s: ClassifySettings, judge: bool) -> None:
     # (a watcher's), Pool.terminate could never stop it. The worker is ours: the default.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     tune_collector_for_streams()  # the worker is a process of our own
-    _WORKER["pipeline"] = _Pipeline(model, s, judge)
+    _WORKER["pipeline"] = Pipeline(model, s, judge)
 
 
 def _feed_worker(job: tuple[list[tuple[int, tuple]], bool]) -> tuple:
@@ -158,7 +158,9 @@ class ClassifySettings:
     this one parses and writes, the default with 2 or more cores; 0: everything here; the
     result is the same); ``slack``, ``idle`` and ``max_clients`` (clients kept in memory, the
     least recently active forgotten beyond it, as the watcher does), the decision
-    procedure's (``decision``)."""
+    procedure's (``decision``); ``scheduler`` (a Dask scheduler's address) or ``jobs`` above 1
+    (a local Dask cluster of that many workers; -1: one per core) run it on a cluster
+    (``archive``, the same result), cutting plain logs every ``piece_bytes``."""
 
     output_format: str = "csv"
     tally: ClientTally | None = None
@@ -167,6 +169,9 @@ class ClassifySettings:
     slack: float = SLACK
     idle: float = IDLE
     max_clients: int | None = MAX_CLIENTS
+    scheduler: str | None = None
+    jobs: int = 1
+    piece_bytes: int = 64 << 20
 
 
 def classify(
@@ -187,8 +192,12 @@ def classify(
     stats = stats if stats is not None else ParseStats()
     if s.tally is None and model.client_model is None and on_verdict is not None:
         raise ValueError("this model has no client model (it was trained without bad clients): use a ClientTally.")
+    if s.scheduler or s.jobs != 1:
+        from .archive import classify_on_cluster
+
+        return classify_on_cluster(model, paths, out, on_verdict, stats, s)
     workers = _workers(s.workers)
-    writer = _Writer(model, out, s, on_verdict, in_worker=workers == 1)
+    writer = RowWriter(model, out, s, on_verdict, in_worker=workers == 1)
     judge = on_verdict is not None and s.tally is None
     for result in _results(model, paths, s, stats, (judge, workers), writer.numbered):
         writer.emit(result)
@@ -214,7 +223,7 @@ def _results(model: WebLogModel, paths: Iterable[str], s: ClassifySettings, stat
     worker process."""
     judge, workers = run
     if not workers:
-        pipeline = _Pipeline(model, s, judge)
+        pipeline = Pipeline(model, s, judge)
         for lines, end in _chunks(paths, s.chunk, stats):
             yield pipeline.feed(numbered(lines), end)
         return
@@ -235,7 +244,7 @@ def _results(model: WebLogModel, paths: Iterable[str], s: ClassifySettings, stat
             yield pending.popleft().get()
 
 
-class _Writer:
+class RowWriter:
     """Numbers the lines sent to the pipeline and writes what comes back: one row per line
     (CSV or JSON lines), the label counts, the classic tally, the verdicts."""
 
@@ -267,12 +276,12 @@ class _Writer:
         if len(order):
             rows = [(source, number, client_of(record), record.time)
                     for source, number, record in map(self.sent.pop, order.tolist())]  # fmt: skip
-            self._rows(rows, proba, winners.tolist())
+            self.write_rows(rows, proba, winners.tolist())
         if self.on_verdict is not None and self.settings.tally is None:
             for fields in verdicts:
                 self.on_verdict(Verdict(*fields))
 
-    def _rows(self, rows: list[tuple[str, int, str, float]], proba: np.ndarray, winners: list[int]) -> None:
+    def write_rows(self, rows: list[tuple[str, int, str, float]], proba: np.ndarray, winners: list[int]) -> None:
         classes, out, tally = self.classes, self.out, self.settings.tally
         self.counts.update(dict(zip(classes, np.bincount(winners, minlength=len(classes)).tolist(), strict=True)))
         if tally is not None:
