@@ -33,8 +33,9 @@ def scheduler(tmp_path_factory):
     folder = tmp_path_factory.mktemp("dask")
     file = folder / "scheduler.json"
     dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    quiet = {"cwd": folder, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     procs = [subprocess.Popen([*dask, "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file",
-                               str(file)], cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]  # fmt: skip
+                               str(file)], **quiet)]  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while not file.exists() and time.monotonic() < deadline:
@@ -44,8 +45,7 @@ def scheduler(tmp_path_factory):
         for _ in range(2):
             procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads",
                                            "1", "--host", "127.0.0.1", "--no-dashboard", "--local-directory",
-                                           str(folder)], cwd=folder, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL))  # fmt: skip
+                                           str(folder)], **quiet))  # fmt: skip
         from distributed import Client
 
         with Client(address, timeout="30s") as client:
@@ -113,7 +113,8 @@ def test_pieces_of_a_file_and_late_lines_change_nothing(scheduler, watch_model, 
     def run(settings):
         out, verdicts = io.StringIO(), []
         n, counts = classify(model, files, out, on_verdict=verdicts.append, settings=settings)
-        return n, counts, out.getvalue(), sorted((v.client, v.first_seen, v.requests, v.bad_lines, v.ban, v.ban_request) for v in verdicts)
+        ruled = sorted((v.client, v.first_seen, v.requests, v.bad_lines, v.ban, v.ban_request) for v in verdicts)
+        return n, counts, out.getvalue(), ruled
 
     alone = run(ClassifySettings(output_format="jsonl", workers=0))
     cluster = run(ClassifySettings(output_format="jsonl", scheduler=scheduler, piece_bytes=100_000))

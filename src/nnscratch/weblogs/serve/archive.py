@@ -40,7 +40,6 @@ from typing import IO, Any
 import numpy as np
 
 from ..features.summary import CLIENT_SETS
-from ..lines.order import SLACK
 from ..lines.reading import ParseStats, compression_of, file_parser, read_lines, read_range
 from ..lines.record import LogRecord, client_of
 from ..model.clients import Verdict
@@ -48,7 +47,6 @@ from ..model.weblog import WebLogModel
 from .classify import ClassifySettings, Pipeline, RowWriter
 
 __all__ = ["Part", "pieces", "classify_on_cluster", "cluster_client"]
-
 
 
 @dataclass(frozen=True)
@@ -244,5 +242,5 @@ class _Run:
         while chunk := list(islice(merged, self.s.chunk)):
             proba = np.stack([with_rows[b][1][i] for *_, b, i in chunk])
             winners = [int(with_rows[b][2][i]) for *_, b, i in chunk]
-            writer.write_rows([(source, n, client_of(LogRecord._make(record)), when) for when, record, n, _, _ in chunk],
-                              proba, winners)  # fmt: skip
+            rows = [(source, n, client_of(LogRecord._make(record)), when) for when, record, n, _, _ in chunk]
+            writer.write_rows(rows, proba, winners)
