@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import heapq
 import os
+import pickle
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -45,6 +46,7 @@ from ..lines.record import LogRecord, client_of
 from ..model.clients import Verdict
 from ..model.weblog import WebLogModel
 from .classify import ClassifySettings, Pipeline, RowWriter
+from .decision import collector_for_streams
 
 __all__ = ["Part", "pieces", "classify_on_cluster", "cluster_client"]
 
@@ -85,6 +87,11 @@ def _parse_part(part: Part, buckets: int) -> tuple[list[list[tuple[int, tuple]]]
     """Parse one piece: its records as ``(raw line index in the piece, record tuple)``
     dealt into ``buckets`` by client, its raw line count, the times of its records in
     file order, and what was parsed and skipped."""
+    with collector_for_streams():
+        return _parsed(part, buckets)
+
+
+def _parsed(part: Part, buckets: int) -> tuple[list[list[tuple[int, tuple]]], int, np.ndarray, ParseStats]:
     parse, stats = file_parser(part.path), ParseStats()
     if part.end is None:
         raws: Iterable[bytes] = (raw for _, _, raw in read_lines([part.path], stats.unreadable))
@@ -106,24 +113,32 @@ def _summary(parsed: tuple) -> tuple[int, np.ndarray, ParseStats]:
     return parsed[1], parsed[2], parsed[3]
 
 
-def _bucket(parsed: tuple, k: int | None) -> list[tuple[int, tuple]]:
-    """Bucket ``k`` of a parsed piece (None: all its records, in file order)."""
-    if k is not None:
-        return parsed[0][k]
-    return sorted(item for bucket in parsed[0] for item in bucket)
+def _bucket(parsed: tuple, k: int | None) -> bytes:
+    """Bucket ``k`` of a parsed piece (None: all its records, in file order), pickled here:
+    a worker's event loop then only sends bytes, and never waits for the thread that
+    computes to turn lists of records into them."""
+    share = parsed[0][k] if k is not None else sorted(item for bucket in parsed[0] for item in bucket)
+    return pickle.dumps(share, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _decide_shares(model: WebLogModel, s: ClassifySettings, judge: bool, rows: bool, source: str,
-                   offsets: list[int], shares: list[list[tuple[int, tuple]]]) -> tuple:  # fmt: skip
+                   offsets: list[int], shares: list[bytes]) -> tuple:  # fmt: skip
     """The decision procedure on some clients of one file: ``shares`` holds, for each
-    piece in file order, its records of those clients, and ``offsets`` the raw lines before
+    piece in file order, its records of those clients (``_bucket``), and ``offsets`` the raw lines before
     each piece. Returns
     the label counts, the verdicts (as tuples of ``Verdict``'s fields), the clients seen,
     and with ``rows`` each line's ``(time, record, line number)`` in time order with its
     probabilities and label index."""
-    model = copy.deepcopy(model)  # a worker may run several tasks at once, and deciding changes the featurizer
-    items = [(offset + index + 1, LogRecord._make(r)) for offset, share in zip(offsets, shares, strict=True)
-             for index, r in share]  # fmt: skip
+    with collector_for_streams():  # a worker's process is not ours: the collector as streaming wants it, meanwhile
+        return _decided(copy.deepcopy(model), s, judge, rows, source, offsets, shares)
+
+
+def _decided(model: WebLogModel, s: ClassifySettings, judge: bool, rows: bool, source: str,
+             offsets: list[int], shares: list[bytes]) -> tuple:  # fmt: skip
+    """``_decide_shares`` on a copy of the model of its own (a worker may run several tasks at
+    once, and deciding changes the featurizer)."""
+    pieces_ = zip(offsets, map(pickle.loads, shares), strict=True)
+    items = [(offset + index + 1, LogRecord._make(r)) for offset, share in pieces_ for index, r in share]
     clients = len({client_of(record) for _, record in items})
     order, proba, labels, verdicts, _ = Pipeline(model, s, judge).feed(items, end=True)
     counts = Counter(dict(zip(model.classes, np.bincount(labels, minlength=len(model.classes)).tolist(),
