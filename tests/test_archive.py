@@ -129,3 +129,39 @@ def test_the_cluster_refuses_standard_input_and_the_count_rule(watch_model, logs
     assert err.count("needs log files (not -) and the client model (not --ban-rule count)") == 2
     assert main(["logs", "classify", str(watch_model), log, "--scheduler", "tcp://127.0.0.1:9"]) != 0
     assert "127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_crossval_on_a_dask_cluster_gives_the_one_process_figures(scheduler, logs, tmp_path):
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"gray_as": "bad", "sources": [
+        {"name": "w3af", "bad": ["scanner_w3af_2016-12-22.log"], "unknown_agent": "Firefox/"},
+        {"name": "secrepo", "logs": ["secrepo_access_2021-10-22.log"], "rules": True},
+        {"name": "elastic", "logs": ["elastic_apache_2015-05-17_18.log"], "rules": True}]}))  # fmt: skip
+    figures = {}
+    for name, extra in (("alone", []), ("cluster", ["--scheduler", scheduler])):
+        out = tmp_path / f"{name}.json"
+        assert main(["logs", "crossval", "--manifest", str(manifest), "--root", str(logs), "--seeds", "0", "--epochs",
+                     "2", "--quiet", "--json", str(out), *extra]) == 0  # fmt: skip
+        figures[name] = [{k: v for k, v in result.items() if k != "seconds"} for result in json.loads(out.read_text())]
+    assert figures["cluster"] == figures["alone"]
+    runs = figures["alone"][0]["runs"]
+    assert [(r["source"], r["renamed"], "error" in r) for r in runs] == [
+        (source, renamed, False) for source in ("w3af", "secrepo", "elastic") for renamed in (False, True)
+    ]
+    assert runs[0]["ban_recall"] == 1.0
+
+
+def test_train_on_a_dask_cluster_gives_the_one_process_model(scheduler, logs, tmp_path):
+    files = ["--bad", str(logs / "scanner_w3af_2016-12-22.log"), "--unknown-agent", "Firefox/",
+             str(logs / "secrepo_access_2021-10-22.log"), "--rules", "--gray-as", "bad"]  # fmt: skip
+    models = {}
+    for name, extra in (("alone", []), ("cluster", ["--scheduler", scheduler])):
+        models[name] = tmp_path / f"{name}.safetensors"
+        assert main(["logs", "train", *files, "--restarts", "2", "--epochs", "2", "--quiet", "-o",
+                     str(models[name]), *extra]) == 0  # fmt: skip
+    alone, cluster = (WebLogModel.load(models[name]) for name in ("alone", "cluster"))
+    for one, other in zip(alone.network.parameters.snapshot(), cluster.network.parameters.snapshot(), strict=True):
+        np.testing.assert_array_equal(one, other)
+    lines = logs / "secrepo_access_2021-10-22.log"
+    assert _classify_cli(models["cluster"], [lines], tmp_path / "c") == _classify_cli(models["alone"], [lines],
+                                                                                       tmp_path / "a")  # fmt: skip

@@ -232,12 +232,14 @@ def _line_result(report: Report) -> dict[str, Any]:
 def crossval(
     sources: Sequence[Source], *, gray_as: str = "bad", seeds: Sequence[int] = (0, 1, 2),
     featurizer_settings: dict[str, Any] | None = None, rename: bool = True, progress: Any = None,
-    settings: TrainSettings | None = None,
+    settings: TrainSettings | None = None, scheduler: str | None = None, jobs: int = 1,
 ) -> dict[str, Any]:  # fmt: skip
     """Leave-one-source-out (and folds, and renamed sites) for each seed.
 
     ``settings`` train every model (default: one restart, 10 epochs; the seed is each run's).
-    Returns ``{"runs": [{seed, protocol, source, renamed, lines, precision, recall,
+    ``scheduler`` (a Dask scheduler's address) or ``jobs`` above 1 (a local Dask cluster of
+    that many workers) run each (seed, left-out source) on a worker of its own, with the same
+    figures. Returns ``{"runs": [{seed, protocol, source, renamed, lines, precision, recall,
     f1, fpr, clients, ban_precision, ban_recall, false_bans, ...}], "settings": ...}``.
     """
     featurizer_settings = dict(featurizer_settings or {})
@@ -248,40 +250,86 @@ def crossval(
     prepared = prepare(Featurizer(**featurizer_settings), data)
     labels = [lab for lab in data.labels if lab is not None]
     classes = [c for c in CLASSES if c in set(labels)]
-    renamed_cache: dict[str, Prepared] = {}
-    runs = []
+    renamed = {source.name: _renamed(data, np.flatnonzero(names == source.name), featurizer_settings)
+               for source in sources if rename}  # fmt: skip
+    study = _Study(prepared, names, classes, settings, featurizer_settings, renamed)
+    work = [(seed, source) for seed in seeds for source in sources]
+    if scheduler or jobs != 1:
+        results = _on_cluster(study, work, scheduler, jobs, progress)
+    else:
+        results = [study.runs(seed, source, progress) for seed, source in work]
+    return {"runs": [run for runs in results for run in runs],
+            "settings": {"featurizer": featurizer_settings, "fit": fit_settings, "gray_as": gray_as,
+                         "seeds": list(seeds)}}  # fmt: skip
 
-    def fit(train_rows: np.ndarray, seed: int) -> WebLogModel:
-        fit_rows, val_rows = _split_train(prepared, train_rows, seed)
-        model, _ = WebLogModel.fit(prepared, fit_rows, val_rows, featurizer=Featurizer(**featurizer_settings),
-                                   classes=classes, settings=dataclasses.replace(settings, seed=seed))  # fmt: skip
+
+@dataclass
+class _Study:
+    """What every run of one ``crossval`` reads: the prepared sources, each line's source name,
+    the classes, how to train, and each source renamed (empty: no renamed runs)."""
+
+    prepared: Prepared
+    names: np.ndarray
+    classes: list[str]
+    settings: TrainSettings
+    featurizer_settings: dict[str, Any]
+    renamed: dict[str, Prepared]
+
+    def fit(self, train_rows: np.ndarray, seed: int) -> WebLogModel:
+        fit_rows, val_rows = _split_train(self.prepared, train_rows, seed)
+        featurizer, settings = Featurizer(**self.featurizer_settings), dataclasses.replace(self.settings, seed=seed)
+        model, _ = WebLogModel.fit(self.prepared, fit_rows, val_rows, featurizer=featurizer, classes=self.classes,
+                                   settings=settings)  # fmt: skip
         return model
 
-    for seed in seeds:
-        for source in sources:
-            test = np.flatnonzero(names == source.name)
+    def runs(self, seed: int, source: Source, progress: Any = None) -> list[dict[str, Any]]:
+        """The runs that leave ``source`` out with ``seed``: the left-out source (and renamed),
+        its folds and the paper's protocol where the manifest asks for them."""
+        prepared, names = self.prepared, self.names
+        test = np.flatnonzero(names == source.name)
+        if progress:
+            progress(f"seed {seed}: leave out {source.name}")
+        head = {"seed": seed, "protocol": "leave-one-source-out", "source": source.name, "renamed": False}
+        try:
+            model = self.fit(np.flatnonzero(names != source.name), seed)
+        except ValueError as err:  # e.g. the other sources hold one class only
+            return [{**head, "lines": len(test), "error": str(err)}]
+        out = [{**head, **_result(model.judge(prepared, test))}]
+        if source.name in self.renamed:
+            judgement = model.judge(self.renamed[source.name], np.arange(len(test)))
+            out.append({**head, "renamed": True, **_result(judgement)})
+        if source.folds:
+            out.append(_folds(prepared, names, source, seed, self.fit, progress))
+        if source.paper_split:
+            out.append(_folds(prepared, names, source, seed, self.fit, progress, _paper_rows(prepared, names, source)))
+        return out
+
+
+def _study_runs(study: _Study, seed: int, source: Source) -> list[dict[str, Any]]:
+    return study.runs(seed, source)
+
+
+def _on_cluster(study: _Study, work: list[tuple[int, Source]], scheduler: str | None, jobs: int,
+                progress: Any) -> list[list[dict[str, Any]]]:  # fmt: skip
+    """``study.runs`` for each ``(seed, source)`` of ``work``, one Dask task each, in order."""
+    from distributed import as_completed
+
+    from ..serve.archive import cluster_client
+
+    client, cluster = cluster_client(scheduler, jobs)
+    try:
+        shared = client.scatter(study, broadcast=True)
+        tasks = [client.submit(_study_runs, shared, seed, source, pure=False) for seed, source in work]
+        where = {task.key: (seed, source.name) for task, (seed, source) in zip(tasks, work, strict=True)}
+        for task in as_completed(tasks):
             if progress:
-                progress(f"seed {seed}: leave out {source.name}")
-            try:
-                model = fit(np.flatnonzero(names != source.name), seed)
-            except ValueError as err:  # e.g. the other sources hold one class only
-                runs.append({"seed": seed, "protocol": "leave-one-source-out", "source": source.name,
-                             "renamed": False, "lines": len(test), "error": str(err)})  # fmt: skip
-                continue
-            runs.append({"seed": seed, "protocol": "leave-one-source-out", "source": source.name, "renamed": False,
-                         **_result(model.judge(prepared, test))})  # fmt: skip
-            if rename:
-                if source.name not in renamed_cache:
-                    renamed_cache[source.name] = _renamed(data, test, featurizer_settings)
-                judgement = model.judge(renamed_cache[source.name], np.arange(len(test)))
-                runs.append({"seed": seed, "protocol": "leave-one-source-out", "source": source.name,
-                             "renamed": True, **_result(judgement)})  # fmt: skip
-            if source.folds:
-                runs.append(_folds(prepared, names, source, seed, fit, progress))
-            if source.paper_split:
-                runs.append(_folds(prepared, names, source, seed, fit, progress, _paper_rows(prepared, names, source)))
-    return {"runs": runs, "settings": {"featurizer": featurizer_settings, "fit": fit_settings, "gray_as": gray_as,
-                                       "seeds": list(seeds)}}  # fmt: skip
+                seed, name = where[task.key]
+                progress(f"seed {seed}: {name} done{'' if task.status == 'finished' else ' (' + task.status + ')'}")
+        return client.gather(tasks)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def _renamed(data: LabelledLines, rows: np.ndarray, featurizer_settings: dict[str, Any]) -> Prepared:
