@@ -119,6 +119,18 @@ def test_pieces_of_a_file_and_late_lines_change_nothing(scheduler, watch_model, 
     alone = run(ClassifySettings(output_format="jsonl", workers=0))
     cluster = run(ClassifySettings(output_format="jsonl", scheduler=scheduler, piece_bytes=100_000))
     assert cluster == alone and alone[0] == 3996 + len(text) + 1
+    # Six clients in turn, with room for two: the procedure forgets the longest known at each
+    # line, so every request is a visit of its own. No bucket holds more than two of them, but
+    # together they do, so the cluster judges that file again, whole.
+    turns = tmp_path / "turns.log"
+    agent = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
+    turns.write_text("".join(
+        f'10.0.0.{i % 6 + 1} - - [{time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(1.6e9 + 5 * i))}] '
+        f'"GET /page{i % 7}.html HTTP/1.1" 200 1234 "-" "{agent}"\n' for i in range(600)))  # fmt: skip
+    files = [str(turns)]
+    alone = run(ClassifySettings(workers=0, max_clients=2))
+    assert len(alone[3]) == 600 and len(run(ClassifySettings(workers=0))[3]) == 6
+    assert run(ClassifySettings(scheduler=scheduler, max_clients=2)) == alone
 
 
 def test_the_cluster_refuses_standard_input_and_the_count_rule(watch_model, logs, capsys):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import heapq
+import io
 import os
 import pickle
 import zlib
@@ -121,33 +122,54 @@ def _bucket(parsed: tuple, k: int | None) -> bytes:
     return pickle.dumps(share, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _decide_shares(model: WebLogModel, s: ClassifySettings, judge: bool, rows: bool, source: str,
+def _decide_shares(model: WebLogModel, s: ClassifySettings, judge: bool, rows: bool,
                    offsets: list[int], shares: list[bytes]) -> tuple:  # fmt: skip
-    """The decision procedure on some clients of one file: ``shares`` holds, for each
-    piece in file order, its records of those clients (``_bucket``), and ``offsets`` the raw lines before
-    each piece. Returns
-    the label counts, the verdicts (as tuples of ``Verdict``'s fields), the clients seen,
-    and with ``rows`` each line's ``(time, record, line number)`` in time order with its
-    probabilities and label index."""
+    """The decision procedure on some clients of one file: ``shares`` holds, for each piece
+    in file order, its records of those clients (``_bucket``), and ``offsets`` the raw lines
+    before each piece. Returns the label counts, the verdicts (as tuples of ``Verdict``'s
+    fields) and the clients seen (``_outcome``), and with ``rows`` each line's
+    ``(time, record, line number)`` in time order with its probabilities and label index."""
     with collector_for_streams():  # a worker's process is not ours: the collector as streaming wants it, meanwhile
-        return _decided(copy.deepcopy(model), s, judge, rows, source, offsets, shares)
+        return _decided(copy.deepcopy(model), s, judge, rows, offsets, shares)
 
 
-def _decided(model: WebLogModel, s: ClassifySettings, judge: bool, rows: bool, source: str,
-             offsets: list[int], shares: list[bytes]) -> tuple:  # fmt: skip
+def _decided(model: WebLogModel, s: ClassifySettings, judge: bool, rows: bool, offsets: list[int],
+             shares: list[bytes]) -> tuple:  # fmt: skip
     """``_decide_shares`` on a copy of the model of its own (a worker may run several tasks at
     once, and deciding changes the featurizer)."""
     pieces_ = zip(offsets, map(pickle.loads, shares), strict=True)
     items = [(offset + index + 1, LogRecord._make(r)) for offset, share in pieces_ for index, r in share]
     clients = len({client_of(record) for _, record in items})
     order, proba, labels, verdicts, _ = Pipeline(model, s, judge).feed(items, end=True)
-    counts = Counter(dict(zip(model.classes, np.bincount(labels, minlength=len(model.classes)).tolist(),
-                              strict=True))) if labels is not None else Counter()  # fmt: skip
+    counts = Counter()
+    if labels is not None:
+        counts.update(dict(zip(model.classes, np.bincount(labels, minlength=len(model.classes)).tolist(), strict=True)))
     out = None
     if rows and len(order):
         by_number = dict(items)
         out = ([(by_number[n].time, tuple(by_number[n]), n) for n in order.tolist()], proba, labels)
-    return counts, verdicts, clients, out, source
+    return counts, verdicts, clients, out
+
+
+def _outcome(decided: tuple) -> tuple:
+    """What the caller reads of a ``_decide_shares``: counts, verdicts, clients (not the rows)."""
+    return decided[:3]
+
+
+def _rows_text(model: WebLogModel, s: ClassifySettings, source: str, decided: list[tuple]) -> str:
+    """One file's rows as ``classify`` writes them, from its buckets (``_decide_shares``):
+    merged into the one-process order (each bucket is in it already: time, then the record,
+    then the line number), formatted here, on a worker, so that the caller only writes text."""
+    with_rows = [d[3] for d in decided if d[3] is not None]
+    streams = [[(*key, b, i) for i, key in enumerate(keys)] for b, (keys, _, _) in enumerate(with_rows)]
+    merged = heapq.merge(*streams)
+    writer = RowWriter(model, io.StringIO(), s, None, in_worker=False)
+    while chunk := list(islice(merged, s.chunk)):
+        proba = np.stack([with_rows[b][1][i] for *_, b, i in chunk])
+        winners = [int(with_rows[b][2][i]) for *_, b, i in chunk]
+        rows = [(source, n, client_of(LogRecord._make(record)), when) for when, record, n, _, _ in chunk]
+        writer.write_rows(rows, proba, winners)
+    return writer.out.getvalue()
 
 
 def _reads_site(model: WebLogModel) -> bool:
@@ -189,19 +211,23 @@ def classify_on_cluster(model: WebLogModel, paths: Iterable[str], out: IO[str] |
     if s.tally is not None:
         raise ValueError("the count rule (--ban-rule count) keeps one tally of every client in time order: run it "
                          "without --scheduler and --jobs.")  # fmt: skip
-    paths = list(paths)
+    paths = [str(path) for path in paths]
     parts = pieces(paths, s.piece_bytes)
     client, cluster = cluster_client(s.scheduler, s.jobs)
     try:
         writer = RowWriter(model, out, s, on_verdict, in_worker=False)
-        run = _Run(client, model, s, writer, judge=on_verdict is not None)
+        writer.header()
+        run = _Run(client, model, s, judge=on_verdict is not None, rows=out is not None)
         parsed = client.map(_parse_part, parts, buckets=run.buckets, pure=False)
         summaries = client.gather(client.map(_summary, parsed, pure=False))
-        for f, path in enumerate(paths):
+        files = []
+        for f, path in enumerate(paths):  # every file's work is handed out before the first is written
             mine = [i for i, part in enumerate(parts) if part.file == f]
             for i in mine:
                 stats.merge(summaries[i][2])
-            run.file(str(path), [parsed[i] for i in mine], [summaries[i] for i in mine])
+            files.append(run.submit(path, [parsed[i] for i in mine], [summaries[i] for i in mine]))
+        for work in files:
+            run.write(work, writer)
         return writer.n, writer.counts
     finally:
         client.close()
@@ -213,49 +239,47 @@ class _Run:
     """One ``classify_on_cluster``: the model shared with every worker, and each file's
     clients judged in buckets (or whole, module docstring), written as the single process would."""
 
-    def __init__(self, client: Any, model: WebLogModel, s: ClassifySettings, writer: RowWriter,
-                 judge: bool) -> None:  # fmt: skip
-        self.client, self.s, self.writer, self.judge = client, s, writer, judge
+    def __init__(self, client: Any, model: WebLogModel, s: ClassifySettings, judge: bool, rows: bool) -> None:
+        self.client, self.s, self.judge, self.rows = client, s, judge, rows
         self.buckets = 2 * max(1, len(client.scheduler_info()["workers"]))
         self.model = client.scatter(model, broadcast=True)
         self.whole_site = _reads_site(model)
         self.single = replace(s, scheduler=None, jobs=1)  # what each task runs: the one-process procedure
 
-    def file(self, source: str, parsed: list, summaries: list) -> None:
+    def submit(self, source: str, parsed: list, summaries: list) -> tuple:
+        """Hand out one file's judging: ``(source, parsed pieces, offsets, judged whole?, tasks,
+        its rows' text or None)``."""
         offsets = np.cumsum([0] + [n for n, _, _ in summaries])[:-1].tolist()
         times = np.concatenate([t for _, t, _ in summaries])
         whole = self.whole_site or _late(times, self.s.slack)
-        results = self._judge(source, parsed, offsets, None if whole else range(self.buckets))
-        limit = self.s.max_clients
-        if not whole and limit is not None and sum(r[2] for r in results) > limit:
-            results = self._judge(source, parsed, offsets, None)  # the procedure forgets clients: judge it whole
-        self._write(source, results)
+        return (source, parsed, offsets, whole, *self._judge(source, parsed, offsets, None if whole else self.buckets))
 
-    def _judge(self, source: str, parsed: list, offsets: list[int], buckets: range | None) -> list[tuple]:
-        client, rows = self.client, self.writer.out is not None
-        tasks = []
-        for k in buckets if buckets is not None else [None]:
+    def _judge(self, source: str, parsed: list, offsets: list[int], buckets: int | None) -> tuple[list, Any]:
+        """The tasks that judge a file in ``buckets`` (None: whole), and the one that formats its rows."""
+        client, tasks = self.client, []
+        for k in range(buckets) if buckets is not None else [None]:
             shares = [client.submit(_bucket, p, k, pure=False) for p in parsed]
-            tasks.append(client.submit(_decide_shares, self.model, self.single, self.judge, rows, source, offsets,
+            tasks.append(client.submit(_decide_shares, self.model, self.single, self.judge, self.rows, offsets,
                                        shares, pure=False))  # fmt: skip
-        return client.gather(tasks)
+        text = client.submit(_rows_text, self.model, self.single, source, tasks, pure=False) if self.rows else None
+        return tasks, text
 
-    def _write(self, source: str, results: list[tuple]) -> None:
-        writer = self.writer
-        for _, verdicts, _, _, _ in results:
+    def write(self, work: tuple, writer: RowWriter) -> None:
+        """One file's verdicts, counts and rows, once its tasks are done; judged again whole
+        if its buckets together held more than ``max_clients`` clients (module docstring)."""
+        source, parsed, offsets, whole, tasks, text = work
+        outcomes = self.client.gather([self.client.submit(_outcome, task, pure=False) for task in tasks])
+        limit = self.s.max_clients
+        if not whole and limit is not None and sum(clients for _, _, clients in outcomes) > limit:
+            if text is not None:
+                text.cancel()
+            tasks, text = self._judge(source, parsed, offsets, None)
+            outcomes = self.client.gather([self.client.submit(_outcome, task, pure=False) for task in tasks])
+        for counts, verdicts, _ in outcomes:
+            writer.counts.update(counts)
+            writer.n += sum(counts.values())
             if writer.on_verdict is not None:
                 for fields in verdicts:
                     writer.on_verdict(Verdict(*fields))
-        if writer.out is None:
-            for counts, _, _, _, _ in results:
-                writer.counts.update(counts)
-                writer.n += sum(counts.values())
-            return
-        with_rows = [r[3] for r in results if r[3] is not None]
-        streams = [[(*key, b, i) for i, key in enumerate(keys)] for b, (keys, _, _) in enumerate(with_rows)]
-        merged = heapq.merge(*streams)  # each bucket is in time order already: so is the merge
-        while chunk := list(islice(merged, self.s.chunk)):
-            proba = np.stack([with_rows[b][1][i] for *_, b, i in chunk])
-            winners = [int(with_rows[b][2][i]) for *_, b, i in chunk]
-            rows = [(source, n, client_of(LogRecord._make(record)), when) for when, record, n, _, _ in chunk]
-            writer.write_rows(rows, proba, winners)
+        if text is not None:  # formatted on a worker: this process only writes it
+            writer.out.write(text.result())

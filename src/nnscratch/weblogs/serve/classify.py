@@ -198,6 +198,7 @@ def classify(
         return classify_on_cluster(model, paths, out, on_verdict, stats, s)
     workers = _workers(s.workers)
     writer = RowWriter(model, out, s, on_verdict, in_worker=workers == 1)
+    writer.header()
     judge = on_verdict is not None and s.tally is None
     for result in _results(model, paths, s, stats, (judge, workers), writer.numbered):
         writer.emit(result)
@@ -258,8 +259,11 @@ class RowWriter:
         self.next_key = self.n = 0
         self.counts: Counter = Counter()
         self.row_format = ",".join(["{:.4f}"] * len(self.classes)) + "\n"
-        if out is not None and s.output_format == "csv":
-            out.write("file,line,client,time,label," + ",".join(f"p_{c}" for c in self.classes) + "\n")
+
+    def header(self) -> None:
+        """The CSV header (nothing for JSON lines, or with no output)."""
+        if self.out is not None and self.settings.output_format == "csv":
+            self.out.write("file,line,client,time,label," + ",".join(f"p_{c}" for c in self.classes) + "\n")
 
     def numbered(self, lines: list[tuple[str, int, LogRecord]]) -> list[tuple[int, LogRecord]]:
         """The lines as ``(sequence number, record)``, kept until they come out."""
