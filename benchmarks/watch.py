@@ -12,6 +12,23 @@ an operator would) on a log that a writer thread appends to, and reports:
 3. **memory**: the watcher's peak resident memory while ``--clients`` distinct addresses
    (one request each) stream through.
 
+With ``--postgres URL`` (a PostgreSQL server the benchmark may fill: it drops the fleet's
+tables first), the same watcher with its state there (``--state URL``), and a fleet:
+
+4. **throughput against SQLite**: the throughput run with each state in turn, ``--rounds``
+   interleaved rounds (which one goes first alternates); the median ratio of lines/s;
+5. **memory** as in 3, with the state in PostgreSQL;
+6. **propagation**: three watchers, one log each, background traffic at ``--rate`` lines/s
+   spread over them, and every two seconds a scanner from a fresh address spread
+   round-robin over the three; for each scanner, the time from the first host's ban event
+   to the last host's (each host's own ``ban`` or the fleet's ``restore``): median and 99th
+   percentile;
+7. **faults**: the same three-host replay while 20 watchers (a random host each time) are
+   killed with ``kill -9`` and restarted, and the database is restarted twice
+   (``--pg-ctl "pg_ctl -D DIR"``, the command that restarts it); at the end every host's
+   line count equals its log's lines, every scanner is banned on every host, and no
+   address is listed twice in any host's ban list or banned twice in the fleet.
+
 Every figure comes from one run on this machine; see docs/weblogs.md for the measured values.
 """
 
@@ -27,6 +44,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 STAMP = re.compile(r"\[[^\]]+\]")
 
@@ -45,34 +63,58 @@ def rss_mb(pid: int) -> int:
         return 0
 
 
-def start_watcher(model: str, log: Path, folder: Path, *extra: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "nnscratch", "logs", "watch", model, str(log), "--state",
-               str(folder / "state.sqlite"), "--events", "-", "--ban-private", "--status-every", "100000",
-               "--poll", "0.05", *extra]  # fmt: skip
+def start_watcher(model: str, log: Path, folder: Path, *extra: str, url: str | None = None,
+                  host: str = "bench") -> subprocess.Popen:  # fmt: skip
+    """``logs watch`` on ``log``, its state in ``folder`` or, with ``url``, in that database as ``host``."""
+    state = [url, "--fleet-host", host] if url else [str(folder / "state.sqlite")]
+    command = [sys.executable, "-m", "nnscratch", "logs", "watch", model, str(log), "--state", *state,
+               "--events", "-", "--ban-private", "--status-every", "100000", "--poll", "0.05", *extra]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for(watcher: subprocess.Popen, folder: Path, lines: int, limit: float = 600.0) -> None:
+def wait_for(watcher: subprocess.Popen, folder: Path, lines: int, limit: float = 600.0, url: str | None = None,
+             host: str = "bench") -> None:  # fmt: skip
     """Until the watcher has committed ``lines`` lines; stops with its error output if it died."""
     deadline = time.time() + limit
-    while lines_done(folder) < lines:
+    while lines_done(folder, url, host) < lines:
         if watcher.poll() is not None:
             raise SystemExit(f"the watcher stopped: {watcher.communicate()[1][-2000:]}")
         if time.time() > deadline:
-            raise SystemExit(f"the watcher committed {lines_done(folder):,} of {lines:,} lines in {limit:.0f} s")
+            raise SystemExit(f"the watcher committed {lines_done(folder, url, host):,} of {lines:,} lines in "
+                             f"{limit:.0f} s")  # fmt: skip
         time.sleep(0.1)
 
 
-def lines_done(folder: Path) -> int:
+def lines_done(folder: Path, url: str | None = None, host: str = "bench") -> int:
+    """The lines a watcher has committed: to ``folder``'s state file, or as ``host`` in ``url``."""
     from nnscratch.weblogs.watch.state import Store
 
-    if not (folder / "state.sqlite").exists():
+    if url:
+        from nnscratch.weblogs.watch.fleet import PostgresStore
+
+        try:
+            store = PostgresStore(url, host=host)
+        except Exception:  # the database is restarting (the faults run): not yet
+            return 0
+    elif not (folder / "state.sqlite").exists():
         return 0
-    store = Store(folder / "state.sqlite")
+    else:
+        store = Store(folder / "state.sqlite")
     try:
         return store.counter("lines")
+    except Exception:
+        return 0
     finally:
         store.close()
+
+
+def empty_fleet(url: str) -> None:
+    """Drop the fleet's tables, so that a run starts from nothing."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as db:
+        for table in ("positions", "counters", "bans", "offenders", "decisions", "evidence", "memory"):
+            db.execute(f"DROP TABLE IF EXISTS nnscratch_{table}")
 
 
 def sample_lines(n: int) -> list[str]:
@@ -83,10 +125,13 @@ def sample_lines(n: int) -> list[str]:
     return path.read_text().splitlines()
 
 
-def throughput(model: str, lines: list[str], folder: Path) -> None:
+def throughput(model: str, lines: list[str], folder: Path, url: str | None = None) -> float:
+    """Lines/s of one watcher following a log written as fast as possible (state in ``url``, or a file)."""
+    if url:
+        empty_fleet(url)
     log = folder / "access.log"
     log.write_text("")
-    watcher = start_watcher(model, log, folder)
+    watcher = start_watcher(model, log, folder, url=url)
     time.sleep(2.0)
     start = time.perf_counter()
     with log.open("a") as f:
@@ -94,12 +139,28 @@ def throughput(model: str, lines: list[str], folder: Path) -> None:
             f.write("".join(line + "\n" for line in lines[i : i + 5000]))
             f.flush()
     written = time.perf_counter() - start
-    wait_for(watcher, folder, len(lines))
+    wait_for(watcher, folder, len(lines), url=url)
     seconds = time.perf_counter() - start
     watcher.terminate()
     watcher.communicate(timeout=60)
-    print(f"throughput: {len(lines):,} lines in {seconds:.1f} s = {len(lines) / seconds:,.0f} lines/s "
-          f"(the writer took {written:.1f} s)")  # fmt: skip
+    print(f"throughput{' (PostgreSQL state)' if url else ''}: {len(lines):,} lines in {seconds:.1f} s = "
+          f"{len(lines) / seconds:,.0f} lines/s (the writer took {written:.1f} s)", flush=True)  # fmt: skip
+    return len(lines) / seconds
+
+
+def throughput_against_sqlite(model: str, lines: list[str], url: str, rounds: int) -> None:
+    """``throughput`` with the state in PostgreSQL and in SQLite, interleaved round by round."""
+    import statistics
+
+    ratios = []
+    for r in range(rounds):
+        speed = {}
+        for kind in ["postgres", "sqlite"] if r % 2 == 0 else ["sqlite", "postgres"]:
+            with tempfile.TemporaryDirectory(prefix="nnscratch-throughput-") as folder:
+                speed[kind] = throughput(model, lines, Path(folder), url if kind == "postgres" else None)
+        ratios.append(speed["postgres"] / speed["sqlite"])
+    print(f"throughput, PostgreSQL state / SQLite state: median {statistics.median(ratios):.2f} over {rounds} "
+          f"rounds ({', '.join(f'{r:.2f}' for r in ratios)})", flush=True)  # fmt: skip
 
 
 def deciding_line(model: str, scanner: list[str]) -> int:
@@ -175,10 +236,12 @@ def time_to_ban(model: str, background: list[str], folder: Path, logs: Path, rat
           + (f"; {missed} not banned" if missed else ""))  # fmt: skip
 
 
-def memory(model: str, clients: int, folder: Path) -> None:
+def memory(model: str, clients: int, folder: Path, url: str | None = None) -> None:
+    if url:
+        empty_fleet(url)
     log = folder / "clients.log"
     log.write_text("")
-    watcher = start_watcher(model, log, folder)
+    watcher = start_watcher(model, log, folder, url=url)
     time.sleep(2.0)
     peak = 0
     with log.open("a") as f:
@@ -190,16 +253,187 @@ def memory(model: str, clients: int, folder: Path) -> None:
                 for k in range(start, min(start + 20_000, clients))))  # fmt: skip
             f.flush()
             peak = max(peak, rss_mb(watcher.pid))
-            while lines_done(folder) < start - 100_000:  # stay about one step ahead
+            while lines_done(folder, url) < start - 100_000:  # stay about one step ahead
                 time.sleep(0.05)
                 peak = max(peak, rss_mb(watcher.pid))
-    while lines_done(folder) < clients:
-        wait_for(watcher, folder, min(lines_done(folder) + 1, clients), limit=600)
+    while lines_done(folder, url) < clients:
+        wait_for(watcher, folder, min(lines_done(folder, url) + 1, clients), limit=600, url=url)
         time.sleep(0.2)
         peak = max(peak, rss_mb(watcher.pid))
     watcher.terminate()
     watcher.communicate(timeout=60)
-    print(f"memory: {clients:,} distinct addresses, peak resident memory of the watcher {peak} MB")
+    print(f"memory{' (PostgreSQL state)' if url else ''}: {clients:,} distinct addresses, peak resident memory of "
+          f"the watcher {peak} MB", flush=True)  # fmt: skip
+
+
+class Fleet:
+    """Three watchers on one database, one log each; the time each host's ban (or the fleet's
+    ``restore``) of each address reached its events."""
+
+    HOSTS = ("web1", "web2", "web3")
+
+    def __init__(self, model: str, url: str, folder: Path) -> None:
+        empty_fleet(url)
+        self.model, self.url, self.folder = model, url, folder
+        self.logs = {h: folder / f"{h}.log" for h in self.HOSTS}
+        self.lists = {h: folder / f"{h}.bans.txt" for h in self.HOSTS}
+        self.events: dict[str, dict[str, float]] = {h: {} for h in self.HOSTS}
+        self.procs: dict[str, subprocess.Popen] = {}
+        for h in self.HOSTS:
+            self.logs[h].write_text("")
+            self.start(h)
+        deadline = time.time() + 120
+        while self.started() != set(self.HOSTS):
+            if time.time() > deadline:
+                raise SystemExit(f"the watchers did not start: {self.started()}")
+            time.sleep(0.2)
+
+    def start(self, h: str) -> None:
+        proc = start_watcher(self.model, self.logs[h], self.folder, "--ban-list", str(self.lists[h]), url=self.url,
+                             host=h)  # fmt: skip
+
+        def read() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                event = json.loads(line)
+                if event["event"] in ("ban", "restore"):
+                    self.events[h].setdefault(event["address"], time.time())
+
+        threading.Thread(target=read, daemon=True).start()
+        self.procs[h] = proc
+
+    def started(self) -> set[str]:
+        import psycopg
+
+        try:
+            with psycopg.connect(self.url, autocommit=True) as db:
+                return {row[0] for row in db.execute("SELECT host FROM nnscratch_counters WHERE name = 'lines'")}
+        except psycopg.Error:
+            return set()
+
+    def kill(self, h: str) -> None:
+        """``kill -9`` the host's watcher and start it again."""
+        self.procs[h].kill()
+        self.procs[h].wait(timeout=60)
+        self.start(h)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.terminate()
+        for proc in self.procs.values():
+            proc.communicate(timeout=120)
+
+    def replay(self, background: list[str], logs: Path, rate: float, scanners: int,
+               during: Any = None) -> tuple[list[str], dict[str, int]]:  # fmt: skip
+        """Background traffic at ``rate`` lines/s dealt over the hosts, and every two seconds a
+        scanner from a fresh address dealt round-robin (60 lines/s); ``during(elapsed)`` is
+        called at every tick. Returns the scanners' addresses and the lines written per host."""
+        w3af = [r for r in (logs / "scanner_w3af_2016-12-22.log").read_text().splitlines() if '"w3af.org"' in r]
+        template = [r[r.index(" ") :] for r in w3af[:90]]
+        files = {h: self.logs[h].open("a") for h in self.HOSTS}
+        written = dict.fromkeys(self.HOSTS, 0)
+        per_tick, tick, began = max(int(rate / 20), 3), 0.05, time.time()
+        next_scanner, k, i, turn = began + 1.0, 0, 0, 0
+        active: list[tuple[str, int]] = []
+        addresses = []
+        try:
+            while k < scanners or active:
+                start = time.time()
+                chunk = background[i : i + per_tick]
+                i = (i + per_tick) % max(len(background) - per_tick, 1)
+                if start >= next_scanner and k < scanners:
+                    addresses.append(f"10.98.{k // 250}.{k % 250 + 1}")
+                    active.append((addresses[-1], 0))
+                    k, next_scanner = k + 1, next_scanner + 2.0
+                chunk += [address + t for address, j in active for t in template[j : j + 3]]
+                active = [(a, j + 3) for a, j in active if j + 3 < len(template)]
+                for line in chunk:
+                    h = self.HOSTS[turn % 3]
+                    turn += 1
+                    files[h].write(now_stamped([line]))
+                    written[h] += 1
+                for f in files.values():
+                    f.flush()
+                if during is not None:
+                    during(time.time() - began)
+                time.sleep(max(tick - (time.time() - start), 0.0))
+        finally:
+            for f in files.values():
+                f.close()
+        return addresses, written
+
+
+def propagation(model: str, background: list[str], url: str, logs: Path, rate: float, scanners: int) -> None:
+    import numpy as np
+
+    with tempfile.TemporaryDirectory(prefix="nnscratch-fleet-") as folder:
+        fleet = Fleet(model, url, Path(folder))
+        try:
+            addresses, _ = fleet.replay(background, logs, rate, scanners)
+            time.sleep(5.0)
+        finally:
+            fleet.stop()
+    spread = []
+    for address in addresses:
+        times = [fleet.events[h][address] for h in Fleet.HOSTS if address in fleet.events[h]]
+        if len(times) == 3:
+            spread.append(max(times) - min(times))
+    spread_ = np.array(spread)
+    print(f"propagation at {rate:,.0f} lines/s over 3 hosts: {len(spread)} of {len(addresses)} scanners banned on "
+          f"every host; first to last host median {np.median(spread_):.2f} s, p99 {np.percentile(spread_, 99):.2f} s, "
+          f"max {spread_.max():.2f} s", flush=True)  # fmt: skip
+
+
+def faults(model: str, background: list[str], url: str, logs: Path, rate: float, pg_ctl: str,
+           kills: int = 20, restarts: int = 2) -> None:  # fmt: skip
+    """The three-host replay with ``kills`` watchers killed and ``restarts`` database restarts."""
+    import random
+    import shlex
+
+    rng = random.Random(0)
+    scanners = 30
+    length = scanners * 2.0 + 3.0
+    kill_at = sorted(rng.uniform(2.0, length) for _ in range(kills))
+    restart_at = [length * (r + 1) / (restarts + 1) for r in range(restarts)]
+    done: list[str] = []
+
+    def chaos(elapsed: float) -> None:
+        while kill_at and elapsed >= kill_at[0]:
+            kill_at.pop(0)
+            h = rng.choice(Fleet.HOSTS)
+            fleet.kill(h)
+            done.append(f"kill -9 {h}")
+        while restart_at and elapsed >= restart_at[0]:
+            restart_at.pop(0)
+            subprocess.run([*shlex.split(pg_ctl), "-m", "fast", "-w", "restart"], check=True, capture_output=True,
+                           timeout=120)  # fmt: skip
+            done.append("database restart")
+
+    with tempfile.TemporaryDirectory(prefix="nnscratch-faults-") as folder:
+        fleet = Fleet(model, url, Path(folder))
+        try:
+            addresses, written = fleet.replay(background, logs, rate, scanners, during=chaos)
+            for h in Fleet.HOSTS:
+                wait_for(fleet.procs[h], Path(folder), written[h], limit=600, url=url, host=h)
+            time.sleep(3.0)
+            counted = {h: lines_done(Path(folder), url, h) for h in Fleet.HOSTS}
+            listed = {h: fleet.lists[h].read_text().split() for h in Fleet.HOSTS}
+        finally:
+            fleet.stop()
+    from nnscratch.weblogs.watch.fleet import PostgresStore
+
+    store = PostgresStore(url, host="web1")
+    try:
+        offences = {a: store.offenses(a) for a in addresses}
+    finally:
+        store.close()
+    everywhere = sum(all(a in listed[h] for h in Fleet.HOSTS) for a in addresses)
+    twice = sum(len(v) - len(set(v)) for v in listed.values()) + sum(n > 1 for n in offences.values())
+    restarted = done.count("database restart")
+    per_host = ", ".join(f"{h} {counted[h]:,}/{written[h]:,}" for h in Fleet.HOSTS)
+    print(f"faults: {restarted} database restarts and {len(done) - restarted} kill -9 during a 3-host replay; lines "
+          f"counted/written per host {per_host}; {everywhere} of {len(addresses)} scanners banned on every host; "
+          f"{twice} applied twice", flush=True)  # fmt: skip
 
 
 def main() -> None:
@@ -209,13 +443,30 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10_000)
     parser.add_argument("--scanners", type=int, default=30)
     parser.add_argument("--clients", type=int, default=1_000_000)
+    parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL server to run the fleet's figures on")
+    parser.add_argument("--pg-ctl", metavar="COMMAND", help="the pg_ctl command line (with -D) that restarts it")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the state comparison")
+    parser.add_argument("--only", nargs="+", help="run only these figures (throughput, time-to-ban, memory, "
+                        "against-sqlite, fleet-memory, propagation, faults)")  # fmt: skip
     args = parser.parse_args()
     logs = Path(os.environ.get("NNSCRATCH_DATA", "../shared/data")) / "logs"
     lines = sample_lines(args.lines)
-    for name, run in (("throughput", lambda d: throughput(args.model, lines, d)),
-                      ("time to ban", lambda d: time_to_ban(args.model, lines, d, logs, args.rate, args.scanners)),
-                      ("memory", lambda d: memory(args.model, args.clients, d))):  # fmt: skip
-        with tempfile.TemporaryDirectory(prefix=f"nnscratch-{name.replace(' ', '-')}-") as folder:
+    url = args.postgres
+    runs = [("throughput", lambda d: throughput(args.model, lines, d)),
+            ("time-to-ban", lambda d: time_to_ban(args.model, lines, d, logs, args.rate, args.scanners)),
+            ("memory", lambda d: memory(args.model, args.clients, d))]  # fmt: skip
+    if url:
+        runs += [
+            ("against-sqlite", lambda d: throughput_against_sqlite(args.model, lines, url, args.rounds)),
+            ("fleet-memory", lambda d: memory(args.model, args.clients, d, url)),
+            ("propagation", lambda d: propagation(args.model, lines, url, logs, args.rate, args.scanners)),
+        ]
+        if args.pg_ctl:
+            runs.append(("faults", lambda d: faults(args.model, lines, url, logs, args.rate, args.pg_ctl)))
+    for name, run in runs:
+        if args.only and name not in args.only:
+            continue
+        with tempfile.TemporaryDirectory(prefix=f"nnscratch-{name}-") as folder:
             run(Path(folder))
 
 

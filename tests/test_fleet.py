@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.watch_helpers import HUMAN, SCANNER, human_lines, scanner_lines
+from tests.watch_helpers import BROWSER, HUMAN, SCANNER, get, human_lines, scanner_lines, start_nginx, stop_nginx
 
 from nnscratch.weblogs.watch.fleet import PostgresStore, is_database_url, open_store
 from nnscratch.weblogs.watch.follow import Position
@@ -314,3 +315,86 @@ def test_a_fleet_url_that_cannot_be_used_is_one_line_without_its_password(capsys
     assert main(["logs", "bans", "--state", "mysql://watcher:secret@db/fleet"]) == 2  # never a file of that name
     err = capsys.readouterr().err
     assert "--state takes an SQLite file or a postgresql:// URL" in err and "secret" not in err
+
+
+@pytest.mark.slow
+def test_three_nginx_one_database_the_scanner_is_refused_everywhere_the_person_never(
+    database, watch_model, logs, tmp_path
+):  # fmt: skip
+    """Three real nginx servers on loopback ports, each writing its own access log, and a
+    watcher on each acting through its nginx include; one PostgreSQL database. A person
+    browses all three; a scanner spreads its requests over all three, round-robin. The
+    scanner is refused by all three within 2 s of the line that decided its ban; the person
+    never is; one watcher killed with ``kill -9`` mid-run and restarted loses no line."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(binary).exists():
+        pytest.fail("nginx is not installed (Debian package nginx); .ci/run installs it")
+    hosts = ["web1", "web2", "web3"]
+    servers = {}
+    for h in hosts:
+        (tmp_path / h).mkdir()
+        servers[h] = start_nginx(binary, tmp_path / h)
+    watchers: dict[str, subprocess.Popen] = {}
+
+    def watch(h: str) -> subprocess.Popen:
+        server = servers[h]
+        command = [sys.executable, "-m", "nnscratch", "logs", "watch", str(watch_model), str(server["log"]), "--state",
+                   database, "--fleet-host", h, "--nginx", str(server["dir"] / "deny.conf"), "--nginx-reload",
+                   " ".join([*server["control"], "-s", "reload"]), "--ban-private", "--poll", "0.2",
+                   "--status-every", "1000"]  # fmt: skip
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    try:
+        watchers = {h: watch(h) for h in hosts}
+        assert _until(lambda: _started(database) == set(hosts), 90) is not None
+        ports = [servers[h]["port"] for h in hosts]
+        person: list[int] = []
+        pages = ["/index.html", "/about.html", "/news.html", "/contact.html"]
+        for k in range(9):  # a page and its assets from each server in turn
+            port, page = ports[k % 3], pages[k % 4]
+            person.append(get(port, "127.0.0.2", page, BROWSER, f"http://127.0.0.1:{port}/"))
+            for asset in ("/style.css", "/app.js"):
+                person.append(get(port, "127.0.0.2", asset, BROWSER, f"http://127.0.0.1:{port}{page}"))
+            if k == 4:  # web2's watcher dies mid-run and comes back
+                watchers["web2"].send_signal(signal.SIGKILL)
+                watchers["web2"].wait(timeout=30)
+                watchers["web2"] = watch("web2")
+            time.sleep(0.4)
+        refused: dict[str, float] = {}
+        targets = [line.split('"')[1].split(" ")[1] for line in scanner_lines(logs, 600) if '"GET ' in line]
+        for i, target in enumerate(targets[:450]):  # at most 450 requests, about 20 a second
+            h = hosts[i % 3]
+            if get(servers[h]["port"], "127.0.0.3", target, "w3af.org") == 403:
+                refused.setdefault(h, time.time())
+            if len(refused) == 3:
+                break
+            time.sleep(0.05)
+        assert set(refused) == set(hosts), refused
+        store = PostgresStore(database, host="web1")
+        try:
+            decided = min(d["time"] for d in store.decisions("127.0.0.3", limit=20) if d["action"] == "ban")
+        finally:
+            store.close()
+        # Log times have whole seconds: the deciding line was logged in [decided, decided + 1).
+        late = {h: t - (decided + 1) for h, t in refused.items()}
+        assert all(seconds <= 2.0 for seconds in late.values()), late
+        assert set(person) == {200}, person
+        time.sleep(1.0)  # the last lines reach the watchers
+    finally:
+        for proc in watchers.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in watchers.values():
+            try:
+                proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for server in servers.values():
+            stop_nginx(server)
+    for h in hosts:  # every line counted once on its host, across web2's kill -9
+        store = PostgresStore(database, host=h)
+        try:
+            assert store.counter("lines") == len(servers[h]["log"].read_text().splitlines()), h
+        finally:
+            store.close()
+        assert "127.0.0.2" not in (servers[h]["dir"] / "deny.conf").read_text()

@@ -5,19 +5,17 @@ to loopback addresses, bounded in count and time."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from tests.watch_helpers import BROWSER, scanner_lines
+from tests.watch_helpers import BROWSER, get, scanner_lines, start_nginx, stop_nginx
 
 from nnscratch.weblogs.watch.state import Store
 
@@ -34,73 +32,11 @@ def _need(tool: str) -> str:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def nginx(tmp_path):
-    binary = _need("nginx")
-    site = tmp_path / "site"
-    site.mkdir()
-    for name in ("index.html", "about.html", "news.html", "contact.html"):
-        (site / name).write_text(f"<html><link rel=stylesheet href=/style.css><script src=/app.js></script>{name}")
-    (site / "style.css").write_text("body { color: #333 }")
-    (site / "app.js").write_text("console.log(1)")
-    (tmp_path / "deny.conf").write_text("# empty\n")
-    port = _free_port()
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(f"""
-user root;
-worker_processes 1;
-daemon off;
-pid {tmp_path}/nginx.pid;
-error_log {tmp_path}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log {tmp_path}/access.log combined;
-    client_body_temp_path {tmp_path}/tmp_body; proxy_temp_path {tmp_path}/tmp_proxy;
-    fastcgi_temp_path {tmp_path}/tmp_fcgi; uwsgi_temp_path {tmp_path}/tmp_uwsgi; scgi_temp_path {tmp_path}/tmp_scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        root {site};
-        include {tmp_path}/deny.conf;
-    }}
-}}
-""")
-    proc = subprocess.Popen([binary, "-c", str(conf), "-p", str(tmp_path)], stderr=subprocess.PIPE)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail(f"nginx did not start: {proc.stderr.read().decode()}")
-    control = [binary, "-c", str(conf), "-p", str(tmp_path)]
-    yield {"port": port, "dir": tmp_path, "control": control, "log": tmp_path / "access.log"}
-    proc.send_signal(signal.SIGQUIT)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-def get(port: int, source: str, target: str, agent: str, referrer: str | None = None, timeout: float = 2.0) -> int:
-    """One request from the loopback address ``source``; the status, or 0 when nothing answered."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout, source_address=(source, 0))
-    headers = {"User-Agent": agent, **({"Referer": referrer} if referrer else {})}
-    try:
-        connection.request("GET", target, headers=headers)
-        return connection.getresponse().status
-    except OSError:
-        return 0
-    finally:
-        connection.close()
+    server = start_nginx(_need("nginx"), tmp_path)
+    yield server
+    stop_nginx(server)
 
 
 def watch(model: Path, log: Path, state: Path, *actions: str) -> subprocess.Popen:

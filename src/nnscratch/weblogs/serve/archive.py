@@ -32,6 +32,7 @@ import heapq
 import io
 import os
 import pickle
+import threading
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -130,13 +131,28 @@ def _decide_shares(model: WebLogModel, s: ClassifySettings, judge: bool, rows: b
     fields) and the clients seen (``_outcome``), and with ``rows`` each line's
     ``(time, record, line number)`` in time order with its probabilities and label index."""
     with collector_for_streams():  # a worker's process is not ours: the collector as streaming wants it, meanwhile
-        return _decided(copy.deepcopy(model), s, judge, rows, offsets, shares)
+        return _decided(_own_copy(model), s, judge, rows, offsets, shares)
+
+
+_COPIES = threading.local()
+
+
+def _own_copy(model: WebLogModel) -> WebLogModel:
+    """This thread's copy of ``model``: deciding changes the featurizer, and a worker may run
+    several tasks at once. The copy lives on between tasks, so its cache of request features
+    stays warm (what it caches depends on each request alone)."""
+    copies = getattr(_COPIES, "models", None)
+    if copies is None:
+        copies = _COPIES.models = {}
+    if id(model) not in copies:
+        copies.clear()  # another run's model: let it go
+        copies[id(model)] = (model, copy.deepcopy(model))  # the original held, so its id stays its own
+    return copies[id(model)][1]
 
 
 def _decided(model: WebLogModel, s: ClassifySettings, judge: bool, rows: bool, offsets: list[int],
              shares: list[bytes]) -> tuple:  # fmt: skip
-    """``_decide_shares`` on a copy of the model of its own (a worker may run several tasks at
-    once, and deciding changes the featurizer)."""
+    """``_decide_shares`` with the model copy of this thread (``_own_copy``)."""
     pieces_ = zip(offsets, map(pickle.loads, shares), strict=True)
     items = [(offset + index + 1, LogRecord._make(r)) for offset, share in pieces_ for index, r in share]
     clients = len({client_of(record) for _, record in items})
