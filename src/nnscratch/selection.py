@@ -24,10 +24,11 @@ backend. Ties are broken by the candidate's position in the list.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,10 @@ from ._validation import check_choice, check_positive_int
 from .extras import require
 from .network import Network
 
-__all__ = ["Candidate", "SelectionResult", "grid", "random_search", "restarts", "build_from_config", "select_best"]
+__all__ = [
+    "Candidate", "SelectionResult", "grid", "random_search", "restarts", "build_from_config", "select_best",
+    "dask_client", "dask_session",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -269,7 +273,7 @@ def select_best(
     owned = False
     try:
         if backend == "dask":
-            client, cluster, owned = _dask_client(scheduler, n_jobs)
+            client, cluster, owned = dask_client(scheduler, n_jobs)
             # The arrays travel to the workers once, not once per candidate.
             config = joblib.parallel_config(backend="dask", n_jobs=n_jobs if n_jobs > 0 else -1,
                                             scatter=[X, y, X_val, y_val])  # fmt: skip
@@ -301,9 +305,11 @@ def select_best(
     return SelectionResult(best[2] if best else None, best[1] if best else None, table, metric, interrupted, skipped)
 
 
-def _dask_client(scheduler: str | None, n_jobs: int) -> tuple[Any, Any, bool]:
-    """A client for ``scheduler``: ``(client, cluster or None, owned)``; an owned
-    client (and a cluster we started) is closed when the search ends."""
+def dask_client(scheduler: str | None, n_jobs: int) -> tuple[Any, Any, bool]:
+    """A Dask client: ``(client, cluster or None, owned)``. ``scheduler`` is the address of a
+    running scheduler (``"tcp://host:8786"``), ``"local"`` for a local cluster of ``n_jobs``
+    single-threaded worker processes on loopback (``-1``: one per core), or None for the
+    current client. An owned client (and a cluster started here) is the caller's to close."""
     try:
         require("distributed", "dask")
         from distributed import Client, LocalCluster
@@ -311,8 +317,22 @@ def _dask_client(scheduler: str | None, n_jobs: int) -> tuple[Any, Any, bool]:
         raise ImportError("backend='dask' needs dask.distributed: pip install 'dask[distributed]'.") from None
     if scheduler == "local":
         workers = n_jobs if n_jobs > 0 else None
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None)  # fmt: skip
         return Client(cluster), cluster, True
     if scheduler:
-        return Client(scheduler), None, True
+        return Client(scheduler, timeout="10s"), None, True
     return Client.current(), None, False
+
+
+@contextlib.contextmanager
+def dask_session(scheduler: str | None, n_jobs: int) -> Iterator[Any]:
+    """``dask_client`` as a ``with`` block: the client, closed (with a cluster started here) after."""
+    client, cluster, owned = dask_client(scheduler, n_jobs)
+    try:
+        yield client
+    finally:
+        if owned:
+            client.close()
+            if cluster is not None:
+                cluster.close()

@@ -25,6 +25,7 @@ Sources and their labels come from a manifest (JSON), e.g.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -247,17 +248,22 @@ def crossval(
     fit_settings = {"restarts": settings.restarts, "epochs": settings.epochs}
     data, names = load_sources(sources, gray_as)
     data.stats.check_readable()  # a log cut short would be measured as if it were whole
-    prepared = prepare(Featurizer(**featurizer_settings), data)
-    labels = [lab for lab in data.labels if lab is not None]
-    classes = [c for c in CLASSES if c in set(labels)]
-    renamed = {source.name: _renamed(data, np.flatnonzero(names == source.name), featurizer_settings)
-               for source in sources if rename}  # fmt: skip
-    study = _Study(prepared, names, classes, settings, featurizer_settings, renamed)
     work = [(seed, source) for seed in seeds for source in sources]
-    if scheduler or jobs != 1:
-        results = _on_cluster(study, work, scheduler, jobs, progress)
-    else:
-        results = [study.runs(seed, source, progress) for seed, source in work]
+    with contextlib.ExitStack() as stack:
+        client = None
+        if scheduler or jobs != 1:
+            from ...selection import dask_session
+
+            client = stack.enter_context(dask_session(scheduler or "local", jobs))
+        prepared = prepare(Featurizer(**featurizer_settings), data, client)
+        classes = [c for c in CLASSES if c in {label for label in data.labels if label is not None}]
+        renamed = {source.name: _renamed(data, np.flatnonzero(names == source.name), featurizer_settings)
+                   for source in sources if rename}  # fmt: skip
+        study = _Study(prepared, names, classes, settings, featurizer_settings, renamed)
+        if client is not None:
+            results = _on_cluster(study, work, client, progress)
+        else:
+            results = [study.runs(seed, source, progress) for seed, source in work]
     return {"runs": [run for runs in results for run in runs],
             "settings": {"featurizer": featurizer_settings, "fit": fit_settings, "gray_as": gray_as,
                          "seeds": list(seeds)}}  # fmt: skip
@@ -309,27 +315,19 @@ def _study_runs(study: _Study, seed: int, source: Source) -> list[dict[str, Any]
     return study.runs(seed, source)
 
 
-def _on_cluster(study: _Study, work: list[tuple[int, Source]], scheduler: str | None, jobs: int,
+def _on_cluster(study: _Study, work: list[tuple[int, Source]], client: Any,
                 progress: Any) -> list[list[dict[str, Any]]]:  # fmt: skip
     """``study.runs`` for each ``(seed, source)`` of ``work``, one Dask task each, in order."""
     from distributed import as_completed
 
-    from ..serve.archive import cluster_client
-
-    client, cluster = cluster_client(scheduler, jobs)
-    try:
-        shared = client.scatter(study, broadcast=True)
-        tasks = [client.submit(_study_runs, shared, seed, source, pure=False) for seed, source in work]
-        where = {task.key: (seed, source.name) for task, (seed, source) in zip(tasks, work, strict=True)}
-        for task in as_completed(tasks):
-            if progress:
-                seed, name = where[task.key]
-                progress(f"seed {seed}: {name} done{'' if task.status == 'finished' else ' (' + task.status + ')'}")
-        return client.gather(tasks)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    shared = client.scatter(study, broadcast=True)
+    tasks = [client.submit(_study_runs, shared, seed, source, pure=False) for seed, source in work]
+    where = {task.key: (seed, source.name) for task, (seed, source) in zip(tasks, work, strict=True)}
+    for task in as_completed(tasks):
+        if progress:
+            seed, name = where[task.key]
+            progress(f"seed {seed}: {name} done{'' if task.status == 'finished' else ' (' + task.status + ')'}")
+    return client.gather(tasks)
 
 
 def _renamed(data: LabelledLines, rows: np.ndarray, featurizer_settings: dict[str, Any]) -> Prepared:

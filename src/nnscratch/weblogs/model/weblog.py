@@ -113,33 +113,51 @@ class Prepared:
         return {client: float(np.mean(flags)) for client, flags in bad.items()}
 
 
-def prepare(featurizer: Featurizer, data: LabelledLines) -> Prepared:
+def prepare(featurizer: Featurizer, data: LabelledLines, client: Any = None) -> Prepared:
     """Tokens of every line (context in time order, afresh for each file), client summaries,
     and each client's evidence at every judgement point, replayed as the decision procedure
-    replays a file (``decision``: the same order, the same judgement points)."""
+    replays a file (``decision``: the same order, the same judgement points). Each file is
+    prepared on its own, so with ``client`` (a ``distributed.Client``) each is a Dask task of
+    its own, with the same result."""
     records = data.records
+    by_file: dict[str, list[int]] = {}
+    for i, name in enumerate(data.files):
+        by_file.setdefault(name, []).append(i)
+    files = [(name, [records[i] for i in indices]) for name, indices in by_file.items()]
+    if client is not None:
+        shared = client.scatter(featurizer, broadcast=True)
+        done = client.gather([client.submit(_prepare_file, shared, name, recs, pure=False) for name, recs in files])
+    else:
+        done = [_prepare_file(featurizer, name, recs) for name, recs in files]
     tokens: list[list[str] | None] = [None] * len(records)
     clients = np.empty(len(records), dtype=object)
     summaries: dict[str, ClientState] = {}
     snapshots: dict[str, list[Snapshot]] = {}
-    by_file: dict[str, list[int]] = {}
-    for i, name in enumerate(data.files):
-        by_file.setdefault(name, []).append(i)
-    for name, indices in by_file.items():
-        featurizer.reset_context()  # a fresh tally for each file, as the decision procedure keeps
-        featurizer.points.minimum = 1  # every judgement recorded; the model's minimum applies when ruling
-        book = ClientBook(idle=float("inf"))  # whole-file summaries: what the client model learns from
-        prefix = Path(name).name + "|"
-        for i in in_time_order(indices, lambda j: records[j].time, SLACK, tiebreak=lambda j: records[j]):
-            tokens[i], facts = featurizer.tokens_and_facts(records[i])
-            book.add(records[i], facts)
-            clients[i] = prefix + client_of(records[i])
-        taken = featurizer.points.take()[0] + featurizer.points.flush()
-        for snapshot in taken:
-            snapshots.setdefault(prefix + snapshot.client, []).append(snapshot)
-        summaries.update((prefix + client, state) for client, state in book.drain())
+    for indices, (file_tokens, file_clients, taken, states) in zip(by_file.values(), done, strict=True):
+        for i, t, c in zip(indices, file_tokens, file_clients, strict=True):
+            tokens[i], clients[i] = t, c
+        for client, snapshot in taken:
+            snapshots.setdefault(client, []).append(snapshot)
+        summaries.update(states)
     featurizer.reset_context()
     return Prepared(data, tokens, clients, summaries, snapshots)  # type: ignore[arg-type]
+
+
+def _prepare_file(featurizer: Featurizer, name: str, records: list[LogRecord]) -> tuple:
+    """``prepare`` of one file's records: each line's tokens and client (in the records'
+    order), the judgement snapshots and the whole-file summaries, keyed by file and client."""
+    featurizer.reset_context()  # a fresh tally for each file, as the decision procedure keeps
+    featurizer.points.minimum = 1  # every judgement recorded; the model's minimum applies when ruling
+    book = ClientBook(idle=float("inf"))  # whole-file summaries: what the client model learns from
+    prefix = Path(name).name + "|"
+    tokens: list[list[str] | None] = [None] * len(records)
+    clients: list[str] = [""] * len(records)
+    for i in in_time_order(range(len(records)), lambda j: records[j].time, SLACK, tiebreak=lambda j: records[j]):
+        tokens[i], facts = featurizer.tokens_and_facts(records[i])
+        book.add(records[i], facts)
+        clients[i] = prefix + client_of(records[i])
+    taken = featurizer.points.take()[0] + featurizer.points.flush()
+    return tokens, clients, [(prefix + s.client, s) for s in taken], [(prefix + c, st) for c, st in book.drain()]
 
 
 class WebLogModel:
@@ -265,7 +283,13 @@ class WebLogModel:
         classes = [c for c in CLASSES if c in set(labels)]
         if len(classes) < 2:
             raise ValueError(f"Training needs at least two classes; the labels hold only {classes}.")
-        prepared = prepare(featurizer, data)
+        if settings.backend == "dask":
+            from ...selection import dask_session
+
+            with dask_session(settings.scheduler, settings.n_jobs) as client:
+                prepared = prepare(featurizer, data, client)
+        else:
+            prepared = prepare(featurizer, data)
         keep = np.flatnonzero(known)
         parts = split_by_client(list(prepared.clients[keep]), [data.files[i] for i in keep], fractions, settings.seed)
         train, val, test = (keep[p] for p in parts)

@@ -42,6 +42,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from ...selection import dask_session
 from ..features.summary import CLIENT_SETS
 from ..lines.reading import ParseStats, compression_of, file_parser, read_lines, read_range
 from ..lines.record import LogRecord, client_of
@@ -50,7 +51,7 @@ from ..model.weblog import WebLogModel
 from .classify import ClassifySettings, Pipeline, RowWriter
 from .decision import collector_for_streams
 
-__all__ = ["Part", "pieces", "classify_on_cluster", "cluster_client"]
+__all__ = ["Part", "pieces", "classify_on_cluster"]
 
 
 @dataclass(frozen=True)
@@ -201,23 +202,6 @@ def _late(times: np.ndarray, slack: float) -> bool:
     return bool(np.any(times[1:] < np.maximum.accumulate(times)[:-1] - slack))
 
 
-def cluster_client(scheduler: str | None, jobs: int) -> tuple[Any, Any]:
-    """``(client, local cluster or None)``: a client of the running scheduler at address
-    ``scheduler``, or of a local cluster of ``jobs`` single-threaded worker processes on
-    loopback (``-1``: one per core). The caller closes both."""
-    from ...extras import require
-
-    require("distributed", "dask")
-    from distributed import Client, LocalCluster
-
-    if scheduler:
-        return Client(scheduler, timeout="10s"), None
-    workers = jobs if jobs > 0 else len(os.sched_getaffinity(0))
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None)  # fmt: skip
-    return Client(cluster), cluster
-
-
 def classify_on_cluster(model: WebLogModel, paths: Iterable[str], out: IO[str] | None,
                         on_verdict: Callable[[Verdict], None] | None, stats: ParseStats,
                         s: ClassifySettings) -> tuple[int, Counter]:  # fmt: skip
@@ -229,8 +213,7 @@ def classify_on_cluster(model: WebLogModel, paths: Iterable[str], out: IO[str] |
                          "without --scheduler and --jobs.")  # fmt: skip
     paths = [str(path) for path in paths]
     parts = pieces(paths, s.piece_bytes)
-    client, cluster = cluster_client(s.scheduler, s.jobs)
-    try:
+    with dask_session(s.scheduler or "local", s.jobs) as client:
         writer = RowWriter(model, out, s, on_verdict, in_worker=False)
         writer.header()
         run = _Run(client, model, s, judge=on_verdict is not None, rows=out is not None)
@@ -245,10 +228,6 @@ def classify_on_cluster(model: WebLogModel, paths: Iterable[str], out: IO[str] |
         for work in files:
             run.write(work, writer)
         return writer.n, writer.counts
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 class _Run:
