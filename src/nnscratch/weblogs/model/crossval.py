@@ -233,15 +233,16 @@ def _line_result(report: Report) -> dict[str, Any]:
 def crossval(
     sources: Sequence[Source], *, gray_as: str = "bad", seeds: Sequence[int] = (0, 1, 2),
     featurizer_settings: dict[str, Any] | None = None, rename: bool = True, progress: Any = None,
-    settings: TrainSettings | None = None, scheduler: str | None = None, jobs: int = 1,
+    settings: TrainSettings | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Leave-one-source-out (and folds, and renamed sites) for each seed.
 
     ``settings`` train every model (default: one restart, 10 epochs; the seed is each run's).
-    ``scheduler`` (a Dask scheduler's address) or ``jobs`` above 1 (a local Dask cluster of
-    that many workers) run each (seed, left-out source) on a worker of its own, with the same
-    figures. Returns ``{"runs": [{seed, protocol, source, renamed, lines, precision, recall,
-    f1, fpr, clients, ban_precision, ban_recall, false_bans, ...}], "settings": ...}``.
+    With ``settings.backend`` ``"dask"`` (``settings.scheduler``: a scheduler's address, or
+    ``"local"`` for a local cluster of ``settings.n_jobs`` workers) each file is prepared and
+    each (seed, left-out source) run on a worker of its own, with the same figures.
+    Returns ``{"runs": [{seed, protocol, source, renamed, lines, precision, recall, f1, fpr,
+    clients, ban_precision, ban_recall, false_bans, ...}], "settings": ...}``.
     """
     featurizer_settings = dict(featurizer_settings or {})
     settings = settings or TrainSettings(restarts=1, epochs=10)
@@ -251,10 +252,11 @@ def crossval(
     work = [(seed, source) for seed in seeds for source in sources]
     with contextlib.ExitStack() as stack:
         client = None
-        if scheduler or jobs != 1:
+        if settings.backend == "dask":
             from ...selection import dask_session
 
-            client = stack.enter_context(dask_session(scheduler or "local", jobs))
+            client = stack.enter_context(dask_session(settings.scheduler, settings.n_jobs))
+            settings = dataclasses.replace(settings, backend="loky", n_jobs=1, scheduler=None)  # each run in its task
         prepared = prepare(Featurizer(**featurizer_settings), data, client)
         classes = [c for c in CLASSES if c in {label for label in data.labels if label is not None}]
         renamed = {source.name: _renamed(data, np.flatnonzero(names == source.name), featurizer_settings)

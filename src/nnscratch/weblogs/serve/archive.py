@@ -48,8 +48,8 @@ from ..lines.reading import ParseStats, compression_of, file_parser, read_lines,
 from ..lines.record import LogRecord, client_of
 from ..model.clients import Verdict
 from ..model.weblog import WebLogModel
-from .classify import ClassifySettings, Pipeline, RowWriter
 from .decision import collector_for_streams
+from .pipeline import ClassifySettings, Pipeline, RowWriter
 
 __all__ = ["Part", "pieces", "classify_on_cluster"]
 
