@@ -40,7 +40,7 @@ from ..features.counts import IDLE, ClientBook, ClientState
 from ..features.points import JudgementPoints
 from ..lines.order import SLACK, TimeOrder
 from ..lines.record import LogRecord
-from ..model.clients import Ruling
+from ..model.clients import Ruling, evidence
 
 __all__ = [
     "Decider",
@@ -93,8 +93,8 @@ class Decider:
 
     ``pool``, when set (a fleet of watchers: ``watch.fleet.PostgresStore.pool``), turns the
     snapshots of a step into snapshots of each client's evidence from every host before they
-    are ruled on; then every client with a request in the second is judged, whatever its
-    evidence here, and the ban rule's evidence threshold reads the pooled counts.
+    are ruled on; then every client with a request in the second is pooled, whatever its
+    evidence here, and judged when its pooled evidence reaches the client model's minimum.
     """
 
     def __init__(self, model: Any, *, slack: float = SLACK, idle: float = IDLE, max_clients: int | None = None,
@@ -152,8 +152,9 @@ class Decider:
         snapshots, ended = points.take()
         if end:
             snapshots += points.flush()
-        if self.pool is not None and snapshots:
-            snapshots = self.pool(snapshots)
+        if self.pool is not None and snapshots:  # judged on the fleet's evidence, when that is enough
+            minimum = self.model.client_model.min_evidence
+            snapshots = [s for s in self.pool(snapshots) if evidence(s.counts) >= minimum]
         rulings = self.model.client_model.rulings(snapshots) if self.judge else []
         bans = []
         for snapshot, ruling in zip(snapshots, rulings, strict=True):

@@ -270,12 +270,12 @@ class PostgresStore:
                 cur.executemany(_MEMORY, [(self.host, kind, key, value) for kind, key, value in memory.put])
                 cur.executemany("DELETE FROM nnscratch_memory WHERE host = %s AND kind = %s AND key = %s",
                                 [(self.host, kind, key) for kind, key in memory.drop])  # fmt: skip
-            for client, (last, counts) in evidence.items():
-                cur.execute(_EVIDENCE, (client, self.host, last, json.dumps([float(v) for v in counts])))
-            for path, p in (positions or {}).items():
-                cur.execute(_POSITION, (self.host, path, p.device, p.inode, p.offset))
-            for name, add in (counters or {}).items():
-                cur.execute(_COUNTER, (self.host, name, add))
+            # executemany: one pipeline of statements, not a round trip to the server per row
+            cur.executemany(_EVIDENCE, [(client, self.host, last, json.dumps([float(v) for v in counts]))
+                                        for client, (last, counts) in evidence.items()])  # fmt: skip
+            cur.executemany(_POSITION, [(self.host, path, p.device, p.inode, p.offset)
+                                        for path, p in (positions or {}).items()])  # fmt: skip
+            cur.executemany(_COUNTER, [(self.host, name, add) for name, add in (counters or {}).items()])
             for ban in bans:
                 # Hosts that ban one client at once (each on the pooled evidence) make one offence.
                 active = cur.execute("SELECT until FROM nnscratch_bans WHERE address = %s FOR UPDATE",

@@ -237,10 +237,11 @@ class Watcher:
                            memory=self.memory.changes(decided))  # fmt: skip
         batch_state["memory"].put += [(CURSOR, str(f.path), f.cursor.encode()) for f in self.followers
                                       if isinstance(f, JournalFollower) and f.cursor]  # fmt: skip
-        if self.pooled:  # this host's own evidence of the clients judged now, for the others to pool
+        if self.pooled:  # this host's own evidence of the clients it saw now, for the others to pool
             clients = self.decider.book.clients
-            batch_state["evidence"] = {r.client: (clients[r.client].last, ClientBook.counts(clients[r.client]))
-                                       for r in decided.rulings if r.client in clients}  # fmt: skip
+            seen = {client_of(record) for _, record in decided.items} | {r.client for r in decided.rulings}
+            batch_state["evidence"] = {c: (clients[c].last, ClientBook.counts(clients[c])) for c in seen
+                                       if c in clients and c != "-"}  # fmt: skip
         self._commit(batch_state)
         self.lines += len(batch)
         if changes and not self.settings.dry_run:
