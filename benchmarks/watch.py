@@ -25,7 +25,7 @@ tables first), the same watcher with its state there (``--state URL``), and a fl
    percentile;
 7. **faults**: the same three-host replay while 20 watchers (a random host each time) are
    killed with ``kill -9`` and restarted, and the database is restarted twice
-   (``--pg-ctl "pg_ctl -D DIR"``, the command that restarts it); at the end every host's
+   (``--pg-ctl "pg_ctl -D DIR -l LOG"``, the command that restarts it); at the end every host's
    line count equals its log's lines, every scanner is banned on every host, and no
    address is listed twice in any host's ban list or banned twice in the fleet.
 
@@ -70,6 +70,11 @@ def start_watcher(model: str, log: Path, folder: Path, *extra: str, url: str | N
     command = [sys.executable, "-m", "nnscratch", "logs", "watch", model, str(log), "--state", *state,
                "--events", "-", "--ban-private", "--status-every", "100000", "--poll", "0.05", *extra]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def drain(watcher: subprocess.Popen) -> None:
+    """Read the watcher's events and forget them: a full pipe would stop it."""
+    threading.Thread(target=lambda: [None for _ in watcher.stdout], daemon=True).start()
 
 
 def wait_for(watcher: subprocess.Popen, folder: Path, lines: int, limit: float = 600.0, url: str | None = None,
@@ -132,6 +137,7 @@ def throughput(model: str, lines: list[str], folder: Path, url: str | None = Non
     log = folder / "access.log"
     log.write_text("")
     watcher = start_watcher(model, log, folder, url=url)
+    drain(watcher)
     time.sleep(2.0)
     start = time.perf_counter()
     with log.open("a") as f:
@@ -242,6 +248,7 @@ def memory(model: str, clients: int, folder: Path, url: str | None = None) -> No
     log = folder / "clients.log"
     log.write_text("")
     watcher = start_watcher(model, log, folder, url=url)
+    drain(watcher)
     time.sleep(2.0)
     peak = 0
     with log.open("a") as f:
@@ -393,7 +400,7 @@ def faults(model: str, background: list[str], url: str, logs: Path, rate: float,
     rng = random.Random(0)
     scanners = 30
     length = scanners * 2.0 + 3.0
-    kill_at = sorted(rng.uniform(2.0, length) for _ in range(kills))
+    kill_at = sorted(rng.uniform(2.0, length - 6.0) for _ in range(kills))  # all before the last scanner ends
     restart_at = [length * (r + 1) / (restarts + 1) for r in range(restarts)]
     done: list[str] = []
 
@@ -405,8 +412,9 @@ def faults(model: str, background: list[str], url: str, logs: Path, rate: float,
             done.append(f"kill -9 {h}")
         while restart_at and elapsed >= restart_at[0]:
             restart_at.pop(0)
-            subprocess.run([*shlex.split(pg_ctl), "-m", "fast", "-w", "restart"], check=True, capture_output=True,
-                           timeout=120)  # fmt: skip
+            # The restarted server keeps the output it is given open: never a pipe of ours.
+            subprocess.run([*shlex.split(pg_ctl), "-m", "fast", "-w", "restart"], check=True, timeout=120,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
             done.append("database restart")
 
     with tempfile.TemporaryDirectory(prefix="nnscratch-faults-") as folder:

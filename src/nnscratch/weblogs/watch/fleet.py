@@ -70,14 +70,6 @@ _OFFENCE = (
     "INSERT INTO nnscratch_offenders VALUES (%s, 1, %s) ON CONFLICT (address) DO UPDATE SET "
     "offenses = nnscratch_offenders.offenses + 1, last = EXCLUDED.last"
 )
-_EVIDENCE = (
-    "INSERT INTO nnscratch_evidence VALUES (%s, %s, %s, %s) ON CONFLICT (client, host) DO UPDATE SET "
-    "last = EXCLUDED.last, counts = EXCLUDED.counts"
-)
-_MEMORY = (
-    "INSERT INTO nnscratch_memory VALUES (%s, %s, %s, %s) ON CONFLICT (host, kind, key) DO UPDATE SET "
-    "value = EXCLUDED.value"
-)
 _DECISION = (
     "INSERT INTO nnscratch_decisions (time, address, action, probability, requests, reason, detail, host) "
     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
@@ -267,12 +259,18 @@ class PostgresStore:
             if memory is not None:
                 for kind in memory.clear:
                     cur.execute("DELETE FROM nnscratch_memory WHERE host = %s AND kind = %s", (self.host, kind))
-                cur.executemany(_MEMORY, [(self.host, kind, key, value) for kind, key, value in memory.put])
-                cur.executemany("DELETE FROM nnscratch_memory WHERE host = %s AND kind = %s AND key = %s",
-                                [(self.host, kind, key) for kind, key in memory.drop])  # fmt: skip
-            # executemany: one pipeline of statements, not a round trip to the server per row
-            cur.executemany(_EVIDENCE, [(client, self.host, last, json.dumps([float(v) for v in counts]))
-                                        for client, (last, counts) in evidence.items()])  # fmt: skip
+                latest = {(kind, key): value for kind, key, value in memory.put}  # the last put of a key wins
+                rows = [(self.host, kind, key, value) for (kind, key), value in latest.items()]
+                _upsert(cur, "nnscratch_memory", rows, "host, kind, key", "value = EXCLUDED.value")
+                dropped: dict[str, list[str]] = {}
+                for kind, key in memory.drop:
+                    dropped.setdefault(kind, []).append(key)
+                for kind, keys in dropped.items():  # one statement per kind, not one per key
+                    cur.execute("DELETE FROM nnscratch_memory WHERE host = %s AND kind = %s AND key = ANY(%s)",
+                                (self.host, kind, keys))  # fmt: skip
+            _upsert(cur, "nnscratch_evidence", [(client, self.host, last, json.dumps([float(v) for v in counts]))
+                                                for client, (last, counts) in evidence.items()],
+                    "client, host", "last = EXCLUDED.last, counts = EXCLUDED.counts")  # fmt: skip
             cur.executemany(_POSITION, [(self.host, path, p.device, p.inode, p.offset)
                                         for path, p in (positions or {}).items()])  # fmt: skip
             cur.executemany(_COUNTER, [(self.host, name, add) for name, add in (counters or {}).items()])
@@ -295,3 +293,18 @@ class PostgresStore:
                         (self.keep_decisions,))  # fmt: skip
             if bans or unbans:
                 cur.execute(f"NOTIFY {CHANNEL}")  # delivered when the transaction commits
+
+
+def _upsert(cur: Any, table: str, rows: list[tuple], key: str, update: str) -> None:
+    """Insert or update many rows of ``table`` (whole rows, in its column order; at most one
+    per ``key``) in two statements: ``COPY`` into a temporary table of its shape (emptied at
+    commit), then one ``INSERT ... ON CONFLICT (key) DO UPDATE SET update``. A watcher's
+    step can carry tens of thousands of rows; one statement per row cost it a third of its
+    lines/s."""
+    if not rows:
+        return
+    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table}_in (LIKE {table}) ON COMMIT DELETE ROWS")
+    with cur.copy(f"COPY {table}_in FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+    cur.execute(f"INSERT INTO {table} SELECT * FROM {table}_in ON CONFLICT ({key}) DO UPDATE SET {update}")
