@@ -89,6 +89,18 @@ def _started(url: str) -> set[str]:
             return set()
 
 
+def _stop(watchers: dict[str, subprocess.Popen]) -> None:
+    """SIGTERM to every watcher still running, then wait for each (killed after 60 s)."""
+    for proc in watchers.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in watchers.values():
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def _until(condition, seconds: float) -> float | None:
     """Seconds until ``condition()`` held (None: it did not within ``seconds``)."""
     start = time.monotonic()
@@ -137,14 +149,7 @@ def test_a_ban_on_one_host_reaches_every_host_within_two_seconds(database, watch
         finally:
             store.close()
     finally:
-        for proc in watchers.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in watchers.values():
-            try:
-                proc.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop(watchers)
 
 
 def test_one_watcher_per_host_of_the_fleet(database):
@@ -382,14 +387,7 @@ def test_three_nginx_one_database_the_scanner_is_refused_everywhere_the_person_n
         assert set(person) == {200}, person
         time.sleep(1.0)  # the last lines reach the watchers
     finally:
-        for proc in watchers.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in watchers.values():
-            try:
-                proc.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop(watchers)
         for server in servers.values():
             stop_nginx(server)
     for h in hosts:  # every line counted once on its host, across web2's kill -9

@@ -17,9 +17,10 @@ projection and the settings.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -283,24 +284,26 @@ class WebLogModel:
         classes = [c for c in CLASSES if c in set(labels)]
         if len(classes) < 2:
             raise ValueError(f"Training needs at least two classes; the labels hold only {classes}.")
-        if settings.backend == "dask":
-            from ...selection import dask_session
+        with contextlib.ExitStack() as stack:  # with the backend dask, one session prepares and trains
+            client = None
+            if settings.backend == "dask":
+                from ...selection import dask_session
 
-            with dask_session(settings.scheduler, settings.n_jobs) as client:
-                prepared = prepare(featurizer, data, client)
-        else:
-            prepared = prepare(featurizer, data)
-        keep = np.flatnonzero(known)
-        parts = split_by_client(list(prepared.clients[keep]), [data.files[i] for i in keep], fractions, settings.seed)
-        train, val, test = (keep[p] for p in parts)
-        if min(len(train), len(val), len(test)) == 0:
-            n_clients = len(set(prepared.clients[keep]))
-            raise ValueError(f"the split by client needs at least 3 labelled clients per file with lines on "
-                             f"each side; these logs have {n_clients} labelled client(s) and one part came out "
-                             f"empty (sizes {len(train)}/{len(val)}/{len(test)} lines). Add logs or clients."
-                             )  # fmt: skip
-        start = time.perf_counter()
-        model, result = cls.fit(prepared, train, val, featurizer=featurizer, classes=classes, settings=settings)
+                client = stack.enter_context(dask_session(settings.scheduler, settings.n_jobs))
+                settings = replace(settings, scheduler=None)  # the restarts: on this (current) client
+            prepared = prepare(featurizer, data, client)
+            keep = np.flatnonzero(known)
+            files = [data.files[i] for i in keep]
+            parts = split_by_client(list(prepared.clients[keep]), files, fractions, settings.seed)
+            train, val, test = (keep[p] for p in parts)
+            if min(len(train), len(val), len(test)) == 0:
+                n_clients = len(set(prepared.clients[keep]))
+                raise ValueError(f"the split by client needs at least 3 labelled clients per file with lines on "
+                                 f"each side; these logs have {n_clients} labelled client(s) and one part came out "
+                                 f"empty (sizes {len(train)}/{len(val)}/{len(test)} lines). Add logs or clients."
+                                 )  # fmt: skip
+            start = time.perf_counter()
+            model, result = cls.fit(prepared, train, val, featurizer=featurizer, classes=classes, settings=settings)
         report = model.report(prepared, test)
         info = {
             "lines": {"train": len(train), "validation": len(val), "test": len(test)},

@@ -8,7 +8,7 @@ client from that client's own evidence. So the work splits two ways:
    out into ``buckets`` by a stable hash of their client.
 2. **By client** (an all-to-all shuffle of Dask tasks): for each file, bucket ``k``
    of every piece goes to one task, which runs the decision procedure itself
-   (``classify.Pipeline``) on those clients' lines, in file order.
+   (``pipeline.Pipeline``) on those clients' lines, in file order.
 
 That gives exactly the single-process result when each client's rulings depend on
 its own lines alone. Three things in a log can make them depend on other clients,

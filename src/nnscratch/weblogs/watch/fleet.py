@@ -298,9 +298,9 @@ class PostgresStore:
 def _upsert(cur: Any, table: str, rows: list[tuple], key: str, update: str) -> None:
     """Insert or update many rows of ``table`` (whole rows, in its column order; at most one
     per ``key``) in two statements: ``COPY`` into a temporary table of its shape (emptied at
-    commit), then one ``INSERT ... ON CONFLICT (key) DO UPDATE SET update``. A watcher's
-    step can carry tens of thousands of rows; one statement per row cost it a third of its
-    lines/s."""
+    commit), then one ``INSERT ... ON CONFLICT (key) DO UPDATE SET update``: a watcher's
+    step can carry tens of thousands of rows, and the server, not the round trips, is then
+    what a step waits for."""
     if not rows:
         return
     cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table}_in (LIKE {table}) ON COMMIT DELETE ROWS")
