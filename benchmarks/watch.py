@@ -10,14 +10,15 @@ an operator would) on a log that a writer thread appends to, and reports:
    by replaying that scanner's lines through the same verdict code) to the ban event on the
    watcher's standard output; median and 99th percentile;
 3. **memory**: the watcher's peak resident memory while ``--clients`` distinct addresses
-   (one request each) stream through.
+   (one request each) stream through, written ahead of the watcher (a backlog), and
+   **memory-live** the same written at ``--live`` lines/s (a watcher that keeps up).
 
 With ``--postgres URL`` (a PostgreSQL server the benchmark may fill: it drops the fleet's
 tables first), the same watcher with its state there (``--state URL``), and a fleet:
 
 4. **throughput against SQLite**: the throughput run with each state in turn, ``--rounds``
    interleaved rounds (which one goes first alternates); the median ratio of lines/s;
-5. **memory** as in 3, with the state in PostgreSQL;
+5. **memory** and **memory-live** as in 3, with the state in PostgreSQL;
 6. **propagation**: three watchers, one log each, background traffic at ``--rate`` lines/s
    spread over them, and every two seconds a scanner from a fresh address spread
    round-robin over the three; for each scanner, the time from the first host's ban event
@@ -242,7 +243,11 @@ def time_to_ban(model: str, background: list[str], folder: Path, logs: Path, rat
           + (f"; {missed} not banned" if missed else ""))  # fmt: skip
 
 
-def memory(model: str, clients: int, folder: Path, url: str | None = None) -> None:
+def memory(model: str, clients: int, folder: Path, url: str | None = None, live: float | None = None) -> None:
+    """Peak resident memory while ``clients`` distinct addresses make one request each, 1,000 a
+    log-second. By default the log is written about five steps ahead of the watcher (a backlog: it
+    never catches up, so it holds the last ``SLACK`` seconds of lines for time order all along);
+    with ``live``, at that many lines a second of wall-clock time (a watcher keeping up)."""
     if url:
         empty_fleet(url)
     log = folder / "clients.log"
@@ -250,17 +255,20 @@ def memory(model: str, clients: int, folder: Path, url: str | None = None) -> No
     watcher = start_watcher(model, log, folder, url=url)
     drain(watcher)
     time.sleep(2.0)
-    peak = 0
+    peak, chunk = 0, 20_000 if live is None else max(1, int(live / 10))
+    began = time.monotonic()
     with log.open("a") as f:
-        for start in range(0, clients, 20_000):
+        for start in range(0, clients, chunk):
             f.write("".join(
                 f'10.{k >> 16 & 255}.{k >> 8 & 255}.{k & 255} - - [01/Jan/2024:00:{k // 60000 % 60:02d}:'
                 f'{k // 1000 % 60:02d} +0000] "GET /page{k % 50}.html HTTP/1.1" 200 512 "-" "Mozilla/5.0 '
                 f'(Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0"\n'
-                for k in range(start, min(start + 20_000, clients))))  # fmt: skip
+                for k in range(start, min(start + chunk, clients))))  # fmt: skip
             f.flush()
             peak = max(peak, rss_mb(watcher.pid))
-            while lines_done(folder, url) < start - 100_000:  # stay about one step ahead
+            if live is not None:
+                time.sleep(max(0.0, began + (start + chunk) / live - time.monotonic()))
+            while lines_done(folder, url) < start - 100_000:  # stay about five steps ahead
                 time.sleep(0.05)
                 peak = max(peak, rss_mb(watcher.pid))
     while lines_done(folder, url) < clients:
@@ -269,8 +277,9 @@ def memory(model: str, clients: int, folder: Path, url: str | None = None) -> No
         peak = max(peak, rss_mb(watcher.pid))
     watcher.terminate()
     watcher.communicate(timeout=60)
-    print(f"memory{' (PostgreSQL state)' if url else ''}: {clients:,} distinct addresses, peak resident memory of "
-          f"the watcher {peak} MB", flush=True)  # fmt: skip
+    pace = "written ahead (a backlog)" if live is None else f"written live at {live:,.0f} lines/s"
+    print(f"memory{' (PostgreSQL state)' if url else ''}: {clients:,} distinct addresses {pace}, peak resident "
+          f"memory of the watcher {peak} MB", flush=True)  # fmt: skip
 
 
 class Fleet:
@@ -451,22 +460,26 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10_000)
     parser.add_argument("--scanners", type=int, default=30)
     parser.add_argument("--clients", type=int, default=1_000_000)
+    parser.add_argument("--live", type=float, default=10_000, help="lines/s the memory-live figures write")
     parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL server to run the fleet's figures on")
     parser.add_argument("--pg-ctl", metavar="COMMAND", help="the pg_ctl command line (with -D) that restarts it")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the state comparison")
     parser.add_argument("--only", nargs="+", help="run only these figures (throughput, time-to-ban, memory, "
-                        "against-sqlite, fleet-memory, propagation, faults)")  # fmt: skip
+                        "memory-live, against-sqlite, fleet-memory, fleet-memory-live, propagation, "
+                        "faults)")  # fmt: skip
     args = parser.parse_args()
     logs = Path(os.environ.get("NNSCRATCH_DATA", "../shared/data")) / "logs"
     lines = sample_lines(args.lines)
     url = args.postgres
     runs = [("throughput", lambda d: throughput(args.model, lines, d)),
             ("time-to-ban", lambda d: time_to_ban(args.model, lines, d, logs, args.rate, args.scanners)),
-            ("memory", lambda d: memory(args.model, args.clients, d))]  # fmt: skip
+            ("memory", lambda d: memory(args.model, args.clients, d)),
+            ("memory-live", lambda d: memory(args.model, args.clients, d, live=args.live))]  # fmt: skip
     if url:
         runs += [
             ("against-sqlite", lambda d: throughput_against_sqlite(args.model, lines, url, args.rounds)),
             ("fleet-memory", lambda d: memory(args.model, args.clients, d, url)),
+            ("fleet-memory-live", lambda d: memory(args.model, args.clients, d, url, live=args.live)),
             ("propagation", lambda d: propagation(args.model, lines, url, logs, args.rate, args.scanners)),
         ]
         if args.pg_ctl:

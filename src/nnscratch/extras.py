@@ -28,9 +28,10 @@ all           every extra above
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
-__all__ = ["MissingExtraError", "require", "EXTRAS"]
+__all__ = ["MissingExtraError", "require", "require_installed", "EXTRAS"]
 
 EXTRAS = {
     "datasets": "scikit-learn", "plots": "matplotlib", "sklearn": "scikit-learn", "weblogs": "scipy, scikit-learn",
@@ -53,6 +54,25 @@ def require(module: str, extra: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError:
-        top = module.split(".")[0]
-        raise MissingExtraError(f"this needs {top}, which is not installed: pip install \"nnscratch[{extra}]\" "
-                                f"(or \"nnscratch[all]\")") from None  # fmt: skip
+        raise _missing(module, extra) from None
+
+
+def require_installed(module: str, extra: str) -> None:
+    """Raise ``MissingExtraError`` (as ``require``) unless ``module`` is installed, without
+    importing it: a command checks what a later step needs, and a long-running one does not
+    keep a package in memory that it never uses.
+
+    >>> require_installed("numpy", "core")
+    """
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ImportError:  # a parent package is missing
+        found = False
+    if not found:
+        raise _missing(module, extra)
+
+
+def _missing(module: str, extra: str) -> MissingExtraError:
+    top = module.split(".")[0]
+    return MissingExtraError(f"this needs {top}, which is not installed: pip install \"nnscratch[{extra}]\" "
+                             f"(or \"nnscratch[all]\")")  # fmt: skip

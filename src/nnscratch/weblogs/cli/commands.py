@@ -73,10 +73,10 @@ def _data(args: argparse.Namespace) -> Any:
 def _needs_weblogs_extra() -> None:
     """Refuse, before any file is read or written, a command whose model needs the extra
     ``weblogs`` (SciPy's sparse matrices, scikit-learn) when it is not installed."""
-    from ...extras import require
+    from ...extras import require_installed
 
-    require("scipy.sparse", "weblogs")
-    require("sklearn", "weblogs")
+    require_installed("scipy.sparse", "weblogs")
+    require_installed("sklearn", "weblogs")  # imported where it is used (training, the metrics)
 
 
 def cmd_label(args: argparse.Namespace) -> int:
@@ -401,6 +401,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     chosen = _checked_actions(args)
     with contextlib.ExitStack() as cleanup:  # whatever fails, the port, the lock and the file are let go
+        _without_kernels(cleanup)
         metrics = None
         if args.metrics:  # listening first: a busy port is refused before any state is touched
             from ..watch.metrics import WatchMetrics
@@ -437,6 +438,16 @@ def cmd_watch(args: argparse.Namespace) -> int:
             watcher.run()
     print(f"stopped after {watcher.lines:,} lines in all; {len(watcher.bans)} active ban(s)", file=sys.stderr)
     return 0
+
+
+def _without_kernels(cleanup: contextlib.ExitStack) -> None:
+    """The watcher predicts with the NumPy reference while it runs: the fused kernels give the
+    same numbers bit for bit and no measurable speed to a watcher, and their compiler (numba,
+    LLVM) would keep about 60 MB in a long-running process."""
+    from ... import kernels
+
+    kernels.use_kernels(False)
+    cleanup.callback(kernels.use_kernels, None)
 
 
 def _existing_store(path: str) -> Any:

@@ -53,14 +53,16 @@ class TimeOrder:
                 out.append(pop(heap)[3])
         return out
 
-    def ready(self, end: bool = False) -> list[Any]:
-        """The items that can go now, in order (all of them with ``end``; then it starts afresh)."""
+    def ready(self, end: bool = False, most: int | None = None) -> list[Any]:
+        """The items that can go now, in order: all of them with ``end`` (at most ``most``, the
+        oldest first; the rest stay for the next call). Once ``end`` has emptied it, it starts afresh."""
         import heapq
 
-        out = []
-        while self.heap and (end or self.heap[0][0] < self.newest - self.slack):
+        out: list[Any] = []
+        room = len(self.heap) if most is None else most
+        while self.heap and len(out) < room and (end or self.heap[0][0] < self.newest - self.slack):
             out.append(heapq.heappop(self.heap)[3])
-        if end:
+        if end and not self.heap:
             self.newest = float("-inf")
         return out
 

@@ -14,7 +14,8 @@ import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-__all__ = ["LogRecord", "Malformed", "client_of", "split_request", "ipv6_network", "by_ipv6_prefix"]
+__all__ = ["LogRecord", "Malformed", "client_of", "request_record", "split_request", "shared", "ipv6_network",
+           "by_ipv6_prefix"]  # fmt: skip
 
 REQUEST = re.compile(r"([A-Za-z][A-Za-z_-]{0,19}) (\S+)(?: (HTTP/\d(?:\.\d)?))?")
 
@@ -95,6 +96,29 @@ class Malformed(NamedTuple):
 
 _CACHE_LIMIT = 50_000  # entries; floods repeat request lines
 _request_cache: dict[str, tuple[str, str, str, bool]] = {}
+_shared: dict[str, str] = {}
+
+
+def shared(text: str) -> str:
+    """``text``, or the equal string seen before: one object for each request line, referrer
+    and user agent that a log repeats (a cache of at most ``_CACHE_LIMIT`` strings, started
+    afresh when full). A stream holds the lines of ``SLACK`` seconds back for time order;
+    without it each held line would keep its own copy of the same user agent."""
+    kept = _shared.get(text)
+    if kept is None:
+        if len(_shared) >= _CACHE_LIMIT:
+            _shared.clear()
+        kept = _shared[text] = text
+    return kept
+
+
+def request_record(host: str, time: float, request: str, status: int, size: int, referrer: str, session: str,
+                   agent: str) -> LogRecord:  # fmt: skip
+    """The record of one request, as every format builds it: the request line split
+    (``split_request``), and its repeated strings shared (``shared``)."""
+    method, target, version, ok = split_request(request)
+    return LogRecord(host, time, shared(request), method, target, version, ok, status, size, shared(referrer), session,
+                     shared(agent))  # fmt: skip
 
 
 def split_request(request: str) -> tuple[str, str, str, bool]:

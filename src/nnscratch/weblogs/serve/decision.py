@@ -59,6 +59,7 @@ __all__ = [
 # thresholds at (50,000, 20, 50)). Only a process of nnscratch's own keeps them (the classify
 # worker); the ``logs classify`` and ``logs watch`` commands set them while they run; a library call never.
 STREAM_GC_THRESHOLDS = (50_000, 20, 50)
+SCORE_CHUNK = 10_000  # lines the line model scores at once (its feature matrix is made per chunk)
 
 
 class Decisions(NamedTuple):
@@ -118,6 +119,11 @@ class Decider:
         return self.model.featurizer.points
 
     @property
+    def holding(self) -> bool:
+        """Whether lines are held back for time order (``feed(end=True, most=...)`` left some)."""
+        return len(self.order) > 0
+
+    @property
     def book(self) -> ClientBook:
         return self.points.book
 
@@ -133,24 +139,29 @@ class Decider:
         self.model, self.judge = model, model.client_model is not None
         return kept
 
-    def feed(self, items: Iterable[tuple[Any, LogRecord]], end: bool = False) -> Decisions:
+    def feed(self, items: Iterable[tuple[Any, LogRecord]], end: bool = False, most: int | None = None) -> Decisions:
         """Push ``(key, record)`` items (``key`` is the caller's: a line number, the raw line);
-        ``end``: the log ends here (or has nothing more for now), so release everything.
-        After ``end`` the visits still open stay open (``drain`` ends them)."""
+        ``end``: the log ends here (or has nothing more for now), so release everything, or at
+        most ``most`` held lines, the oldest: then the current second closes when a later call
+        with ``end`` has released the rest (``holding`` says whether any are left). After
+        ``end`` the visits still open stay open (``drain`` ends them)."""
         released = self.order.release(items)
         if end:
-            released += self.order.ready(end=True)
+            released += self.order.ready(end=True, most=most)
         points = self.points
         # Without a client model to rule, nobody is judged (no snapshots are taken).
         points.minimum = (1 if self.pool is not None else self.model.client_model.min_evidence) if self.judge else None
         proba = labels = None
-        if released:
-            proba, labels, states = self.model.score([record for _, record in released])
+        if released:  # scored a chunk at a time: a catch-up releases SLACK seconds of lines at once
+            parts = [self.model.score([record for _, record in released[i : i + SCORE_CHUNK]])
+                     for i in range(0, len(released), SCORE_CHUNK)]  # fmt: skip
+            proba, labels = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+            states = [state for part in parts for state in part[2]]
             if "bad" in self.model.classes:
                 for i in np.flatnonzero(labels == self.model.classes.index("bad")).tolist():
                     states[i].bad_lines += 1
         snapshots, ended = points.take()
-        if end:
+        if end and not self.holding:
             snapshots += points.flush()
         if self.pool is not None and snapshots:  # judged on the fleet's evidence, when that is enough
             minimum = self.model.client_model.min_evidence

@@ -119,6 +119,7 @@ class Watcher:
         self.outage = False
         self.lines = store.counter("lines")
         self.stopping = self.reloading = False
+        self.releasing = False  # a catch-up has held lines left to release (``step``)
         self._last_status = time.monotonic()
         self._status_lines = 0
 
@@ -186,9 +187,11 @@ class Watcher:
         """Step until a signal (or ``until()`` says so), then commit and return."""
         self.restore()
         while not self.stopping and not (until is not None and until()):
-            if self.step() == 0:
+            if self.step() == 0 and not self.releasing:
                 self.store.wait(self.settings.poll)  # a fleet's store wakes on another host's ban
         self.step(final=True)  # what arrived before the signal, judged at once
+        while self.releasing:
+            self.step(final=True)
         for follower in self.followers:
             follower.close()
         if self.pending:
@@ -198,9 +201,9 @@ class Watcher:
     def step(self, final: bool = False) -> int:
         """Read, decide, expire, commit, act. Returns the number of lines read.
 
-        The lines go through the decision procedure (``decision.Decider``); when the
-        followers have caught up with what the logs hold (or ``final``), the held lines
-        are released and the current second is closed, as at the end of a file."""
+        The lines go through the decision procedure (``decision.Decider``); when the followers
+        have caught up with the logs (or ``final``), the held lines are released (at most
+        ``batch`` a step: ``releasing`` says more wait) and the second closes, as at a file's end."""
         if self.reloading:
             self.reloading = False
             self._reload()
@@ -212,6 +215,7 @@ class Watcher:
             if getattr(follower, "problems", None):
                 follower.problems.clear()
         decided, parsed = self._decide(batch, end=final or len(batch) < self.settings.batch)
+        self.releasing = (final or len(batch) < self.settings.batch) and self.decider.holding
         now = time.time()
         changes, decisions = self._judge(now, decided)
         for client, _ in decided.ended:  # visits over: nothing more to explain or challenge
@@ -314,7 +318,7 @@ class Watcher:
         for path in {path for path, _ in batch} - self.parsers.keys():
             self._parser(path, [raw for p, raw in batch if p == path])
         items = [((path, raw), record) for path, raw in batch if (record := self._record(path, raw)) is not None]
-        decided = self.decider.feed(items, end)
+        decided = self.decider.feed(items, end, most=self.settings.batch)
         for (_, raw), record in decided.items:
             examples = self.examples.setdefault(client_of(record), [])
             examples.append(raw.decode("utf-8", "replace").rstrip("\n")[:300])

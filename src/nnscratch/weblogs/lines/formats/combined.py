@@ -13,7 +13,7 @@ import calendar
 import re
 from typing import Any
 
-from ..record import LogRecord, Malformed, split_request
+from ..record import LogRecord, Malformed, request_record
 from .base import LogFormat
 
 __all__ = ["parse_line", "parse_clf_time", "FORMAT"]
@@ -116,16 +116,10 @@ def parse_line(line: str | bytes) -> LogRecord | Malformed:
         when = _cached(_time_cache, time_text, parse_clf_time)  # busy logs repeat each second
         if when is None:
             return Malformed("unreadable time stamp", line[:300])
-        request = _unescape(request)
-        method, target, version, ok = split_request(request)
-        return LogRecord(
+        return request_record(
             host,
             when,
-            request,
-            method,
-            target,
-            version,
-            ok,
+            _unescape(request),
             int(status) if status != "-" else 0,
             int(size) if size != "-" else 0,
             _unescape(referrer) if referrer is not None else "-",

@@ -33,7 +33,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
-from ..record import LogRecord, Malformed, split_request
+from ..record import LogRecord, Malformed, request_record
 from .base import LogFormat
 from .combined import parse_clf_time
 
@@ -153,9 +153,7 @@ def parse_json_line(line: str | bytes) -> LogRecord | Malformed:
             return Malformed("JSON access-log line without a readable time", text[:300])
         if not request:
             return Malformed("JSON access-log line without a request", text[:300])
-        method, target, version, ok = split_request(request)
-        return LogRecord(str(address), seconds, request, method, target, version, ok, _number(status),
-                         _number(size), referrer, "-", agent)  # fmt: skip
+        return request_record(str(address), seconds, request, _number(status), _number(size), referrer, "-", agent)
     except Exception as err:  # noqa: BLE001 - the contract is "never raises"; report instead
         return Malformed(f"internal parser error: {type(err).__name__}", str(line)[:300])
 

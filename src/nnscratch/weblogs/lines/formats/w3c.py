@@ -16,7 +16,7 @@ from __future__ import annotations
 import calendar
 import re
 
-from ..record import LogRecord, Malformed, split_request
+from ..record import LogRecord, Malformed, request_record
 from .base import LineParser, LogFormat
 
 __all__ = ["W3CParser", "IIS_DEFAULT_FIELDS", "FORMAT"]
@@ -78,12 +78,11 @@ class W3CParser:
             return Malformed("W3C line without cs-method and cs-uri-stem", text[:300])
         target = stem + ("?" + get("cs-uri-query") if get("cs-uri-query") else "")
         request = f"{method} {target} {get('cs-version')}".strip()
-        method, target, version, ok = split_request(request)
         status, size = get("sc-status"), get("sc-bytes")
-        return LogRecord(get("c-ip") or "-", when, request, method, target, version, ok,
-                         int(status) if status.isdigit() else 0, int(size) if size.isdigit() else 0,
-                         get("cs(Referer)").replace("+", " ") or "-", "-",
-                         get("cs(User-Agent)").replace("+", " ") or "-")  # fmt: skip
+        return request_record(get("c-ip") or "-", when, request, int(status) if status.isdigit() else 0,
+                              int(size) if size.isdigit() else 0,
+                              get("cs(Referer)").replace("+", " ") or "-", "-",
+                              get("cs(User-Agent)").replace("+", " ") or "-")  # fmt: skip
 
 
 def _parser() -> LineParser:
