@@ -9,6 +9,7 @@ watcher judges.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from typing import NamedTuple
 
 from ..lines.record import LogRecord
@@ -50,6 +51,7 @@ class JudgementPoints:
         self.touched: dict[str, None] = {}  # an ordered set: judged in order of first request
         self.taken: list[Snapshot] = []
         self.ended: list[tuple[str, ClientState]] = []
+        self.pooled: Collection[str] = ()  # judged whatever their evidence here (a fleet's other hosts know them)
 
     def __repr__(self) -> str:
         return f"JudgementPoints(second={self.second}, clients waiting={len(self.touched)}, minimum={self.minimum})"
@@ -70,11 +72,11 @@ class JudgementPoints:
     def flush(self) -> list[Snapshot]:
         """Snapshots of the clients that made requests in the current second (returned, not
         added to ``taken``)."""
-        clients, out, minimum = self.book.clients, [], self.minimum
+        clients, out, minimum, pooled = self.book.clients, [], self.minimum, self.pooled
         if minimum is not None:
             for client in self.touched:
                 s = clients.get(client)
-                if s is not None and s.evidence >= minimum and client != "-":
+                if s is not None and (s.evidence >= minimum or client in pooled) and client != "-":
                     out.append(Snapshot(client, s.n, s.last, ClientBook.counts(s), s))
         self.touched = {}
         return out

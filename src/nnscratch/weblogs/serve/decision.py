@@ -37,9 +37,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..features.counts import IDLE, ClientBook, ClientState
-from ..features.points import JudgementPoints
+from ..features.points import JudgementPoints, Snapshot
+from ..features.summary import merge_counts
 from ..lines.order import SLACK, TimeOrder
-from ..lines.record import LogRecord
+from ..lines.record import LogRecord, client_of
 from ..model.clients import Ruling, evidence
 
 __all__ = [
@@ -92,10 +93,11 @@ class Decider:
     judge : bool
         Rule on clients (needs a client model); False labels lines only.
 
-    ``pool``, when set (a fleet of watchers: ``watch.fleet.PostgresStore.pool``), turns the
-    snapshots of a step into snapshots of each client's evidence from every host before they
-    are ruled on; then every client with a request in the second is pooled, whatever its
-    evidence here, and judged when its pooled evidence reaches the client model's minimum.
+    ``pool``, when set (a fleet of watchers: ``watch.fleet.PostgresStore.elsewhere``), gives the
+    evidence the other hosts hold of the clients a ``feed`` releases lines of; each snapshot of
+    such a client is then of its evidence from every host (requests of the last ``idle``
+    seconds), whatever its evidence here, and the client is judged when that pooled evidence
+    reaches the client model's minimum. A client no other host knows is judged as on one host.
     """
 
     def __init__(self, model: Any, *, slack: float = SLACK, idle: float = IDLE, max_clients: int | None = None,
@@ -150,7 +152,11 @@ class Decider:
             released += self.order.ready(end=True, most=most)
         points = self.points
         # Without a client model to rule, nobody is judged (no snapshots are taken).
-        points.minimum = (1 if self.pool is not None else self.model.client_model.min_evidence) if self.judge else None
+        points.minimum = self.model.client_model.min_evidence if self.judge else None
+        elsewhere: dict[str, list] = {}
+        if self.pool is not None and self.judge and (released or points.touched):
+            elsewhere = self.pool(sorted({client_of(r) for _, r in released}.union(points.touched)))
+        points.pooled = elsewhere.keys()  # snapshots of these whatever their evidence here
         proba = labels = None
         if released:  # scored a chunk at a time: a catch-up releases SLACK seconds of lines at once
             parts = [self.model.score([record for _, record in released[i : i + SCORE_CHUNK]])
@@ -163,9 +169,9 @@ class Decider:
         snapshots, ended = points.take()
         if end and not self.holding:
             snapshots += points.flush()
-        if self.pool is not None and snapshots:  # judged on the fleet's evidence, when that is enough
+        if elsewhere and snapshots:  # judged on the fleet's evidence, when that is enough
             minimum = self.model.client_model.min_evidence
-            snapshots = [s for s in self.pool(snapshots) if evidence(s.counts) >= minimum]
+            snapshots = [s for s in (self._pooled(s, elsewhere) for s in snapshots) if evidence(s.counts) >= minimum]
         rulings = self.model.client_model.rulings(snapshots) if self.judge else []
         bans = []
         for snapshot, ruling in zip(snapshots, rulings, strict=True):
@@ -175,6 +181,15 @@ class Decider:
                 state.ban = ruling
                 bans.append(ruling)
         return Decisions(released, proba, labels, rulings, bans, ended)
+
+    def _pooled(self, snapshot: Snapshot, elsewhere: dict[str, list]) -> Snapshot:
+        """``snapshot`` with the client's counts merged with the other hosts' evidence of its visit
+        (their latest requests within ``idle`` seconds); its request number becomes the fleet's."""
+        others = [counts for last, counts in elsewhere.get(snapshot.client, ()) if last >= snapshot.time - self.idle]
+        if not others:
+            return snapshot
+        merged = merge_counts(snapshot.counts, others)
+        return snapshot._replace(counts=merged, request=int(merged.requests))
 
     def drain(self) -> list[tuple[str, ClientState]]:
         """End every visit still open (after the end of a log)."""

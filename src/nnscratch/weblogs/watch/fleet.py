@@ -27,9 +27,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ...extras import require
-from ..features.counts import IDLE
-from ..features.points import Snapshot
-from ..features.summary import merge_counts
 from .follow import Position
 from .state import Ban, Remembered, StateFileError
 
@@ -203,26 +200,18 @@ class PostgresStore:
             raise StateFileError(f"another watcher runs as host {self.host!r} in the fleet database {self.path}; stop "
                                  "it first, or give this one its own --fleet-host.")  # fmt: skip
 
-    def pool(self, snapshots: list[Snapshot]) -> list[Snapshot]:
-        """The snapshots with each client's counts merged with its evidence on the other hosts
-        (their latest commits, from visits still open: a request within ``IDLE`` seconds of log
-        time), as ``Decider.pool`` wants them. During an outage, the snapshots as they are."""
-        clients = sorted({s.client for s in snapshots})
+    def elsewhere(self, clients: Sequence[str]) -> dict[str, list[tuple[float, list[float]]]]:
+        """The evidence of ``clients`` on the other hosts, as ``Decider.pool`` wants it: client ->
+        ``(log time of its latest request, counts)`` of each host's latest commit; clients no
+        other host knows are left out. During an outage, nothing (each host judges alone)."""
         query = "SELECT client, last, counts FROM nnscratch_evidence WHERE client = ANY(%s) AND host <> %s"
         try:
-            rows = self._call(lambda: self.db.execute(query, (clients, self.host)).fetchall())
+            rows = self._call(lambda: self.db.execute(query, (list(clients), self.host)).fetchall())
         except StoreUnavailable:
-            return snapshots
-        elsewhere: dict[str, list[tuple[float, list[float]]]] = {}
+            return {}
+        out: dict[str, list[tuple[float, list[float]]]] = {}
         for client, last, counts in rows:
-            elsewhere.setdefault(client, []).append((last, json.loads(counts)))
-        out = []
-        for s in snapshots:
-            others = [counts for last, counts in elsewhere.get(s.client, ()) if last >= s.time - IDLE]
-            if others:  # the request number becomes the client's across the fleet
-                merged = merge_counts(s.counts, others)
-                s = s._replace(counts=merged, request=int(merged.requests))
-            out.append(s)
+            out.setdefault(client, []).append((last, json.loads(counts)))
         return out
 
     def wait(self, timeout: float) -> bool:
@@ -286,11 +275,12 @@ class PostgresStore:
                 cur.execute(_OFFENCE, (ban.address, ban.since))
             for address in unbans:
                 cur.execute("DELETE FROM nnscratch_bans WHERE address = %s", (address,))
-            for d in decisions:
-                cur.execute(_DECISION, (d["time"], d["address"], d["action"], d.get("probability"), d.get("requests"),
-                                        d.get("reason", ""), json.dumps(d.get("detail", {})), self.host))  # fmt: skip
-            cur.execute("DELETE FROM nnscratch_decisions WHERE id <= (SELECT MAX(id) FROM nnscratch_decisions) - %s",
-                        (self.keep_decisions,))  # fmt: skip
+            if decisions:  # the newest ``keep_decisions`` are kept
+                cur.executemany(_DECISION, [(d["time"], d["address"], d["action"], d.get("probability"),
+                                             d.get("requests"), d.get("reason", ""), json.dumps(d.get("detail", {})),
+                                             self.host) for d in decisions])  # fmt: skip
+                cur.execute("DELETE FROM nnscratch_decisions WHERE id <= (SELECT MAX(id) FROM nnscratch_decisions) "
+                            "- %s", (self.keep_decisions,))  # fmt: skip
             if bans or unbans:
                 cur.execute(f"NOTIFY {CHANNEL}")  # delivered when the transaction commits
 

@@ -101,9 +101,9 @@ class Watcher:
             for p in map(str, paths)
         ]  # fmt: skip
         self.decider = Decider(self.model, idle=self.settings.idle, max_clients=self.settings.max_clients)
-        self.pooled = hasattr(store, "pool")  # a fleet: verdicts on every host's evidence of a client
+        self.pooled = hasattr(store, "elsewhere")  # a fleet: verdicts on every host's evidence of a client
         if self.pooled:
-            self.decider.pool = store.pool
+            self.decider.pool = store.elsewhere
         self.memory = StreamMemory(self.decider)  # the clients' evidence, kept across restarts
         self.examples: dict[str, list[str]] = {}
         self.bans: dict[str, Ban] = {b.address: b for b in store.bans()}
@@ -364,11 +364,12 @@ class Watcher:
                     self.gray[client] = ruling.probability
                     decisions.append(self._decision(now, ruling, f"not banned: {why}" if why else response))
             elif response in ("ban", "extend"):
+                if self.settings.dry_run and id(ruling) not in first_bans:
+                    continue  # a dry run reports each visit's first banning ruling
                 seconds = self.policy.duration(self._offenses(client))
                 if self.settings.dry_run:
-                    if id(ruling) in first_bans:
-                        decisions.append(self._decision(now, ruling, "dry-run: would ban", seconds))
-                        self.report(f"dry run: would ban {client} for {seconds:.0f} s ({_reason(ruling)})")
+                    decisions.append(self._decision(now, ruling, "dry-run: would ban", seconds))
+                    self.report(f"dry run: would ban {client} for {seconds:.0f} s ({_reason(ruling)})")
                     continue
                 decisions.append(self._decision(now, ruling, response, seconds))
                 self.bans[client] = Ban(client, now, now + seconds, _reason(ruling))
