@@ -112,6 +112,8 @@ class PostgresStore:
     """The shared state of a fleet of watchers, in the PostgreSQL database at ``url``; ``host``
     names this watcher's positions and counters (default: this machine's name)."""
 
+    remote = True  # a server: a watcher reads on while it commits (``Watcher._commit``)
+
     def __init__(self, url: str, host: str | None = None, keep_decisions: int = 100_000) -> None:
         psycopg = require("psycopg", "fleet")
         self.url, self.host, self.keep_decisions = url, host or socket.gethostname(), keep_decisions

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -120,6 +121,7 @@ class Watcher:
         self.lines = store.counter("lines")
         self.stopping = self.reloading = False
         self.releasing = False  # a catch-up has held lines left to release (``step``)
+        self.next: tuple[list, list] | None = None  # the next step's lines, read during a commit (``_commit``)
         self._last_status = time.monotonic()
         self._status_lines = 0
 
@@ -207,15 +209,10 @@ class Watcher:
         if self.reloading:
             self.reloading = False
             self._reload()
-        batch: list[tuple[str, bytes]] = []
-        for follower in self.followers:  # at most ``batch`` lines a step: each step is committed
-            batch += [(str(follower.path), raw) for raw in follower.read(self.settings.batch - len(batch))]
-            for problem in getattr(follower, "problems", ()):  # a compressed log cut short: said once
-                self.report(f"warning: {problem}")
-            if getattr(follower, "problems", None):
-                follower.problems.clear()
-        decided, parsed = self._decide(batch, end=final or len(batch) < self.settings.batch)
-        self.releasing = (final or len(batch) < self.settings.batch) and self.decider.holding
+        (batch, items), self.next = self.next or self._read(), None
+        end = final or len(batch) < self.settings.batch
+        decided = self._decide(items, end)
+        self.releasing = end and self.decider.holding
         now = time.time()
         changes, decisions = self._judge(now, decided)
         for client, _ in decided.ended:  # visits over: nothing more to explain or challenge
@@ -234,19 +231,8 @@ class Watcher:
         for change in changes:
             if change.event == "unban":
                 self.bans.pop(change.address, None)
-        positions = {str(f.path.resolve()): f.position for f in self.followers if f.position is not None}
         new_bans = [self.bans[c.address] for c in own if c.event in ("ban", "extend")]
-        batch_state = dict(positions=positions, counters={"lines": len(batch)}, bans=new_bans,
-                           unbans=[c.address for c in changes if c.event == "unban"], decisions=decisions,
-                           memory=self.memory.changes(decided))  # fmt: skip
-        batch_state["memory"].put += [(CURSOR, str(f.path), f.cursor.encode()) for f in self.followers
-                                      if isinstance(f, JournalFollower) and f.cursor]  # fmt: skip
-        if self.pooled:  # this host's own evidence of the clients it saw now, for the others to pool
-            clients = self.decider.book.clients
-            seen = {client_of(record) for _, record in decided.items} | {r.client for r in decided.rulings}
-            batch_state["evidence"] = {c: (clients[c].last, ClientBook.counts(clients[c])) for c in seen
-                                       if c in clients and c != "-"}  # fmt: skip
-        self._commit(batch_state)
+        self._commit(self._batch_state(len(batch), decided, changes, new_bans, decisions), read_on=not end)
         self.lines += len(batch)
         if changes and not self.settings.dry_run:
             self.actions.apply(changes, list(self.bans.values()))
@@ -254,16 +240,70 @@ class Watcher:
             self.actions.apply([], list(self.bans.values()))  # retries of earlier failures
         self._status(len(batch))
         if self.metrics is not None:
-            self.metrics.step(read=len(batch), parsed=parsed, judgements=len(decided.rulings), changes=changes,
+            self.metrics.step(read=len(batch), parsed=len(items), judgements=len(decided.rulings), changes=changes,
                               clients=len(self.decider.book), bans=len(self.bans))  # fmt: skip
         return len(batch)
 
+    def _read(self) -> tuple[list[tuple[str, bytes]], list[tuple[tuple[str, bytes], LogRecord]]]:
+        """At most ``batch`` lines of the followed logs, ``(path, raw)``, and those that parse as
+        ``((path, raw), record)`` items for the decider."""
+        batch: list[tuple[str, bytes]] = []
+        for follower in self.followers:  # at most ``batch`` lines a step: each step is committed
+            batch += [(str(follower.path), raw) for raw in follower.read(self.settings.batch - len(batch))]
+            for problem in getattr(follower, "problems", ()):  # a compressed log cut short: said once
+                self.report(f"warning: {problem}")
+            if getattr(follower, "problems", None):
+                follower.problems.clear()
+        for path in {path for path, _ in batch} - self.parsers.keys():
+            self._parser(path, [raw for p, raw in batch if p == path])
+        return batch, [((path, raw), record) for path, raw in batch if (record := self._record(path, raw)) is not None]
+
+    def _batch_state(self, read: int, decided: Decisions, changes: list[Change], bans: list[Ban],
+                     decisions: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+        """What the step commits: the positions after it, its ``read`` lines counted, its bans,
+        unbans and decisions, what it changed in the stream's memory, and, in a fleet, this
+        host's own evidence of the clients it saw, for the other hosts to pool."""
+        positions = {str(f.path.resolve()): f.position for f in self.followers if f.position is not None}
+        unbans = [c.address for c in changes if c.event == "unban"]
+        state = dict(positions=positions, counters={"lines": read}, bans=bans, unbans=unbans, decisions=decisions,
+                     memory=self.memory.changes(decided))  # fmt: skip
+        state["memory"].put += [(CURSOR, str(f.path), f.cursor.encode()) for f in self.followers
+                                if isinstance(f, JournalFollower) and f.cursor]  # fmt: skip
+        if self.pooled:
+            clients = self.decider.book.clients
+            seen = {client_of(record) for _, record in decided.items} | {r.client for r in decided.rulings}
+            state["evidence"] = {c: (clients[c].last, ClientBook.counts(clients[c])) for c in seen
+                                 if c in clients and c != "-"}  # fmt: skip
+        return state
+
     # --- the store, and a fleet database that can go away ----------------------------
-    def _commit(self, batch: dict[str, Any]) -> None:
+    def _commit(self, batch: dict[str, Any], read_on: bool = False) -> None:
         """Commit a batch; while a fleet's database is unreachable, keep it (and the ones before
-        it, in order) and judge on locally; they are committed when it is back."""
+        it, in order) and judge on locally; they are committed when it is back.
+
+        ``read_on`` (the logs hold more): with a store on a server (``remote``), the next
+        step's lines are read and parsed while the server works on the commit (``next``);
+        nothing else is done before it is committed, the actions included."""
         self.pending.append(batch)
-        self._flush()
+        if not (read_on and getattr(self.store, "remote", False)):
+            self._flush()
+            return
+        failed: list[BaseException] = []
+
+        def flush() -> None:
+            try:
+                self._flush()
+            except BaseException as err:  # noqa: BLE001 - raised again below, in the watcher's thread
+                failed.append(err)
+
+        committer = threading.Thread(target=flush, name="nnscratch-commit")
+        committer.start()
+        try:
+            self.next = self._read()
+        finally:
+            committer.join()
+        if failed:
+            raise failed[0]
 
     def _flush(self) -> None:
         """Commit the batches kept during an outage, in order (before the shared bans are read
@@ -312,18 +352,14 @@ class Watcher:
                 out.append(Change("restore", address, ban.remaining(now), f"{ban.reason} (shared by the fleet)"))
         return out
 
-    def _decide(self, batch: list[tuple[str, bytes]], end: bool) -> tuple[Decisions, int]:
-        """The batch's lines through the decision procedure, and how many of them parsed; keeps
-        each client's last lines."""
-        for path in {path for path, _ in batch} - self.parsers.keys():
-            self._parser(path, [raw for p, raw in batch if p == path])
-        items = [((path, raw), record) for path, raw in batch if (record := self._record(path, raw)) is not None]
+    def _decide(self, items: list[tuple[tuple[str, bytes], LogRecord]], end: bool) -> Decisions:
+        """The parsed lines through the decision procedure; keeps each client's last lines."""
         decided = self.decider.feed(items, end, most=self.settings.batch)
         for (_, raw), record in decided.items:
             examples = self.examples.setdefault(client_of(record), [])
             examples.append(raw.decode("utf-8", "replace").rstrip("\n")[:300])
             del examples[:-3]
-        return decided, len(items)
+        return decided
 
     def _record(self, path: str, raw: bytes) -> LogRecord | None:
         """A line of ``path`` read by its parser; None for a line that is not a request, or a file
