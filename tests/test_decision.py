@@ -131,11 +131,12 @@ def test_evaluate_rules_where_classify_rules(watch_model, logs):
 
 
 def test_rulings_do_not_depend_on_how_lines_are_cut(watch_model, logs):
-    """Fed one line at a time or in chunks of any size, the decider makes the same rulings,
-    also when lines come later than the slack (every 40th line logged 400 s late here): the
-    same clients at the same requests and times, the same bans, and P(bad) to float32's
-    precision (BLAS may sum a row of a matrix product in an order that depends on how many
-    rows are ruled at once, which moves the last bits of P(bad))."""
+    """Fed one line at a time or in chunks of any size, the held lines released at the end at
+    once or 50 at a time, the decider makes the same rulings, also when lines come later than
+    the slack (every 40th line logged 400 s late here): the same clients at the same requests
+    and times, the same bans, and P(bad) to float32's precision (BLAS may sum a row of a matrix
+    product in an order that depends on how many rows are ruled at once, which moves the last
+    bits of P(bad))."""
     model = WebLogModel.load(watch_model)
     items = [((src, n), r._replace(time=r.time - 400 * (n % 40 == 0)))
              for src, n, r in parse_stream([logs / "secrepo_access_2021-10-22.log"])]  # fmt: skip
@@ -149,6 +150,13 @@ def test_rulings_do_not_depend_on_how_lines_are_cut(watch_model, logs):
             order += [key for key, _ in decided.items]
         results.append((order, [(r.client, r.request, r.time, r.ban) for r in rulings],
                         np.array([r.probability for r in rulings])))  # fmt: skip
+    decider, rulings, order = Decider(model), [], []  # the end's release cut into pieces of 50 held lines
+    for decided in [decider.feed(items)] + [decider.feed([], end=True, most=50) for _ in range(len(items) // 50 + 2)]:
+        rulings += decided.rulings
+        order += [key for key, _ in decided.items]
+    assert not decider.holding
+    results.append((order, [(r.client, r.request, r.time, r.ban) for r in rulings],
+                    np.array([r.probability for r in rulings])))  # fmt: skip
     assert len(results[0][0]) == len(items) and results[0][1]
     for order, rulings, probability in results[1:]:  # the order the context sees, and every ruling
         assert order == results[0][0] and rulings == results[0][1]

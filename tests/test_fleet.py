@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.watch_helpers import BROWSER, HUMAN, SCANNER, get, human_lines, scanner_lines, start_nginx, stop_nginx
@@ -59,6 +60,31 @@ def test_the_fleet_store_keeps_what_the_file_store_keeps_per_host_and_shared(dat
     finally:
         a.close()
         b.close()
+
+
+def test_hosts_that_ban_a_client_at_the_same_moment_make_one_offence(database):
+    """Two hosts commit the ban of the same new client at once, 25 clients in a row: each is
+    one offence and one ban row (without a lock, both transactions would find no ban yet)."""
+    import threading
+
+    def ban(store: PostgresStore, start: threading.Barrier, address: str, now: float) -> None:
+        start.wait()
+        store.commit(bans=[Ban(address, now, now + 60, "test")])
+
+    stores = [PostgresStore(database, host=h) for h in ("a", "b")]
+    try:
+        for i in range(25):
+            start, now = threading.Barrier(2), time.time()
+            threads = [threading.Thread(target=ban, args=(store, start, f"198.51.100.{i}", now)) for store in stores]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        assert [stores[0].offenses(f"198.51.100.{i}") for i in range(25)] == [1] * 25
+        assert len(stores[1].bans()) == 25
+    finally:
+        for store in stores:
+            store.close()
 
 
 def test_a_database_that_cannot_be_reached_is_one_sentence(tmp_path):
@@ -265,14 +291,18 @@ def test_a_prober_spread_over_three_hosts_is_banned_on_the_pooled_evidence(datab
             proc.communicate(timeout=60)
 
 
-def _fleet_judged(url: str, model: Path, log: Path, folder: Path, stops: list[int]) -> tuple[list, dict]:
-    """A fleet host watching ``log`` in steps of 97 lines, stopped dead after each count of
-    steps in ``stops`` and started again: its dry-run bans and the memory it ends with."""
+def _fleet_judged(url: str | None, model: Path, log: Path, folder: Path, stops: list[int]) -> tuple[list, dict]:
+    """A fleet host watching ``log`` in steps of 97 lines (each step's commit overlapping the
+    next step's reading), stopped dead after each count of steps in ``stops`` and started
+    again: its dry-run bans and the memory it ends with. ``url`` None: one host's SQLite file."""
     from nnscratch.weblogs.watch.actions import Actions
     from nnscratch.weblogs.watch.watcher import Allowlist, BanPolicy, Watcher, WatchSettings
 
+    def opened() -> Any:
+        return PostgresStore(url, host="h") if url else Store(folder / "state.sqlite")
+
     for stop in [*stops, None]:
-        store = PostgresStore(url, host="h")
+        store = opened()
         watcher = Watcher(model, [str(log)], store, Actions([], report=lambda m: None),
                           policy=BanPolicy(allowlist=Allowlist(ban_private=True)), report=lambda m: None,
                           settings=WatchSettings(from_start=True, dry_run=True, batch=97))  # fmt: skip
@@ -283,7 +313,7 @@ def _fleet_judged(url: str, model: Path, log: Path, folder: Path, stops: list[in
             if watcher.step() == 0 and stop is None:
                 break
         store.close()
-    store = PostgresStore(url, host="h")
+    store = opened()
     try:
         bans = [(d["requests"], d["probability"]) for d in store.decisions(SCANNER, 100) if "dry-run" in d["action"]]
         return bans, store.memory()
@@ -305,6 +335,7 @@ def test_a_fleet_host_stopped_dead_keeps_its_evidence_in_the_database(database, 
             db.execute(f"DELETE FROM nnscratch_{table}")
     cut = _fleet_judged(database, watch_model, log, tmp_path, [2, 3])
     assert whole[0] and cut == whole and "client" in whole[1]
+    assert _fleet_judged(None, watch_model, log, tmp_path, [])[0] == whole[0]  # one host's file: the same bans
 
 
 def test_a_fleet_url_that_cannot_be_used_is_one_line_without_its_password(capsys):

@@ -859,3 +859,24 @@ def test_a_named_pipe_is_followed_without_blocking_and_nothing_sent_is_lost(watc
     time.sleep(1)
     idle.send_signal(signal.SIGTERM)
     assert idle.wait(timeout=10) == 0
+
+
+def test_the_watch_command_keeps_no_compiler_nor_scikit_learn_in_its_process(watch_model, logs, tmp_path):
+    """A long-running watcher imports what it uses: scikit-learn (to train, not to judge) and
+    the fused kernels' compiler (numba: the watcher predicts with the NumPy reference, the same
+    numbers bit for bit) stay out of its process, and it still bans the scanner."""
+    import subprocess
+
+    log = tmp_path / "access.log"
+    log.write_text("".join(line + "\n" for line in human_lines(30) + scanner_lines(logs, 200)))
+    argv = ["logs", "watch", str(watch_model), str(log), "--state", str(tmp_path / "s.sqlite"), "--from-start",
+            "--dry-run", "--ban-private"]  # fmt: skip
+    script = ("import os, signal, sys, threading\nfrom nnscratch.cli import main\n"
+              "threading.Timer(8, lambda: os.kill(os.getpid(), signal.SIGTERM)).start()\n"
+              f"code = main({argv!r})\n"
+              "print(code, sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'numba', 'pandas'}))\n"
+              )  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "0 []", run.stdout
+    assert f"dry run: would ban {SCANNER}" in run.stderr, run.stderr

@@ -214,3 +214,14 @@ def test_burst_rules_mark_what_a_rescan_would_mark_in_linear_time():
                     if expected[j][0] != "bad":
                         expected[j] = ("bad", rule)
     assert got == expected and sum(label == "bad" for label, _ in got) > 100
+
+
+def test_records_share_the_strings_a_log_repeats():
+    """Two lines with the same request line, referrer and user agent hold one object of each
+    (the lines held back for time order do not each keep a copy); addresses stay their own."""
+    from nnscratch.weblogs.lines.formats.combined import parse_line
+
+    line = '{} - - [17/May/2015:10:05:0{} +0000] "GET /a HTTP/1.1" 200 5 "http://x/" "Mozilla/5.0 (X11)"'
+    first, second = parse_line(line.format("1.2.3.4", 3)), parse_line(line.format("1.2.3.5", 4))
+    assert first.request is second.request and first.referrer is second.referrer and first.agent is second.agent
+    assert (first.host, second.host) == ("1.2.3.4", "1.2.3.5") and first.target == "/a"

@@ -34,6 +34,7 @@ __all__ = ["PostgresStore", "StoreUnavailable", "is_database_url", "open_store",
 
 CHANNEL = "nnscratch_bans"
 _SCHEMA_LOCK = 0x6E6E7363  # "nnsc": the advisory lock held while the tables are created
+_BAN_LOCK = 0x6E6E7362  # "nnsb", with a hash of the address: one commit at a time bans a client
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS nnscratch_positions (host TEXT, path TEXT, device BIGINT, inode BIGINT, "offset" BIGINT,
     PRIMARY KEY (host, path));
@@ -265,8 +266,11 @@ class PostgresStore:
             cur.executemany(_POSITION, [(self.host, path, p.device, p.inode, p.offset)
                                         for path, p in (positions or {}).items()])  # fmt: skip
             cur.executemany(_COUNTER, [(self.host, name, add) for name, add in (counters or {}).items()])
+            for address in sorted({ban.address for ban in bans}):  # in one order: no two commits wait on each other
+                cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_BAN_LOCK, address))
             for ban in bans:
-                # Hosts that ban one client at once (each on the pooled evidence) make one offence.
+                # Hosts that ban one client at once (each on the pooled evidence) make one offence: the
+                # lock above makes the second wait for the first's row (FOR UPDATE locks no row not made yet).
                 active = cur.execute("SELECT until FROM nnscratch_bans WHERE address = %s FOR UPDATE",
                                      (ban.address,)).fetchone()  # fmt: skip
                 if active is not None and active[0] > ban.since:
