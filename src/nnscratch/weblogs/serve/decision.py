@@ -156,7 +156,7 @@ class Decider:
         elsewhere: dict[str, list] = {}
         if self.pool is not None and self.judge and (released or points.touched):
             elsewhere = self.pool(sorted({client_of(r) for _, r in released}.union(points.touched)))
-        points.pooled = elsewhere.keys()  # snapshots of these whatever their evidence here
+        points.pooled = frozenset(elsewhere)  # snapshots of these whatever their evidence here
         proba = labels = None
         if released:  # scored a chunk at a time: a catch-up releases SLACK seconds of lines at once
             parts = [self.model.score([record for _, record in released[i : i + SCORE_CHUNK]])
